@@ -1,0 +1,241 @@
+"""CIFAR-10 (or any folder of labelled images) as uint8 NumPy arrays, with a fixed validation split.
+
+Sources, chosen by `--data SOURCE` or the CIFAR10_DATA environment variable:
+  keras                      keras.datasets.cifar10.load_data() (downloads once; the default)
+  sample                     the small embedded sample shipped in this package (no download)
+  path/cifar-10-batches-py   the official Python pickles, unpacked
+  path/cifar-10-python.tar.gz  the official archive, read in place
+  path/to/folder             root/train/<class>/*.{png,jpg,...} and optionally root/test/<class>/*
+Images are (N, 32, 32, 3) uint8 in [0, 255]; labels are (N,) int64. The validation split is the last 5,000
+training images for CIFAR-10 and the last 10% for a folder, the same on every load.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+CIFAR10_VAL_SIZE = 5_000
+FOLDER_VAL_FRACTION = 0.1
+SAMPLE_PATH = Path(__file__).parent / "assets" / "sample.npz"
+
+
+class DataError(RuntimeError):
+    """Data that cannot be loaded; the message says in a sentence what to do."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    class_names: tuple
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray, str]:
+        """(x, y, split actually used). 'test' falls back to 'val' when the source has no test images, and the
+        returned name says so; training images are never reported as test images."""
+        if name == "test" and self.x_test is not None:
+            return self.x_test, self.y_test, "test"
+        if name in ("test", "val"):
+            return self.x_val, self.y_val, "val"
+        if name == "train":
+            return self.x_train, self.y_train, "train"
+        raise DataError(f"split must be 'test', 'val' or 'train', got {name!r}.")
+
+
+def default_source() -> str:
+    return os.environ.get("CIFAR10_DATA") or "keras"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CIFAR_CORE_CACHE") or Path.home() / ".cache" / "cifar_core")
+
+
+def _hold_out(x: np.ndarray, y: np.ndarray, val_size: int):
+    return x[:-val_size], y[:-val_size], x[-val_size:], y[-val_size:]
+
+
+def load_data(source: str | None = None, *, limit: int | None = None) -> Dataset:
+    """Loads a source and splits it. `limit` keeps the first N training images (for quick tries); the
+    validation and test splits stay whole so that accuracies remain comparable."""
+    source = source or default_source()
+    if source == "keras":
+        (x_train, y_train), test, names = _load_keras()
+        val_size = CIFAR10_VAL_SIZE
+    elif source == "sample":
+        x, y, names = load_sample()
+        (x_train, y_train), test = (x, y), None
+        val_size = max(1, round(len(x) * FOLDER_VAL_FRACTION))
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise DataError(f"The data source {source!r} does not exist; give 'keras', 'sample', a "
+                            "cifar-10-batches-py folder, the cifar-10-python.tar.gz archive, or an image folder.")
+        if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+            (x_train, y_train), test, names = _load_archive(path)
+            val_size = CIFAR10_VAL_SIZE
+        elif (path / "data_batch_1").exists():
+            (x_train, y_train), test, names = _load_batches(path)
+            val_size = CIFAR10_VAL_SIZE
+        elif path.is_dir():
+            (x_train, y_train), test, names = _load_folder(path)
+            val_size = max(1, round(len(x_train) * FOLDER_VAL_FRACTION))
+        else:
+            raise DataError(f"{source!r} is neither a cifar-10-batches-py folder, the cifar-10-python.tar.gz "
+                            "archive, nor an image folder with train/<class>/ inside.")
+    if len(x_train) <= val_size:
+        raise DataError(f"The source {source!r} has only {len(x_train)} training images; at least "
+                        f"{val_size + 1} are needed to hold out a validation split.")
+    x_train, y_train, x_val, y_val = _hold_out(x_train, y_train, val_size)
+    if limit is not None:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    x_test, y_test = test if test is not None else (None, None)
+    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, tuple(names), source)
+
+
+def _load_keras():
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as e:  # any network, HTTP or archive failure: the user needs the same one sentence
+        raise DataError("CIFAR-10 could not be downloaded (" + type(e).__name__ + "); point the tool at local data "
+                        "with --data PATH or CIFAR10_DATA=PATH (a cifar-10-batches-py folder, the "
+                        "cifar-10-python.tar.gz archive or an image folder), or use --data sample.") from None
+    return (x_train, y_train.reshape(-1).astype(np.int64)), (x_test, y_test.reshape(-1).astype(np.int64)), \
+        CIFAR10_CLASSES
+
+
+def _unpickle_batch(data: bytes):
+    # The official batches are plain dicts of arrays, written by the dataset's authors; pickle is the format
+    # they chose. encoding="bytes" is how keras.datasets.cifar10 reads them too.
+    batch = pickle.loads(data, encoding="bytes")
+    x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return x, np.asarray(batch[b"labels"], dtype=np.int64)
+
+
+def _join_batches(read) -> tuple:
+    parts = [_unpickle_batch(read(f"data_batch_{i}")) for i in range(1, 6)]
+    train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    return train, _unpickle_batch(read("test_batch")), CIFAR10_CLASSES
+
+
+def _load_batches(path: Path):
+    try:
+        return _join_batches(lambda name: (path / name).read_bytes())
+    except (OSError, KeyError, ValueError, pickle.UnpicklingError) as e:
+        raise DataError(f"The folder {path} is not a complete cifar-10-batches-py folder ({e}).") from None
+
+
+def _load_archive(path: Path):
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            return _join_batches(lambda name: tar.extractfile(f"cifar-10-batches-py/{name}").read())
+    except (OSError, KeyError, ValueError, tarfile.TarError, pickle.UnpicklingError) as e:
+        raise DataError(f"The archive {path} is not the official cifar-10-python.tar.gz ({e}).") from None
+
+
+def _list_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    classes = sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
+    per_class = []
+    for label, name in enumerate(classes):
+        files = sorted(e.path for e in os.scandir(root / name)
+                       if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+        per_class.append([(f, label) for f in files])
+    # Interleave the classes (first image of each class, then the second, ...) so that the held-out tail
+    # holds every class in proportion, whatever the folder's order.
+    longest = max((len(c) for c in per_class), default=0)
+    ordered = [c[i] for i in range(longest) for c in per_class if i < len(c)]
+    return classes, ordered
+
+
+def _fingerprint(files: list[tuple[str, int]]) -> str:
+    digest = hashlib.sha256()
+    for path, label in files:
+        st = os.stat(path)
+        digest.update(f"{path}\0{label}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _decode_files(files: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .predict import ImageError, to_input_array
+
+    def decode(item):
+        path, _ = item
+        try:
+            return to_input_array(Path(path).read_bytes())
+        except (OSError, ImageError) as e:
+            raise DataError(f"The image {path} cannot be read: {e}") from None
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        images = list(pool.map(decode, files, chunksize=256))
+    x = np.stack(images) if images else np.zeros((0, 32, 32, 3), np.uint8)
+    return x, np.array([label for _, label in files], dtype=np.int64)
+
+
+def _load_split_folder(folder: Path, classes: list[str] | None = None):
+    found, files = _list_folder(folder)
+    if classes is not None and found != classes:
+        raise DataError(f"{folder} has classes {found}, but train/ has {classes}; they must match.")
+    if len(found) < 2:
+        raise DataError(f"{folder} must hold one sub-folder of images per class, at least two classes.")
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12] + "-" + _fingerprint(files)
+    cached = cache_dir() / f"folder-{key}.npz"
+    if cached.exists():
+        with np.load(cached) as saved:
+            return (saved["x"], saved["y"]), found
+    x, y = _decode_files(files)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp.npz")
+    np.savez(tmp, x=x, y=y)  # uncompressed: 150 MB for CIFAR-10, loaded in well under a second
+    os.replace(tmp, cached)
+    return (x, y), found
+
+
+def _load_folder(root: Path):
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    (x_train, y_train), classes = _load_split_folder(train_dir)
+    test = None
+    if (root / "test").is_dir():
+        test, _ = _load_split_folder(root / "test", classes)
+    return (x_train, y_train), test, classes
+
+
+@functools.lru_cache(maxsize=1)
+def load_sample() -> tuple[np.ndarray, np.ndarray, tuple]:
+    """The embedded sample: 2,000 CIFAR-10 validation-split images (never trained on by the shipped model),
+    stored as their original JPEG bytes (see tools/make_sample.py)."""
+    from .predict import to_input_array
+
+    with np.load(SAMPLE_PATH) as saved:
+        blob, offsets = saved["jpeg"].tobytes(), saved["offsets"]
+        x = np.stack([to_input_array(blob[a:b]) for a, b in zip(offsets[:-1], offsets[1:])])
+        return x, saved["y"].astype(np.int64), tuple(str(n) for n in saved["class_names"])
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

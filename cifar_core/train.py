@@ -1,0 +1,409 @@
+"""Training: TrainConfig -> a run directory, with model.fit over a tf.data pipeline.
+
+One pipeline, top to bottom: load_data -> tf.data (shuffle, batch, flip + translate on whole batches, one-hot) ->
+build_model under the precision policy and distribution strategy -> compile -> fit with the run's callbacks ->
+save -> evaluate. The job owns its run directory and holds its lock; everybody else only reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import runs
+from . import spec as specs
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "one-cycle")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("default", "mirrored", "multiworker")
+BATCH_POINT_INTERVAL_S = 0.5  # metrics.jsonl gets at most two batch points a second
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128            # images per step (per replica under a distribution strategy)
+    optimizer: str = "adam"          # adam | adamw | sgd (Nesterov, momentum 0.9)
+    learning_rate: float = 1e-3      # peak learning rate
+    schedule: str = "constant"       # constant | cosine (decay to 0) | one-cycle (linear up, then linear down to 0)
+    warmup_epochs: float = 0.0       # linear warm-up from 0, for cosine and one-cycle
+    weight_decay: float = 0.0        # decoupled (adamw, sgd) weight decay
+    label_smoothing: float = 0.0
+    flip: bool = True                # random horizontal flip
+    translate: int = 2               # random translation up to this many pixels (reflect padding + crop)
+    seed: int = 0
+    precision: str = "auto"          # auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bf16, else float32
+    data: str = ""                   # data source ('' = CIFAR10_DATA or keras); see data.py
+    limit: int | None = None         # use only the first N training images (quick tries)
+    strategy: str = "default"        # default | mirrored (all local GPUs) | multiworker (TF_CONFIG)
+
+
+def validate_config(config: TrainConfig) -> TrainConfig:
+    def need(ok, field, allowed):
+        if not ok:
+            raise specs.SpecError(f"training setting {field} must be {allowed}, got {getattr(config, field)!r}.")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    need(is_int(config.epochs) and 1 <= config.epochs <= 1000, "epochs", "an integer from 1 to 1000")
+    need(is_int(config.batch_size) and 1 <= config.batch_size <= 4096, "batch_size", "an integer from 1 to 4096")
+    need(config.optimizer in OPTIMIZERS, "optimizer", " or ".join(OPTIMIZERS))
+    need(is_num(config.learning_rate) and 0 < config.learning_rate <= 10, "learning_rate", "a number in (0, 10]")
+    need(config.schedule in SCHEDULES, "schedule", " or ".join(SCHEDULES))
+    need(is_num(config.warmup_epochs) and 0 <= config.warmup_epochs <= config.epochs, "warmup_epochs",
+         "a number from 0 to epochs")
+    need(is_num(config.weight_decay) and 0 <= config.weight_decay < 1, "weight_decay", "a number in [0, 1)")
+    need(is_num(config.label_smoothing) and 0 <= config.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
+    need(isinstance(config.flip, bool), "flip", "true or false")
+    need(is_int(config.translate) and 0 <= config.translate <= 8, "translate", "an integer from 0 to 8 pixels")
+    need(is_int(config.seed), "seed", "an integer")
+    need(config.precision in PRECISIONS, "precision", " or ".join(PRECISIONS))
+    need(isinstance(config.data, str), "data", "a data source")
+    need(config.limit is None or (is_int(config.limit) and config.limit >= 1), "limit", "empty or a positive integer")
+    need(config.strategy in STRATEGIES, "strategy", " or ".join(STRATEGIES))
+    return config
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    allowed = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise specs.SpecError(f"unknown training setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}.")
+    return validate_config(TrainConfig(**data))
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def device_info() -> dict:
+    """Which device training uses and in which precision, e.g. {'device': 'GPU: NVIDIA ...', 'precision': ...}."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        name = details.get("device_name", gpus[0].name)
+        return {"device": f"GPU: {name}" + (f" (x{len(gpus)})" if len(gpus) > 1 else ""), "gpus": len(gpus),
+                "precision": "mixed_float16"}
+    cpu = platform.processor() or "CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"device": f"CPU: {cpu} ({os.cpu_count()} cores)", "gpus": 0,
+            "precision": "mixed_bfloat16" if cpu_supports_bf16() else "float32"}
+
+
+def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, config: TrainConfig):
+    """uint8 images -> batches of (float32 images in [0, 255], one-hot labels). Augmentation runs on whole batches
+    (one gather per axis), so it costs little next to a training step."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=False)
+    pad = config.translate if training else 0
+    flip = config.flip and training
+    seed = tf.random.Generator.from_seed(config.seed) if training else None
+
+    def prepare(images, labels):
+        images = tf.cast(images, tf.float32)
+        if flip:
+            mirrored = seed.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
+            images = tf.where(mirrored, tf.reverse(images, axis=[2]), images)
+        if pad:
+            n, size = tf.shape(images)[0], tf.shape(images)[1]
+            padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+            shifts = seed.uniform_full_int([n, 2], dtype=tf.int32) % (2 * pad + 1)
+            rows = shifts[:, :1] + tf.range(size)[None, :]
+            cols = shifts[:, 1:] + tf.range(size)[None, :]
+            images = tf.gather(padded, rows, axis=1, batch_dims=1)
+            images = tf.gather(images, cols, axis=2, batch_dims=1)
+        return images, tf.one_hot(labels, num_classes)
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    from .schedules import OneCycle
+
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else config.learning_rate, max(1, total - warmup), alpha=0.0,
+            warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+    elif config.schedule == "one-cycle":
+        lr = OneCycle(config.learning_rate, total, warmup or max(1, total // 5))
+    else:
+        lr = config.learning_rate
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
+
+
+def resolve_precision(config: TrainConfig) -> str:
+    return device_info()["precision"] if config.precision == "auto" else config.precision
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _restore_backup_metadata(backup_dir: Path) -> tuple[int, str | None]:
+    """The last completed epoch in the BackupAndRestore folder, repairing a torn metadata file from its .bkp copy
+    (Keras itself only falls back on OSError, and a torn JSON raises ValueError)."""
+    meta, prev = backup_dir / "training_metadata.json", backup_dir / "training_metadata.json.bkp"
+    if not meta.exists():
+        return 0, None
+    data = runs.read_json(meta)
+    if isinstance(data, dict) and isinstance(data.get("epoch"), int):
+        return data["epoch"], None
+    older = runs.read_json(prev)
+    weights, prev_weights = backup_dir / "latest.weights.h5", backup_dir / "latest.weights.h5.bkp"
+    if isinstance(older, dict) and isinstance(older.get("epoch"), int) and prev_weights.exists():
+        os.replace(prev_weights, weights)
+        runs.write_json(meta, older)
+        return older["epoch"], (f"The backup's metadata was torn; resuming from the previous checkpoint "
+                                f"(epoch {older['epoch']}).")
+    meta.unlink()
+    weights.unlink(missing_ok=True)
+    return 0, "The backup's metadata was torn and no older checkpoint exists; training starts from epoch 1."
+
+
+def save_model_atomic(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offset: float, chief: bool):
+    import keras
+
+    class RunLogger(keras.callbacks.Callback):
+        """Writes metrics.jsonl and status.json, saves the model after every epoch, and honours stop requests
+        (the stop file or SIGTERM) between batches."""
+
+        def __init__(self):
+            super().__init__()
+            self.start = time.time() - time_offset
+            self.last_point = 0.0
+            self.epoch = 0
+            self.stopped = False
+
+        def _now(self):
+            return round(time.time() - self.start, 3)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.time()
+            if chief and (now - self.last_point >= BATCH_POINT_INTERVAL_S or batch + 1 == steps_per_epoch):
+                self.last_point = now
+                record = {"kind": "batch", "epoch": self.epoch, "step": batch + 1, "time": self._now(),
+                          **{k: float(v) for k, v in (logs or {}).items()}}
+                runs.append_metrics(run_dir, [record])
+                runs.write_status(run_dir, state="running", epoch=self.epoch, epochs=epochs, step=batch + 1,
+                                  steps_per_epoch=steps_per_epoch, time=record["time"])
+            if runs.stop_requested(run_dir) or _SIGNALLED:
+                self.stopped = True
+                self.model.stop_training = True
+                if chief:
+                    runs.write_status(run_dir, state="stopping")
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not chief:
+                return
+            if self.stopped:  # a partial epoch: its metrics would not be comparable, and resume redoes it
+                return
+            record = {"kind": "epoch", "epoch": epoch + 1, "step": steps_per_epoch, "time": self._now(),
+                      **{k: float(v) for k, v in (logs or {}).items()}}
+            save_model_atomic(self.model, run_dir / "model.keras")
+            runs.append_metrics(run_dir, [record])
+            runs.write_status(run_dir, state="running", epoch=epoch + 1, epochs=epochs, step=steps_per_epoch,
+                              steps_per_epoch=steps_per_epoch, time=record["time"])
+
+    return RunLogger()
+
+
+_SIGNALLED = False
+
+
+def _on_sigterm(signum, frame):
+    global _SIGNALLED
+    _SIGNALLED = True
+
+
+def _is_chief() -> bool:
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task", {})
+    return task.get("type", "chief") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0
+                                                    and "chief" not in tf_config.get("cluster", {}))
+
+
+def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, resume: bool = False,
+          log=print) -> Path:
+    """Trains into run_dir (created if needed) and returns it. Raises SpecError for an invalid spec or config
+    before anything is created, RunError if another job holds the run."""
+    import numpy as np
+
+    specs.validate(model_spec)
+    validate_config(config)
+    run_dir = Path(run_dir)
+    chief = _is_chief()
+    if not chief:  # other workers of a multi-worker job keep their own scratch copy of the run
+        run_dir = run_dir / f"worker-{json.loads(os.environ['TF_CONFIG'])['task']['index']}"
+    if resume and not (run_dir / "config.json").exists():
+        raise runs.RunError(f"There is no run at {run_dir} to resume.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = runs.RunLock(run_dir).acquire()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        (run_dir / "stop").unlink(missing_ok=True)
+        return _train_locked(model_spec, config, run_dir, resume, chief, log, np)
+    finally:
+        lock.release()
+
+
+def _train_locked(model_spec, config, run_dir, resume, chief, log, np):
+    from . import data as datasets
+
+    runs.write_status(run_dir, state="starting", pid=os.getpid(), error=None)
+    try:
+        import keras
+        import tensorflow as tf
+
+        info = device_info()
+        precision = resolve_precision(config)
+        log(f"Training on {info['device']} with {precision} precision.")
+        dataset = datasets.load_data(config.data or None, limit=config.limit)
+        if dataset.num_classes != model_spec.num_classes:
+            model_spec = dataclasses.replace(model_spec, num_classes=dataset.num_classes)
+        log(f"Data: {len(dataset.x_train)} training and {len(dataset.x_val)} validation images from "
+            f"{dataset.source}.")
+
+        strategy = make_strategy(config.strategy)
+        global_batch = config.batch_size * strategy.num_replicas_in_sync
+        steps_per_epoch = -(-len(dataset.x_train) // global_batch)
+        rows = specs.infer(model_spec)
+        if not resume or not (run_dir / "config.json").exists():
+            runs.write_json(run_dir / "config.json", {
+                "spec": specs.to_dict(model_spec), "train": dataclasses.asdict(config),
+                "params": sum(r.params for r in rows), "class_names": list(dataset.class_names),
+                "data_source": dataset.source, "device": info["device"], "precision": precision,
+                "replicas": strategy.num_replicas_in_sync, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+            })
+
+        backup_dir = run_dir / "backup"
+        done_epochs, note = _restore_backup_metadata(backup_dir) if resume else (0, None)
+        if note:
+            log(note)
+        if not resume:
+            shutil_rmtree(backup_dir)
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        kept = runs.truncate_metrics(run_dir, done_epochs) if chief else []
+        time_offset = max((r.get("time", 0) for r in kept if r.get("kind") == "epoch"), default=0.0)
+        if resume:
+            log(f"Resuming after epoch {done_epochs}.")
+
+        keras.utils.set_random_seed(config.seed)
+        keras.mixed_precision.set_global_policy(precision)
+        with strategy.scope():
+            from .builder import build_model
+
+            model = build_model(model_spec)
+            model.compile(optimizer=make_optimizer(config, steps_per_epoch),
+                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                          metrics=["accuracy"])
+        train_ds = make_dataset(dataset.x_train, dataset.y_train, dataset.num_classes, global_batch,
+                                training=True, config=config)
+        val_ds = make_dataset(dataset.x_val, dataset.y_val, dataset.num_classes, max(global_batch, 256),
+                              training=False, config=config)
+
+        logger = _make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset, chief)
+        callbacks = [
+            # raise_error=True: the default only sets stop_training, and later callbacks would then save the
+            # NaN weights over the last good model.
+            keras.callbacks.TerminateOnNaN(raise_error=True),
+            keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
+            logger,
+        ]
+        if chief:
+            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+        runs.write_status(run_dir, state="running", epoch=done_epochs, epochs=config.epochs, step=0,
+                          steps_per_epoch=steps_per_epoch, device=info["device"], precision=precision)
+        model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, callbacks=callbacks, verbose=0)
+
+        if logger.stopped:
+            save_model_atomic(model, run_dir / "model.keras")
+            runs.write_status(run_dir, state="stopped")
+            log(f"Stopped; model saved. Resume with: python -m cifar_core train --run-dir {run_dir} --resume")
+            return run_dir
+        if chief:
+            save_model_atomic(model, run_dir / "model.keras")
+            from .evaluate import evaluate_arrays, store_eval
+
+            x_eval, y_eval, split = dataset.split("test")
+            result = evaluate_arrays(model, x_eval, y_eval, dataset.class_names, split, dataset.source)
+            result["model_mtime_ns"] = (run_dir / "model.keras").stat().st_mtime_ns
+            store_eval(run_dir, result)
+            log(f"{split} accuracy {result['accuracy']:.4f} on {result['n']} images.")
+        runs.write_status(run_dir, state="finished")
+        return run_dir
+    except RuntimeError as e:
+        if "NaN" in str(e) or "nan" in str(e).lower():
+            runs.write_status(run_dir, state="failed", error="NaN loss: training diverged; the model kept is the "
+                              "last one with finite weights. Try a lower learning rate.")
+        else:
+            runs.write_status(run_dir, state="failed", error=_sentence(e))
+        raise
+    except MemoryError as e:
+        runs.write_status(run_dir, state="failed", error="Out of memory: use a smaller batch size or model.")
+        raise RuntimeError("Out of memory: use a smaller batch size or model.") from e
+    except BaseException as e:
+        runs.write_status(run_dir, state="failed", error=_sentence(e))
+        raise
+
+
+def _sentence(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}"[:500] if text else type(e).__name__
+
+
+def shutil_rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
