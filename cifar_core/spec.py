@@ -56,7 +56,7 @@ class GlobalAveragePooling2D:
 
 @dataclass(frozen=True)
 class BatchNormalization:
-    pass
+    momentum: float = 0.99  # of the moving statistics; short CPU trainings need less (e.g. 0.9)
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,9 @@ def _check_layer_fields(index: int, layer) -> None:
             raise SpecError(f"{where}: padding must be 'same' or 'valid', got {value!r}.")
         if f.name == "use_bias" and not isinstance(value, bool):
             raise SpecError(f"{where}: use_bias must be true or false, got {value!r}.")
+        if f.name == "momentum" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                     or not 0 <= value < 1):
+            raise SpecError(f"{where}: momentum must be a number in [0, 1), got {value!r}.")
         if f.name == "rate" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                  or not 0 <= value < 1):
             raise SpecError(f"{where}: rate must be a number in [0, 1), got {value!r}.")

@@ -1,0 +1,81 @@
+"""Plotly figures, each a pure function of numbers (no model, no files), so pages only place them."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+RIGHT, WRONG = "#1a7f37", "#cf222e"
+
+
+def _series(records, kind, key):
+    points = [(r["epoch"] - 1 + r["step"] / max(1, r.get("steps_per_epoch") or r["step"]) if kind == "batch"
+               else r["epoch"], r.get(key)) for r in records if r.get("kind") == kind]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def training_curves(records: list[dict], steps_per_epoch: int | None = None, title: str = "") -> go.Figure:
+    """Loss and accuracy against epochs: training per batch point (thin), validation per epoch (markers).
+    A null (NaN) value leaves a gap."""
+    records = [{**r, "steps_per_epoch": steps_per_epoch} if steps_per_epoch else r for r in records]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    for col, key in ((1, "loss"), (2, "accuracy")):
+        x, y = _series(records, "batch", key)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"train {key}", line={"width": 1, "color": "#1f77b4"},
+                                 connectgaps=False, legendgroup="train", showlegend=col == 1), row=1, col=col)
+        x, y = _series(records, "epoch", f"val_{key}")
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"validation {key}",
+                                 line={"color": "#ff7f0e"}, connectgaps=False, legendgroup="val",
+                                 showlegend=col == 1), row=1, col=col)
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    fig.update_layout(title=title or None, height=360, margin={"t": 40, "b": 30, "l": 40, "r": 10},
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def overlay_curves(curves: dict[str, list[dict]], key: str = "val_accuracy") -> go.Figure:
+    """One line per run of an epoch metric, for comparing runs."""
+    fig = go.Figure()
+    for name, records in curves.items():
+        x, y = _series(records, "epoch", key)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, connectgaps=False))
+    fig.update_layout(xaxis_title="epoch", yaxis_title=key.replace("_", " "), height=380,
+                      margin={"t": 30, "b": 30, "l": 40, "r": 10})
+    return fig
+
+
+def confusion_heatmap(cm, class_names, normalize: bool = False) -> go.Figure:
+    """Rows are true classes, columns predicted; normalized rows sum to 1."""
+    cm = np.asarray(cm, dtype=float)
+    values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    fig = px.imshow(values, x=list(class_names), y=list(class_names), color_continuous_scale="Blues",
+                    text_auto=".2f" if normalize else "d", aspect="equal",
+                    labels={"x": "predicted", "y": "true", "color": "fraction" if normalize else "images"})
+    fig.update_layout(height=560, margin={"t": 30, "b": 30, "l": 30, "r": 10})
+    fig.update_xaxes(side="bottom", tickangle=-45)
+    return fig
+
+
+def top_k_bar(top: list[dict]) -> go.Figure:
+    labels = [t["label"] for t in top][::-1]
+    probabilities = [t["probability"] for t in top][::-1]
+    fig = go.Figure(go.Bar(x=probabilities, y=labels, orientation="h", text=[f"{p:.1%}" for p in probabilities],
+                           textposition="auto", marker_color="#1f77b4"))
+    fig.update_layout(xaxis={"range": [0, 1], "tickformat": ".0%"}, height=60 + 28 * len(top),
+                      margin={"t": 10, "b": 20, "l": 10, "r": 10})
+    return fig
+
+
+def per_class_bars(per_class: list[dict]) -> go.Figure:
+    rows = [{"class": r["class"], "metric": m, "value": r[m]} for r in per_class for m in ("precision", "recall", "f1")]
+    fig = px.bar(rows, x="class", y="value", color="metric", barmode="group", range_y=[0, 1])
+    fig.update_layout(height=320, margin={"t": 20, "b": 30, "l": 40, "r": 10})
+    return fig
+
+
+def enlarge(image: np.ndarray, scale: int = 4) -> np.ndarray:
+    """Nearest-neighbour enlargement: each pixel becomes a scale x scale block, so nothing is smoothed away."""
+    return np.repeat(np.repeat(np.asarray(image), scale, axis=0), scale, axis=1)

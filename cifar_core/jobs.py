@@ -1,0 +1,112 @@
+"""Training jobs: `python -m cifar_core train` started as its own process, outside any Streamlit script.
+
+A Streamlit script is re-run on every click and stopped when the user navigates away, so model.fit cannot live in
+it. The job runs in a new session (its own process group), outlives reruns, reloads and closed tabs, and is found
+again through its run directory. One job trains at a time: two would halve each other's speed unseen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import runs
+from . import spec as specs
+from .train import TrainConfig, validate_config
+
+STOP_GRACE_S = 15.0
+
+
+def active_job(runs_dir=None) -> dict | None:
+    """The run whose job is alive (holds its lock), if any."""
+    for row in runs.list_runs(runs_dir):
+        if row["state"] in runs.LIVE_STATES:
+            return row
+    return None
+
+
+def _spawn(run_dir: Path, extra: list[str]) -> int:
+    log = open(run_dir / "job.log", "ab")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cifar_core", "train", "--run-dir", str(run_dir), *extra],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+        cwd=Path(__file__).resolve().parent.parent)
+    log.close()
+    return process.pid
+
+
+def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, name: str | None = None) -> str:
+    """Validates, creates the run directory and starts the job; returns the run id. Raises SpecError for a bad
+    spec or config (nothing is created) and RunError if another job is training."""
+    specs.validate(model_spec)
+    validate_config(config)
+    busy = active_job(runs_dir)
+    if busy:
+        raise runs.RunError(f"The run {busy['name']} is training; stop it or wait for it to finish before "
+                            "starting another (two jobs would share the CPU and both crawl).")
+    run_id = runs.new_run_id(model_spec.name)
+    run_dir = runs.run_path(run_id, runs_dir)
+    while run_dir.exists():  # two starts in the same second
+        time.sleep(1.0)
+        run_id = runs.new_run_id(model_spec.name)
+        run_dir = runs.run_path(run_id, runs_dir)
+    run_dir.mkdir(parents=True)
+    runs.write_json(run_dir / "spec.json", specs.to_dict(model_spec))
+    runs.write_json(run_dir / "train.json", dataclasses.asdict(config))
+    if name:
+        runs.rename_run(run_dir, name)
+    runs.write_status(run_dir, state="starting", epoch=0, epochs=config.epochs)
+    # config.json is written by the job itself; until then the run is listed through this placeholder.
+    runs.write_json(run_dir / "config.json", {"spec": specs.to_dict(model_spec), "train": dataclasses.asdict(config),
+                                              "params": specs.summary(model_spec)["params"],
+                                              "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+    pid = _spawn(run_dir, ["--spec", str(run_dir / "spec.json"), "--config", str(run_dir / "train.json")])
+    runs.write_status(run_dir, pid=pid)
+    return run_id
+
+
+def resume_job(run_id: str, runs_dir=None) -> None:
+    run_dir = runs.run_path(run_id, runs_dir)
+    busy = active_job(runs_dir)
+    if busy:
+        raise runs.RunError(f"The run {busy['name']} is training; only one job runs at a time.")
+    if runs.read_status(run_dir).get("state") not in ("stopped", "interrupted", "failed"):
+        raise runs.RunError("Only a stopped, interrupted or failed run can be resumed.")
+    runs.write_status(run_dir, state="starting", error=None)
+    runs.write_status(run_dir, pid=_spawn(run_dir, ["--resume"]))
+
+
+def stop_job(run_id: str, runs_dir=None, wait_s: float = STOP_GRACE_S) -> str:
+    """Asks the job to stop between batches (it then saves its model); if it has not ended after wait_s, ends its
+    whole process group. Returns the final state."""
+    run_dir = runs.run_path(run_id, runs_dir)
+    runs.request_stop(run_dir)
+    pid = runs.read_status(run_dir).get("pid")
+    deadline = time.time() + wait_s
+    while time.time() < deadline and runs.is_locked(run_dir):
+        time.sleep(0.2)
+    if runs.is_locked(run_dir) and pid:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(2.0)
+            if not runs.is_locked(run_dir):
+                break
+    return runs.read_status(run_dir).get("state", "unknown")
+
+
+def read_job_log(run_id: str, runs_dir=None, lines: int = 20) -> str:
+    try:
+        text = (runs.run_path(run_id, runs_dir) / "job.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
