@@ -65,6 +65,50 @@ def default_source() -> str:
     return os.environ.get("CIFAR10_DATA") or "keras"
 
 
+def keras_cifar_dirs() -> list[Path]:
+    """Where keras.datasets.cifar10 keeps CIFAR-10 once downloaded: Keras 3 extracts into
+    datasets/cifar-10-batches-py-target/cifar-10-batches-py, older Keras into datasets/cifar-10-batches-py, under
+    KERAS_HOME (default ~/.keras, or /tmp/.keras when that is not writable)."""
+    homes = [Path(os.environ["KERAS_HOME"])] if os.environ.get("KERAS_HOME") else []
+    homes += [Path.home() / ".keras", Path("/tmp/.keras")]
+    return [home / "datasets" / sub for home in homes
+            for sub in ("cifar-10-batches-py-target/cifar-10-batches-py", "cifar-10-batches-py")]
+
+
+def source_status(source: str | None = None) -> tuple[bool, str]:
+    """(available without a download or a missing path, one sentence saying so) for a data source, without loading
+    it."""
+    source = source or default_source()
+    if source == "sample":
+        return True, "The embedded sample (2,000 CIFAR-10 images) is always available."
+    if source == "keras":
+        found = next((d for d in keras_cifar_dirs() if (d / "data_batch_1").exists()), None)
+        if found:
+            return True, f"CIFAR-10 is available (downloaded by Keras to {found})."
+        return False, ("CIFAR-10 has not been downloaded yet: the first training or evaluation downloads it "
+                       "(about 170 MB) through keras.datasets.")
+    if Path(source).expanduser().exists():
+        return True, f"The data source {source} exists."
+    return False, f"The data source {source} does not exist."
+
+
+def train_images_hint(source: str | None = None, limit: int | None = None) -> int | None:
+    """How many training images a source yields after the validation hold-out, without loading it; None when that
+    is unknown before loading (an image folder) and no limit is set."""
+    source = source or default_source()
+    if source == "sample":
+        with np.load(SAMPLE_PATH) as saved:
+            total = len(saved["y"])
+        count = total - max(1, round(total * FOLDER_VAL_FRACTION))
+    elif source == "keras" or source.endswith((".tar.gz", ".tgz")) or (Path(source) / "data_batch_1").exists():
+        count = 50_000 - CIFAR10_VAL_SIZE
+    else:
+        count = None
+    if limit is not None:
+        return min(limit, count) if count is not None else limit
+    return count
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("CIFAR_CORE_CACHE") or Path.home() / ".cache" / "cifar_core")
 

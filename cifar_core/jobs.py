@@ -103,6 +103,20 @@ def stop_job(run_id: str, runs_dir=None, wait_s: float = STOP_GRACE_S) -> str:
     return runs.read_status(run_dir).get("state", "unknown")
 
 
+def job_progress(status: dict) -> dict:
+    """From a status.json: fraction of the training done (0..1), seconds elapsed, and the seconds remaining
+    extrapolated from the pace so far (None until some progress is measured)."""
+    epochs, steps = status.get("epochs") or 0, status.get("steps_per_epoch") or 0
+    epoch, step = status.get("epoch") or 0, status.get("step") or 0
+    # During an epoch, `epoch` is the 1-based epoch under way and `step` its last batch; at step 0 (just started
+    # or resumed) `epoch` counts the completed epochs.
+    done = epoch - 1 + min(step, steps) / steps if steps and step else epoch
+    fraction = min(1.0, max(0.0, done / epochs)) if epochs else 0.0
+    elapsed = float(status.get("time") or 0.0)
+    remaining = elapsed * (1 - fraction) / fraction if fraction > 0 and elapsed > 0 else None
+    return {"fraction": fraction, "elapsed_s": elapsed, "remaining_s": remaining}
+
+
 def read_job_log(run_id: str, runs_dir=None, lines: int = 20) -> str:
     try:
         text = (runs.run_path(run_id, runs_dir) / "job.log").read_text(errors="replace")

@@ -24,6 +24,10 @@ SCHEDULES = ("constant", "cosine", "one-cycle")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 BATCH_POINT_INTERVAL_S = 0.5  # metrics.jsonl gets at most two batch points a second
+# Rough training throughput for the Train page's time estimate, in multiply-accumulates per second: measured on
+# this project's 2-core CPU, counting a training step as 3 forward passes (forward + backward). Only a rough
+# estimate: real speed varies with batch size, layer shapes, precision and whatever else runs on the machine.
+TRAIN_MACS_PER_S = 12e9
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,12 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     need(config.limit is None or (is_int(config.limit) and config.limit >= 1), "limit", "empty or a positive integer")
     need(config.strategy in STRATEGIES, "strategy", " or ".join(STRATEGIES))
     return config
+
+
+def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int) -> float:
+    """A rough time per training epoch: MACs per image x 3 (forward and backward) x images / TRAIN_MACS_PER_S.
+    Raises SpecError for an invalid spec."""
+    return specs.summary(model_spec)["macs"] * 3 * images / TRAIN_MACS_PER_S
 
 
 def config_from_dict(data: dict) -> TrainConfig:
