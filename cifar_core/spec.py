@@ -120,7 +120,8 @@ def _check_layer_fields(index: int, layer) -> None:
     where = layer_name(index, layer)
     for f in dataclasses.fields(layer):
         value = getattr(layer, f.name)
-        if f.name in INT_RANGES and not (f.name == "strides" and value is None):
+        # strides=None ("same as pool_size") exists for pooling layers only; a Conv2D needs a number.
+        if f.name in INT_RANGES and not (f.name == "strides" and value is None and isinstance(layer, MaxPooling2D)):
             low, high = INT_RANGES[f.name]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise SpecError(f"{where}: {f.name} must be an integer from {low} to {high}, got {value!r}.")
@@ -197,23 +198,29 @@ def infer(spec: ModelSpec) -> list[LayerInfo]:
         shape, params, frozen, macs = _infer_one(index, layer, shape)
         rows.append(LayerInfo(index, type(layer).__name__, shape, params, frozen, macs))
     if len(shape) != 1:
-        raise SpecError(f"the last layer outputs {shape}, but the output layer needs a 1-D input; "
+        where = (f"{layer_name(len(spec.layers), spec.layers[-1])} is the last layer and outputs" if spec.layers
+                 else "the spec has no layers, and its input is")
+        raise SpecError(f"{where} {shape}, but the output layer needs a 1-D input; "
                         "end the stack with Flatten, GlobalAveragePooling2D or GlobalMaxPooling2D.")
     out = Dense(units=spec.num_classes)
     _, params, _, macs = _infer_one(len(spec.layers) + 1, out, shape)
     rows.append(LayerInfo(len(spec.layers) + 1, "Dense (output)", (spec.num_classes,), params, 0, macs))
     total = sum(r.params for r in rows)
     if total > MAX_PARAMS:
-        raise SpecError(f"the model has {total:,} parameters; the limit is {MAX_PARAMS:,}. "
-                        "Use fewer filters or units, or pool before Flatten.")
+        largest = max(rows, key=lambda r: r.params)
+        raise SpecError(f"the model has {total:,} parameters; the limit is {MAX_PARAMS:,}, and layer {largest.index} "
+                        f"({largest.type}) alone has {largest.params:,}. Use fewer filters or units, or pool before "
+                        "Flatten.")
     return rows
 
 
 def validate_header(spec: ModelSpec) -> None:
     if not isinstance(spec.name, str) or not 1 <= len(spec.name) <= 64:
         raise SpecError("name must be a text of 1 to 64 characters.")
-    h, w, c = spec.input_shape
-    if not (8 <= h <= 256 and 8 <= w <= 256 and c in (1, 3)):
+    shape = spec.input_shape
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 3
+            and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+            and 8 <= shape[0] <= 256 and 8 <= shape[1] <= 256 and shape[2] in (1, 3)):
         raise SpecError(f"input_shape must be (height, width, 1 or 3) with sides 8 to 256, got {spec.input_shape}.")
     if isinstance(spec.num_classes, bool) or not isinstance(spec.num_classes, int) or not 2 <= spec.num_classes <= 1000:
         raise SpecError(f"num_classes must be an integer from 2 to 1000, got {spec.num_classes!r}.")
@@ -279,9 +286,13 @@ def from_dict(data: dict) -> ModelSpec:
         raise SpecError("layers must be a list.")
     spec = ModelSpec(name=data.get("name", "custom"),
                      layers=tuple(layer_from_dict(d, i) for i, d in enumerate(layers, start=1)),
-                     input_shape=tuple(data.get("input_shape", (32, 32, 3))),
+                     input_shape=_shape_tuple(data.get("input_shape", (32, 32, 3))),
                      num_classes=data.get("num_classes", 10))
     return validate(spec)
+
+
+def _shape_tuple(value):
+    return tuple(value) if isinstance(value, list) else value  # anything else is refused by validate_header
 
 
 def to_json(spec: ModelSpec) -> str:

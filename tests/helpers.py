@@ -1,0 +1,139 @@
+"""Shared helpers of the cifar_core tests (test_spec ... test_cli): image bytes, the CLI in a subprocess, and one tiny
+trained run shared by the whole session.
+
+Import it as `helpers` (tests/ on sys.path) or `tests.helpers` (tests/ a package); the tests do
+`try: import helpers except ImportError: from tests import helpers`, so both layouts share one module object.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def image_bytes(image, format: str = "PNG", **save_args) -> bytes:
+    """A PIL image or a uint8 array encoded as a file in memory."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **save_args)
+    return buffer.getvalue()
+
+
+def solid(color, size=(32, 32)) -> np.ndarray:
+    """A (height, width, 3) uint8 image of one colour; size is (width, height) like PIL."""
+    return np.broadcast_to(np.asarray(color, np.uint8), (size[1], size[0], 3)).copy()
+
+
+def cli_env(**extra) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **extra}
+    env.pop("CIFAR10_DATA", None)
+    return env
+
+
+def run_cli(*args, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m cifar_core ARGS` from the project root (niceness is inherited from the test process)."""
+    return subprocess.run([sys.executable, "-m", "cifar_core", *map(str, args)], cwd=ROOT, env=env or cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(*args, **popen_args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cifar_core", *map(str, args)], cwd=ROOT, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_args)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, process: subprocess.Popen | None = None):
+    """Polls predicate() until it returns something truthy; fails the test on timeout or if `process` ends."""
+    import pytest
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f"the process ended (status {process.returncode}) before the condition held:\n{out}\n{err}")
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout} s")
+
+
+@contextlib.contextmanager
+def keras_process_state():
+    """train() sets the global Keras precision policy and a SIGTERM handler: right for its own process, but the test
+    process must get them back."""
+    import keras
+
+    policy = keras.mixed_precision.global_policy().name
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def train_in_process(spec, config, run_dir, **kwargs):
+    from cifar_core.train import train
+
+    messages = []
+    with keras_process_state():
+        try:
+            train(spec, config, Path(run_dir), log=messages.append, **kwargs)
+        finally:
+            train_in_process.last_log = messages
+    return messages
+
+
+def tiny_config(**changes):
+    import dataclasses
+
+    from cifar_core.presets import get_preset
+
+    return dataclasses.replace(get_preset("tiny").train, data="sample", limit=300, epochs=1, **changes)
+
+
+_TMP = []
+
+
+def scratch_dir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if not _TMP:
+        atexit.register(lambda: [shutil.rmtree(p, ignore_errors=True) for p in _TMP])
+    _TMP.append(path)
+    return path
+
+
+_TINY_RUN = {}
+
+
+def tiny_run() -> Path:
+    """One run directory of the `tiny` preset trained for 1 epoch on 300 images of the embedded sample, made once
+    per test session and shared: treat it as read-only (copy it to change it)."""
+    if "dir" not in _TINY_RUN:
+        from cifar_core.presets import get_preset
+
+        run_dir = scratch_dir("cifar-core-tiny-") / "tiny-run"
+        _TINY_RUN["log"] = train_in_process(get_preset("tiny").spec, tiny_config(), run_dir)
+        _TINY_RUN["dir"] = run_dir
+    return _TINY_RUN["dir"]
+
+
+def tiny_run_log() -> list[str]:
+    tiny_run()
+    return _TINY_RUN["log"]

@@ -1,0 +1,358 @@
+"""cifar_core.spec: hand-computed parameters and MACs, exact preset totals, shape inference against Keras, error
+messages of invalid specs, and the JSON round trip."""
+
+import json
+import math
+
+import pytest
+
+from cifar_core import spec as S
+from cifar_core.presets import PRESETS
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hand-computed small specs
+
+SMALL = S.ModelSpec("small", (
+    S.Conv2D(8, 3, padding="valid"),                        # 32x32x3 -> 30x30x8
+    S.MaxPooling2D(2),                                      # -> 15x15x8
+    S.Conv2D(4, 5, strides=2, padding="same", use_bias=False),  # ceil(15/2) = 8 -> 8x8x4
+    S.BatchNormalization(),                                 # 8x8x4
+    S.Flatten(),                                            # 256
+    S.Dense(16),                                            # 16
+))
+
+
+def test_small_spec_by_hand():
+    rows = S.infer(SMALL)
+    assert [r.output_shape for r in rows] == [(30, 30, 8), (15, 15, 8), (8, 8, 4), (8, 8, 4), (256,), (16,), (10,)]
+    assert [r.index for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert rows[-1].type == "Dense (output)"
+    # Conv2D(8, 3x3) on 3 channels: 3*3*3*8 weights + 8 biases = 216 + 8 = 224
+    # MaxPooling2D: 0
+    # Conv2D(4, 5x5, no bias) on 8 channels: 5*5*8*4 = 800
+    # BatchNormalization on 4 channels: gamma, beta, moving mean, moving variance = 4*4 = 16, of which 2*4 = 8 frozen
+    # Flatten: 0;  Dense(16) on 256: 256*16 + 16 = 4,112;  output Dense(10) on 16: 16*10 + 10 = 170
+    assert [r.params for r in rows] == [224, 0, 800, 16, 0, 4112, 170]
+    assert [r.non_trainable_params for r in rows] == [0, 0, 0, 8, 0, 0, 0]
+    # MACs: conv1 30*30 positions * (3*3*3) * 8 = 900 * 216 = 194,400
+    #       conv2 8*8 positions * (5*5*8) * 4 = 64 * 800 = 51,200
+    #       dense 256*16 = 4,096; output 16*10 = 160
+    assert [r.macs for r in rows] == [194_400, 0, 51_200, 0, 0, 4_096, 160]
+    # totals: 224 + 800 + 16 + 4,112 + 170 = 5,322 params; 194,400 + 51,200 + 4,096 + 160 = 249,856 MACs
+    assert S.summary(SMALL) == {"params": 5_322, "non_trainable_params": 8, "macs": 249_856}
+
+
+def test_small_spec_on_grey_input_with_dense_on_3d():
+    spec = S.ModelSpec("grey", (
+        S.Conv2D(6, 3, activation="tanh"),                  # 16x16x1 -> 16x16x6 (same)
+        S.AveragePooling2D(3, strides=2),                   # (16 - 3) // 2 + 1 = 7 -> 7x7x6
+        S.LayerNormalization(),                             # 7x7x6
+        S.Dense(5),                                         # on the last axis: 7x7x5
+        S.GlobalAveragePooling2D(),                         # 5
+    ), input_shape=(16, 16, 1), num_classes=3)
+    rows = S.infer(spec)
+    assert [r.output_shape for r in rows] == [(16, 16, 6), (7, 7, 6), (7, 7, 6), (7, 7, 5), (5,), (3,)]
+    # conv: 3*3*1*6 + 6 = 60;  LayerNormalization: gamma + beta = 2*6 = 12;  Dense(5) on 6 channels: 6*5 + 5 = 35
+    # output: 5*3 + 3 = 18;  total 60 + 12 + 35 + 18 = 125
+    assert [r.params for r in rows] == [60, 0, 12, 35, 0, 18]
+    # MACs: conv 16*16 * 9 * 6 = 13,824; dense on 7*7 positions * 6 * 5 = 1,470; output 5*3 = 15
+    assert [r.macs for r in rows] == [13_824, 0, 0, 1_470, 0, 15]
+    assert S.summary(spec) == {"params": 125, "non_trainable_params": 0, "macs": 15_309}
+
+
+def test_valid_padding_and_strides_rounding():
+    # valid: floor((32 - 5) / 3) + 1 = 10; same: ceil(32 / 3) = 11
+    rows = S.infer(S.ModelSpec("r", (S.Conv2D(2, 5, strides=3, padding="valid"), S.MaxPooling2D(3, padding="same"),
+                                     S.Flatten())))
+    assert rows[0].output_shape == (10, 10, 2)
+    assert rows[1].output_shape == (4, 4, 2)  # ceil(10 / 3) = 4
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Presets
+
+EXPECTED_TOTALS = {
+    # report-2-2: the student report's own summary: "Total params: 15,579,550 ... Non-trainable params: 6,400"
+    "report-2-2": (15_579_550, 6_400),
+    # report-2-1: convs 896 + 9,248 + 18,496 + 36,928 + 36,928; Dense(64) on 3*3*64=576: 36,928; output 650
+    "report-2-1": (140_074, 0),
+    # fast: convs (no bias) 864 + 18,432 + 36,864 + 73,728 + 147,456 + 294,912 + 589,824 = 1,162,080;
+    # BN 4*(32 + 64 + 64 + 128 + 128 + 256 + 256) = 3,712 (half frozen: 1,856); output 256*10 + 10 = 2,570
+    "fast": (1_168_362, 1_856),
+    # tiny: 3*3*3*16 + 16 = 448; 3*3*16*32 + 32 = 4,640; output 32*10 + 10 = 330
+    "tiny": (5_418, 0),
+}
+
+
+def test_there_are_four_presets():
+    assert set(PRESETS) == set(EXPECTED_TOTALS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TOTALS))
+def test_preset_totals(name):
+    summary = S.summary(PRESETS[name].spec)
+    assert (summary["params"], summary["non_trainable_params"]) == EXPECTED_TOTALS[name]
+
+
+def test_report_2_2_layer_table_matches_the_report():
+    # Param # column of the report's model.summary(), top to bottom
+    report = [3584, 512, 295168, 1024, 0, 1024, 2097664, 2048, 13108224, 4096, 0, 4096, 0, 61500, 0, 610]
+    rows = S.infer(PRESETS["report-2-2"].spec)
+    assert [r.params for r in rows] == report
+    assert [r.output_shape for r in rows][4] == (11, 11, 256) and rows[10].output_shape == (1, 1, 1024)
+
+
+def test_tiny_macs_by_hand():
+    # conv1: 32*32 * 3*3*3 * 16 = 442,368; conv2: 16*16 * 3*3*16 * 32 = 1,179,648; output: 32*10 = 320
+    assert S.summary(PRESETS["tiny"].spec)["macs"] == 442_368 + 1_179_648 + 320
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shape inference against Keras
+
+ALL_TYPES = [
+    S.ModelSpec("all-a", (
+        S.Conv2D(8, 3, strides=2, padding="valid", activation="elu", use_bias=False),
+        S.MaxPooling2D(3, strides=2, padding="same"),
+        S.AveragePooling2D(2),
+        S.BatchNormalization(momentum=0.9),
+        S.LayerNormalization(),
+        S.Dense(6, activation="gelu"),
+        S.Dropout(0.3),
+        S.Flatten(),
+        S.Dense(12, activation="sigmoid", use_bias=False),
+    )),
+    S.ModelSpec("all-b", (S.Conv2D(4, 5, padding="valid", activation="linear"), S.AveragePooling2D(3),
+                          S.GlobalAveragePooling2D())),
+    S.ModelSpec("all-c", (S.Conv2D(4, 3, strides=3), S.MaxPooling2D(2, strides=1), S.GlobalMaxPooling2D()),
+                input_shape=(24, 20, 1), num_classes=2),
+]
+
+
+def test_all_types_specs_cover_every_layer_type():
+    assert {type(layer).__name__ for s in ALL_TYPES for layer in s.layers} == set(S.LAYER_TYPES)
+
+
+_BUILT = {}
+
+
+def built(spec):
+    from cifar_core.builder import build_model
+
+    key = S.to_json(spec)
+    if key not in _BUILT:
+        _BUILT[key] = build_model(spec)
+    return _BUILT[key]
+
+
+def _keras_macs(layer) -> int:
+    """MACs from Keras's own shapes, independently of spec.py: conv = output positions * kernel area * in * out."""
+    import keras
+
+    if isinstance(layer, keras.layers.Conv2D):
+        out = layer.output.shape
+        kh, kw = layer.kernel_size
+        return math.prod(out[1:3]) * kh * kw * layer.input.shape[-1] * layer.filters
+    if isinstance(layer, keras.layers.Dense):
+        shape = layer.input.shape
+        return math.prod(shape[1:-1]) * shape[-1] * layer.units
+    return 0
+
+
+@pytest.mark.parametrize("spec", [p.spec for p in PRESETS.values()] + ALL_TYPES, ids=lambda s: s.name)
+def test_inference_equals_keras(spec):
+    model = built(spec)
+    rows = S.infer(spec)
+    layers = model.layers
+    assert type(layers[0]).__name__ == "Rescaling"
+    layers = layers[1:]
+    assert len(layers) == len(rows)
+    for row, layer in zip(rows, layers):
+        expected = "Dense" if row.type == "Dense (output)" else row.type
+        assert type(layer).__name__ == expected
+        assert tuple(layer.output.shape[1:]) == row.output_shape, row
+        assert layer.count_params() == row.params, row
+        assert sum(math.prod(w.shape) for w in layer.non_trainable_weights) == row.non_trainable_params, row
+        assert _keras_macs(layer) == row.macs, row
+    assert model.output_shape == (None, spec.num_classes)
+    summary = S.summary(spec)
+    assert model.count_params() == summary["params"]
+    assert sum(math.prod(w.shape) for w in model.non_trainable_weights) == summary["non_trainable_params"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Invalid specs
+
+
+def _error(spec_or_json) -> str:
+    with pytest.raises(S.SpecError) as info:
+        if isinstance(spec_or_json, str):
+            S.from_json(spec_or_json)
+        else:
+            S.validate(spec_or_json)
+    return str(info.value)
+
+
+def test_pooling_collapse_names_the_layer():
+    # 32 -> 16 -> 8 -> 4 -> 2 -> 1 -> the sixth 2x2 pool does not fit a 1x1 input
+    spec = S.ModelSpec("collapse", (S.Conv2D(8),) + (S.MaxPooling2D(2),) * 6 + (S.Flatten(),))
+    message = _error(spec)
+    assert message.startswith("layer 7 (MaxPooling2D)")
+    assert "1x1" in message and "pool_size 2" in message and "padding 'same'" in message
+    assert S.first_error(spec) == (7, message)
+    # without the first Conv2D the sixth pooling layer is at position 6
+    message = _error(S.ModelSpec("collapse", (S.MaxPooling2D(2),) * 6 + (S.Flatten(),)))
+    assert message.startswith("layer 6 (MaxPooling2D)")
+    # five fit
+    assert S.infer(S.ModelSpec("ok", (S.MaxPooling2D(2),) * 5 + (S.Flatten(),)))[4].output_shape == (1, 1, 3)
+
+
+def test_conv_filters_zero():
+    message = _error(S.ModelSpec("f", (S.Conv2D(0), S.Flatten())))
+    assert message.startswith("layer 1 (Conv2D)")
+    assert "filters" in message and "from 1 to 4096" in message and "got 0" in message
+
+
+def test_dropout_rate_out_of_range():
+    message = _error(S.ModelSpec("d", (S.Conv2D(8), S.Flatten(), S.Dropout(1.5))))
+    assert message.startswith("layer 3 (Dropout)")
+    assert "rate" in message and "[0, 1)" in message and "1.5" in message
+
+
+def test_unknown_activation_lists_the_allowed_ones():
+    message = _error(S.ModelSpec("a", (S.Flatten(), S.Dense(8, activation="swish"))))
+    assert message.startswith("layer 2 (Dense)")
+    assert "'swish'" in message
+    for name in S.ACTIVATIONS:
+        assert name in message
+
+
+def test_unknown_layer_type_in_json():
+    text = json.dumps({"name": "x", "layers": [{"type": "Flatten"}, {"type": "Conv3D", "filters": 4}]})
+    message = _error(text)
+    assert message.startswith("layer 2")
+    assert "'Conv3D'" in message
+    for name in S.LAYER_TYPES:
+        assert name in message
+
+
+def test_unknown_key_in_a_layer():
+    text = json.dumps({"layers": [{"type": "Conv2D", "filters": 4, "kernel": 3}, {"type": "Flatten"}]})
+    message = _error(text)
+    assert message.startswith("layer 1 (Conv2D)")
+    assert "kernel" in message
+    for key in ("filters", "kernel_size", "strides", "padding", "activation", "use_bias"):
+        assert key in message
+
+
+def test_bad_field_value_in_json_names_position():
+    text = json.dumps({"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 0}]})
+    message = _error(text)
+    assert message.startswith("layer 2 (Dense)") and "units" in message and "from 1 to 100000" in message
+
+
+def test_over_the_parameter_limit():
+    # 32x32x3 -> Conv2D(64): 3*3*3*64 + 64 = 1,792 -> Flatten: 32*32*64 = 65,536
+    # -> Dense(100000): 65,536 * 100,000 + 100,000 = 6,553,700,000 -> output: 100,000*10 + 10 = 1,000,010
+    spec = S.ModelSpec("big", (S.Conv2D(64), S.Flatten(), S.Dense(100_000)))
+    message = _error(spec)
+    assert "6,554,701,802" in message and "50,000,000" in message
+    assert "layer 3 (Dense)" in message and "6,553,700,000" in message
+
+
+def test_ending_in_a_3d_output():
+    spec = S.ModelSpec("3d", (S.Conv2D(8), S.MaxPooling2D(2)))
+    message = _error(spec)
+    assert message.startswith("layer 2 (MaxPooling2D)")
+    assert "(16, 16, 8)" in message
+    for name in ("Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        assert name in message
+    assert S.first_error(spec)[0] == 2
+    assert "Flatten" in _error(S.ModelSpec("empty", ()))
+
+
+def test_conv_after_flatten_is_refused():
+    message = _error(S.ModelSpec("x", (S.Flatten(), S.Conv2D(8))))
+    assert message.startswith("layer 2 (Conv2D)") and "3-D" in message
+
+
+def test_conv_strides_null_is_a_spec_error():
+    # strides=None is "pool_size" for pooling layers; a Conv2D with null strides used to raise TypeError
+    message = _error(json.dumps({"layers": [{"type": "Conv2D", "strides": None}, {"type": "Flatten"}]}))
+    assert message.startswith("layer 1 (Conv2D)") and "strides" in message
+    assert S.from_json(json.dumps({"layers": [{"type": "MaxPooling2D", "strides": None}, {"type": "Flatten"}]}))
+
+
+@pytest.mark.parametrize("shape", [[32, 32], ["32", 32, 3], 5, [32, 32, 2], [4, 32, 3], [32.0, 32, 3]])
+def test_bad_input_shape_is_a_spec_error(shape):
+    assert "input_shape" in _error(json.dumps({"layers": [{"type": "Flatten"}], "input_shape": shape}))
+
+
+@pytest.mark.parametrize("text, word", [
+    ("not json", "JSON"),
+    ("[]", "object"),
+    ('{"layers": [], "colour": 1}', "colour"),
+    ('{"layers": {}}', "layers"),
+    ('{"layers": [3]}', "layer 1"),
+    ('{"layers": [{"type": "Flatten"}], "num_classes": 1}', "num_classes"),
+    ('{"layers": [{"type": "Flatten"}], "name": ""}', "name"),
+])
+def test_malformed_json(text, word):
+    assert word in _error(text)
+
+
+def test_first_error_none_for_valid():
+    assert S.first_error(SMALL) is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_json_round_trip(name):
+    from cifar_core.builder import build_model
+
+    spec = PRESETS[name].spec
+    again = S.from_json(S.to_json(spec))
+    assert again == spec
+    assert S.to_json(again) == S.to_json(spec)
+    assert build_model(again).count_params() == built(spec).count_params() == S.summary(spec)["params"]
+
+
+@pytest.mark.parametrize("spec", ALL_TYPES, ids=lambda s: s.name)
+def test_json_round_trip_every_layer_type(spec):
+    again = S.from_json(S.to_json(spec))
+    assert again == spec
+    assert again.input_shape == spec.input_shape and isinstance(again.input_shape, tuple)
+
+
+def test_json_defaults():
+    spec = S.from_json('{"layers": [{"type": "Conv2D"}, {"type": "Flatten"}]}')
+    assert spec.layers[0] == S.Conv2D(32, 3, 1, "same", "relu", True)
+    assert spec.input_shape == (32, 32, 3) and spec.num_classes == 10 and spec.name == "custom"
+
+
+def test_json_is_keras_like():
+    data = json.loads(S.to_json(PRESETS["tiny"].spec))
+    assert data["layers"][0] == {"type": "Conv2D", "filters": 16, "kernel_size": 3, "strides": 1, "padding": "same",
+                                 "activation": "relu", "use_bias": True}
+    assert data["layers"][1] == {"type": "MaxPooling2D", "pool_size": 2, "strides": None, "padding": "valid"}
+
+
+def test_inference_is_pure_python():
+    # the Build page calls infer() on every keystroke, without TensorFlow
+    import subprocess
+    import sys
+
+    code = ("import sys; from cifar_core import spec, presets; "
+            "[spec.summary(p.spec) for p in presets.PRESETS.values()]; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=__import__("pathlib").Path(__file__).resolve().parent.parent)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_a_bool_is_not_an_integer_field():
+    assert "filters" in _error(S.ModelSpec("b", (S.Conv2D(True), S.Flatten())))
+    assert "use_bias" in _error(S.ModelSpec("b", (S.Conv2D(8, use_bias=1), S.Flatten())))
