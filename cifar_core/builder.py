@@ -39,11 +39,14 @@ def _keras_name(name: str) -> str:
 def _format_args(layer) -> str:
     kwargs = _kwargs(layer)
     defaults = {f.name: f.default for f in dataclasses.fields(layer)}
-    # The first argument of Conv2D, Dense and Dropout is positional in Keras examples; keep that style.
-    positional = next(iter(kwargs), None) if type(layer).__name__ in ("Conv2D", "Dense", "Dropout") else None
-    parts = [repr(kwargs[positional])] if positional else []
+    # Keras's required arguments (Conv2D's filters and kernel_size, Dense's units, Dropout's rate, AveragePooling2D's
+    # pool_size) are positional in Keras examples; keep that style, and always write them, even when they equal the
+    # spec's default.
+    positional = {"Conv2D": ("filters", "kernel_size"), "Dense": ("units",), "Dropout": ("rate",),
+                  "MaxPooling2D": ("pool_size",), "AveragePooling2D": ("pool_size",)}.get(type(layer).__name__, ())
+    parts = [repr(kwargs[key]) for key in positional]
     for key, value in kwargs.items():
-        if key != positional and (key in ("padding", "activation") or value != defaults[key]):
+        if key not in positional and (key in ("padding", "activation") or value != defaults[key]):
             parts.append(f"{key}={value!r}")
     return ", ".join(parts)
 

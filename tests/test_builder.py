@@ -1,0 +1,86 @@
+"""cifar_core.builder: the Keras model of a spec, and the Keras source that builds the same model."""
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_core import spec as S
+from cifar_core.builder import build_model, to_keras_source
+from cifar_core.presets import PRESETS
+
+EVERY_TYPE = S.ModelSpec("every type!", (
+    S.Conv2D(8, 3, strides=2, padding="valid", activation="elu", use_bias=False),
+    S.MaxPooling2D(3, strides=2, padding="same"), S.AveragePooling2D(2), S.BatchNormalization(momentum=0.9),
+    S.LayerNormalization(), S.Dense(6, activation="gelu"), S.Dropout(0.3), S.Flatten(),
+    S.Dense(12, activation="sigmoid", use_bias=False),
+))
+
+
+def _exec_source(spec):
+    namespace = {}
+    source = to_keras_source(spec).replace("model.summary()", "")
+    exec(compile(source, "<keras source>", "exec"), namespace)
+    return namespace["model"]
+
+
+@pytest.mark.parametrize("spec", [p.spec for p in PRESETS.values()] + [EVERY_TYPE], ids=lambda s: s.name)
+def test_source_builds_the_same_model(spec):
+    from_source, built = _exec_source(spec), build_model(spec)
+    assert from_source.count_params() == built.count_params() == S.summary(spec)["params"]
+    assert [type(layer).__name__ for layer in from_source.layers] == [type(layer).__name__ for layer in built.layers]
+    assert [tuple(layer.output.shape) for layer in from_source.layers] == \
+        [tuple(layer.output.shape) for layer in built.layers]
+    # the same layer settings: every keyword the spec carries reaches Keras in both models
+    for a, b in zip(from_source.layers[1:-1], built.layers[1:-1]):
+        config_a, config_b = a.get_config(), b.get_config()
+        for key in ("filters", "kernel_size", "strides", "padding", "activation", "use_bias", "pool_size", "rate",
+                    "units", "momentum"):
+            assert config_a.get(key) == config_b.get(key), (type(a).__name__, key)
+
+
+def test_source_is_readable_and_runnable_as_printed():
+    source = to_keras_source(PRESETS["tiny"].spec)
+    assert source.startswith("import keras\nfrom keras import layers\n")
+    assert "layers.Conv2D(16, 3, padding='same', activation='relu')," in source
+    assert "layers.Dense(10, activation='softmax')," in source
+    assert source.rstrip().endswith("model.summary()")
+    compile(source, "<keras source>", "exec")
+
+
+def test_source_refuses_an_invalid_spec():
+    with pytest.raises(S.SpecError):
+        to_keras_source(S.ModelSpec("bad", (S.Conv2D(0), S.Flatten())))
+
+
+def test_build_refuses_an_invalid_spec():
+    with pytest.raises(S.SpecError):
+        build_model(S.ModelSpec("bad", (S.Conv2D(8),)))
+
+
+def test_model_input_and_rescaling():
+    model = build_model(PRESETS["tiny"].spec)
+    assert model.input_shape == (None, 32, 32, 3)
+    assert type(model.layers[0]).__name__ == "Rescaling"
+    assert model.layers[0].scale == pytest.approx(1 / 255)
+    assert model.name == "tiny"
+    assert build_model(EVERY_TYPE).name == "every_type_"
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_output_layer_is_float32_softmax(policy):
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build_model(PRESETS["tiny"].spec)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    out = model.layers[-1]
+    assert type(out).__name__ == "Dense" and out.name == "predictions"
+    assert out.activation is keras.activations.softmax
+    assert out.dtype_policy.compute_dtype == "float32" and out.dtype_policy.variable_dtype == "float32"
+    if policy != "float32":  # the hidden layers do follow the policy
+        assert model.layers[1].dtype_policy.compute_dtype == policy.split("_")[1]
+    probabilities = np.asarray(model(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("float32")))
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert (probabilities >= 0).all()
