@@ -1,0 +1,148 @@
+"""Build: edit a ModelSpec layer by layer and see its shapes, parameters, MACs and Keras code as you go."""
+
+import dataclasses
+
+import streamlit as st
+
+import ui
+from cifar_core import builder, presets
+from cifar_core import spec as specs
+
+SCRATCH = "scratch"
+# Float fields: (min, max, step, format); integer fields use specs.INT_RANGES.
+FLOATS = {"momentum": (0.0, 0.9999, 0.01, "%.4f"), "rate": (0.0, 0.999, 0.05, "%.3f")}
+
+
+def set_spec(new: specs.ModelSpec) -> None:
+    """A structural edit: the layer widgets are keyed by position, so they are re-initialised from the new spec."""
+    st.session_state["spec"] = new
+    for key in [k for k in st.session_state if str(k).startswith(("layer_", "spec_name", "add_at"))]:
+        del st.session_state[key]
+
+
+def edit_stack(change) -> None:
+    stack = list(st.session_state["spec"].layers)
+    change(stack)
+    set_spec(specs.replace(st.session_state["spec"], layers=tuple(stack)))
+
+
+def load_start() -> None:
+    choice = st.session_state["start_from"]
+    set_spec(specs.ModelSpec("custom") if choice == SCRATCH else presets.PRESETS[choice].spec)
+
+
+def add_layer() -> None:
+    layer = specs.LAYER_TYPES[st.session_state["add_type"]]()
+    edit_stack(lambda stack: stack.insert(st.session_state["add_at"] - 1, layer))
+
+
+def move(i: int, step: int) -> None:
+    def swap(stack):
+        stack[i], stack[i + step] = stack[i + step], stack[i]
+    edit_stack(swap)
+
+
+def upload_spec() -> None:
+    st.session_state.pop("upload_error", None)
+    file = st.session_state.get("spec_upload")
+    if file is not None:
+        try:
+            set_spec(specs.from_json(file.getvalue()))
+        except specs.SpecError as e:
+            st.session_state["upload_error"] = f"This spec cannot be loaded: {e}"
+
+
+def field_widget(i: int, layer, name: str):
+    key, value = f"layer_{i}_{name}", getattr(layer, name)
+    if name in FLOATS:
+        low, high, step, fmt = FLOATS[name]
+        st.session_state.setdefault(key, min(max(float(value), low), high))
+        return float(st.number_input(name, low, high, step=step, format=fmt, key=key))
+    st.session_state.setdefault(key, value)
+    if name == "activation":
+        return st.selectbox(name, specs.ACTIVATIONS, key=key)
+    if name == "padding":
+        return st.selectbox(name, specs.PADDINGS, key=key)
+    if name == "use_bias":
+        return st.checkbox(name, key=key)
+    low, high = specs.INT_RANGES[name]
+    if name == "strides" and isinstance(layer, specs.MaxPooling2D):
+        return st.number_input(name, low, high, step=1, key=key, placeholder="= pool_size",
+                               help="Empty means the same as pool_size, as in Keras.")
+    return int(st.number_input(name, low, high, step=1, key=key))
+
+
+st.session_state.setdefault("spec", presets.PRESETS["fast"].spec)
+spec = st.session_state["spec"]
+st.title("Build a model")
+
+top = st.columns([2, 1, 3], vertical_alignment="bottom")
+top[0].selectbox("Start from", [*presets.PRESETS, SCRATCH], key="start_from",
+                 format_func=lambda c: "scratch (an empty stack)" if c == SCRATCH else f"preset {c}")
+top[1].button("Load", key="load", on_click=load_start, help="Replaces the current stack.")
+if st.session_state["start_from"] in presets.PRESETS:
+    top[2].caption(presets.PRESETS[st.session_state["start_from"]].why)
+with st.expander("Load a spec JSON file"):
+    st.file_uploader("Spec JSON", type=["json"], key="spec_upload", on_change=upload_spec)
+    if st.session_state.get("upload_error"):
+        st.error(ui.md_escape(st.session_state["upload_error"]))
+
+editor, summary = st.columns([3, 2], gap="large")
+with editor:
+    st.session_state.setdefault("spec_name", spec.name)
+    name = st.text_input("Model name", key="spec_name", max_chars=64)
+    st.caption("Input: 32 × 32 × 3 images, rescaled from [0, 255] to [0, 1].")
+    new_layers, slots = [], []
+    for i, layer in enumerate(spec.layers):
+        with st.container(border=True):
+            fields = [f.name for f in dataclasses.fields(layer)]
+            cols = st.columns([1.6, *([1] * max(len(fields), 1)), 0.35, 0.35, 0.35], vertical_alignment="bottom")
+            cols[0].markdown(f"**{i + 1}. {type(layer).__name__}**")
+            values = {}
+            for col, field_name in zip(cols[1:], fields):
+                with col:
+                    values[field_name] = field_widget(i, layer, field_name)
+            cols[-3].button("↑", key=f"up_{i}", on_click=move, args=(i, -1), disabled=i == 0, help="Move up")
+            cols[-2].button("↓", key=f"down_{i}", on_click=move, args=(i, 1), disabled=i == len(spec.layers) - 1,
+                            help="Move down")
+            cols[-1].button("✕", key=f"remove_{i}", on_click=edit_stack, args=(lambda s, i=i: s.pop(i),),
+                            help="Remove")
+            slots.append(st.empty())
+            new_layers.append(type(layer)(**values))
+    st.caption("Output: Dense(10, softmax), added automatically.")
+    general_slot = st.empty()
+    add = st.columns([2, 1, 1], vertical_alignment="bottom")
+    add[0].selectbox("Layer type", list(specs.LAYER_TYPES), key="add_type")
+    add[1].selectbox("At position", list(range(1, len(spec.layers) + 2)), index=len(spec.layers), key="add_at")
+    add[2].button("Add layer", key="add", on_click=add_layer)
+
+spec = specs.replace(spec, name=name, layers=tuple(new_layers))
+st.session_state["spec"] = spec
+error = specs.first_error(spec)
+st.session_state["spec_valid"] = error is None
+st.session_state["spec_error"] = error[1] if error else None
+if error:
+    index, message = error
+    (slots[index - 1] if index and index <= len(slots) else general_slot).error(message)
+
+with summary:
+    if error:
+        st.warning("The model is not valid yet; the table and the Keras code appear once it is. "
+                   "The Train page will not start it.")
+    else:
+        rows = specs.infer(spec)
+        totals = specs.summary(spec)
+        metrics = st.columns(3)
+        metrics[0].metric("Parameters", f"{totals['params']:,}")
+        metrics[1].metric("Non-trainable", f"{totals['non_trainable_params']:,}")
+        metrics[2].metric("MACs per image", f"{totals['macs'] / 1e6:,.1f} M")
+        table = [{"layer": f"{r.index}. {r.type}", "output shape": " × ".join(map(str, r.output_shape)),
+                  "params": r.params, "MACs": r.macs} for r in rows]
+        table.append({"layer": "Total", "output shape": "", "params": totals["params"], "MACs": totals["macs"]})
+        st.dataframe(table, hide_index=True, key="stack_table",
+                     column_config={"params": st.column_config.NumberColumn(format="localized"),
+                                    "MACs": st.column_config.NumberColumn(format="localized")})
+        st.subheader("Keras code")
+        st.code(builder.to_keras_source(spec), language="python")
+        st.download_button("Download spec JSON", specs.to_json(spec), file_name=f"{ui.slug(spec.name)}.json",
+                           mime="application/json", on_click="ignore", key="download_spec")

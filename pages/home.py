@@ -1,0 +1,30 @@
+"""Landing page: what the tool does, whether the data is there, and the workflow in order."""
+
+import streamlit as st
+
+import ui
+from cifar_core import data
+
+st.title("CIFAR-10 CNN Studio")
+st.markdown(
+    "Design a convolutional network layer by layer and see its shapes, parameters and cost as you edit.  \n"
+    "Train it on CIFAR-10 as a background job you can watch, stop and resume, then compare runs.  \n"
+    "Evaluate a trained model (confusion matrix, per-class scores, its mistakes) and classify your own images."
+)
+
+source = ui.data_source()
+available, message = data.source_status(source)
+st.markdown("**Data source in use:**")
+st.text(source)
+(st.success if available else st.warning)(message)
+st.caption('The embedded sample ("sample" in the sidebar\'s data source) always works, without a download.')
+
+st.subheader("Workflow")
+for path, label, what in (
+    ("pages/build.py", "Build", "start from a preset or from scratch and edit the layer stack"),
+    ("pages/train.py", "Train", "train the model as a background job with live curves"),
+    ("pages/evaluate.py", "Evaluate", "accuracy, confusion matrix, per-class scores and a gallery of mistakes"),
+    ("pages/classify.py", "Classify", "upload images and see the model's top guesses"),
+    ("pages/runs.py", "Runs", "compare, rename, download and delete runs"),
+):
+    st.page_link(path, label=f"{label}: {what}")

@@ -1,0 +1,157 @@
+"""Train: configure and start a training job, then watch, stop or resume it. The job is its own process; this page
+only reads its run directory, so it re-attaches after navigation or a reload (?run=<id>)."""
+
+import dataclasses
+
+import streamlit as st
+
+import ui
+from cifar_core import charts, data, jobs, presets, runs, train
+from cifar_core import spec as specs
+
+BUILD = "build"
+RESUMABLE = ("stopped", "interrupted", "failed")
+
+
+def select_run(run_id: str | None) -> None:
+    st.session_state["train_run"] = run_id
+    if run_id:
+        st.query_params["run"] = run_id
+
+
+def shown_run() -> str | None:
+    """The run this page shows: the one selected in this session, else ?run=, else the job training now."""
+    for run_id in (st.session_state.get("train_run"), st.query_params.get("run")):
+        try:
+            if run_id and (runs.run_path(run_id) / "status.json").exists():
+                return run_id
+        except runs.RunError:
+            pass
+    active = jobs.active_job()
+    return active["run_id"] if active else None
+
+
+st.title("Train")
+
+# ---- what to train, and how
+choices = ([BUILD] if "spec" in st.session_state else []) + list(presets.PRESETS)
+choice = st.selectbox("Model", choices, key="train_model", format_func=lambda c: (
+    f"from the Build page: {st.session_state['spec'].name}" if c == BUILD else f"preset {c}"))
+model_spec = st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
+base = presets.PRESETS[model_spec.name].train if model_spec.name in presets.PRESETS else train.TrainConfig()
+problem = specs.first_error(model_spec)
+if problem:
+    st.error(f"This model cannot be trained: {problem[1]} Fix it on the Build page.")
+
+prefix = f"tc_{ui.slug(model_spec.name)}_"  # settings start from the model's preset and follow the model
+defaults = {**dataclasses.asdict(base), "data": base.data or ui.data_source()}
+for name, value in defaults.items():
+    if name not in ("seed", "strategy"):  # kept from the preset, not shown
+        st.session_state.setdefault(prefix + name, value)
+with st.container(border=True):
+    c = st.columns(4)
+    epochs = c[0].number_input("Epochs", 1, 1000, key=prefix + "epochs")
+    batch_size = c[1].number_input("Batch size", 1, 4096, key=prefix + "batch_size")
+    optimizer = c[2].selectbox("Optimizer", train.OPTIMIZERS, key=prefix + "optimizer")
+    learning_rate = c[3].number_input("Learning rate", 1e-6, 10.0, step=1e-4, format="%.5f",
+                                      key=prefix + "learning_rate")
+    c = st.columns(4)
+    schedule = c[0].selectbox("Schedule", train.SCHEDULES, key=prefix + "schedule")
+    warmup = c[1].number_input("Warm-up epochs", 0.0, 1000.0, step=0.5, key=prefix + "warmup_epochs")
+    weight_decay = c[2].number_input("Weight decay", 0.0, 0.99, step=1e-4, format="%.5f",
+                                     key=prefix + "weight_decay")
+    smoothing = c[3].number_input("Label smoothing", 0.0, 0.99, step=0.05, key=prefix + "label_smoothing")
+    c = st.columns(4)
+    flip = c[0].checkbox("Random horizontal flip", key=prefix + "flip")
+    translate = c[1].number_input("Translate (pixels)", 0, 8, key=prefix + "translate")
+    source = c[2].text_input("Data source", key=prefix + "data", help='"sample" is the embedded sample: always '
+                             "available. keras downloads CIFAR-10 once; or give a local path.")
+    limit = c[3].number_input("Limit training images", 1, None, key=prefix + "limit", placeholder="all")
+    precision = c[0].selectbox("Precision", train.PRECISIONS, key=prefix + "precision")
+    run_name = c[1].text_input("Run name (optional)", key="train_name", max_chars=80)
+config = dataclasses.replace(
+    base, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer, learning_rate=float(learning_rate),
+    schedule=schedule, warmup_epochs=float(warmup), weight_decay=float(weight_decay),
+    label_smoothing=float(smoothing), flip=flip, translate=int(translate), data=source.strip(),
+    limit=int(limit) if limit else None, precision=precision)
+
+info = ui.device()
+images = data.train_images_hint(config.data or None, config.limit)
+per_epoch = train.estimate_epoch_seconds(model_spec, images) if images and not problem else None
+c = st.columns(3)
+c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
+c[1].metric("Precision", info["precision"] if precision == "auto" else precision)
+c[2].metric("Time per epoch (rough)", ui.duration(per_epoch) if per_epoch else "unknown",
+            help=f"MACs x 3 x {images or '?'} images / {train.TRAIN_MACS_PER_S / 1e9:.0f} GMAC/s, a throughput "
+                 "measured on this project's 2-core CPU; for the same images the total is this x epochs.")
+available, message = data.source_status(config.data or None)
+if not available:
+    st.caption(message)
+
+if st.button("Start training", type="primary", key="start", disabled=problem is not None):
+    try:
+        run_id = jobs.start_job(model_spec, config, name=run_name.strip() or None)
+    except (specs.SpecError, runs.RunError) as e:
+        st.error(ui.md_escape(str(e)))
+    else:
+        select_run(run_id)
+        st.rerun()
+
+# ---- the run: live while its job trains, its record afterwards
+run_id = shown_run()
+st.divider()
+if run_id is None:
+    st.info("No run to show yet: start a training above.")
+    st.stop()
+select_run(run_id)
+listed = [r["run_id"] for r in runs.list_runs()]
+if run_id in listed:
+    picked = st.selectbox("Run", listed, index=listed.index(run_id), key=f"train_show_{run_id}",
+                          format_func=lambda r: f"{runs.run_label(runs.run_path(r))} ({r})")
+    if picked != run_id:
+        select_run(picked)
+        st.rerun()
+run_dir = runs.run_path(run_id)
+live = runs.read_status(run_dir).get("state") in runs.LIVE_STATES
+
+
+@st.fragment(run_every=1.0 if live else None)
+def monitor() -> None:
+    status = runs.read_status(run_dir)
+    state = status.get("state", "unknown")
+    if live and state not in runs.LIVE_STATES:
+        st.rerun()  # the job ended: redraw the whole page (Resume button, final numbers)
+    progress = jobs.job_progress(status)
+    st.subheader(f"{ui.md_escape(runs.run_label(run_dir))}: {state}")
+    steps = status.get("steps_per_epoch")
+    st.progress(progress["fraction"], text=f"epoch {status.get('epoch', 0)}/{status.get('epochs', '?')}"
+                + (f", step {status.get('step', 0)}/{steps}" if steps else ""))
+    c = st.columns(3)
+    c[0].metric("Elapsed", ui.duration(progress["elapsed_s"]))
+    c[1].metric("Remaining (estimate)", ui.duration(progress["remaining_s"]) if state in runs.LIVE_STATES else "–")
+    epoch_rows = [r for r in runs.read_metrics(run_dir) if r.get("kind") == "epoch"]
+    best = max((r["val_accuracy"] for r in epoch_rows if r.get("val_accuracy") is not None), default=None)
+    c[2].metric("Best validation accuracy", f"{best:.1%}" if best is not None else "–")
+    if state in runs.LIVE_STATES and st.button("Stop", key="stop"):
+        with st.spinner("Stopping: the job finishes its batch and saves its model…"):
+            jobs.stop_job(run_id)
+        st.rerun()
+    st.plotly_chart(charts.training_curves(runs.read_metrics(run_dir), steps), key="curves")
+
+
+monitor()
+status = runs.read_status(run_dir)
+if status.get("state") == "failed":
+    st.error("The training failed: " + ui.md_escape(status.get("error") or "no reason was recorded."))
+if status.get("state") in RESUMABLE:
+    if st.button("Resume", key="resume"):
+        try:
+            jobs.resume_job(run_id)
+        except runs.RunError as e:
+            st.error(ui.md_escape(str(e)))
+        else:
+            st.rerun()
+if status.get("state") == "finished":
+    st.page_link("pages/evaluate.py", label="Evaluate this model", icon=":material/analytics:")
+with st.expander("Job log"):
+    st.code(jobs.read_job_log(run_id) or "(empty)", language=None)

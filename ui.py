@@ -1,0 +1,63 @@
+"""Small helpers shared by the pages: session defaults, the cached device query, model choices, text escaping.
+
+UI glue only; the product's logic lives in cifar_core.
+"""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from cifar_core import data, runs, train
+
+
+def data_source() -> str:
+    """The data source chosen in the sidebar (or the default when a page runs on its own)."""
+    return st.session_state.get("data_source") or data.default_source()
+
+
+@st.cache_resource(show_spinner="Detecting the training device…")
+def device() -> dict:
+    return train.device_info()
+
+
+def model_options() -> dict[str, str]:
+    """{model reference: label} of every model that can be loaded: the shipped default (if present), then runs."""
+    options = {}
+    if (runs.DEFAULT_RUN / "model.keras").exists():
+        options["default"] = "default (the shipped model)"
+    for row in runs.list_runs():
+        if row["has_model"]:
+            label = row["name"] if row["name"] == row["run_id"] else f"{row['name']} ({row['run_id']})"
+            options[row["run_id"]] = f"{label} · {row['state']}"
+    return options
+
+
+def model_mtime(ref: str) -> int:
+    path, _ = runs.resolve_model(ref, allow_paths=False)
+    return path.stat().st_mtime_ns
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+
+
+def md_escape(text: str) -> str:
+    """Text that st.markdown shows literally (class names come from folder names, which a user chose)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def slug(name: str) -> str:
+    """A safe file name stem."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "model"
