@@ -1,0 +1,343 @@
+"""cifar_core.predict: uploaded bytes -> (32, 32, 3) uint8 for every odd kind of file, refusals (not an image,
+truncated, decompression bombs), classify / top_k, and safe model loading."""
+
+import io
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cifar_core import predict
+from cifar_core.predict import ImageError, to_input_array
+
+try:
+    import helpers
+except ImportError:
+    from tests import helpers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def check_rgb(array):
+    assert array.shape == (32, 32, 3) and array.dtype == np.uint8
+    return array.astype(int)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# refusals
+
+
+@pytest.mark.parametrize("blob", [b"", b"hello, world", b"%PDF-1.4 ...", b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+                                  bytes(range(256)) * 10])
+def test_non_image_bytes(blob):
+    with pytest.raises(ImageError, match="not an image in a supported format"):
+        to_input_array(blob)
+
+
+def test_formats_outside_the_five_are_refused():
+    tiff = helpers.image_bytes(helpers.solid((1, 2, 3)), "TIFF")
+    with pytest.raises(ImageError, match="supported format"):
+        to_input_array(tiff)
+
+
+def noise_jpeg(size=256):
+    rng = np.random.default_rng(0)
+    return helpers.image_bytes(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "JPEG", quality=90)
+
+
+def test_truncated_jpeg_is_refused_not_padded():
+    whole = noise_jpeg()
+    check_rgb(to_input_array(whole))  # the whole file decodes
+    with pytest.raises(ImageError, match="truncated"):
+        to_input_array(whole[: len(whole) * 6 // 10])
+
+
+def test_truncated_png_is_refused():
+    rng = np.random.default_rng(1)
+    whole = helpers.image_bytes(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    with pytest.raises(ImageError):
+        to_input_array(whole[: len(whole) // 2])
+
+
+def _chunk(tag: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A valid 1-bit greyscale PNG of width x height black pixels, a few kilobytes on disk, written chunk by chunk so
+    that making it never holds the image in memory."""
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bombs")
+    paths = {}
+    for w, h in ((20000, 20000), (10000, 10000), (3000, 3000)):
+        paths[w] = folder / f"{w}x{h}.png"
+        paths[w].write_bytes(huge_png(w, h))
+    assert paths[20000].stat().st_size < 200_000  # small file, 400 megapixels
+    return paths
+
+
+@pytest.mark.parametrize("side", [20000, 10000])
+def test_decompression_bomb_refused_quickly(bombs, side):
+    blob = bombs[side].read_bytes()
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match="megapixels"):
+        to_input_array(blob)
+    assert time.perf_counter() - start < 0.5  # the header is enough; decoding would take seconds
+
+
+def test_decompression_bombs_use_little_memory(bombs):
+    """In a fresh process (no TensorFlow), the peak resident memory grows by a few MB for the bombs, while decoding
+    a legitimate 9-megapixel image of the same kind visibly grows it (so the measurement can see a decode)."""
+    code = r"""
+import resource, sys
+from cifar_core.predict import ImageError, to_input_array
+for path in sys.argv[1:]:
+    blob = open(path, "rb").read()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        to_input_array(blob)
+        outcome = "decoded"
+    except ImageError:
+        outcome = "refused"
+    print(outcome, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(bombs[20000]), str(bombs[10000]), str(bombs[3000])],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    (o1, mb1), (o2, mb2), (o3, mb3) = [(o, int(mb)) for o, mb in rows]
+    assert (o1, o2, o3) == ("refused", "refused", "decoded")
+    assert mb1 < 20 and mb2 < 20, rows  # a full decode would need 100 to 400 MB
+    assert mb3 >= 9, rows  # the 3000x3000 control: 9 MB of 1-bit pixels alone
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# every odd kind of image
+
+
+def test_mode_1():
+    bits = np.zeros((32, 32), bool)
+    bits[:, 16:] = True
+    out = check_rgb(to_input_array(helpers.image_bytes(Image.fromarray(bits))))
+    assert (out[:, :16] == 0).all() and (out[:, 16:] == 255).all()
+
+
+def test_mode_l():
+    grey = np.full((32, 32), 77, np.uint8)
+    out = check_rgb(to_input_array(helpers.image_bytes(Image.fromarray(grey, "L"))))
+    assert (out == 77).all()
+
+
+def test_mode_p_with_transparency_on_white():
+    image = Image.new("P", (32, 32), 0)
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)  # index 0 red (transparent), index 1 blue
+    image.paste(1, (16, 0, 32, 32))
+    blob = helpers.image_bytes(image, "PNG", transparency=0)
+    assert Image.open(io.BytesIO(blob)).mode == "P"
+    out = check_rgb(to_input_array(blob))
+    assert (out[:, :16] == 255).all()  # transparent red shows as white, not red
+    assert (out[:, 16:] == [0, 0, 255]).all()
+
+
+def test_mode_la():
+    la = np.zeros((32, 32, 2), np.uint8)
+    la[:, 16:, 1] = 255  # left: black but fully transparent; right: opaque black
+    out = check_rgb(to_input_array(helpers.image_bytes(Image.fromarray(la, "LA"))))
+    assert (out[:, :16] == 255).all() and (out[:, 16:] == 0).all()
+
+
+def test_mode_rgba_composited_on_white():
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[...] = (255, 0, 0, 128)  # half-transparent red over white: (255, 127, 127)
+    out = check_rgb(to_input_array(helpers.image_bytes(Image.fromarray(rgba, "RGBA"))))
+    assert np.abs(out - [255, 127, 127]).max() <= 1
+
+
+def test_mode_i16_scaled_not_clipped():
+    values = np.full((32, 32), 1000, np.uint16)
+    values[:, 16:] = 40000
+    blob = helpers.image_bytes(Image.fromarray(values))
+    assert Image.open(io.BytesIO(blob)).mode == "I;16"
+    out = check_rgb(to_input_array(blob))
+    assert (out[:, :16] == round(1000 * 255 / 65535)).all()  # 4, where clipping would give 255
+    assert (out[:, 16:] == round(40000 * 255 / 65535)).all()  # 156
+
+
+def test_mode_cmyk_jpeg():
+    blob = helpers.image_bytes(Image.new("CMYK", (32, 32), (0, 255, 255, 0)), "JPEG", quality=95)
+    assert Image.open(io.BytesIO(blob)).mode == "CMYK"
+    out = check_rgb(to_input_array(blob))
+    assert np.abs(out - [255, 0, 0]).max() <= 8  # red
+
+
+FRAMES = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+
+
+@pytest.mark.parametrize("format, args", [("GIF", {}), ("WEBP", {"lossless": True})])
+def test_animations_use_the_first_frame(format, args):
+    frames = [Image.fromarray(helpers.solid(c, (40, 40))) for c in FRAMES]
+    blob = helpers.image_bytes(frames[0], format, save_all=True, append_images=frames[1:], duration=100, **args)
+    assert getattr(Image.open(io.BytesIO(blob)), "n_frames", 1) == 3
+    out = check_rgb(to_input_array(blob))
+    assert np.abs(out - FRAMES[0]).max() <= 2
+
+
+def test_bmp_and_large_non_square_jpeg():
+    check_rgb(to_input_array(helpers.image_bytes(helpers.solid((9, 9, 9), (50, 20)), "BMP")))
+    # a 4000x3000 photo-sized JPEG is decoded at reduced scale and centre-cropped
+    image = np.zeros((3000, 4000, 3), np.uint8)
+    image[:, 2000:] = 255
+    out = check_rgb(to_input_array(helpers.image_bytes(image, "JPEG", quality=90)))
+    assert out[:, :12].max() <= 10 and out[:, 20:].min() >= 245
+
+
+def quadrants(side: int) -> np.ndarray:
+    """Upright test card: top-left red, top-right green, bottom-left blue, bottom-right white."""
+    h = side // 2
+    image = np.zeros((side, side, 3), np.uint8)
+    image[:h, :h] = (255, 0, 0)
+    image[:h, h:] = (0, 255, 0)
+    image[h:, :h] = (0, 0, 255)
+    image[h:, h:] = (255, 255, 255)
+    return image
+
+
+def test_exif_orientation_6_is_made_upright():
+    upright = quadrants(64)
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # orientation 6: "rotate 90 degrees clockwise to view"
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    blob = helpers.image_bytes(image, "JPEG", quality=95, exif=exif.tobytes())
+    out = check_rgb(to_input_array(blob))
+    expected = quadrants(32).astype(int)
+    assert np.abs(out - expected).mean() < 8
+    for (r, c) in ((8, 8), (8, 24), (24, 8), (24, 24)):
+        assert np.abs(out[r, c] - expected[r, c]).max() < 30
+    # without the EXIF tag the same pixels are not upright (so this test can tell the difference)
+    plain = check_rgb(to_input_array(helpers.image_bytes(image, "JPEG", quality=95)))
+    assert np.abs(plain - expected).mean() > 50
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# classify and top_k
+
+NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@pytest.fixture(scope="module")
+def untrained_tiny():
+    from cifar_core.builder import build_model
+    from cifar_core.presets import get_preset
+
+    return build_model(get_preset("tiny").spec)
+
+
+def test_classify_good_and_bad(untrained_tiny):
+    good = helpers.image_bytes(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    results = predict.classify(untrained_tiny, NAMES, [("bad.png", b"not an image"), ("good.png", good),
+                                                       ("big.png", b"\0" * (predict.MAX_BYTES + 1))], k=3)
+    assert [r["file"] for r in results] == ["bad.png", "good.png", "big.png"]
+    assert set(results[0]) == {"file", "error"} and set(results[2]) == {"file", "error"}
+    for r in (results[0], results[2]):
+        assert r["error"].endswith(".") and "\n" not in r["error"]
+    assert "MB" in results[2]["error"]
+    top = results[1]["top"]
+    assert len(top) == 3 and "error" not in results[1]
+    probabilities = [t["probability"] for t in top]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert 0 < sum(probabilities) <= 1 + 1e-6
+    assert all(isinstance(p, float) for p in probabilities)
+    assert len({t["label"] for t in top}) == 3 and {t["label"] for t in top} <= set(NAMES)
+    # the reported probabilities are the model's
+    full = predict.predict_proba(untrained_tiny, to_input_array(good))[0]
+    assert top[0]["label"] == NAMES[int(full.argmax())]
+    assert top[0]["probability"] == pytest.approx(float(full.max()), abs=1e-6)
+
+
+def test_classify_all_bad_does_not_call_the_model():
+    results = predict.classify(None, NAMES, [("x", b"nope"), ("y", b"")])  # a model of None would raise if called
+    assert [sorted(r) for r in results] == [["error", "file"], ["error", "file"]]
+
+
+def test_top_k():
+    p = np.array([0.1, 0.6, 0.3])
+    assert predict.top_k(p, ("a", "b", "c"), 2) == [{"label": "b", "probability": pytest.approx(0.6)},
+                                                    {"label": "c", "probability": pytest.approx(0.3)}]
+    assert [t["label"] for t in predict.top_k(p, ("a", "b", "c"), 10)] == ["b", "c", "a"]
+    assert len(predict.top_k(p, ("a", "b", "c"), 0)) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# loading models safely
+
+
+def _save(model, path):
+    model.save(path)
+    return path
+
+
+def test_load_model_refuses_a_lambda_layer(tmp_path):
+    import keras
+
+    inputs = keras.Input((4,))
+    unsafe = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Lambda(lambda x: x * 2)(inputs)))
+    safe = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    _save(safe, tmp_path / "safe.keras")
+    _save(unsafe, tmp_path / "unsafe.keras")
+    assert predict.load_model(tmp_path / "safe.keras").count_params() == 10  # the control loads
+    with pytest.raises(ValueError) as info:
+        predict.load_model(tmp_path / "unsafe.keras")
+    assert "cannot be loaded safely" in str(info.value) and "lambda" in str(info.value).lower()
+
+
+def test_load_model_refuses_other_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        predict.load_model(tmp_path / "missing.keras")
+    (tmp_path / "model.h5").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError):
+        predict.load_model(tmp_path / "model.h5")
+    (tmp_path / "garbage.keras").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        predict.load_model(tmp_path / "garbage.keras")
+
+
+def test_load_model_caches_per_file_version(tmp_path):
+    import keras
+
+    path = _save(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), tmp_path / "m.keras")
+    first = predict.load_model(path)
+    assert predict.load_model(path) is first
+    assert predict.load_model(str(path)) is first
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    assert predict.load_model(path) is not first
+
+
+def test_no_unsafe_deserialization_anywhere():
+    """Nothing in the product turns Keras's safe mode off."""
+    files = [p for p in (ROOT / "cifar_core").rglob("*.py")]
+    files += [p for p in (ROOT / "pages").rglob("*.py")] if (ROOT / "pages").is_dir() else []
+    files += [ROOT / "app.py"] if (ROOT / "app.py").exists() else []
+    assert ROOT / "cifar_core" / "predict.py" in files
+    pattern = re.compile(r"safe_mode\s*=\s*False|enable_unsafe_deserialization")
+    offenders = [f"{p.relative_to(ROOT)}:{n}" for p in files
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == []
+    assert "safe_mode=True" in (ROOT / "cifar_core" / "predict.py").read_text()
