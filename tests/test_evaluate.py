@@ -1,0 +1,215 @@
+"""cifar_core.evaluate: every metric against a plain reference computed here, galleries, stored evaluations."""
+
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from cifar_core import evaluate as E
+
+try:
+    import helpers
+except ImportError:
+    from tests import helpers
+
+NAMES = ("a", "b", "c", "d", "e", "f")
+
+
+def random_case(seed=0, n=400):
+    """Random probabilities over 6 classes; class 'f' (5) is never true and never predicted, class 'e' (4) is never
+    true but sometimes predicted."""
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(6) * 0.7, size=n)
+    p[:, 5] = 0.0
+    p /= p.sum(axis=1, keepdims=True)
+    y = rng.choice(4, size=n)
+    assert (p.argmax(axis=1) == 4).any()
+    return p.astype(np.float64), y
+
+
+def reference(p, y):
+    """Straight loops, no shared code with cifar_core.evaluate."""
+    k = p.shape[1]
+    pred = [max(range(k), key=lambda j: row[j]) for row in p]
+    cm = [[0] * k for _ in range(k)]
+    for t, q in zip(y, pred):
+        cm[t][q] += 1
+    per_class = []
+    for c in range(k):
+        tp = cm[c][c]
+        predicted = sum(cm[i][c] for i in range(k))
+        actual = sum(cm[c])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class.append((precision, recall, f1, actual))
+    accuracy = sum(t == q for t, q in zip(y, pred)) / len(y)
+    top3 = sum(t in sorted(range(k), key=lambda j: -row[j])[:3] for row, t in zip(p, y)) / len(y)
+    loss = sum(-math.log(max(row[t], 1e-7)) for row, t in zip(p, y)) / len(y)
+    return cm, per_class, accuracy, top3, loss, pred
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_against_reference(seed):
+    p, y = random_case(seed)
+    cm, per_class, accuracy, top3, loss, pred = reference(p, y)
+    result = E.metrics_from_probabilities(p, y, NAMES, "val", "src")
+    assert result["confusion_matrix"] == cm
+    assert result["n"] == len(y) and result["split"] == "val" and result["source"] == "src"
+    assert result["class_names"] == list(NAMES)
+    assert result["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+    assert result["top3_accuracy"] == pytest.approx(top3, abs=1e-12)
+    assert result["loss"] == pytest.approx(loss, rel=1e-9)
+    for row, (precision, recall, f1, support) in zip(result["per_class"], per_class):
+        assert row["precision"] == pytest.approx(precision, abs=1e-12)
+        assert row["recall"] == pytest.approx(recall, abs=1e-12)
+        assert row["f1"] == pytest.approx(f1, abs=1e-12)
+        assert row["support"] == support
+    assert [row["class"] for row in result["per_class"]] == list(NAMES)
+    assert result["predictions"]["true"] == y.tolist() and result["predictions"]["pred"] == pred
+    assert result["predictions"]["confidence"] == pytest.approx(p.max(axis=1), abs=1e-5)
+    assert 0 < result["top3_accuracy"] < 1 and result["accuracy"] < result["top3_accuracy"]
+
+
+def test_zero_division_classes_are_zero():
+    p, y = random_case()
+    result = E.metrics_from_probabilities(p, y, NAMES, "val")
+    never = result["per_class"][5]
+    assert (never["precision"], never["recall"], never["f1"], never["support"]) == (0.0, 0.0, 0.0, 0)
+    predicted_never_true = result["per_class"][4]
+    assert predicted_never_true["support"] == 0 and predicted_never_true["precision"] == 0.0
+    assert sum(result["confusion_matrix"][i][4] for i in range(6)) > 0
+
+
+def test_by_hand():
+    # three images: a->a (right), a->b (wrong), b->b (right)
+    p = np.array([[0.7, 0.2, 0.1], [0.3, 0.6, 0.1], [0.05, 0.9, 0.05]])
+    result = E.metrics_from_probabilities(p, np.array([0, 0, 1]), ("a", "b", "c"), "test")
+    assert result["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
+    assert result["accuracy"] == pytest.approx(2 / 3)
+    assert result["loss"] == pytest.approx(-(math.log(0.7) + math.log(0.3) + math.log(0.9)) / 3)
+    a, b, c = result["per_class"]
+    assert (a["precision"], a["recall"]) == (1.0, 0.5) and a["f1"] == pytest.approx(2 / 3)
+    assert (b["precision"], b["recall"]) == (0.5, 1.0) and b["f1"] == pytest.approx(2 / 3)
+    assert (c["precision"], c["recall"], c["f1"]) == (0.0, 0.0, 0.0)
+    # a zero probability for the true class is clipped to 1e-7, not an infinite loss
+    zero = E.metrics_from_probabilities(np.array([[1.0, 0.0]]), np.array([1]), ("a", "b"), "val")
+    assert zero["loss"] == pytest.approx(-math.log(1e-7))
+
+
+def test_empty_split():
+    result = E.metrics_from_probabilities(np.zeros((0, 3)), np.zeros(0, int), ("a", "b", "c"), "val")
+    assert (result["n"], result["accuracy"], result["loss"], result["top3_accuracy"]) == (0, 0.0, 0.0, 0.0)
+
+
+def test_confusion_matrix_counts_repeats():
+    cm = E.confusion_matrix(np.array([0, 0, 0, 2]), np.array([1, 1, 0, 2]), 3)
+    assert cm.tolist() == [[1, 2, 0], [0, 0, 0], [0, 0, 1]]
+
+
+def test_most_confused_pairs():
+    result = {"class_names": ["a", "b", "c"],
+              "confusion_matrix": [[50, 3, 7], [1, 40, 0], [9, 2, 30]]}
+    assert E.most_confused_pairs(result, top=3) == [
+        {"true": "c", "pred": "a", "count": 9}, {"true": "a", "pred": "c", "count": 7},
+        {"true": "a", "pred": "b", "count": 3}]
+    everything = E.most_confused_pairs(result, top=10)
+    assert [r["count"] for r in everything] == [9, 7, 3, 2, 1]  # zero cells and the diagonal are left out
+
+
+GALLERY = {"class_names": ["a", "b", "c"],
+           "predictions": {"true": [0, 0, 1, 2, 1, 0, 2],
+                           "pred": [0, 1, 1, 0, 0, 1, 2],
+                           "confidence": [0.9, 0.8, 0.3, 0.95, 0.6, 0.85, 0.5]}}
+
+
+def test_select_predictions():
+    # all, most confident first
+    assert E.select_predictions(GALLERY) == [3, 0, 5, 1, 4, 6, 2]
+    # misclassified: 1 (a->b, .8), 3 (c->a, .95), 4 (b->a, .6), 5 (a->b, .85)
+    assert E.select_predictions(GALLERY, misclassified_only=True) == [3, 5, 1, 4]
+    assert E.select_predictions(GALLERY, true_class="a") == [0, 5, 1]
+    assert E.select_predictions(GALLERY, pred_class="a") == [3, 0, 4]
+    assert E.select_predictions(GALLERY, misclassified_only=True, true_class="a", pred_class="b") == [5, 1]
+    assert E.select_predictions(GALLERY, misclassified_only=True, limit=2) == [3, 5]
+    assert E.select_predictions(GALLERY, true_class="c", pred_class="b") == []
+
+
+class FakeModel:
+    """Probabilities from the first pixel: class = pixel value mod 3."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, x, training=False):
+        assert training is False and x.dtype == np.float32
+        self.batches.append(len(x))
+        out = np.full((len(x), 3), 0.1, np.float32)
+        out[np.arange(len(x)), x[:, 0, 0, 0].astype(int) % 3] = 0.8
+        return out
+
+
+def test_evaluate_arrays_in_batches(monkeypatch):
+    monkeypatch.setattr(E, "EVAL_BATCH_SIZE", 4)
+    x = np.zeros((10, 32, 32, 3), np.uint8)
+    x[:, 0, 0, 0] = np.arange(10)
+    y = np.arange(10) % 3
+    y[0] = 1  # one wrong
+    model, progress = FakeModel(), []
+    result = E.evaluate_arrays(model, x, y, ("a", "b", "c"), "val", "src", progress.append)
+    assert model.batches == [4, 4, 2]
+    assert progress == pytest.approx([0.4, 0.8, 1.0])
+    assert result["n"] == 10 and result["accuracy"] == pytest.approx(0.9)
+    assert result["predictions"]["pred"] == (np.arange(10) % 3).tolist()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# stored evaluations
+
+
+@pytest.fixture
+def run_copy(tmp_path):
+    return shutil.copytree(helpers.tiny_run(), tmp_path / "run")
+
+
+def test_evaluate_model_stores_and_reuses(run_copy, monkeypatch):
+    (run_copy / "eval.json").unlink()
+    first = E.evaluate_model(str(run_copy), split="test", source="sample")
+    assert first["split"] == "val" and first["n"] == 200 and first["source"] == "sample"
+    stored = helpers_read_json(run_copy / "eval.json")
+    assert set(stored) == {"sample:val"}
+
+    import cifar_core.predict as P
+
+    def no_load(path):
+        raise AssertionError("the stored evaluation should have been used")
+
+    monkeypatch.setattr(P, "load_model", no_load)
+    again = E.evaluate_model(str(run_copy), split="val", source="sample")
+    assert again["accuracy"] == first["accuracy"] and again["confusion_matrix"] == first["confusion_matrix"]
+
+    # a newer model file makes the stored result stale
+    model = run_copy / "model.keras"
+    st = model.stat()
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert E.load_eval(run_copy, "sample", "val") is None
+    with pytest.raises(AssertionError, match="stored evaluation"):
+        E.evaluate_model(str(run_copy), split="val", source="sample")
+
+
+def test_evaluate_model_refuses_a_class_count_mismatch(run_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_CORE_CACHE", str(tmp_path / "cache"))
+    for name in ("x", "y", "z"):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        for i in range(4):
+            (tmp_path / "folder" / name / f"{i}.png").write_bytes(helpers.image_bytes(helpers.solid((i, i, i))))
+    with pytest.raises(ValueError, match="predicts 10 classes .* has 3"):
+        E.evaluate_model(str(run_copy / "model.keras"), split="val", source=str(tmp_path / "folder"))
+
+
+def helpers_read_json(path):
+    import json
+
+    return json.loads(path.read_text())
