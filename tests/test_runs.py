@@ -1,0 +1,273 @@
+"""cifar_core.runs: atomic JSON, metrics.jsonl after a crash, the run lock across processes, status, identifiers and
+model references, and the runs table."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cifar_core import runs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# files
+
+
+def test_write_json_round_trip(tmp_path):
+    runs.write_json(tmp_path / "a.json", {"x": [1, 2.5, "s"], "y": None})
+    assert runs.read_json(tmp_path / "a.json") == {"x": [1, 2.5, "s"], "y": None}
+    assert runs.read_json(tmp_path / "missing.json", {"d": 1}) == {"d": 1}
+    (tmp_path / "torn.json").write_text('{"x": ')
+    assert runs.read_json(tmp_path / "torn.json", "default") == "default"
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_write_json_failure_leaves_the_old_file(tmp_path, monkeypatch, error):
+    path = tmp_path / "status.json"
+    runs.write_json(path, {"state": "running", "epoch": 3})
+    before = path.read_bytes()
+
+    def failing_dump(obj, f, **kwargs):
+        f.write('{"state": "fin')  # half written, then the failure
+        f.flush()
+        raise error
+
+    monkeypatch.setattr(runs.json, "dump", failing_dump)
+    with pytest.raises(type(error)):
+        runs.write_json(path, {"state": "finished"})
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert runs.read_json(path) == {"state": "running", "epoch": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]  # no temporary file left behind
+
+
+def test_nan_and_infinity_become_null(tmp_path):
+    runs.write_json(tmp_path / "a.json", {"loss": math.nan, "xs": [math.inf, -math.inf, 1.5], "d": {"v": math.nan}})
+    text = (tmp_path / "a.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"loss": None, "xs": [None, None, 1.5], "d": {"v": None}}
+    runs.append_metrics(tmp_path, [{"kind": "batch", "epoch": 1, "loss": math.nan, "accuracy": math.inf}])
+    line = (tmp_path / "metrics.jsonl").read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    assert runs.read_metrics(tmp_path) == [{"kind": "batch", "epoch": 1, "loss": None, "accuracy": None}]
+
+
+def test_torn_metrics_line(tmp_path):
+    first = [{"kind": "batch", "epoch": 1, "step": 1, "loss": 2.0}, {"kind": "epoch", "epoch": 1, "step": 5}]
+    runs.append_metrics(tmp_path, first)
+    with open(tmp_path / "metrics.jsonl", "ab") as f:
+        f.write(b'{"kind": "batch", "epoch": 2, "st')  # the crash
+    assert runs.read_metrics(tmp_path) == first
+    runs.append_metrics(tmp_path, [{"kind": "batch", "epoch": 2, "step": 1, "loss": 1.5}])
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    assert lines[2] == '{"kind": "batch", "epoch": 2, "st'
+    assert json.loads(lines[3]) == {"kind": "batch", "epoch": 2, "step": 1, "loss": 1.5}
+    assert runs.read_metrics(tmp_path) == first + [{"kind": "batch", "epoch": 2, "step": 1, "loss": 1.5}]
+
+
+def test_garbled_and_non_object_lines_are_skipped(tmp_path):
+    (tmp_path / "metrics.jsonl").write_bytes(b'{"epoch": 1}\n\xff\xfe\x00garbage\n3\n[1]\n\n{"epoch": 2}\n')
+    assert runs.read_metrics(tmp_path) == [{"epoch": 1}, {"epoch": 2}]
+    assert runs.read_metrics(tmp_path / "nowhere") == []
+
+
+def test_truncate_metrics(tmp_path):
+    records = [{"kind": k, "epoch": e} for e in (1, 2, 3) for k in ("batch", "epoch")]
+    runs.append_metrics(tmp_path, records)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"torn')
+    kept = runs.truncate_metrics(tmp_path, 2)
+    assert kept == records[:4] == runs.read_metrics(tmp_path)
+    assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
+
+
+def test_write_status_merges(tmp_path):
+    runs.write_status(tmp_path, state="running", epoch=1)
+    status = runs.write_status(tmp_path, epoch=2)
+    assert status["state"] == "running" and status["epoch"] == 2 and abs(status["updated"] - time.time()) < 60
+    assert runs.read_json(tmp_path / "status.json")["epoch"] == 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the lock and the status
+
+
+def test_second_acquire_raises(tmp_path):
+    first = runs.RunLock(tmp_path).acquire()
+    try:
+        with pytest.raises(runs.RunError, match=tmp_path.name):
+            runs.RunLock(tmp_path).acquire()
+        assert runs.is_locked(tmp_path)
+    finally:
+        first.release()
+    assert not runs.is_locked(tmp_path)
+    runs.RunLock(tmp_path).acquire().release()
+
+
+HOLD = ("import sys, time; from cifar_core.runs import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
+        "print('locked', flush=True); time.sleep(120)")
+
+
+def test_lock_freed_when_the_holder_is_killed(tmp_path):
+    runs.write_status(tmp_path, state="running", epoch=1)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(runs.RunError):
+            runs.RunLock(tmp_path).acquire()
+        assert runs.read_status(tmp_path)["state"] == "running"
+        with pytest.raises(runs.RunError, match="still training"):
+            runs.delete_run(tmp_path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert holder.returncode == -signal.SIGKILL
+    assert runs.read_status(tmp_path)["state"] == "interrupted"
+    assert runs.read_json(tmp_path / "status.json")["state"] == "running"  # reading does not rewrite the file
+    runs.RunLock(tmp_path).acquire().release()
+
+
+def test_read_status_states(tmp_path):
+    assert runs.read_status(tmp_path) == {}
+    for state in ("running", "stopping"):
+        runs.write_status(tmp_path, state=state)
+        assert runs.read_status(tmp_path)["state"] == "interrupted"
+    for state in ("finished", "stopped", "failed"):
+        runs.write_status(tmp_path, state=state)
+        assert runs.read_status(tmp_path)["state"] == state
+    # a job that was just started has a minute to take its lock
+    runs.write_status(tmp_path, state="starting")
+    assert runs.read_status(tmp_path)["state"] == "starting"
+    runs.write_json(tmp_path / "status.json", {"state": "starting", "updated": time.time() - 120})
+    assert runs.read_status(tmp_path)["state"] == "interrupted"
+
+
+def test_stop_request(tmp_path):
+    assert not runs.stop_requested(tmp_path)
+    runs.request_stop(tmp_path)
+    assert runs.stop_requested(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# identifiers and model references
+
+
+@pytest.mark.parametrize("ref", ["../x", "/etc/passwd", "hf://a/b", "gs://b/m.keras", "a/b", "", ".hidden", "-x",
+                                 "a b", "x" * 81, "run\0id", None, "..", "a\\b"])
+def test_run_path_refuses(ref, tmp_path):
+    with pytest.raises(runs.RunError, match="not a run identifier"):
+        runs.run_path(ref, tmp_path)
+
+
+def test_run_path_accepts_identifiers(tmp_path, monkeypatch):
+    assert runs.run_path("20260101-120000-tiny_2", tmp_path) == tmp_path / "20260101-120000-tiny_2"
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "elsewhere"))
+    assert runs.run_path("r1") == tmp_path / "elsewhere" / "r1"
+    assert runs.RUN_ID.match(runs.new_run_id("Report 2-2 / big!"))
+    assert runs.new_run_id("Report 2-2 / big!").endswith("-report-2-2-big")
+
+
+@pytest.mark.parametrize("ref", ["hf://user/model", "gs://bucket/m.keras", "s3://bucket/m.keras",
+                                 "file:///tmp/m.keras", "https://example.com/m.keras", "a\0.keras"])
+def test_resolve_model_refuses_remote(ref, tmp_path):
+    with pytest.raises(runs.RunError, match="not a local model"):
+        runs.resolve_model(ref, tmp_path)
+
+
+def test_resolve_model_local(tmp_path):
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "model.keras").write_bytes(b"zip")
+    loose = tmp_path / "loose.keras"
+    loose.write_bytes(b"zip")
+    assert runs.resolve_model("r1", tmp_path / "runs") == (run / "model.keras", run)
+    assert runs.resolve_model(str(run), tmp_path / "elsewhere") == (run / "model.keras", run)
+    assert runs.resolve_model(str(loose)) == (loose, None)
+    assert runs.resolve_model("default")[0].name == "model.keras"
+    with pytest.raises(runs.RunError, match="not a run"):
+        runs.resolve_model(str(loose), allow_paths=False)
+    with pytest.raises(runs.RunError, match="No model"):
+        runs.resolve_model("r2", tmp_path / "runs")
+    with pytest.raises(runs.RunError, match="No model"):
+        runs.resolve_model(str(tmp_path / "loose.h5"))
+
+
+def test_class_names_for(tmp_path):
+    runs.write_json(tmp_path / "config.json", {"class_names": ["x", "y", "z"]})
+    assert runs.class_names_for(tmp_path, 3) == ("x", "y", "z")
+    assert runs.class_names_for(tmp_path, 10)[0] == "airplane"
+    assert runs.class_names_for(None, 4) == ("class 0", "class 1", "class 2", "class 3")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the runs table
+
+
+def make_run(root, run_id, state, epochs, val, spec_name="tiny", model=True):
+    run = root / run_id
+    run.mkdir(parents=True)
+    runs.write_json(run / "config.json", {"spec": {"name": spec_name}, "params": 5418, "train": {"epochs": epochs},
+                                          "created": "2026-01-01 12:00:00"})
+    runs.write_status(run, state=state)
+    records = []
+    for e, v in enumerate(val, start=1):
+        records += [{"kind": "batch", "epoch": e, "step": 1, "time": e - 0.5, "loss": 1.0},
+                    {"kind": "epoch", "epoch": e, "step": 2, "time": float(e), "val_accuracy": v}]
+    runs.append_metrics(run, records)
+    if model:
+        (run / "model.keras").write_bytes(b"zip")
+    return run
+
+
+def test_list_and_summarize(tmp_path):
+    make_run(tmp_path, "20260101-a", "finished", 3, [0.3, None, 0.5])
+    make_run(tmp_path, "20260102-b", "running", 10, [0.2], spec_name="fast", model=False)
+    (tmp_path / "not a run").mkdir()
+    (tmp_path / "no-config").mkdir()
+    (tmp_path / "stray.txt").write_text("x")
+    rows = runs.list_runs(tmp_path)
+    assert [r["run_id"] for r in rows] == ["20260102-b", "20260101-a"]
+    b, a = rows
+    assert a == {"run_id": "20260101-a", "name": "20260101-a", "model": "tiny", "params": 5418, "epochs_done": 3,
+                 "epochs": 3, "best_val_accuracy": 0.5, "train_time_s": 3.0, "state": "finished", "has_model": True,
+                 "created": "2026-01-01 12:00:00"}
+    assert b["state"] == "interrupted" and b["model"] == "fast" and b["has_model"] is False
+    assert b["epochs_done"] == 1 and b["best_val_accuracy"] == 0.2
+    assert runs.list_runs(tmp_path / "missing") == []
+
+
+def test_rename_run(tmp_path):
+    run = make_run(tmp_path, "r1", "finished", 1, [0.1])
+    runs.rename_run(run, "  my best run  ")
+    assert runs.run_label(run) == "my best run" and runs.summarize(run)["name"] == "my best run"
+    for bad in ("", "   ", "x" * 81):
+        with pytest.raises(runs.RunError, match="1 to 80"):
+            runs.rename_run(run, bad)
+    assert runs.run_label(run) == "my best run"
+
+
+def test_delete_run(tmp_path):
+    done = make_run(tmp_path, "done", "finished", 1, [0.1])
+    runs.delete_run(done)
+    assert not done.exists()
+    live = make_run(tmp_path, "live", "running", 1, [0.1])
+    lock = runs.RunLock(live).acquire()
+    try:
+        with pytest.raises(runs.RunError, match="still training"):
+            runs.delete_run(live)
+        assert live.exists()
+    finally:
+        lock.release()
+    runs.delete_run(live)  # a killed job's run reads as interrupted and can be deleted
+    assert not live.exists()
+    assert os.listdir(tmp_path) == []
