@@ -1,4 +1,4 @@
-"""Command line: python -m cifar_core train | evaluate | predict | presets | runs | saliency.
+"""Command line: python -m cifar_core train | evaluate | predict | saliency | presets | runs.
 
 A user's mistake (bad spec, missing data, unreadable image) prints one sentence to stderr and exits with status 2
 (1 for predict when some image failed), never a traceback.
@@ -98,6 +98,23 @@ def _cmd_predict(args) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
+def _cmd_saliency(args) -> int:
+    from .explain import saliency_png
+    from .predict import load_model, to_input_array
+
+    model_path, run_dir = runs.resolve_model(args.model, args.runs_dir)
+    model = load_model(model_path)
+    names = runs.class_names_for(run_dir, model.output_shape[-1])
+    if args.class_name is not None and args.class_name not in names:
+        raise ValueError(f"--class must be one of {', '.join(names)}, got {args.class_name!r}.")
+    image = to_input_array(Path(args.image).read_bytes())
+    class_index = names.index(args.class_name) if args.class_name else None
+    png, explained = saliency_png(model, image, class_index, opacity=args.opacity)
+    Path(args.out).write_bytes(png)
+    print(f"Grad-CAM for class {names[explained]} written to {args.out}")
+    return 0
+
+
 def _cmd_presets(args) -> int:
     from .presets import PRESETS
 
@@ -154,6 +171,15 @@ def main(argv=None) -> int:
     p.add_argument("--runs-dir")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("saliency", help="write a Grad-CAM overlay of an image as PNG")
+    p.add_argument("model")
+    p.add_argument("image")
+    p.add_argument("--class", dest="class_name", help="the class to explain (default: the predicted one)")
+    p.add_argument("--opacity", type=float, default=0.5)
+    p.add_argument("--out", required=True)
+    p.add_argument("--runs-dir")
+    p.set_defaults(func=_cmd_saliency)
 
     p = sub.add_parser("presets", help="list the presets")
     p.add_argument("--json", action="store_true")

@@ -1,0 +1,59 @@
+"""Training throughput: the project's loop (tf.data, batched augmentation, precision policy) against plain float32
+`model.fit` on NumPy arrays, for the same model, alternated in one process so both see the same machine state.
+
+    python benchmarks/throughput.py --preset fast [--images 8192] [--rounds 3]
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import keras
+import numpy as np
+
+from cifar_core.builder import build_model
+from cifar_core.presets import get_preset
+from cifar_core.train import make_dataset, make_optimizer, resolve_precision
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--preset", default="fast")
+parser.add_argument("--images", type=int, default=8192)
+parser.add_argument("--rounds", type=int, default=3)
+args = parser.parse_args()
+
+preset = get_preset(args.preset)
+config = preset.train
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
+y = rng.integers(0, 10, args.images)
+
+
+def compiled(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    model = build_model(preset.spec)
+    model.compile(optimizer=make_optimizer(config, args.images // config.batch_size),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing))
+    return model
+
+
+ours = compiled(resolve_precision(config))
+dataset = make_dataset(x, y, 10, config.batch_size, training=True, config=config)
+plain = compiled("float32")
+x_float, y_onehot = x.astype("float32"), keras.utils.to_categorical(y, 10)
+ours.fit(dataset.take(3), verbose=0)
+plain.fit(x_float[: 3 * config.batch_size], y_onehot[: 3 * config.batch_size], batch_size=config.batch_size, verbose=0)
+
+rates = {"project": [], "plain_float32_fit": []}
+for _ in range(args.rounds):
+    start = time.perf_counter()
+    ours.fit(dataset, verbose=0)
+    rates["project"].append(args.images / (time.perf_counter() - start))
+    start = time.perf_counter()
+    plain.fit(x_float, y_onehot, batch_size=config.batch_size, verbose=0)
+    rates["plain_float32_fit"].append(args.images / (time.perf_counter() - start))
+    print({k: round(v[-1]) for k, v in rates.items()}, flush=True)
+medians = {k: statistics.median(v) for k, v in rates.items()}
+print(json.dumps({"preset": args.preset, "precision": resolve_precision(config),
+                  "images_per_s": {k: round(v, 1) for k, v in medians.items()},
+                  "ratio": round(medians["project"] / medians["plain_float32_fit"], 3)}))
