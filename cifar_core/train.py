@@ -179,10 +179,21 @@ def resolve_precision(config: TrainConfig) -> str:
 
 
 def make_strategy(name: str):
+    """mirrored: one replica per local GPU (or, with no GPU, per logical CPU device; CIFAR_CORE_VIRTUAL_CPUS=N
+    splits the CPU into N of them, which is how the tests run it on a CPU-only machine). multiworker: one
+    replica per worker process described by TF_CONFIG."""
     import tensorflow as tf
 
+    virtual = int(os.environ.get("CIFAR_CORE_VIRTUAL_CPUS") or 0)
+    if virtual > 1 and not tf.config.list_physical_devices("GPU"):
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * virtual)
+        except RuntimeError:
+            pass  # already initialised with the same split
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
@@ -247,7 +258,8 @@ def _make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offs
                 runs.append_metrics(run_dir, [record])
                 runs.write_status(run_dir, state="running", epoch=self.epoch, epochs=epochs, step=batch + 1,
                                   steps_per_epoch=steps_per_epoch, time=record["time"])
-            if runs.stop_requested(run_dir) or _SIGNALLED:
+            # Workers of a multi-worker job also watch the chief's run directory: all must stop together.
+            if runs.stop_requested(run_dir) or (not chief and runs.stop_requested(run_dir.parent)) or _SIGNALLED:
                 self.stopped = True
                 self.model.stop_training = True
                 if chief:
@@ -375,7 +387,8 @@ def _train_locked(model_spec, config, run_dir, resume, chief, log, np):
             callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
         runs.write_status(run_dir, state="running", epoch=done_epochs, epochs=config.epochs, step=0,
                           steps_per_epoch=steps_per_epoch, device=info["device"], precision=precision)
-        model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, callbacks=callbacks, verbose=0)
+        model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, callbacks=callbacks, verbose=0,
+                  shuffle=False)  # the dataset shuffles itself, with the run's seed
 
         if logger.stopped:
             save_model_atomic(model, run_dir / "model.keras")
