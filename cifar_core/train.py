@@ -280,6 +280,21 @@ def _make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offs
     return RunLogger()
 
 
+def _make_backup(backup_dir: Path, logger):
+    import keras
+
+    class Backup(keras.callbacks.BackupAndRestore):
+        """Keras's BackupAndRestore, except that a stopped (partial) epoch is not backed up: Keras calls on_epoch_end
+        after a stop request too, and the backup would then count the partial epoch as done, so that resume skipped
+        the rest of it and the run never got that epoch's metrics point."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not logger.stopped:
+                super().on_epoch_end(epoch, logs)
+
+    return Backup(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
+
+
 _SIGNALLED = False
 
 
@@ -380,8 +395,10 @@ def _train_locked(model_spec, config, run_dir, resume, chief, log, np):
             # raise_error=True: the default only sets stop_training, and later callbacks would then save the
             # NaN weights over the last good model.
             keras.callbacks.TerminateOnNaN(raise_error=True),
-            keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
+            # The logger records an epoch (its metrics point and model.keras) before the backup marks it done: a
+            # crash between the two then makes resume redo that epoch, instead of skipping an epoch never recorded.
             logger,
+            _make_backup(backup_dir, logger),
         ]
         if chief:
             callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))

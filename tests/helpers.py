@@ -105,7 +105,7 @@ def tiny_config(**changes):
 
     from cifar_core.presets import get_preset
 
-    return dataclasses.replace(get_preset("tiny").train, data="sample", limit=300, epochs=1, **changes)
+    return dataclasses.replace(get_preset("tiny").train, **{"data": "sample", "limit": 300, "epochs": 1, **changes})
 
 
 _TMP = []

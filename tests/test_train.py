@@ -1,0 +1,309 @@
+"""cifar_core.train: config validation, the augmentation pipeline, a whole tiny run, stop, kill and resume, a torn
+backup, NaN loss, and an invalid spec at the command line."""
+
+import dataclasses
+import json
+import math
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_core import runs
+from cifar_core import spec as S
+from cifar_core import train as T
+from cifar_core.data import CIFAR10_CLASSES
+from cifar_core.presets import get_preset
+
+try:
+    import helpers
+except ImportError:
+    from tests import helpers
+
+TINY = get_preset("tiny").spec
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# settings
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("epochs", 10**6), ("epochs", 2.5), ("learning_rate", 0),
+                                          ("learning_rate", -1e-3), ("learning_rate", 11), ("batch_size", 0),
+                                          ("optimizer", "rmsprop"), ("translate", 9), ("flip", "yes"),
+                                          ("limit", 0), ("precision", "float8"), ("warmup_epochs", 20)])
+def test_validate_config_refuses(field, value):
+    config = dataclasses.replace(T.TrainConfig(), **{field: value})
+    with pytest.raises(S.SpecError) as info:
+        T.validate_config(config)
+    message = str(info.value)
+    assert message.startswith(f"training setting {field} must be") and repr(value) in message
+
+
+def test_validate_config_accepts_the_presets_and_bounds():
+    for name in ("tiny", "fast", "report-2-1", "report-2-2"):
+        T.validate_config(get_preset(name).train)
+    T.validate_config(dataclasses.replace(T.TrainConfig(), epochs=1000, learning_rate=10, limit=1))
+
+
+def test_config_from_dict_refuses_unknown_settings():
+    with pytest.raises(S.SpecError, match="unknown training setting.*momentum"):
+        T.config_from_dict({"epochs": 2, "momentum": 0.9})
+    assert T.config_from_dict({"epochs": 2}).epochs == 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the input pipeline
+
+N = 40
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (N, 8, 8, 3), dtype=np.uint8)
+
+
+def batches(x, config, training=True, batch_size=16, passes=2):
+    """(image, index) pairs of `passes` epochs; labels are the image indices, one-hot over N classes."""
+    ds = T.make_dataset(x, np.arange(len(x)), len(x), batch_size, training=training, config=config)
+    pairs = []
+    for _ in range(passes):
+        for xb, yb in ds:
+            xb, yb = xb.numpy(), yb.numpy()
+            assert xb.dtype == np.float32 and yb.shape == (len(xb), len(x))
+            assert ((yb == 0) | (yb == 1)).all() and (yb.sum(axis=1) == 1).all()  # one-hot
+            pairs += list(zip(xb, yb.argmax(axis=1)))
+    return pairs
+
+
+def test_flip_only(images):
+    config = T.TrainConfig(flip=True, translate=0, seed=3)
+    pairs = batches(images, config)
+    assert sorted(i for _, i in pairs) == sorted(list(range(N)) * 2)  # every image once an epoch
+    mirrored = 0
+    for image, i in pairs:
+        same, mirror = np.array_equal(image, images[i]), np.array_equal(image, images[i][:, ::-1])
+        assert same or mirror
+        mirrored += mirror
+    assert 0 < mirrored < len(pairs)  # some of each
+
+
+def test_translate_only(images):
+    config = T.TrainConfig(flip=False, translate=2, seed=5)
+    pairs = batches(images, config)
+    shifts = set()
+    for image, i in pairs:
+        padded = np.pad(images[i].astype(np.float32), ((2, 2), (2, 2), (0, 0)), mode="reflect")
+        found = [(dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(image, padded[dy:dy + 8, dx:dx + 8])]
+        assert found, f"image {i} is not a shifted crop of its reflect-padded original"
+        shifts.add(found[0])
+    assert len(shifts) > 10  # shifts in both axes, in both directions, are used
+
+
+def test_no_augmentation_when_evaluating(images):
+    config = T.TrainConfig(flip=True, translate=2)
+    pairs = batches(images, config, training=False, passes=1)
+    assert [i for _, i in pairs] == list(range(N))  # in order, not shuffled
+    for image, i in pairs:
+        assert np.array_equal(image, images[i])
+
+
+def test_last_partial_batch_is_kept(images):
+    ds = T.make_dataset(images, np.zeros(N, int), 2, 16, training=False, config=T.TrainConfig())
+    assert [len(xb) for xb, _ in ds] == [16, 16, 8]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a whole run
+
+
+def epoch_points(run_dir):
+    return [r["epoch"] for r in runs.read_metrics(run_dir) if r["kind"] == "epoch"]
+
+
+def test_tiny_run_is_complete():
+    run = helpers.tiny_run()
+    config = runs.read_json(run / "config.json")
+    assert S.from_dict(config["spec"]) == TINY
+    assert config["train"]["epochs"] == 1 and config["train"]["limit"] == 300 and config["train"]["data"] == "sample"
+    assert config["class_names"] == list(CIFAR10_CLASSES) and config["params"] == 5418
+    assert config["data_source"] == "sample" and "tensorflow" in config["versions"]
+
+    status = runs.read_status(run)
+    assert status["state"] == "finished" and status["epoch"] == 1 and status["error"] is None
+    assert not runs.is_locked(run)
+
+    records = runs.read_metrics(run)
+    steps = math.ceil(300 / 64)
+    batch = [r for r in records if r["kind"] == "batch"]
+    epoch = [r for r in records if r["kind"] == "epoch"]
+    assert batch and all(r["epoch"] == 1 and 1 <= r["step"] <= steps and "loss" in r and "accuracy" in r
+                         for r in batch)
+    assert batch[-1]["step"] == steps  # the last batch of an epoch is always recorded
+    assert len(epoch) == 1
+    point = epoch[0]
+    assert point["epoch"] == 1 and point["step"] == steps and point["time"] > 0
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert isinstance(point[key], float) and math.isfinite(point[key])
+    assert 0 <= point["val_accuracy"] <= 1
+
+    from cifar_core.predict import load_model
+
+    model = load_model(run / "model.keras")
+    assert model.output_shape == (None, 10) and model.count_params() == 5418
+
+    stored = runs.read_json(run / "eval.json")
+    result = stored["sample:val"]
+    assert result["n"] == 200 and result["split"] == "val"
+    assert result["model_mtime_ns"] == (run / "model.keras").stat().st_mtime_ns
+    assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (run / "stop").exists()
+    assert any("val accuracy" in m for m in helpers.tiny_run_log())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# stop, kill, resume
+
+
+def test_stop_request_then_resume(tmp_path):
+    run = tmp_path / "run"
+    job = helpers.start_cli("train", "--preset", "tiny", "--data", "sample", "--epochs", "50", "--limit", "640",
+                            "--run-dir", run)
+    try:
+        helpers.wait_for(lambda: epoch_points(run), timeout=180, interval=0.05, process=job)
+        runs.request_stop(run)
+        asked = time.time()
+        out, err = job.communicate(timeout=60)
+        took = time.time() - asked
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 0, err
+    assert took < 15
+    assert out.strip().splitlines()[-1] == str(run)
+    status = runs.read_status(run)
+    assert status["state"] == "stopped"
+    from cifar_core.predict import load_model
+
+    assert load_model(run / "model.keras").output_shape == (None, 10)
+    done = epoch_points(run)
+    assert done == list(range(1, len(done) + 1)) and len(done) < 50
+
+    # resume (in this process, for 1 more epoch than were complete): the stopped epoch is trained again, whole
+    config = T.config_from_dict({**runs.read_json(run / "config.json")["train"], "epochs": len(done) + 1})
+    helpers.train_in_process(TINY, config, run, resume=True)
+    assert epoch_points(run) == list(range(1, len(done) + 2))
+    assert runs.read_status(run)["state"] == "finished"
+    assert not (run / "stop").exists()
+
+
+def test_kill_then_resume(tmp_path):
+    run = tmp_path / "run"
+    job = helpers.start_cli("train", "--preset", "tiny", "--data", "sample", "--epochs", "5", "--limit", "640",
+                            "--run-dir", run)
+    try:
+        helpers.wait_for(lambda: len(epoch_points(run)) >= 2, timeout=180, interval=0.05, process=job)
+        assert job.poll() is None, "the job ended before it could be killed"
+        job.send_signal(signal.SIGKILL)
+        job.wait(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == -signal.SIGKILL
+    assert runs.read_status(run)["state"] == "interrupted"
+    before = epoch_points(run)
+    assert 2 <= len(before) < 5
+
+    resumed = helpers.run_cli("train", "--run-dir", run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming after epoch" in resumed.stdout
+    assert runs.read_status(run)["state"] == "finished"
+    records = runs.read_metrics(run)
+    assert epoch_points(run) == [1, 2, 3, 4, 5]
+    epochs_in_order = [r["epoch"] for r in records]
+    assert epochs_in_order == sorted(epochs_in_order)  # no stale points of the killed epoch
+    times = [r["time"] for r in records if r["kind"] == "epoch"]
+    assert times == sorted(times)
+    for e in range(1, 6):
+        assert any(r["kind"] == "batch" and r["epoch"] == e for r in records)
+
+
+def test_restore_backup_metadata(tmp_path):
+    backup = tmp_path / "backup"
+    assert T._restore_backup_metadata(backup) == (0, None)
+    backup.mkdir()
+    runs.write_json(backup / "training_metadata.json", {"epoch": 3, "batch": 0})
+    assert T._restore_backup_metadata(backup) == (3, None)
+
+    # torn, with an older checkpoint: that one is used
+    (backup / "training_metadata.json").write_text('{"epoch": 4, "ba')
+    runs.write_json(backup / "training_metadata.json.bkp", {"epoch": 3, "batch": 0})
+    (backup / "latest.weights.h5").write_bytes(b"epoch 4")
+    (backup / "latest.weights.h5.bkp").write_bytes(b"epoch 3")
+    epoch, note = T._restore_backup_metadata(backup)
+    assert epoch == 3 and "previous checkpoint" in note
+    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 3"
+    assert runs.read_json(backup / "training_metadata.json")["epoch"] == 3
+
+    # torn, no older checkpoint: start over
+    (backup / "training_metadata.json").write_text("\0\0garbage")
+    (backup / "training_metadata.json.bkp").unlink()
+    epoch, note = T._restore_backup_metadata(backup)
+    assert epoch == 0 and "starts from epoch 1" in note
+    assert not (backup / "training_metadata.json").exists() and not (backup / "latest.weights.h5").exists()
+
+
+def test_resume_with_torn_backup_metadata(tmp_path):
+    run = shutil.copytree(helpers.tiny_run(), tmp_path / "run")
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 1, "bat')
+    log = helpers.train_in_process(TINY, helpers.tiny_config(), run, resume=True)
+    assert any("torn" in m for m in log)
+    assert runs.read_status(run)["state"] == "finished"
+    assert epoch_points(run) == [1]
+
+
+def test_resume_needs_a_run(tmp_path):
+    with pytest.raises(runs.RunError, match="no run"):
+        T.train(TINY, helpers.tiny_config(), tmp_path / "none", resume=True)
+    assert not (tmp_path / "none").exists()
+
+
+def test_nan_loss_fails_and_keeps_the_last_good_model(tmp_path, monkeypatch):
+    import keras
+
+    def exploding_optimizer(config, steps_per_epoch):
+        # a sane first epoch, then a learning rate that overflows the weights
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay([steps_per_epoch], [1e-3, 1e30])
+        return keras.optimizers.SGD(lr)
+
+    monkeypatch.setattr(T, "make_optimizer", exploding_optimizer)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="NaN"):
+        helpers.train_in_process(TINY, helpers.tiny_config(epochs=3), run)
+    status = runs.read_status(run)
+    assert status["state"] == "failed" and "NaN" in status["error"]
+    assert epoch_points(run) == [1]
+    from cifar_core.predict import load_model
+
+    model = load_model(run / "model.keras")
+    assert all(np.isfinite(np.asarray(w, dtype=np.float32)).all() for w in model.weights)
+    assert not runs.is_locked(run)
+
+
+def test_invalid_spec_at_the_command_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "bad", "layers": [{"type": "Conv2D", "filters": 0}, {"type": "Flatten"}]}))
+    for where in (["--run-dir", tmp_path / "run"], ["--runs-dir", tmp_path / "runs"]):
+        result = helpers.run_cli("train", "--spec", bad, *where, timeout=60)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: layer 1 (Conv2D): filters")
+        assert result.stdout == ""
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+    result = helpers.run_cli("train", "--preset", "tiny", "--epochs", "0", "--runs-dir", tmp_path / "runs", timeout=60)
+    assert result.returncode == 2 and "epochs" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
