@@ -21,10 +21,10 @@ st.caption('The embedded sample ("sample" in the sidebar\'s data source) always 
 
 st.subheader("Workflow")
 for path, label, what in (
-    ("pages/build.py", "Build", "start from a preset or from scratch and edit the layer stack"),
-    ("pages/train.py", "Train", "train the model as a background job with live curves"),
-    ("pages/evaluate.py", "Evaluate", "accuracy, confusion matrix, per-class scores and a gallery of mistakes"),
-    ("pages/classify.py", "Classify", "upload images and see the model's top guesses"),
-    ("pages/runs.py", "Runs", "compare, rename, download and delete runs"),
+    ("app_pages/build.py", "Build", "start from a preset or from scratch and edit the layer stack"),
+    ("app_pages/train.py", "Train", "train the model as a background job with live curves"),
+    ("app_pages/evaluate.py", "Evaluate", "accuracy, confusion matrix, per-class scores and a gallery of mistakes"),
+    ("app_pages/classify.py", "Classify", "upload images and see the model's top guesses"),
+    ("app_pages/runs.py", "Runs", "compare, rename, download and delete runs"),
 ):
     st.page_link(path, label=f"{label}: {what}")

@@ -152,6 +152,6 @@ if status.get("state") in RESUMABLE:
         else:
             st.rerun()
 if status.get("state") == "finished":
-    st.page_link("pages/evaluate.py", label="Evaluate this model", icon=":material/analytics:")
+    st.page_link("app_pages/evaluate.py", label="Evaluate this model", icon=":material/analytics:")
 with st.expander("Job log"):
     st.code(jobs.read_job_log(run_id) or "(empty)", language=None)

@@ -1,0 +1,78 @@
+"""Fixtures of the AppTest suite (tests/test_app_*.py): a private runs folder and sample data for every app test,
+and one tiny model trained once per session."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the pages import `ui` and `cifar_core` from the project root, as `streamlit run` does
+    sys.path.insert(0, str(ROOT))
+
+TINY_RUN_ID = "20260101-000000-tiny"
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> Path:
+    """A runs folder with one finished run: the `tiny` preset trained 1 epoch on the embedded sample (a few seconds).
+    Read-only: tests copy the run into their own runs folder (`runs_with_model`)."""
+    import keras
+
+    from cifar_core import presets, train
+
+    root = tmp_path_factory.mktemp("trained-runs")
+    preset = presets.PRESETS["tiny"]
+    policy, handler = keras.mixed_precision.global_policy().name, signal.getsignal(signal.SIGTERM)
+    try:  # train() sets the process's precision policy and SIGTERM handler: give the test process its own back
+        train.train(preset.spec, dataclasses.replace(preset.train, data="sample"), root / TINY_RUN_ID,
+                    log=lambda *args: None)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        signal.signal(signal.SIGTERM, handler)
+    return root
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path) -> Path:
+    """An empty runs folder (CIFAR_RUNS_DIR) and the embedded sample as the default data (CIFAR10_DATA)."""
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(runs_dir))
+    monkeypatch.setenv("CIFAR10_DATA", "sample")
+    monkeypatch.chdir(ROOT)
+    return runs_dir
+
+
+@pytest.fixture
+def runs_with_model(app_env, trained_runs) -> Path:
+    """app_env's runs folder holding a copy of the trained tiny run (modification times kept, so its stored
+    evaluation still matches its model)."""
+    shutil.copytree(trained_runs / TINY_RUN_ID, app_env / TINY_RUN_ID)
+    return app_env
+
+
+@pytest.fixture
+def open_app(app_env):
+    """open_app(page=None, **session_state): an AppTest of app.py (navigation and sidebar included), run once, given
+    session_state, then switched to `page` ("app_pages/build.py") and run again. Page scripts may take a while under a
+    loaded CPU, hence the generous timeout."""
+    from streamlit.testing.v1 import AppTest
+
+    def open_(page: str | None = None, timeout: float = 90, **session_state):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+        for key, value in session_state.items():
+            at.session_state[key] = value
+        at.run()
+        assert not at.exception, at.exception
+        if page:
+            at.switch_page(page).run()
+            assert not at.exception, at.exception
+        return at
+
+    return open_

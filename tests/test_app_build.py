@@ -1,0 +1,145 @@
+"""AppTest of the Build page: presets, the layer editor, validity shown in place, Keras code and spec JSON."""
+
+import pytest
+
+from cifar_core import presets
+from cifar_core import spec as specs
+
+pytestmark = pytest.mark.usefixtures("app_env")
+
+BUILD = "app_pages/build.py"
+
+
+def load(at, choice):
+    at.selectbox(key="start_from").set_value(choice)
+    at.button(key="load").click()
+    return at.run()
+
+
+def total_params(at) -> int:
+    table = at.dataframe[0].value  # the only table on the page
+    assert table.iloc[-1]["layer"] == "Total"
+    return int(table.iloc[-1]["params"])
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def layer_box(at, key):
+    """The bordered box (one per layer) holding the widget `key`."""
+    def walk(node, chain):
+        for child in getattr(node, "children", {}).values():
+            if getattr(child, "key", None) == key:
+                return chain
+            found = walk(child, chain + [child])
+            if found:
+                return found
+        return None
+
+    def bordered(node):
+        proto = getattr(node, "proto", None)
+        return getattr(node, "type", "") == "flex_container" and proto.flex_container.border
+
+    return next(node for node in reversed(walk(at.main, [at.main])) if bordered(node))
+
+
+def test_every_preset_loads_with_its_parameter_count(open_app):
+    at = open_app(BUILD)
+    for name, preset in presets.PRESETS.items():
+        load(at, name)
+        assert not at.exception and not errors(at)
+        assert total_params(at) == specs.summary(preset.spec)["params"], name
+        assert at.session_state["spec"] == preset.spec
+        assert at.session_state["spec_valid"] is True
+    load(at, "report-2-2")
+    assert total_params(at) == 15_579_550
+    assert at.metric[0].value == "15,579,550"
+    source = at.code[0].value
+    assert source.startswith("import keras") and "layers.Conv2D(1024" in source
+    assert at.download_button(key="download_spec")
+
+
+def test_a_kernel_too_large_is_reported_at_its_layer_and_train_refuses(open_app):
+    at = open_app(BUILD)
+    load(at, "report-2-1")
+    at.number_input(key="layer_6_kernel_size").set_value(7).run()  # layer 7: a 7x7 valid kernel on a 5x5 input
+    assert errors(at) == ["layer 7 (Conv2D): a 7x7 kernel with padding 'valid' does not fit its 5x5 input; "
+                          "use a smaller kernel_size or padding 'same'."]
+    box = layer_box(at, "layer_6_kernel_size")
+    assert [e.value for e in box.error] == errors(at)  # shown in place, inside layer 7's box
+    assert not at.dataframe and not at.code  # no table or code for an invalid model
+    assert at.session_state["spec_valid"] is False
+
+    at.switch_page("app_pages/train.py").run()
+    assert at.selectbox(key="train_model").value == "build"
+    assert at.button(key="start").disabled
+    assert "cannot be trained" in errors(at)[0] and "7x7 kernel" in errors(at)[0]
+
+
+def test_six_pooling_layers_from_scratch_shrink_the_image_to_nothing(open_app):
+    at = open_app(BUILD)
+    load(at, "scratch")
+    assert at.session_state["spec"].layers == ()
+    assert "the spec has no layers" in errors(at)[0]
+    for _ in range(6):
+        at.selectbox(key="add_type").set_value("MaxPooling2D")
+        at.button(key="add").click().run()
+    assert len(at.session_state["spec"].layers) == 6
+    assert errors(at)[0].startswith("layer 6 (MaxPooling2D): pool_size 2 with padding 'valid' does not fit its 1x1")
+    assert [e.value for e in layer_box(at, "layer_5_pool_size").error] == errors(at)
+    # Fixing it: remove one pooling layer, end with Flatten; the model becomes valid.
+    at.button(key="remove_5").click().run()
+    at.selectbox(key="add_type").set_value("Flatten")
+    at.button(key="add").click().run()
+    assert not errors(at)
+    assert total_params(at) == 3 * 10 + 10  # 1x1x3 -> Dense(10)
+
+
+def test_layers_can_be_edited_moved_and_removed(open_app):
+    at = open_app(BUILD)
+    load(at, "tiny")  # Conv2D(16), MaxPooling2D, Conv2D(32), MaxPooling2D, GlobalMaxPooling2D
+    at.number_input(key="layer_0_filters").set_value(8)
+    at.selectbox(key="layer_0_activation").set_value("gelu")
+    at.checkbox(key="layer_0_use_bias").uncheck().run()
+    first = at.session_state["spec"].layers[0]
+    assert first == specs.Conv2D(8, 3, activation="gelu", use_bias=False)
+    at.button(key="down_0").click().run()  # the edited Conv2D moves below the pooling layer
+    layers = at.session_state["spec"].layers
+    assert type(layers[0]) is specs.MaxPooling2D and layers[1] == first
+    assert at.number_input(key="layer_1_filters").value == 8  # the widgets follow their layer
+    at.button(key="up_1").click().run()
+    assert at.session_state["spec"].layers[0] == first
+    at.button(key="remove_1").click().run()
+    assert len(at.session_state["spec"].layers) == 4
+    at.selectbox(key="add_type").set_value("Dropout")
+    at.selectbox(key="add_at").set_value(2)
+    at.button(key="add").click().run()
+    assert at.session_state["spec"].layers[1] == specs.Dropout()
+    at.number_input(key="layer_1_rate").set_value(0.5).run()
+    assert at.session_state["spec"].layers[1] == specs.Dropout(0.5)
+    # Now Conv2D(8), Dropout, Conv2D(32), MaxPooling2D, GlobalMaxPooling2D; pooling strides: empty is pool_size.
+    assert at.number_input(key="layer_3_strides").value is None
+    at.number_input(key="layer_3_strides").set_value(1).run()
+    assert at.session_state["spec"].layers[3] == specs.MaxPooling2D(2, strides=1)
+    at.text_input(key="spec_name").set_value("mine").run()
+    assert at.session_state["spec"].name == "mine" and not errors(at)
+    # The edited spec survives a visit to another page.
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page(BUILD).run()
+    assert at.session_state["spec"].name == "mine"
+    assert at.number_input(key="layer_1_rate").value == 0.5
+
+
+def test_a_spec_json_round_trips_and_a_bad_one_is_refused(open_app):
+    at = open_app(BUILD)
+    text = specs.to_json(presets.PRESETS["report-2-1"].spec)
+    at.file_uploader(key="spec_upload").set_value(("model.json", text.encode(), "application/json")).run()
+    assert at.session_state["spec"] == presets.PRESETS["report-2-1"].spec
+    assert total_params(at) == specs.summary(presets.PRESETS["report-2-1"].spec)["params"]
+    bad = text.replace('"Flatten"', '"Flattened"')
+    at.file_uploader(key="spec_upload").set_value(("bad.json", bad.encode(), "application/json")).run()
+    assert "unknown layer type" in errors(at)[0]
+    assert at.session_state["spec"] == presets.PRESETS["report-2-1"].spec  # the current spec is kept
+    at.file_uploader(key="spec_upload").set_value(("junk.json", b"{not json", "application/json")).run()
+    assert "not valid JSON" in errors(at)[0]

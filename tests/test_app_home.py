@@ -1,0 +1,39 @@
+"""AppTest of the landing page and the shared sidebar (app.py)."""
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("app_env")
+
+
+def test_home_says_what_the_tool_does_and_links_the_workflow_in_order(open_app):
+    at = open_app()
+    assert at.title[0].value == "CIFAR-10 CNN Studio"
+    assert len(at.markdown[0].value.splitlines()) == 3
+    labels = [link.label.split(":")[0] for link in at.get("page_link")]
+    assert labels == ["Build", "Train", "Evaluate", "Classify", "Runs"]
+    # The sidebar: the data source in use (CIFAR10_DATA=sample here) and the device.
+    assert at.sidebar.text_input(key="data_source").value == "sample"
+    assert "Device:" in at.sidebar.caption[0].value and "Precision:" in at.sidebar.caption[0].value
+    assert "always available" in at.success[0].value
+    assert "sample" in at.text[0].value
+
+
+def test_home_warns_when_the_data_source_is_missing(open_app, tmp_path):
+    at = open_app()
+    at.sidebar.text_input(key="data_source").set_value(str(tmp_path / "nowhere")).run()
+    assert not at.success
+    assert "does not exist" in at.warning[0].value
+    assert any('"sample"' in c.value for c in at.caption)  # the way out is named
+
+
+def test_home_reports_whether_keras_has_downloaded_cifar10(open_app, monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    at = open_app()
+    at.sidebar.text_input(key="data_source").set_value("keras").run()
+    assert "not been downloaded" in at.warning[0].value
+    batches = tmp_path / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    (batches / "data_batch_1").write_bytes(b"")
+    at.run()
+    assert "CIFAR-10 is available" in at.success[0].value
