@@ -1,0 +1,135 @@
+"""python -m cifar_core: the CLI contract of DESIGN.md (presets, predict, evaluate, runs), in a subprocess where the
+exact stdout and exit status matter, in this process otherwise."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from cifar_core import spec as S
+from cifar_core.__main__ import main
+from cifar_core.presets import PRESETS
+
+try:
+    import helpers
+except ImportError:
+    from tests import helpers
+
+
+def test_presets_json():
+    result = helpers.run_cli("presets", "--json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == list(PRESETS) and len(rows) == 4
+    assert {r["name"]: r["params"] for r in rows} == {n: S.summary(p.spec)["params"] for n, p in PRESETS.items()}
+    assert {r["name"]: r["params"] for r in rows}["report-2-2"] == 15_579_550
+    assert all(r["why"] for r in rows)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    good = folder / "good.png"
+    good.write_bytes(helpers.image_bytes(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)))
+    bad = folder / "bad.jpg"
+    bad.write_bytes(b"this is not a picture")
+    return good, bad
+
+
+def test_predict_json_good_and_bad(images):
+    good, bad = images
+    model = helpers.tiny_run() / "model.keras"
+    result = helpers.run_cli("predict", model, good, bad, "--top-k", "4", "--json")
+    assert result.returncode == 1, result.stderr  # some image failed
+    entries = json.loads(result.stdout)  # stdout is exactly the JSON list
+    assert [e["file"] for e in entries] == [str(good), str(bad)]
+    top = entries[0]["top"]
+    assert set(entries[0]) == {"file", "top"} and len(top) == 4
+    assert {t["label"] for t in top} <= set(runs_class_names())
+    probabilities = [t["probability"] for t in top]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+    assert set(entries[1]) == {"file", "error"}
+    assert entries[1]["error"].endswith(".") and "supported format" in entries[1]["error"]
+
+
+def runs_class_names():
+    return json.loads((helpers.tiny_run() / "config.json").read_text())["class_names"]
+
+
+def test_predict_all_good_exits_zero(images, capsys):
+    good, _ = images
+    assert main(["predict", str(helpers.tiny_run()), str(good), "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert len(entries) == 1 and len(entries[0]["top"]) == 3
+
+
+def test_predict_missing_file(images, capsys):
+    good, _ = images
+    assert main(["predict", str(helpers.tiny_run() / "model.keras"), str(good), "/nonexistent/x.png", "--json"]) == 1
+    captured = capsys.readouterr()
+    entries = json.loads(captured.out)
+    assert "top" in entries[0] and "error" in entries[1]
+    assert "/nonexistent/x.png: cannot be read" in captured.err
+
+
+def test_predict_refuses_a_remote_model(images, capsys):
+    good, _ = images
+    assert main(["predict", "hf://someone/model", str(good), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a local model" in err and err.count("\n") == 1
+
+
+def test_evaluate_json_on_the_sample():
+    run = helpers.tiny_run()
+    result = helpers.run_cli("evaluate", run / "model.keras", "--data", "sample", "--split", "test", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["split"] == "val" and out["n"] == 200  # the sample has no test split
+    assert {"accuracy", "loss", "n", "split", "confusion_matrix", "per_class"} <= set(out)
+    assert "predictions" not in out and "model_mtime_ns" not in out
+    cm = np.array(out["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == 200
+    assert out["accuracy"] == pytest.approx(np.trace(cm) / 200)
+    assert [r["class"] for r in out["per_class"]] == runs_class_names()
+    assert [r["support"] for r in out["per_class"]] == cm.sum(axis=1).tolist()
+    assert out["loss"] > 0
+    # the same model and data as the evaluation the training stored
+    stored = json.loads((run / "eval.json").read_text())["sample:val"]
+    assert out["accuracy"] == pytest.approx(stored["accuracy"], abs=0.011)
+
+
+def test_evaluate_text_says_there_is_no_test_split(tmp_path, capsys):
+    run = shutil.copytree(helpers.tiny_run(), tmp_path / "run")
+    assert main(["evaluate", str(run), "--data", "sample"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("val split (this source has no test split): accuracy ") and "on 200 images" in out
+
+
+def test_evaluate_download_failure_is_one_line(monkeypatch, capsys):
+    import keras
+
+    def offline():
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    assert main(["evaluate", str(helpers.tiny_run() / "model.keras"), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "--data" in captured.err and "CIFAR10_DATA" in captured.err
+
+
+def test_runs_json(tmp_path, capsys):
+    shutil.copytree(helpers.tiny_run(), tmp_path / "runs" / "r1")
+    assert main(["runs", "--runs-dir", str(tmp_path / "runs"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["run_id"] == "r1" and rows[0]["state"] == "finished"
+    assert rows[0]["epochs_done"] == 1 and rows[0]["has_model"] is True and rows[0]["params"] == 5418
+
+
+def test_unknown_preset_is_one_line(capsys, tmp_path):
+    assert main(["train", "--preset", "huge", "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown preset 'huge'" in err and "tiny" in err
+    assert not (tmp_path / "runs").exists()
