@@ -1,0 +1,64 @@
+"""Classify: uploaded images (or embedded sample images) -> the model's top-k classes, one file at a time so that a
+bad file only costs its own row."""
+
+import streamlit as st
+
+import ui
+from cifar_core import charts, data, predict, runs
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def load(ref: str, model_mtime_ns: int):
+    path, run_dir = runs.resolve_model(ref, allow_paths=False)
+    model = predict.load_model(path)
+    return model, runs.class_names_for(run_dir, model.output_shape[-1])
+
+
+def show_file(position: int, name: str, payload: bytes, result: dict) -> None:
+    """One file: its name (as plain text: a file name is never markup), then the original, the 32x32 input the
+    model sees and the top-k bars; or the sentence saying why the file cannot be classified."""
+    with st.container(border=True):
+        st.text(name)
+        if "error" in result:
+            st.error(result["error"])
+            return
+        c = st.columns([2, 2, 3])
+        c[0].image(payload, caption="original", width=192)
+        c[1].image(charts.enlarge(predict.to_input_array(payload), 6), caption="what the model sees (32 × 32)")
+        c[2].plotly_chart(charts.top_k_bar(result["top"]), key=f"top_k_{position}")
+
+
+st.title("Classify images")
+options = ui.model_options()
+if not options:
+    st.info("There is no trained model yet, and the shipped default model is not in this installation. Train one "
+            "on the Train page (the tiny preset on the sample data takes about a minute), then come back here.")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+c = st.columns([3, 1])
+ref = c[0].selectbox("Model", list(options), format_func=options.get, key="cls_model")
+k = c[1].slider("Top-k", 1, 10, 3, key="cls_k")
+try:
+    model, class_names = load(ref, ui.model_mtime(ref))
+except (ValueError, OSError) as e:  # RunError is a ValueError
+    st.error(ui.md_escape(str(e)))
+    st.stop()
+
+mode = st.radio("Images", ["upload", "sample"], horizontal=True, key="cls_mode",
+                format_func={"upload": "Upload images", "sample": "Embedded sample images"}.get)
+if mode == "upload":
+    uploads = st.file_uploader(f"PNG, JPEG, WebP, GIF or BMP, up to {predict.MAX_BYTES // 2**20} MB each",
+                               type=list(predict.UPLOAD_EXTENSIONS), accept_multiple_files=True, key="cls_files")
+    files = [(f.name, f.getvalue()) for f in uploads or []]
+else:
+    x, y, sample_names = data.load_sample()
+    i = int(st.number_input(f"Sample image (0 to {len(x) - 1})", 0, len(x) - 1, key="cls_sample"))
+    st.caption(f"True class: {ui.md_escape(sample_names[y[i]])}")
+    files = [(f"sample image {i} (true class: {sample_names[y[i]]})", data.encode_png(x[i]))]
+
+if not files:
+    st.caption("Upload one or more images to classify them.")
+with st.spinner("Classifying…"):
+    for position, (name, payload) in enumerate(files):
+        show_file(position, name, payload, predict.classify(model, class_names, [(name, payload)], k)[0])

@@ -1,0 +1,120 @@
+"""Evaluate: a trained model's accuracy, confusion matrix, per-class scores and a gallery of its predictions."""
+
+import streamlit as st
+
+import ui
+from cifar_core import charts, data, evaluate, runs
+
+ANY = "(any)"
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def run_evaluation(ref: str, split: str, source: str, model_mtime_ns: int) -> dict:
+    # The progress bar is created inside the cached function, so that a cache hit replays it (and its removal).
+    bar = st.progress(0.0, text="Predicting…")
+    result = evaluate.evaluate_model(ref, split, source or None,
+                                     progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}"))
+    bar.empty()
+    return result
+
+
+@st.cache_resource(show_spinner="Loading the images…", max_entries=2)
+def load_dataset(source: str) -> data.Dataset:
+    return data.load_data(source or None)
+
+
+def apply_cell_click(event) -> None:
+    """A click on a confusion-matrix cell sets the gallery's true and predicted class filters (once per click)."""
+    points = ((event or {}).get("selection") or {}).get("points") or []
+    cell = (points[0].get("y"), points[0].get("x")) if points else None
+    if cell and cell != st.session_state.get("cm_applied") and all(isinstance(c, str) for c in cell):
+        st.session_state["gal_true"], st.session_state["gal_pred"] = cell
+        st.session_state["gal_wrong"] = cell[0] != cell[1]
+    st.session_state["cm_applied"] = cell
+
+
+st.title("Evaluate")
+options = ui.model_options()
+if "default" not in options:
+    st.caption("The shipped default model is not in this installation (cifar_core/assets/default/model.keras is "
+               "missing), so only your trained runs are offered.")
+if not options:
+    st.info("There is no trained model yet. Train one on the Train page (the tiny preset on the sample data takes "
+            "about a minute), then come back here.")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+c = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
+ref = c[0].selectbox("Model", list(options), format_func=options.get, key="eval_model")
+source = c[1].text_input("Data source", value=ui.data_source(), key="eval_source").strip()
+split = c[2].radio("Split", ["test", "val"], key="eval_split", horizontal=True)
+if c[3].button("Evaluate", type="primary", key="eval_go"):
+    st.session_state["eval_request"] = (ref, split, source)
+if st.session_state.get("eval_request") != (ref, split, source):
+    st.info("Choose a model, a data source and a split, then press Evaluate.")
+    st.stop()
+
+try:
+    with st.spinner("Loading the data and the model…"):
+        result = run_evaluation(ref, split, source, ui.model_mtime(ref))
+except (data.DataError, ValueError, OSError) as e:  # RunError is a ValueError
+    st.error(ui.md_escape(str(e)))
+    st.stop()
+
+names = result["class_names"]
+if split == "test" and result["split"] == "val":
+    st.info("This data source has no test split, so the validation split is evaluated instead.")
+m = st.columns(4)
+m[0].metric("Accuracy", f"{result['accuracy']:.1%}")
+m[1].metric("Loss", f"{result['loss']:.3f}")
+m[2].metric("Top-3 accuracy", f"{result['top3_accuracy']:.1%}")
+m[3].metric(f"Images ({result['split']})", f"{result['n']:,}")
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.subheader("Confusion matrix")
+    normalize = st.toggle("Row-normalised (each true class sums to 1)", key="cm_normalize")
+    event = st.plotly_chart(charts.confusion_heatmap(result["confusion_matrix"], names, normalize),
+                            on_select="rerun", selection_mode="points", key="cm_chart")
+    st.caption("Click a cell to show its images in the gallery below.")
+    apply_cell_click(event)
+with right:
+    st.subheader("Per class")
+    st.dataframe(result["per_class"], hide_index=True, key="per_class_table", column_config={
+        k: st.column_config.NumberColumn(format="%.3f") for k in ("precision", "recall", "f1")})
+    st.plotly_chart(charts.per_class_bars(result["per_class"]), key="per_class_chart")
+    st.subheader("Most confused pairs")
+    pairs = evaluate.most_confused_pairs(result, top=8)
+    if pairs:
+        st.dataframe(pairs, hide_index=True, key="pairs_table")
+    else:
+        st.caption("No mistakes at all.")
+
+st.subheader("Gallery")
+g = st.columns(4, vertical_alignment="bottom")
+wrong = g[0].checkbox("Misclassified only", key="gal_wrong")
+true_class = g[1].selectbox("True class", [ANY, *names], key="gal_true")
+pred_class = g[2].selectbox("Predicted class", [ANY, *names], key="gal_pred")
+limit = g[3].number_input("Images", 8, 200, value=40, step=8, key="gal_limit")
+indices = evaluate.select_predictions(result, misclassified_only=wrong,
+                                      true_class=None if true_class == ANY else true_class,
+                                      pred_class=None if pred_class == ANY else pred_class, limit=int(limit))
+try:
+    x, _, _ = load_dataset(result["source"]).split(result["split"])
+except data.DataError as e:
+    st.error(ui.md_escape(str(e)))
+    st.stop()
+if len(x) != result["n"]:
+    st.warning("The data source has changed since this evaluation; press Evaluate again to see its images.")
+    st.stop()
+if not indices:
+    st.caption("No image matches these filters.")
+predictions = result["predictions"]
+cells = st.columns(8)
+for k, i in enumerate(indices):
+    true, pred = names[predictions["true"][i]], names[predictions["pred"][i]]
+    with cells[k % 8]:
+        st.image(charts.enlarge(x[i], 3), width="stretch")
+        color = "green" if true == pred else "red"
+        st.markdown(f":{color}[{ui.md_escape(true)} → {ui.md_escape(pred)} "
+                    f"({predictions['confidence'][i]:.0%})]")

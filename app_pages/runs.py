@@ -1,0 +1,78 @@
+"""Runs: every training run, their curves side by side, downloads, renaming and deletion."""
+
+import streamlit as st
+
+import ui
+from cifar_core import charts, runs
+
+METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss", "accuracy": "training accuracy",
+           "loss": "training loss"}
+
+st.title("Runs")
+rows = runs.list_runs()
+if not rows:
+    st.info(f"No runs yet in {runs.default_runs_dir()}. Start one on the Train page.")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+table = [{
+    "name": r["name"], "model": r["model"], "params": r["params"],
+    "epochs": f"{r['epochs_done']}/{r['epochs'] or '?'}",
+    "best val accuracy": r["best_val_accuracy"], "train time (s)": r["train_time_s"], "state": r["state"],
+    "saved model": r["has_model"], "run id": r["run_id"],
+} for r in rows]
+event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
+                     column_config={"params": st.column_config.NumberColumn(format="localized"),
+                                    "best val accuracy": st.column_config.NumberColumn(format="percent"),
+                                    "train time (s)": st.column_config.NumberColumn(format="%.0f")})
+selected = [rows[i] for i in event.selection.rows if i < len(rows)]
+
+st.subheader("Compare curves")
+if selected:
+    key = st.selectbox("Metric", list(METRICS), format_func=METRICS.get, key="runs_metric")
+    curves = {f"{r['name']} ({r['run_id']})" if r["name"] != r["run_id"] else r["run_id"]:
+              runs.read_metrics(runs.run_path(r["run_id"])) for r in selected}
+    st.plotly_chart(charts.overlay_curves(curves, key), key="runs_overlay")
+else:
+    st.caption("Select rows in the table to overlay their curves.")
+
+st.subheader("Manage a run")
+ids = [r["run_id"] for r in rows]
+default = ids.index(selected[0]["run_id"]) if selected else 0
+run_id = st.selectbox("Run", ids, index=default, key=f"runs_manage_{default}",
+                      format_func=lambda r: f"{runs.run_label(runs.run_path(r))} ({r})")
+run_dir = runs.run_path(run_id)
+row = rows[ids.index(run_id)]
+
+c = st.columns(2)
+with c[0]:
+    if row["has_model"]:
+        st.download_button("Download model.keras", lambda: (run_dir / "model.keras").read_bytes(),
+                           file_name=f"{run_id}.keras", mime="application/octet-stream", on_click="ignore",
+                           key="download_model")
+    else:
+        st.caption("This run has no saved model yet.")
+    st.download_button("Download config.json", lambda: (run_dir / "config.json").read_bytes(),
+                       file_name=f"{run_id}-config.json", mime="application/json", on_click="ignore",
+                       key="download_config")
+with c[1]:
+    label = st.text_input("Name", value=row["name"], key=f"runs_label_{run_id}", max_chars=80)
+    if st.button("Rename", key="rename"):
+        try:
+            runs.rename_run(run_dir, label)
+        except runs.RunError as e:
+            st.error(str(e))
+        else:
+            st.rerun()
+
+with st.expander("Delete this run"):
+    st.text(f"Deletes {run_dir} with its model, curves and logs. This cannot be undone.")
+    sure = st.checkbox("Yes, delete it", key=f"runs_confirm_{run_id}")
+    if st.button("Delete", type="primary", key="delete", disabled=not sure):
+        try:
+            runs.delete_run(run_dir)
+        except runs.RunError as e:
+            st.error(ui.md_escape(str(e)))
+        else:
+            st.session_state.pop("train_run", None)
+            st.rerun()

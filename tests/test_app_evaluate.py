@@ -1,0 +1,81 @@
+"""AppTest of the Evaluate page on a tiny model trained on the embedded sample (tests/conftest.py)."""
+
+import pytest
+
+from conftest import TINY_RUN_ID
+
+EVALUATE = "app_pages/evaluate.py"
+
+
+def evaluated(open_app, split="test", source="sample"):
+    at = open_app(EVALUATE)
+    assert at.selectbox(key="eval_model").value == TINY_RUN_ID
+    at.text_input(key="eval_source").set_value(source)
+    at.radio(key="eval_split").set_value(split)
+    at.button(key="eval_go").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def charts(at):
+    return {chart.key for chart in at.get("plotly_chart")}
+
+
+def test_evaluation_shows_metrics_confusion_matrix_and_gallery(open_app, runs_with_model):
+    (runs_with_model / TINY_RUN_ID / "eval.json").unlink()  # evaluate for real (training stored its own result)
+    at = evaluated(open_app, split="test")
+    assert (runs_with_model / TINY_RUN_ID / "eval.json").exists()
+    assert {"cm_chart", "per_class_chart"} <= charts(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert set(metrics) >= {"Accuracy", "Loss", "Top-3 accuracy", "Images (val)"}
+    assert metrics["Images (val)"] == "200"  # the sample's validation split: 10% of 2,000
+    # The sample has no test split: the page says it evaluated the validation split instead.
+    assert any("no test split" in info.value for info in at.info)
+    per_class = at.dataframe[0].value
+    assert list(per_class["class"]) == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                        "ship", "truck"]
+    assert len(at.image) == 40  # the gallery's default size
+    captions = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
+    assert len(captions) == 40 and all("→" in c for c in captions)
+    # Row-normalised matrix: the same chart, other numbers; the evaluation comes from st.cache_data this time.
+    at.toggle(key="cm_normalize").set_value(True).run()
+    assert not at.exception and "cm_chart" in charts(at)
+    assert {m.label: m.value for m in at.metric} == metrics
+
+
+@pytest.mark.usefixtures("runs_with_model")
+def test_gallery_filters_and_a_confusion_matrix_click(open_app):
+    at = evaluated(open_app, split="val")
+    assert not any("no test split" in info.value for info in at.info)
+    at.checkbox(key="gal_wrong").check().run()
+    captions = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
+    assert captions and all(c.startswith(":red[") for c in captions)
+    # A click on a cell (true cat, predicted dog) sets both class filters.
+    at.session_state["cm_chart"] = {"selection": {"points": [{"x": "dog", "y": "cat"}], "point_indices": [],
+                                                  "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="gal_true").value == "cat" and at.selectbox(key="gal_pred").value == "dog"
+    captions = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
+    assert all(c.startswith(":red[cat → dog") for c in captions)
+    # The selectboxes choose the pair as well; a diagonal pair lists correct predictions in green.
+    at.checkbox(key="gal_wrong").uncheck()
+    at.selectbox(key="gal_true").set_value("ship")
+    at.selectbox(key="gal_pred").set_value("ship").run()
+    captions = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
+    assert all(c.startswith(":green[ship → ship") for c in captions)
+
+
+@pytest.mark.usefixtures("runs_with_model")
+def test_a_missing_data_source_is_one_sentence(open_app, tmp_path):
+    at = evaluated(open_app, source=str(tmp_path / "nowhere"))
+    assert len(at.error) == 1 and "does not exist" in at.error[0].value
+    assert "cm_chart" not in charts(at)
+
+
+@pytest.mark.usefixtures("app_env")
+def test_without_any_model_the_page_says_how_to_get_one(open_app):
+    at = open_app(EVALUATE)
+    assert any("Train page" in info.value for info in at.info)
+    assert not at.selectbox
+    assert any("default" in c.value for c in at.caption)  # the shipped model is missing, and the page says so
