@@ -100,17 +100,18 @@ if st.button("Start training", type="primary", key="start", disabled=problem is 
 # ---- the run: live while its job trains, its record afterwards
 run_id = shown_run()
 st.divider()
-if run_id is None:
-    st.info("No run to show yet: start a training above.")
-    st.stop()
-select_run(run_id)
 listed = [r["run_id"] for r in runs.list_runs()]
-if run_id in listed:
-    picked = st.selectbox("Run", listed, index=listed.index(run_id), key=f"train_show_{run_id}",
+if listed:
+    picked = st.selectbox("Run", listed, index=listed.index(run_id) if run_id in listed else None,
+                          key=f"train_show_{run_id}", placeholder="choose a run to show",
                           format_func=lambda r: f"{runs.run_label(runs.run_path(r))} ({r})")
-    if picked != run_id:
+    if picked and picked != run_id:
         select_run(picked)
         st.rerun()
+if run_id is None:
+    st.info("No run to show yet: start a training above" + (", or choose a run." if listed else "."))
+    st.stop()
+select_run(run_id)
 run_dir = runs.run_path(run_id)
 live = runs.read_status(run_dir).get("state") in runs.LIVE_STATES
 

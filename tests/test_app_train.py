@@ -1,0 +1,131 @@
+"""AppTest of the Train page: a real (tiny) job started from the page, one job at a time, re-attaching through
+?run=, a failed run, and a spec that must not start."""
+
+import re
+import time
+
+import pytest
+
+from cifar_core import runs
+from cifar_core import spec as specs
+
+TRAIN = "app_pages/train.py"
+JOB_TIMEOUT_S = 60
+
+
+def plain(markdown: str) -> str:
+    """Markdown text as shown (the page escapes user-given names)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def wait_until_ended(run_dir, timeout=JOB_TIMEOUT_S) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = runs.read_status(run_dir)
+        if status.get("state") not in runs.LIVE_STATES:
+            return status
+        time.sleep(0.5)
+    pytest.fail(f"the job did not end within {timeout} s: {runs.read_status(run_dir)}")
+
+
+def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env):
+    at = open_app(TRAIN)
+    assert any("No run to show yet" in i.value for i in at.info)
+    at.selectbox(key="train_model").set_value("tiny").run()
+    assert at.number_input(key="tc_tiny_epochs").value == 1
+    at.text_input(key="tc_tiny_data").set_value("sample")
+    at.text_input(key="train_name").set_value("page test")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Precision"] in ("float32", "mixed_bfloat16", "mixed_float16")
+    assert metrics["Time per epoch (rough)"].endswith("s")  # 1.6 M MACs x 3 x 1,800 images / 12 GMAC/s ~ 1 s
+    at.button(key="start").click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    (run,) = runs.list_runs()
+    run_id = run["run_id"]
+    assert run_id.endswith("-tiny") and run["name"] == "page test"
+    assert at.query_params["run"] == run_id and at.session_state["train_run"] == run_id
+    try:
+        # One job at a time: a second start while the first is live is refused with a sentence.
+        at.button(key="start").click().run()
+        assert len(at.error) == 1 and "is training" in at.error[0].value
+        assert len(runs.list_runs()) == 1
+        assert at.get("progress") and at.button(key="stop")  # the live view
+        status = wait_until_ended(app_env / run_id)
+    finally:
+        if runs.read_status(app_env / run_id).get("state") in runs.LIVE_STATES:
+            from cifar_core import jobs
+            jobs.stop_job(run_id)
+    assert status["state"] == "finished", status
+
+    # A reload (a new session) re-attaches through ?run=.
+    from streamlit.testing.v1 import AppTest
+    from conftest import ROOT
+    again = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    again.query_params["run"] = run_id
+    again.run().switch_page(TRAIN).run()
+    assert not again.exception, again.exception
+    assert plain(again.subheader[0].value) == "page test: finished"
+    assert {c.key for c in again.get("plotly_chart")} == {"curves"}
+    assert not {"stop", "resume"} & {b.key for b in again.button}  # a finished run is neither stopped nor resumed
+
+
+def test_a_failed_run_shows_its_error_and_offers_resume(open_app, app_env):
+    run_dir = app_env / "20260101-000000-broken"
+    run_dir.mkdir()
+    runs.write_json(run_dir / "config.json", {"spec": specs.to_dict(specs.ModelSpec("broken")), "train": {}})
+    runs.write_status(run_dir, state="failed", epoch=0, epochs=3, error="DataError: the data vanished.")
+    at = open_app(TRAIN)
+    assert at.selectbox(key="train_show_None").value is None  # no job is live and none was chosen
+    at.selectbox(key="train_show_None").set_value(run_dir.name).run()
+    assert at.subheader[0].value.endswith(": failed")
+    assert any("the data vanished" in e.value for e in at.error)
+    assert at.button(key="resume")
+    assert "stop" not in {b.key for b in at.button}
+
+
+def test_an_invalid_spec_from_build_cannot_start(open_app):
+    bad = specs.ModelSpec("bad", (specs.MaxPooling2D(),) * 6 + (specs.Flatten(),))
+    at = open_app(TRAIN, spec=bad)
+    assert at.selectbox(key="train_model").value == "build"
+    assert at.button(key="start").disabled
+    assert "layer 6 (MaxPooling2D)" in at.error[0].value
+
+
+def test_stop_asks_the_live_job_to_stop_and_then_offers_resume(open_app, app_env):
+    """A stand-in job (this test holds the run's lock, as a job does) that honours the stop request like the real
+    one: it sees the stop file, writes 'stopped' and lets go of the lock."""
+    import threading
+
+    run_dir = app_env / "20260101-000000-live"
+    run_dir.mkdir()
+    runs.write_json(run_dir / "config.json", {"spec": specs.to_dict(specs.ModelSpec("live")), "train": {}})
+    lock = runs.RunLock(run_dir).acquire()
+    runs.write_status(run_dir, state="running", epoch=1, epochs=4, step=5, steps_per_epoch=10, time=30.0)
+    runs.append_metrics(run_dir, [{"kind": "batch", "epoch": 1, "step": 5, "time": 30.0, "loss": 2.0,
+                                   "accuracy": 0.2}])
+
+    def job():
+        deadline = time.time() + 20
+        while time.time() < deadline and not runs.stop_requested(run_dir):
+            time.sleep(0.05)
+        runs.write_status(run_dir, state="stopped")
+        lock.release()
+
+    worker = threading.Thread(target=job, daemon=True)
+    worker.start()
+    try:
+        at = open_app(TRAIN)  # no run chosen: the page shows the live job
+        assert plain(at.subheader[0].value) == "20260101-000000-live: running"
+        bar = at.get("progress")[0].proto
+        assert (bar.value, bar.text) == (12, "epoch 1/4, step 5/10")  # 1.5 of 4 epochs, as a percentage
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Elapsed"] == "30 s" and metrics["Remaining (estimate)"] == "3 min 30 s"
+        assert "resume" not in {b.key for b in at.button}
+        at.button(key="stop").click().run()
+        assert not at.exception, at.exception
+        assert runs.read_status(run_dir)["state"] == "stopped"
+        assert plain(at.subheader[0].value) == "20260101-000000-live: stopped"
+        assert at.button(key="resume") and "stop" not in {b.key for b in at.button}
+    finally:
+        worker.join(timeout=25)
+        lock.release()
