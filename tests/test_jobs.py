@@ -1,0 +1,81 @@
+"""cifar_core.jobs without starting a process: progress arithmetic and the refusals (the AppTests of the Train page
+start real jobs)."""
+
+import pytest
+
+from cifar_core import jobs, runs
+from cifar_core import spec as S
+from cifar_core.presets import get_preset
+from cifar_core.train import estimate_epoch_seconds
+
+
+def test_job_progress_by_hand():
+    # epoch 2 of 4 under way, at step 5 of 10: 1.5 epochs done = 37.5%; 30 s so far -> 30 * 0.625 / 0.375 = 50 s left
+    p = jobs.job_progress({"epochs": 4, "steps_per_epoch": 10, "epoch": 2, "step": 5, "time": 30.0})
+    assert p["fraction"] == pytest.approx(0.375) and p["elapsed_s"] == 30.0 and p["remaining_s"] == pytest.approx(50)
+    # at step 0 (just resumed) `epoch` counts completed epochs
+    assert jobs.job_progress({"epochs": 4, "steps_per_epoch": 10, "epoch": 2, "step": 0})["fraction"] == 0.5
+    assert jobs.job_progress({}) == {"fraction": 0.0, "elapsed_s": 0.0, "remaining_s": None}
+    done = jobs.job_progress({"epochs": 2, "steps_per_epoch": 3, "epoch": 2, "step": 3, "time": 8})
+    assert done["fraction"] == 1.0 and done["remaining_s"] == 0
+
+
+def test_estimate_epoch_seconds():
+    # tiny: 1,622,336 MACs an image; x 3 (forward and backward) x 1,000 images / 12e9 MACs a second
+    assert estimate_epoch_seconds(get_preset("tiny").spec, 1000) == pytest.approx(1_622_336 * 3 * 1000 / 12e9)
+    with pytest.raises(S.SpecError):
+        estimate_epoch_seconds(S.ModelSpec("bad", (S.Conv2D(8),)), 10)
+
+
+def _run(root, run_id, state):
+    run = root / run_id
+    run.mkdir(parents=True)
+    runs.write_json(run / "config.json", {"spec": {"name": "tiny"}, "train": {"epochs": 1}})
+    runs.write_status(run, state=state)
+    return run
+
+
+def test_one_job_at_a_time(tmp_path):
+    busy = _run(tmp_path, "busy", "running")
+    _run(tmp_path, "old", "stopped")
+    assert jobs.active_job(tmp_path) is None  # running, but nobody holds its lock: interrupted
+    lock = runs.RunLock(busy).acquire()
+    try:
+        assert jobs.active_job(tmp_path)["run_id"] == "busy"
+        with pytest.raises(runs.RunError, match="is training"):
+            jobs.start_job(get_preset("tiny").spec, get_preset("tiny").train, tmp_path)
+        with pytest.raises(runs.RunError, match="only one job"):
+            jobs.resume_job("old", tmp_path)
+    finally:
+        lock.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "old"]  # nothing was created
+
+
+def test_start_job_refuses_invalid_input_before_creating_anything(tmp_path):
+    import dataclasses
+
+    with pytest.raises(S.SpecError):
+        jobs.start_job(S.ModelSpec("bad", (S.Conv2D(0), S.Flatten())), get_preset("tiny").train, tmp_path)
+    with pytest.raises(S.SpecError, match="epochs"):
+        jobs.start_job(get_preset("tiny").spec, dataclasses.replace(get_preset("tiny").train, epochs=0), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_stopped_interrupted_or_failed_runs_resume(tmp_path):
+    _run(tmp_path, "done", "finished")
+    with pytest.raises(runs.RunError, match="Only a stopped"):
+        jobs.resume_job("done", tmp_path)
+    assert runs.read_status(tmp_path / "done")["state"] == "finished"
+
+
+def test_stop_job_of_a_finished_run(tmp_path):
+    run = _run(tmp_path, "done", "finished")
+    assert jobs.stop_job("done", tmp_path, wait_s=0.5) == "finished"
+    assert runs.stop_requested(run)
+
+
+def test_read_job_log(tmp_path):
+    run = _run(tmp_path, "r", "finished")
+    (run / "job.log").write_text("\n".join(f"line {i}" for i in range(30)))
+    assert jobs.read_job_log("r", tmp_path, lines=2) == "line 28\nline 29"
+    assert jobs.read_job_log("nothing", tmp_path) == ""
