@@ -98,7 +98,7 @@ def test_decompression_bomb_refused_quickly(bombs, side):
     start = time.perf_counter()
     with pytest.raises(ImageError, match="megapixels"):
         to_input_array(blob)
-    assert time.perf_counter() - start < 0.5  # the header is enough; decoding would take seconds
+    assert time.perf_counter() - start < 1.0  # the header is enough (a few ms); decoding would take seconds
 
 
 def test_decompression_bombs_use_little_memory(bombs):
