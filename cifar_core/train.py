@@ -8,7 +8,6 @@ save -> evaluate. The job owns its run directory and holds its lock; everybody e
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import signal
@@ -22,7 +21,7 @@ from . import spec as specs
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "one-cycle")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES = ("default", "mirrored", "multiworker")
+STRATEGIES = ("default", "mirrored", "multiworker")  # multiworker is refused for now, see validate_config
 BATCH_POINT_INTERVAL_S = 0.5  # metrics.jsonl gets at most two batch points a second
 # Rough training throughput for the Train page's time estimate, in multiply-accumulates per second: measured on
 # this project's 2-core CPU, counting a training step as 3 forward passes (forward + backward). Only a rough
@@ -76,6 +75,12 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     need(isinstance(config.data, str), "data", "a data source")
     need(config.limit is None or (is_int(config.limit) and config.limit >= 1), "limit", "empty or a positive integer")
     need(config.strategy in STRATEGIES, "strategy", " or ".join(STRATEGIES))
+    if config.strategy == "multiworker":
+        # Measured here with TF 2.21 / Keras 3.15: fit() fails inside Keras under MultiWorkerMirroredStrategy,
+        # first in strategy.reduce of the nested first batch, then in a metric reduction (keras-team/keras#20585,
+        # open). A refusal before anything starts beats a crash at the first step on every machine.
+        raise specs.SpecError("training setting strategy 'multiworker' is not supported by Keras 3's model.fit "
+                              "yet (keras-team/keras#20585); use 'mirrored' for the GPUs of one machine.")
     return config
 
 
@@ -180,8 +185,7 @@ def resolve_precision(config: TrainConfig) -> str:
 
 def make_strategy(name: str):
     """mirrored: one replica per local GPU (or, with no GPU, per logical CPU device; CIFAR_CORE_VIRTUAL_CPUS=N
-    splits the CPU into N of them, which is how the tests run it on a CPU-only machine). multiworker: one
-    replica per worker process described by TF_CONFIG."""
+    splits the CPU into N of them, which is how the tests run it on a CPU-only machine)."""
     import tensorflow as tf
 
     virtual = int(os.environ.get("CIFAR_CORE_VIRTUAL_CPUS") or 0)
@@ -194,8 +198,6 @@ def make_strategy(name: str):
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
 
@@ -229,7 +231,7 @@ def save_model_atomic(model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offset: float, chief: bool):
+def _make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offset: float):
     import keras
 
     class RunLogger(keras.callbacks.Callback):
@@ -251,23 +253,19 @@ def _make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offs
 
         def on_train_batch_end(self, batch, logs=None):
             now = time.time()
-            if chief and (now - self.last_point >= BATCH_POINT_INTERVAL_S or batch + 1 == steps_per_epoch):
+            if now - self.last_point >= BATCH_POINT_INTERVAL_S or batch + 1 == steps_per_epoch:
                 self.last_point = now
                 record = {"kind": "batch", "epoch": self.epoch, "step": batch + 1, "time": self._now(),
                           **{k: float(v) for k, v in (logs or {}).items()}}
                 runs.append_metrics(run_dir, [record])
                 runs.write_status(run_dir, state="running", epoch=self.epoch, epochs=epochs, step=batch + 1,
                                   steps_per_epoch=steps_per_epoch, time=record["time"])
-            # Workers of a multi-worker job also watch the chief's run directory: all must stop together.
-            if runs.stop_requested(run_dir) or (not chief and runs.stop_requested(run_dir.parent)) or _SIGNALLED:
+            if runs.stop_requested(run_dir) or _SIGNALLED:
                 self.stopped = True
                 self.model.stop_training = True
-                if chief:
-                    runs.write_status(run_dir, state="stopping")
+                runs.write_status(run_dir, state="stopping")
 
         def on_epoch_end(self, epoch, logs=None):
-            if not chief:
-                return
             if self.stopped:  # a partial epoch: its metrics would not be comparable, and resume redoes it
                 return
             record = {"kind": "epoch", "epoch": epoch + 1, "step": steps_per_epoch, "time": self._now(),
@@ -303,13 +301,6 @@ def _on_sigterm(signum, frame):
     _SIGNALLED = True
 
 
-def _is_chief() -> bool:
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = tf_config.get("task", {})
-    return task.get("type", "chief") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0
-                                                    and "chief" not in tf_config.get("cluster", {}))
-
-
 def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, resume: bool = False,
           log=print) -> Path:
     """Trains into run_dir (created if needed) and returns it. Raises SpecError for an invalid spec or config
@@ -319,9 +310,6 @@ def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, re
     specs.validate(model_spec)
     validate_config(config)
     run_dir = Path(run_dir)
-    chief = _is_chief()
-    if not chief:  # other workers of a multi-worker job keep their own scratch copy of the run
-        run_dir = run_dir / f"worker-{json.loads(os.environ['TF_CONFIG'])['task']['index']}"
     if resume and not (run_dir / "config.json").exists():
         raise runs.RunError(f"There is no run at {run_dir} to resume.")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -329,12 +317,12 @@ def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, re
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         (run_dir / "stop").unlink(missing_ok=True)
-        return _train_locked(model_spec, config, run_dir, resume, chief, log, np)
+        return _train_locked(model_spec, config, run_dir, resume, log, np)
     finally:
         lock.release()
 
 
-def _train_locked(model_spec, config, run_dir, resume, chief, log, np):
+def _train_locked(model_spec, config, run_dir, resume, log, np):
     from . import data as datasets
 
     runs.write_status(run_dir, state="starting", pid=os.getpid(), error=None)
@@ -371,7 +359,7 @@ def _train_locked(model_spec, config, run_dir, resume, chief, log, np):
         if not resume:
             shutil_rmtree(backup_dir)
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        kept = runs.truncate_metrics(run_dir, done_epochs) if chief else []
+        kept = runs.truncate_metrics(run_dir, done_epochs)
         time_offset = max((r.get("time", 0) for r in kept if r.get("kind") == "epoch"), default=0.0)
         if resume:
             log(f"Resuming after epoch {done_epochs}.")
@@ -390,7 +378,7 @@ def _train_locked(model_spec, config, run_dir, resume, chief, log, np):
         val_ds = make_dataset(dataset.x_val, dataset.y_val, dataset.num_classes, max(global_batch, 256),
                               training=False, config=config)
 
-        logger = _make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset, chief)
+        logger = _make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset)
         callbacks = [
             # raise_error=True: the default only sets stop_training, and later callbacks would then save the
             # NaN weights over the last good model.
@@ -400,8 +388,7 @@ def _train_locked(model_spec, config, run_dir, resume, chief, log, np):
             logger,
             _make_backup(backup_dir, logger),
         ]
-        if chief:
-            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
         runs.write_status(run_dir, state="running", epoch=done_epochs, epochs=config.epochs, step=0,
                           steps_per_epoch=steps_per_epoch, device=info["device"], precision=precision)
         model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, callbacks=callbacks, verbose=0,
@@ -412,15 +399,14 @@ def _train_locked(model_spec, config, run_dir, resume, chief, log, np):
             runs.write_status(run_dir, state="stopped")
             log(f"Stopped; model saved. Resume with: python -m cifar_core train --run-dir {run_dir} --resume")
             return run_dir
-        if chief:
-            save_model_atomic(model, run_dir / "model.keras")
-            from .evaluate import evaluate_arrays, store_eval
+        save_model_atomic(model, run_dir / "model.keras")
+        from .evaluate import evaluate_arrays, store_eval
 
-            x_eval, y_eval, split = dataset.split("test")
-            result = evaluate_arrays(model, x_eval, y_eval, dataset.class_names, split, dataset.source)
-            result["model_mtime_ns"] = (run_dir / "model.keras").stat().st_mtime_ns
-            store_eval(run_dir, result)
-            log(f"{split} accuracy {result['accuracy']:.4f} on {result['n']} images.")
+        x_eval, y_eval, split = dataset.split("test")
+        result = evaluate_arrays(model, x_eval, y_eval, dataset.class_names, split, dataset.source)
+        result["model_mtime_ns"] = (run_dir / "model.keras").stat().st_mtime_ns
+        store_eval(run_dir, result)
+        log(f"{split} accuracy {result['accuracy']:.4f} on {result['n']} images.")
         runs.write_status(run_dir, state="finished")
         return run_dir
     except RuntimeError as e:
