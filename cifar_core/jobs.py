@@ -7,7 +7,9 @@ again through its run directory. One job trains at a time: two would halve each 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import signal
 import subprocess
@@ -41,45 +43,62 @@ def _spawn(run_dir: Path, extra: list[str]) -> int:
     return process.pid
 
 
+@contextlib.contextmanager
+def _start_lock(runs_dir):
+    """Serialises starts across sessions and processes: two quick presses of Start (or two browser tabs) cannot
+    both see 'no job running' and both launch one."""
+    root = Path(runs_dir or runs.default_runs_dir())
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".start.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _refuse_if_busy(runs_dir) -> None:
+    busy = active_job(runs_dir)
+    if busy:
+        raise runs.RunError(f"The run {busy['name']} is training; stop it or wait for it to finish before "
+                            "starting another (two jobs would share the CPU and both crawl).")
+
+
 def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, name: str | None = None) -> str:
     """Validates, creates the run directory and starts the job; returns the run id. Raises SpecError for a bad
     spec or config (nothing is created) and RunError if another job is training."""
     specs.validate(model_spec)
     validate_config(config)
-    busy = active_job(runs_dir)
-    if busy:
-        raise runs.RunError(f"The run {busy['name']} is training; stop it or wait for it to finish before "
-                            "starting another (two jobs would share the CPU and both crawl).")
-    run_id = runs.new_run_id(model_spec.name)
-    run_dir = runs.run_path(run_id, runs_dir)
-    while run_dir.exists():  # two starts in the same second
-        time.sleep(1.0)
+    with _start_lock(runs_dir):
+        _refuse_if_busy(runs_dir)
         run_id = runs.new_run_id(model_spec.name)
+        while runs.run_path(run_id, runs_dir).exists():  # two starts in the same second
+            time.sleep(1.0)
+            run_id = runs.new_run_id(model_spec.name)
         run_dir = runs.run_path(run_id, runs_dir)
-    run_dir.mkdir(parents=True)
-    runs.write_json(run_dir / "spec.json", specs.to_dict(model_spec))
-    runs.write_json(run_dir / "train.json", dataclasses.asdict(config))
-    if name:
-        runs.rename_run(run_dir, name)
-    runs.write_status(run_dir, state="starting", epoch=0, epochs=config.epochs)
-    # config.json is written by the job itself; until then the run is listed through this placeholder.
-    runs.write_json(run_dir / "config.json", {"spec": specs.to_dict(model_spec), "train": dataclasses.asdict(config),
-                                              "params": specs.summary(model_spec)["params"],
-                                              "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-    pid = _spawn(run_dir, ["--spec", str(run_dir / "spec.json"), "--config", str(run_dir / "train.json")])
-    runs.write_status(run_dir, pid=pid)
+        run_dir.mkdir(parents=True)
+        runs.write_json(run_dir / "spec.json", specs.to_dict(model_spec))
+        runs.write_json(run_dir / "train.json", dataclasses.asdict(config))
+        if name:
+            runs.rename_run(run_dir, name)
+        runs.write_status(run_dir, state="starting", epoch=0, epochs=config.epochs)
+        # config.json is written by the job itself; until then the run is listed through this placeholder.
+        runs.write_json(run_dir / "config.json", {
+            "spec": specs.to_dict(model_spec), "train": dataclasses.asdict(config),
+            "params": specs.summary(model_spec)["params"], "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+        pid = _spawn(run_dir, ["--spec", str(run_dir / "spec.json"), "--config", str(run_dir / "train.json")])
+        runs.write_status(run_dir, pid=pid)
     return run_id
 
 
 def resume_job(run_id: str, runs_dir=None) -> None:
     run_dir = runs.run_path(run_id, runs_dir)
-    busy = active_job(runs_dir)
-    if busy:
-        raise runs.RunError(f"The run {busy['name']} is training; only one job runs at a time.")
-    if runs.read_status(run_dir).get("state") not in ("stopped", "interrupted", "failed"):
-        raise runs.RunError("Only a stopped, interrupted or failed run can be resumed.")
-    runs.write_status(run_dir, state="starting", error=None)
-    runs.write_status(run_dir, pid=_spawn(run_dir, ["--resume"]))
+    with _start_lock(runs_dir):
+        _refuse_if_busy(runs_dir)
+        if runs.read_status(run_dir).get("state") not in ("stopped", "interrupted", "failed"):
+            raise runs.RunError("Only a stopped, interrupted or failed run can be resumed.")
+        runs.write_status(run_dir, state="starting", error=None)
+        runs.write_status(run_dir, pid=_spawn(run_dir, ["--resume"]))
 
 
 def stop_job(run_id: str, runs_dir=None, wait_s: float = STOP_GRACE_S) -> str:
