@@ -22,6 +22,12 @@ def device() -> dict:
     return train.device_info()
 
 
+def run_title(run_id: str) -> str:
+    """'name (run id)', or the run id alone when the run has no name of its own."""
+    label = runs.run_label(runs.run_path(run_id))
+    return run_id if label == run_id else f"{label} ({run_id})"
+
+
 def model_options() -> dict[str, str]:
     """{model reference: label} of every model that can be loaded: the shipped default (if present), then runs."""
     options = {}
@@ -29,8 +35,7 @@ def model_options() -> dict[str, str]:
         options["default"] = "default (the shipped model)"
     for row in runs.list_runs():
         if row["has_model"]:
-            label = row["name"] if row["name"] == row["run_id"] else f"{row['name']} ({row['run_id']})"
-            options[row["run_id"]] = f"{label} · {row['state']}"
+            options[row["run_id"]] = f"{run_title(row['run_id'])} · {row['state']}"
     return options
 
 
@@ -61,3 +66,20 @@ def duration(seconds: float | None) -> str:
 def slug(name: str) -> str:
     """A safe file name stem."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "model"
+
+
+def clickable_cells(fig, confusion_matrix, class_names):
+    """Plotly cannot select heatmap cells, so st.plotly_chart(on_select=...) never hears a click on one: an invisible
+    marker at the centre of every cell makes a click select that cell (x = predicted class, y = true class). The
+    markers carry the hover text; the heatmap's own is switched off so that only one label shows."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    names = list(class_names)
+    fig.add_trace(go.Scatter(
+        x=[pred for _ in names for pred in names], y=[true for true in names for _ in names],
+        customdata=np.asarray(confusion_matrix).reshape(-1), mode="markers", showlegend=False,
+        marker={"size": 30, "opacity": 0}, selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}},
+        hovertemplate="true: %{y}<br>predicted: %{x}<br>images: %{customdata}<extra></extra>"))
+    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "heatmap"})
+    return fig

@@ -95,18 +95,18 @@ with editor:
     new_layers, slots = [], []
     for i, layer in enumerate(spec.layers):
         with st.container(border=True):
+            head = st.columns([8, 1, 1, 1], vertical_alignment="center")
+            head[0].markdown(f"**{i + 1}. {type(layer).__name__}**")
+            head[1].button("↑", key=f"up_{i}", on_click=move, args=(i, -1), disabled=i == 0, help="Move up")
+            head[2].button("↓", key=f"down_{i}", on_click=move, args=(i, 1), disabled=i == len(spec.layers) - 1,
+                           help="Move down")
+            head[3].button("✕", key=f"remove_{i}", on_click=edit_stack, args=(lambda s, i=i: s.pop(i),),
+                           help="Remove")
             fields = [f.name for f in dataclasses.fields(layer)]
-            cols = st.columns([1.6, *([1] * max(len(fields), 1)), 0.35, 0.35, 0.35], vertical_alignment="bottom")
-            cols[0].markdown(f"**{i + 1}. {type(layer).__name__}**")
             values = {}
-            for col, field_name in zip(cols[1:], fields):
+            for col, field_name in zip(st.columns(6) if fields else [], fields):
                 with col:
                     values[field_name] = field_widget(i, layer, field_name)
-            cols[-3].button("↑", key=f"up_{i}", on_click=move, args=(i, -1), disabled=i == 0, help="Move up")
-            cols[-2].button("↓", key=f"down_{i}", on_click=move, args=(i, 1), disabled=i == len(spec.layers) - 1,
-                            help="Move down")
-            cols[-1].button("✕", key=f"remove_{i}", on_click=edit_stack, args=(lambda s, i=i: s.pop(i),),
-                            help="Remove")
             slots.append(st.empty())
             new_layers.append(type(layer)(**values))
     st.caption("Output: Dense(10, softmax), added automatically.")
@@ -139,7 +139,7 @@ with summary:
         table = [{"layer": f"{r.index}. {r.type}", "output shape": " × ".join(map(str, r.output_shape)),
                   "params": r.params, "MACs": r.macs} for r in rows]
         table.append({"layer": "Total", "output shape": "", "params": totals["params"], "MACs": totals["macs"]})
-        st.dataframe(table, hide_index=True, key="stack_table",
+        st.dataframe(table, hide_index=True, key="stack_table", height="content",
                      column_config={"params": st.column_config.NumberColumn(format="localized"),
                                     "MACs": st.column_config.NumberColumn(format="localized")})
         st.subheader("Keras code")

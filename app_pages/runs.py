@@ -30,8 +30,7 @@ selected = [rows[i] for i in event.selection.rows if i < len(rows)]
 st.subheader("Compare curves")
 if selected:
     key = st.selectbox("Metric", list(METRICS), format_func=METRICS.get, key="runs_metric")
-    curves = {f"{r['name']} ({r['run_id']})" if r["name"] != r["run_id"] else r["run_id"]:
-              runs.read_metrics(runs.run_path(r["run_id"])) for r in selected}
+    curves = {ui.run_title(r["run_id"]): runs.read_metrics(runs.run_path(r["run_id"])) for r in selected}
     st.plotly_chart(charts.overlay_curves(curves, key), key="runs_overlay")
 else:
     st.caption("Select rows in the table to overlay their curves.")
@@ -40,7 +39,7 @@ st.subheader("Manage a run")
 ids = [r["run_id"] for r in rows]
 default = ids.index(selected[0]["run_id"]) if selected else 0
 run_id = st.selectbox("Run", ids, index=default, key=f"runs_manage_{default}",
-                      format_func=lambda r: f"{runs.run_label(runs.run_path(r))} ({r})")
+                      format_func=ui.run_title)
 run_dir = runs.run_path(run_id)
 row = rows[ids.index(run_id)]
 

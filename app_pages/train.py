@@ -104,7 +104,7 @@ listed = [r["run_id"] for r in runs.list_runs()]
 if listed:
     picked = st.selectbox("Run", listed, index=listed.index(run_id) if run_id in listed else None,
                           key=f"train_show_{run_id}", placeholder="choose a run to show",
-                          format_func=lambda r: f"{runs.run_label(runs.run_path(r))} ({r})")
+                          format_func=ui.run_title)
     if picked and picked != run_id:
         select_run(picked)
         st.rerun()
