@@ -37,3 +37,31 @@ def test_home_reports_whether_keras_has_downloaded_cifar10(open_app, monkeypatch
     (batches / "data_batch_1").write_bytes(b"")
     at.run()
     assert "CIFAR-10 is available" in at.success[0].value
+
+
+def test_no_page_loads_tensorflow_when_imported():
+    """The router, ui.py and the pages import nothing that loads TensorFlow or Keras at import time (cifar_core
+    imports them inside functions; cifar_core.schedules imports Keras at the top, so no page may import it)."""
+    import ast
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    files = [ROOT / "app.py", ROOT / "ui.py", *sorted((ROOT / "app_pages").glob("*.py"))]
+    modules = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                modules |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    assert not {m for m in modules if m.split(".")[0] in ("tensorflow", "keras")}
+    assert "cifar_core.schedules" not in modules
+    imported = sorted(m for m in modules if m == "ui" or (m.startswith("cifar_core.")
+                                                          and (ROOT / "cifar_core" / f"{m[11:]}.py").exists()))
+    assert "cifar_core.jobs" in imported and "ui" in imported
+    check = (f"import sys; import {', '.join(imported)}; "
+             "loaded = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(loaded); sys.exit(bool(loaded))")
+    done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
