@@ -20,11 +20,12 @@ st.text(source)
 st.caption('The embedded sample ("sample" in the sidebar\'s data source) always works, without a download.')
 
 st.subheader("Workflow")
-for path, label, what in (
-    ("app_pages/build.py", "Build", "start from a preset or from scratch and edit the layer stack"),
-    ("app_pages/train.py", "Train", "train the model as a background job with live curves"),
-    ("app_pages/evaluate.py", "Evaluate", "accuracy, confusion matrix, per-class scores and a gallery of mistakes"),
-    ("app_pages/classify.py", "Classify", "upload images and see the model's top guesses"),
-    ("app_pages/runs.py", "Runs", "compare, rename, download and delete runs"),
+for path, label, icon, what in (
+    ("app_pages/build.py", "Build", "construction", "start from a preset or from scratch and edit the layer stack"),
+    ("app_pages/train.py", "Train", "model_training", "train the model as a background job with live curves"),
+    ("app_pages/evaluate.py", "Evaluate", "analytics",
+     "accuracy, confusion matrix, per-class scores and a gallery of mistakes"),
+    ("app_pages/classify.py", "Classify", "image_search", "upload images and see the model's top guesses"),
+    ("app_pages/runs.py", "Runs", "history", "compare, rename, download and delete runs"),
 ):
-    st.page_link(path, label=f"{label}: {what}")
+    st.page_link(path, label=f"{label}: {what}", icon=f":material/{icon}:")
