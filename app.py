@@ -1,8 +1,8 @@
-"""CIFAR-10 CNN Studio: routes and the shared sidebar only; each page lives in app_pages/.
+"""CIFAR-10 CNN Studio: routes and the shared sidebar only; each page lives in pages/.
 
-The folder is deliberately not called pages/: when a pages/ folder sits next to the entry script, Streamlit starts a
-process (and AppTest every run) in its legacy multipage mode until some run calls st.navigation, so a first request for
-/build or /train?run=... (a reload after a server restart) would run that page alone, without this router and sidebar.
+Streamlit starts a server process in its legacy pages/-folder mode until some run calls st.navigation, so a first
+request for a deep link such as /train?run=... runs that page alone. Each page therefore starts with
+ui.through_router(), which sends such a run here once; this script then forwards it to the page that was asked for.
 """
 
 import streamlit as st
@@ -13,12 +13,12 @@ from cifar_core import data
 st.set_page_config(page_title="CIFAR-10 CNN Studio", layout="wide")
 
 page = st.navigation([
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/build.py", title="Build", icon=":material/construction:"),
-    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
-    st.Page("app_pages/classify.py", title="Classify", icon=":material/image_search:"),
-    st.Page("app_pages/runs.py", title="Runs", icon=":material/history:"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/build.py", title="Build", icon=":material/construction:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
 ])
 
 with st.sidebar:
@@ -29,4 +29,6 @@ with st.sidebar:
     info = ui.device()
     st.caption(f"Device: {info['device']}  \nPrecision: {info['precision']}")
 
+ui.forward_deep_link()
+st.session_state["routed"] = True
 page.run()

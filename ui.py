@@ -12,6 +12,21 @@ import streamlit as st
 from cifar_core import data, runs, train
 
 
+def through_router(page_path: str) -> None:
+    """Called first by every page: a page run that did not come through app.py (Streamlit's legacy pages/-folder
+    mode, on a deep link into a fresh server) goes to app.py, which forwards it back here with its query."""
+    if not st.session_state.get("routed"):
+        st.session_state["deep_link"] = (page_path, st.query_params.to_dict())
+        st.switch_page("app.py")
+
+
+def forward_deep_link() -> None:
+    link = st.session_state.pop("deep_link", None)
+    if link:
+        st.session_state["routed"] = True
+        st.switch_page(link[0], query_params=link[1] or None)
+
+
 def data_source() -> str:
     """The data source chosen in the sidebar (or the default when a page runs on its own)."""
     return st.session_state.get("data_source") or data.default_source()

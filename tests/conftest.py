@@ -18,6 +18,22 @@ if str(ROOT) not in sys.path:  # the pages import `ui` and `cifar_core` from the
 TINY_RUN_ID = "20260101-000000-tiny"
 
 
+@pytest.fixture(autouse=True)
+def _navigation_mode(monkeypatch):
+    """AppTest forgets on every run that app.py calls st.navigation and re-detects the pages/ folder, so from the
+    second run on it would run the page script alone, in Streamlit's legacy multipage mode. A real server detects
+    the folder once per process and leaves that mode at the first st.navigation; make AppTest do the same."""
+    from streamlit.runtime import pages_manager
+
+    init = pages_manager.PagesManager.__init__
+
+    def navigation_only(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        pages_manager.PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(pages_manager.PagesManager, "__init__", navigation_only)
+
+
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory) -> Path:
     """A runs folder with one finished run: the `tiny` preset trained 1 epoch on the embedded sample (a few seconds).
@@ -60,7 +76,7 @@ def runs_with_model(app_env, trained_runs) -> Path:
 @pytest.fixture
 def open_app(app_env):
     """open_app(page=None, **session_state): an AppTest of app.py (navigation and sidebar included), run once, given
-    session_state, then switched to `page` ("app_pages/build.py") and run again. Page scripts may take a while under a
+    session_state, then switched to `page` ("pages/build.py") and run again. Page scripts may take a while under a
     loaded CPU, hence the generous timeout."""
     from streamlit.testing.v1 import AppTest
 

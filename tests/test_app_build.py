@@ -7,7 +7,7 @@ from cifar_core import spec as specs
 
 pytestmark = pytest.mark.usefixtures("app_env")
 
-BUILD = "app_pages/build.py"
+BUILD = "pages/build.py"
 
 
 def load(at, choice):
@@ -71,7 +71,7 @@ def test_a_kernel_too_large_is_reported_at_its_layer_and_train_refuses(open_app)
     assert not at.dataframe and not at.code  # no table or code for an invalid model
     assert at.session_state["spec_valid"] is False
 
-    at.switch_page("app_pages/train.py").run()
+    at.switch_page("pages/train.py").run()
     assert at.selectbox(key="train_model").value == "build"
     assert at.button(key="start").disabled
     assert "cannot be trained" in errors(at)[0] and "7x7 kernel" in errors(at)[0]
@@ -125,7 +125,7 @@ def test_layers_can_be_edited_moved_and_removed(open_app):
     at.text_input(key="spec_name").set_value("mine").run()
     assert at.session_state["spec"].name == "mine" and not errors(at)
     # The edited spec survives a visit to another page.
-    at.switch_page("app_pages/home.py").run()
+    at.switch_page("pages/home.py").run()
     at.switch_page(BUILD).run()
     assert at.session_state["spec"].name == "mine"
     assert at.number_input(key="layer_1_rate").value == 0.5

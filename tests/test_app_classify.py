@@ -4,7 +4,7 @@ import pytest
 
 from cifar_core import data, predict
 
-CLASSIFY = "app_pages/classify.py"
+CLASSIFY = "pages/classify.py"
 
 
 def top_k_charts(at):

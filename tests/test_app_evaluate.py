@@ -4,7 +4,7 @@ import pytest
 
 from conftest import TINY_RUN_ID
 
-EVALUATE = "app_pages/evaluate.py"
+EVALUATE = "pages/evaluate.py"
 
 
 def evaluated(open_app, split="test", source="sample"):

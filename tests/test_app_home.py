@@ -48,7 +48,7 @@ def test_no_page_loads_tensorflow_when_imported():
 
     from conftest import ROOT
 
-    files = [ROOT / "app.py", ROOT / "ui.py", *sorted((ROOT / "app_pages").glob("*.py"))]
+    files = [ROOT / "app.py", ROOT / "ui.py", *sorted((ROOT / "pages").glob("*.py"))]
     modules = set()
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):

@@ -5,7 +5,7 @@ import pytest
 from cifar_core import runs
 from conftest import TINY_RUN_ID
 
-RUNS = "app_pages/runs.py"
+RUNS = "pages/runs.py"
 
 
 def test_table_curves_downloads_rename_and_delete(open_app, runs_with_model):

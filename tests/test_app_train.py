@@ -9,7 +9,7 @@ import pytest
 from cifar_core import runs
 from cifar_core import spec as specs
 
-TRAIN = "app_pages/train.py"
+TRAIN = "pages/train.py"
 JOB_TIMEOUT_S = 60
 
 

@@ -338,11 +338,11 @@ def test_load_model_caches_per_file_version(tmp_path):
 
 def test_no_unsafe_deserialization_anywhere():
     """Nothing in the product turns Keras's safe mode off."""
-    # cifar_core/, the pages (pages/ or app_pages/), app.py and every other product file; not the tests
+    # cifar_core/, the pages (pages/ or pages/), app.py and every other product file; not the tests
     skip = {".venv", ".git", "tests", "node_modules"}
     files = [p for p in ROOT.rglob("*.py") if not skip & set(p.relative_to(ROOT).parts)]
     assert ROOT / "cifar_core" / "predict.py" in files
-    for page in ("app.py", "pages", "app_pages"):
+    for page in ("app.py", "pages", "pages"):
         if (ROOT / page).exists():
             assert any(p == ROOT / page or ROOT / page in p.parents for p in files)
     pattern = re.compile(r"safe_mode\s*=\s*False|enable_unsafe_deserialization")

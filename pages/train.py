@@ -9,6 +9,8 @@ import ui
 from cifar_core import charts, data, jobs, presets, runs, train
 from cifar_core import spec as specs
 
+ui.through_router("pages/train.py")
+
 BUILD = "build"
 RESUMABLE = ("stopped", "interrupted", "failed")
 
@@ -153,6 +155,6 @@ if status.get("state") in RESUMABLE:
         else:
             st.rerun()
 if status.get("state") == "finished":
-    st.page_link("app_pages/evaluate.py", label="Evaluate this model", icon=":material/analytics:")
+    st.page_link("pages/evaluate.py", label="Evaluate this model", icon=":material/analytics:")
 with st.expander("Job log"):
     st.code(jobs.read_job_log(run_id) or "(empty)", language=None)

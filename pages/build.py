@@ -8,6 +8,8 @@ import ui
 from cifar_core import builder, presets
 from cifar_core import spec as specs
 
+ui.through_router("pages/build.py")
+
 SCRATCH = "scratch"
 # Float fields: (min, max, step, format); integer fields use specs.INT_RANGES.
 FLOATS = {"momentum": (0.0, 0.9999, 0.01, "%.4f"), "rate": (0.0, 0.999, 0.05, "%.3f")}

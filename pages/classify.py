@@ -6,6 +6,8 @@ import streamlit as st
 import ui
 from cifar_core import charts, data, predict, runs
 
+ui.through_router("pages/classify.py")
+
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def load(ref: str, model_mtime_ns: int):
@@ -33,7 +35,7 @@ options = ui.model_options()
 if not options:
     st.info("There is no trained model yet, and the shipped default model is not in this installation. Train one "
             "on the Train page (the tiny preset on the sample data takes about a minute), then come back here.")
-    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 c = st.columns([3, 1])

@@ -5,6 +5,8 @@ import streamlit as st
 import ui
 from cifar_core import charts, runs
 
+ui.through_router("pages/runs.py")
+
 METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss", "accuracy": "training accuracy",
            "loss": "training loss"}
 
@@ -12,7 +14,7 @@ st.title("Runs")
 rows = runs.list_runs()
 if not rows:
     st.info(f"No runs yet in {runs.default_runs_dir()}. Start one on the Train page.")
-    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 table = [{

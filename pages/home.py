@@ -5,6 +5,8 @@ import streamlit as st
 import ui
 from cifar_core import data
 
+ui.through_router("pages/home.py")
+
 st.title("CIFAR-10 CNN Studio")
 st.markdown(
     "Design a convolutional network layer by layer and see its shapes, parameters and cost as you edit.  \n"
@@ -21,11 +23,11 @@ st.caption('The embedded sample ("sample" in the sidebar\'s data source) always 
 
 st.subheader("Workflow")
 for path, label, icon, what in (
-    ("app_pages/build.py", "Build", "construction", "start from a preset or from scratch and edit the layer stack"),
-    ("app_pages/train.py", "Train", "model_training", "train the model as a background job with live curves"),
-    ("app_pages/evaluate.py", "Evaluate", "analytics",
+    ("pages/build.py", "Build", "construction", "start from a preset or from scratch and edit the layer stack"),
+    ("pages/train.py", "Train", "model_training", "train the model as a background job with live curves"),
+    ("pages/evaluate.py", "Evaluate", "analytics",
      "accuracy, confusion matrix, per-class scores and a gallery of mistakes"),
-    ("app_pages/classify.py", "Classify", "image_search", "upload images and see the model's top guesses"),
-    ("app_pages/runs.py", "Runs", "history", "compare, rename, download and delete runs"),
+    ("pages/classify.py", "Classify", "image_search", "upload images and see the model's top guesses"),
+    ("pages/runs.py", "Runs", "history", "compare, rename, download and delete runs"),
 ):
     st.page_link(path, label=f"{label}: {what}", icon=f":material/{icon}:")

@@ -5,6 +5,8 @@ import streamlit as st
 import ui
 from cifar_core import charts, data, evaluate, runs
 
+ui.through_router("pages/evaluate.py")
+
 ANY = "(any)"
 
 
@@ -41,7 +43,7 @@ if "default" not in options:
 if not options:
     st.info("There is no trained model yet. Train one on the Train page (the tiny preset on the sample data takes "
             "about a minute), then come back here.")
-    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 c = st.columns([3, 2, 1, 1], vertical_alignment="bottom")

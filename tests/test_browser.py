@@ -1,0 +1,105 @@
+"""The main path in a real browser: headless Chromium (Debian's, driven by Playwright) against `streamlit run app.py`
+on a free local port. Train `tiny` for one epoch on the embedded sample, watch the curve and the finish, evaluate it
+(confusion matrix), classify an uploaded image (top-k chart). Screenshots of each page go to test-artifacts/."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_core import data
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
+                                "(.ci/run installs it)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "CIFAR_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), "CIFAR10_DATA": "sample"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not answer /_stcore/health within 60 s")
+    yield url
+    os.killpg(process.pid, 15)
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+def _choose(page, label: str, option: str) -> None:
+    page.get_by_label(label, exact=True).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_train_evaluate_classify(server, page, tmp_path):
+    page.goto(f"{server}/train")
+    page.get_by_role("heading", name="Train").wait_for()
+    # A deep link into a fresh server still goes through app.py: the shared sidebar is there.
+    page.locator("[data-testid='stSidebar']").get_by_text("Data source").wait_for()
+    _choose(page, "Model", "preset tiny")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("finished", exact=False).first.wait_for(timeout=120_000)
+    page.locator("[data-testid='stPlotlyChart']").first.wait_for()
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
+
+    page.goto(f"{server}/evaluate")
+    page.get_by_role("heading", name="Evaluate").wait_for()
+    page.get_by_role("button", name="Evaluate").click()
+    page.get_by_role("heading", name="Confusion matrix").wait_for()
+    page.locator("[data-testid='stPlotlyChart'] .heatmaplayer, [data-testid='stPlotlyChart'] .imagelayer "
+                 "image").first.wait_for(state="attached")
+    page.screenshot(path=str(ARTIFACTS / "evaluate.png"), full_page=True)
+
+    x, y, names = data.load_sample()
+    image = tmp_path / "ship.png"
+    image.write_bytes(data.encode_png(np.repeat(np.repeat(x[8], 4, axis=0), 4, axis=1)))
+    page.goto(f"{server}/classify")
+    page.get_by_role("heading", name="Classify images").wait_for()
+    page.locator("input[type=file]").set_input_files(str(image))
+    page.get_by_text("ship.png").first.wait_for()
+    page.locator("[data-testid='stPlotlyChart'] .barlayer").first.wait_for(state="attached")
+    page.screenshot(path=str(ARTIFACTS / "classify.png"), full_page=True)
