@@ -79,3 +79,58 @@ def per_class_bars(per_class: list[dict]) -> go.Figure:
 def enlarge(image: np.ndarray, scale: int = 4) -> np.ndarray:
     """Nearest-neighbour enlargement: each pixel becomes a scale x scale block, so nothing is smoothed away."""
     return np.repeat(np.repeat(np.asarray(image), scale, axis=0), scale, axis=1)
+
+
+def tile(images, columns: int = 8, separator: int = 1, background: int = 255) -> np.ndarray:
+    """Equal-sized uint8 images (N, h, w) or (N, h, w, 3) side by side, `columns` to a row, with `separator` pixels of
+    `background` between them and around none; cells after the last image are left as background."""
+    images = np.asarray(images, dtype=np.uint8)
+    n, h, w = images.shape[:3]
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    grid = np.full((rows * h + (rows - 1) * separator, columns * w + (columns - 1) * separator, *images.shape[3:]),
+                   background, np.uint8)
+    for i, image in enumerate(images):
+        top, left = (i // columns) * (h + separator), (i % columns) * (w + separator)
+        grid[top:top + h, left:left + w] = image
+    return grid
+
+
+def _auto_scale(size: int, target: int) -> int:
+    return max(1, round(target / max(1, size)))
+
+
+def _ramp(stops: list[str], n: int = 256) -> np.ndarray:
+    """(n, 3) uint8: the hex colour stops interpolated linearly."""
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in stops], dtype=np.float64)
+    at = np.linspace(0, len(stops) - 1, n)
+    return np.round(np.stack([np.interp(at, np.arange(len(stops)), rgb[:, k]) for k in range(3)], 1)).astype(np.uint8)
+
+
+VIRIDIS = _ramp(px.colors.sequential.Viridis)  # dark purple (low) to yellow (high): never white, unlike the gaps
+
+
+def feature_map_grid(maps, limit: int = 32, columns: int = 8, scale: int | None = None,
+                     separator: int = 1) -> np.ndarray:
+    """The first `limit` of a layer's maps (channels, H, W) as one RGB uint8 image: each map min-max scaled on its own
+    to 0..255 (a constant map is all low) and coloured with VIRIDIS, enlarged nearest-neighbour `scale` times
+    (default: to about 48 pixels), tiled `columns` to a row with white separators."""
+    maps = np.asarray(maps, dtype=np.float32)[:limit]
+    if not len(maps):
+        raise ValueError("There are no feature maps to draw.")
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    scaled = np.divide(maps - low, span, out=np.zeros_like(maps), where=span > 0)
+    tiles = VIRIDIS[np.round(scaled * 255).astype(np.uint8)]
+    scale = scale or _auto_scale(maps.shape[1], 48)
+    return tile(np.stack([enlarge(t, scale) for t in tiles]), columns, separator)
+
+
+def filter_grid(filters, columns: int = 16, scale: int | None = None, separator: int = 1) -> np.ndarray:
+    """First-layer filters (N, k, k, 3) uint8 (explain.first_layer_filters) as one RGB image: each enlarged
+    nearest-neighbour `scale` times (default: to about 32 pixels), tiled `columns` to a row with white separators."""
+    filters = np.asarray(filters, dtype=np.uint8)
+    if not len(filters):
+        raise ValueError("There are no filters to draw.")
+    scale = scale or _auto_scale(filters.shape[1], 32)
+    return tile(np.stack([enlarge(f, scale) for f in filters]), columns, separator)

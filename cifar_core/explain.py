@@ -26,17 +26,46 @@ def _forward(model, image: np.ndarray, keep=lambda layer: False):
     return kept, x
 
 
+def _positions(shape) -> int:
+    """Height x width of a (batch, height, width, channels) shape; 0 for anything else."""
+    return int(shape[1] or 0) * int(shape[2] or 0) if len(shape) == 4 else 0
+
+
 def last_conv_layer(model):
-    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D" and len(layer.output.shape) == 4]
+    """The last Conv2D layer whose output is a map (wider than 1 x 1): where Grad-CAM looks."""
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
     if not convs:
         raise NoConvolutionError("This model has no convolution layer, so it has no spatial map to explain; "
                                  "add a Conv2D layer to see where it looks.")
-    return convs[-1]
+    spatial = [layer for layer in convs if _positions(layer.output.shape) > 1]
+    if not spatial:
+        raise NoConvolutionError("Every convolution layer of this model outputs a 1 × 1 map, so there is no "
+                                 "spatial map to explain; a convolution before the map shrinks to 1 × 1 would have "
+                                 "one.")
+    return spatial[-1]
+
+
+def cam_method(model) -> str:
+    """'Grad-CAM' when the layers after the last convolution pool its map globally (or to 1 x 1) before the head,
+    'HiResCAM' when they flatten a wider map. Grad-CAM averages each channel's gradient over the map, which is
+    exact when every position is pooled alike; after Flatten the head weighs every position on its own (a model
+    that tells classes apart by where something is has positive weights in one place and negative ones elsewhere,
+    and their average can be negative for every channel, leaving an empty map), so the gradient is kept per
+    position and multiplied with the map element-wise (HiResCAM, Draelos & Carin, 2020)."""
+    target = last_conv_layer(model)
+    for layer in model.layers[model.layers.index(target) + 1:]:
+        kind = type(layer).__name__
+        if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+            return "Grad-CAM"
+        if kind == "Flatten":
+            return "HiResCAM" if _positions(layer.input.shape) > 1 else "Grad-CAM"
+    return "Grad-CAM"
 
 
 def grad_cam(model, image: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, int]:
     """(heatmap in [0, 1] at the image's size, class explained). Grad-CAM (Selvaraju et al., 2017) on the last
-    Conv2D layer, with gradients of the pre-softmax score of `class_index` (default: the predicted class)."""
+    Conv2D layer with a spatial output, with gradients of the pre-softmax score of `class_index` (default: the
+    predicted class); HiResCAM, its element-wise form, when the model flattens that map (see cam_method)."""
     import tensorflow as tf
 
     target = last_conv_layer(model)
@@ -57,8 +86,11 @@ def grad_cam(model, image: np.ndarray, class_index: int | None = None) -> tuple[
         score = logits[0, class_index]
     grads = tf.cast(tape.gradient(score, conv_out), tf.float32)[0]
     fmap = tf.cast(conv_out, tf.float32)[0]
-    weights = tf.reduce_mean(grads, axis=(0, 1))
-    cam = tf.nn.relu(tf.reduce_sum(fmap * weights, axis=-1)).numpy()
+    if cam_method(model) == "HiResCAM":
+        weighted = grads * fmap
+    else:
+        weighted = fmap * tf.reduce_mean(grads, axis=(0, 1))
+    cam = tf.nn.relu(tf.reduce_sum(weighted, axis=-1)).numpy()
     cam = cam / cam.max() if cam.max() > 0 else cam
     size = np.asarray(image).shape[:2]
     resized = tf.image.resize(cam[..., None], size, method="bilinear").numpy()[..., 0]
@@ -100,6 +132,18 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5) -> np.
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
+def enlarged_overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5, scale: int = 8) -> np.ndarray:
+    """The overlay at `scale` times the image's size, as uint8 RGB: the image enlarged nearest-neighbour (its pixels
+    stay sharp), the heatmap enlarged bilinearly (it is a smooth estimate), then blended by overlay()."""
+    from PIL import Image
+
+    image = np.asarray(image, dtype=np.uint8)
+    big = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    smooth = np.asarray(Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)).resize(
+        big.shape[1::-1], Image.Resampling.BILINEAR), dtype=np.float32) / 255
+    return overlay(big, smooth, opacity)
+
+
 def saliency_png(model, image: np.ndarray, class_index: int | None = None, opacity: float = 0.5,
                  scale: int = 8) -> tuple[bytes, int]:
     """The Grad-CAM overlay on the nearest-neighbour enlarged input, as PNG bytes, and the class explained."""
@@ -108,9 +152,6 @@ def saliency_png(model, image: np.ndarray, class_index: int | None = None, opaci
     from PIL import Image
 
     heatmap, class_index = grad_cam(model, image, class_index)
-    big = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
-    smooth = np.asarray(Image.fromarray(np.round(heatmap * 255).astype(np.uint8)).resize(
-        big.shape[1::-1], Image.Resampling.BILINEAR), dtype=np.float32) / 255
     buffer = io.BytesIO()
-    Image.fromarray(overlay(big, smooth, opacity)).save(buffer, format="PNG")
+    Image.fromarray(enlarged_overlay(image, heatmap, opacity, scale)).save(buffer, format="PNG")
     return buffer.getvalue(), class_index
