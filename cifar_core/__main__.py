@@ -193,7 +193,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (specs.SpecError, runs.RunError, DataError, ValueError, KeyError, FileNotFoundError) as e:
+    except (specs.SpecError, runs.RunError, DataError, ValueError, KeyError, FileNotFoundError,
+            runs.DiskFullError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ Every file is replaced atomically (temporary file + os.replace), so a crash leav
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
@@ -30,6 +31,29 @@ LIVE_STATES = ("starting", "running", "stopping")
 
 class RunError(ValueError):
     """A run that cannot be opened or written; the message is a sentence for the user."""
+
+
+class DiskFullError(OSError):
+    """No space left on the device while writing a run's file; what was written before is kept. Still an OSError
+    (errno ENOSPC), whose message is a sentence for the user rather than "[Errno 28] ..."."""
+
+    def __init__(self, path):
+        super().__init__(errno.ENOSPC, f"The disk is full: {Path(path).name} could not be written; what was saved "
+                         "before is kept. Free some disk space, then resume the run.")
+
+    def __str__(self):
+        return self.strerror
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether an error, or one it was raised from (Keras wraps some), is a full disk or quota."""
+    for _ in range(10):
+        if error is None:
+            return False
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def default_runs_dir() -> Path:
@@ -69,8 +93,10 @@ def write_json(path: Path, data) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(e) and not isinstance(e, DiskFullError):
+            raise DiskFullError(path) from e
         raise
 
 
@@ -84,13 +110,18 @@ def read_json(path: Path, default=None):
 def append_metrics(run_dir: Path, records: list[dict]) -> None:
     path = Path(run_dir) / "metrics.jsonl"
     text = "".join(json.dumps(_clean(r), allow_nan=False) + "\n" for r in records)
-    with open(path, "a+b") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":  # a torn last line from a crash: start the next record on its own line
-                text = "\n" + text
-        f.write(text.encode())
+    try:
+        with open(path, "a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a torn last line from a crash: start the next record on its own line
+                    text = "\n" + text
+            f.write(text.encode())
+    except OSError as e:  # a partly written line is a torn line: readers skip it, the next append starts anew
+        if is_disk_full(e):
+            raise DiskFullError(path) from e
+        raise
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -115,8 +146,14 @@ def truncate_metrics(run_dir: Path, last_epoch: int) -> list[dict]:
     kept = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= last_epoch]
     path = Path(run_dir) / "metrics.jsonl"
     tmp = path.with_name(".metrics.jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise DiskFullError(path) from e
+        raise
     return kept
 
 

@@ -223,10 +223,16 @@ def _restore_backup_metadata(backup_dir: Path) -> tuple[int, str | None]:
 
 
 def save_model_atomic(model, path: Path) -> None:
+    """Saves to a hidden temporary file (a leading '.': no listing shows it), then renames it over `path`: a crash or
+    a full disk mid-save leaves the previous model whole. A full disk raises runs.DiskFullError."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:
         model.save(tmp)
         os.replace(tmp, path)
+    except BaseException as e:
+        if runs.is_disk_full(e):
+            raise runs.DiskFullError(path) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -411,17 +417,26 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
         return run_dir
     except RuntimeError as e:
         if "NaN" in str(e) or "nan" in str(e).lower():
-            runs.write_status(run_dir, state="failed", error="NaN loss: training diverged; the model kept is the "
-                              "last one with finite weights. Try a lower learning rate.")
+            _record_failure(run_dir, "NaN loss: training diverged; the model kept is the last one with finite "
+                            "weights. Try a lower learning rate.")
         else:
-            runs.write_status(run_dir, state="failed", error=_sentence(e))
+            _record_failure(run_dir, _sentence(e))
         raise
     except MemoryError as e:
-        runs.write_status(run_dir, state="failed", error="Out of memory: use a smaller batch size or model.")
+        _record_failure(run_dir, "Out of memory: use a smaller batch size or model.")
         raise RuntimeError("Out of memory: use a smaller batch size or model.") from e
     except BaseException as e:
-        runs.write_status(run_dir, state="failed", error=_sentence(e))
+        _record_failure(run_dir, str(e) if isinstance(e, runs.DiskFullError) else _sentence(e))
         raise
+
+
+def _record_failure(run_dir: Path, error: str) -> None:
+    """state failed with its reason; on a full disk even that write can fail, and the original error must still
+    reach the caller (the run then reads as interrupted once the job's lock is gone)."""
+    try:
+        runs.write_status(run_dir, state="failed", error=error)
+    except OSError:
+        pass
 
 
 def _sentence(e: BaseException) -> str:

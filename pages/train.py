@@ -93,7 +93,7 @@ if not available:
 if st.button("Start training", type="primary", key="start", disabled=problem is not None):
     try:
         run_id = jobs.start_job(model_spec, config, name=run_name.strip() or None)
-    except (specs.SpecError, runs.RunError) as e:
+    except (specs.SpecError, runs.RunError, runs.DiskFullError) as e:
         st.error(ui.md_escape(str(e)))
     else:
         select_run(run_id)
