@@ -1,15 +1,18 @@
-"""Small helpers shared by the pages: session defaults, the cached device query, model choices, text escaping.
+"""Small helpers shared by the pages: session defaults, the cached device query, model choices, the cached model and
+what cifar_core.explain computes from it, text escaping.
 
 UI glue only; the product's logic lives in cifar_core.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
+import numpy as np
 import streamlit as st
 
-from cifar_core import data, runs, train
+from cifar_core import data, explain, predict, runs, train
 
 
 def through_router(page_path: str) -> None:
@@ -59,6 +62,61 @@ def model_mtime(ref: str) -> int:
     return path.stat().st_mtime_ns
 
 
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def load_model(ref: str, model_mtime_ns: int):
+    """(model, class names) of a model reference, loaded once per file version (pass model_mtime(ref))."""
+    path, run_dir = runs.resolve_model(ref, allow_paths=False)
+    model = predict.load_model(path)
+    return model, runs.class_names_for(run_dir, model.output_shape[-1])
+
+
+def input_image(payload: bytes) -> np.ndarray:
+    """An uploaded file as the 32x32 uint8 input a model sees; predict.ImageError (one sentence) when it is not."""
+    if len(payload) > predict.MAX_BYTES:
+        raise predict.ImageError(f"The file is {len(payload) / 2**20:.1f} MB; the limit is "
+                                 f"{predict.MAX_BYTES // 2**20} MB.")
+    return predict.to_input_array(payload)
+
+
+@st.cache_data(show_spinner="Computing the heatmap…", max_entries=64)
+def grad_cam(ref: str, model_mtime_ns: int, image: np.ndarray, class_index: int) -> np.ndarray:
+    """explain.grad_cam's heatmap, cached per model version, image (hashed by content) and class."""
+    heatmap, _ = explain.grad_cam(load_model(ref, model_mtime_ns)[0], image, class_index)
+    return heatmap
+
+
+@st.cache_data(show_spinner="Computing the feature maps…", max_entries=8)
+def feature_maps(ref: str, model_mtime_ns: int, image: np.ndarray) -> list[dict]:
+    return explain.feature_maps(load_model(ref, model_mtime_ns)[0], image)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def first_layer_filters(ref: str, model_mtime_ns: int) -> np.ndarray:
+    return explain.first_layer_filters(load_model(ref, model_mtime_ns)[0])
+
+
+def saliency(ref: str, image: np.ndarray, predicted: str, key: str, opacity: float, scale: int = 6) -> None:
+    """The Grad-CAM overlay of one image under a class picker (default: the predicted class, by name), or the
+    sentence saying why this model has no map to show."""
+    mtime = model_mtime(ref)
+    model, names = load_model(ref, mtime)
+    predicted = names.index(predicted)
+    try:
+        method = explain.cam_method(model)
+    except explain.NoConvolutionError as e:
+        st.info(str(e))
+        return
+    digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:12]
+    chosen = st.selectbox("Heatmap for class", range(len(names)), index=predicted, key=f"{key}_{digest}",
+                          format_func=lambda i: f"{names[i]} (predicted)" if i == predicted else names[i])
+    heatmap = grad_cam(ref, mtime, image, chosen)
+    note = " (element-wise, HiResCAM, as this model flattens its last map)" if method == "HiResCAM" else ""
+    st.image(explain.enlarged_overlay(image, heatmap, opacity, scale),
+             caption=f"Grad-CAM{note}: where the model finds “{names[chosen]}”")
+    if not heatmap.any():
+        st.caption("Nothing in this image counts for that class (the map is empty).")
+
+
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
 
 
@@ -76,6 +134,13 @@ def duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def compact(count: int) -> str:
+    """658546 -> '658.5 k', 15579550 -> '15.58 M': short enough for a metric tile; the exact count is in the table."""
+    if count >= 1_000_000:
+        return f"{count / 1e6:.2f} M"
+    return f"{count / 1e3:.1f} k" if count >= 10_000 else f"{count:,}"
 
 
 def slug(name: str) -> str:

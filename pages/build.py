@@ -78,6 +78,7 @@ st.session_state.setdefault("spec", presets.PRESETS["fast"].spec)
 spec = st.session_state["spec"]
 st.title("Build a model")
 
+st.session_state.setdefault("start_from", spec.name if spec.name in presets.PRESETS else SCRATCH)
 top = st.columns([2, 1, 3], vertical_alignment="bottom")
 top[0].selectbox("Start from", [*presets.PRESETS, SCRATCH], key="start_from",
                  format_func=lambda c: "scratch (an empty stack)" if c == SCRATCH else f"preset {c}")
@@ -89,7 +90,7 @@ with st.expander("Load a spec JSON file"):
     if st.session_state.get("upload_error"):
         st.error(ui.md_escape(st.session_state["upload_error"]))
 
-editor, summary = st.columns([3, 2], gap="large")
+editor, summary = st.columns(2, gap="large")
 with editor:
     st.session_state.setdefault("spec_name", spec.name)
     name = st.text_input("Model name", key="spec_name", max_chars=64)
@@ -97,7 +98,7 @@ with editor:
     new_layers, slots = [], []
     for i, layer in enumerate(spec.layers):
         with st.container(border=True):
-            head = st.columns([8, 1, 1, 1], vertical_alignment="center")
+            head = st.columns([4, 1, 1, 1], vertical_alignment="center")
             head[0].markdown(f"**{i + 1}. {type(layer).__name__}**")
             head[1].button("↑", key=f"up_{i}", on_click=move, args=(i, -1), disabled=i == 0, help="Move up")
             head[2].button("↓", key=f"down_{i}", on_click=move, args=(i, 1), disabled=i == len(spec.layers) - 1,
@@ -106,8 +107,9 @@ with editor:
                            help="Remove")
             fields = [f.name for f in dataclasses.fields(layer)]
             values = {}
-            for col, field_name in zip(st.columns(6) if fields else [], fields):
-                with col:
+            columns = st.columns(3) if fields else []
+            for n, field_name in enumerate(fields):
+                with columns[n % 3]:
                     values[field_name] = field_widget(i, layer, field_name)
             slots.append(st.empty())
             new_layers.append(type(layer)(**values))
@@ -135,8 +137,9 @@ with summary:
         rows = specs.infer(spec)
         totals = specs.summary(spec)
         metrics = st.columns(3)
-        metrics[0].metric("Parameters", f"{totals['params']:,}")
-        metrics[1].metric("Non-trainable", f"{totals['non_trainable_params']:,}")
+        metrics[0].metric("Parameters", ui.compact(totals["params"]), help=f"{totals['params']:,}")
+        metrics[1].metric("Non-trainable", ui.compact(totals["non_trainable_params"]),
+                          help=f"{totals['non_trainable_params']:,}")
         metrics[2].metric("MACs per image", f"{totals['macs'] / 1e6:,.1f} M")
         table = [{"layer": f"{r.index}. {r.type}", "output shape": " × ".join(map(str, r.output_shape)),
                   "params": r.params, "MACs": r.macs} for r in rows]

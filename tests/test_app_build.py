@@ -54,7 +54,7 @@ def test_every_preset_loads_with_its_parameter_count(open_app):
         assert at.session_state["spec_valid"] is True
     load(at, "report-2-2")
     assert total_params(at) == 15_579_550
-    assert at.metric[0].value == "15,579,550"
+    assert at.metric[0].value == "15.58 M" and at.metric[0].help == "15,579,550"
     source = at.code[0].value
     assert source.startswith("import keras") and "layers.Conv2D(1024" in source
     assert at.download_button(key="download_spec")
