@@ -74,6 +74,14 @@ def runs_with_model(app_env, trained_runs) -> Path:
 
 
 @pytest.fixture
+def without_default_model(monkeypatch, tmp_path):
+    """An installation without the shipped default model (cifar_core/assets/default), as a page sees it."""
+    from cifar_core import runs
+
+    monkeypatch.setattr(runs, "DEFAULT_RUN", tmp_path / "no-default-model")
+
+
+@pytest.fixture
 def open_app(app_env):
     """open_app(page=None, **session_state): an AppTest of app.py (navigation and sidebar included), run once, given
     session_state, then switched to `page` ("pages/build.py") and run again. Page scripts may take a while under a

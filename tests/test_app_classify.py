@@ -41,7 +41,7 @@ def test_embedded_sample_images_show_their_true_class(open_app):
     assert len(top_k_charts(at)) == 1 and not at.exception
 
 
-@pytest.mark.usefixtures("app_env")
+@pytest.mark.usefixtures("app_env", "without_default_model")
 def test_without_any_model_the_page_says_how_to_get_one(open_app):
     at = open_app(CLASSIFY)
     assert "Train page" in at.info[0].value

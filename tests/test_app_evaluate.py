@@ -8,7 +8,7 @@ EVALUATE = "pages/evaluate.py"
 
 
 def evaluated(open_app, split="test", source="sample"):
-    at = open_app(EVALUATE)
+    at = open_app(EVALUATE, eval_model=TINY_RUN_ID)
     assert at.selectbox(key="eval_model").value == TINY_RUN_ID
     at.text_input(key="eval_source").set_value(source)
     at.radio(key="eval_split").set_value(split)
@@ -73,7 +73,7 @@ def test_a_missing_data_source_is_one_sentence(open_app, tmp_path):
     assert "cm_chart" not in charts(at)
 
 
-@pytest.mark.usefixtures("app_env")
+@pytest.mark.usefixtures("app_env", "without_default_model")
 def test_without_any_model_the_page_says_how_to_get_one(open_app):
     at = open_app(EVALUATE)
     assert any("Train page" in info.value for info in at.info)
