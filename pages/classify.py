@@ -1,33 +1,29 @@
-"""Classify: uploaded images (or embedded sample images) -> the model's top-k classes, one file at a time so that a
-bad file only costs its own row."""
+"""Classify: uploaded images (or embedded sample images) -> the model's top-k classes and a Grad-CAM heatmap of where
+it looks, one file at a time so that a bad file only costs its own row."""
 
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, predict, runs
+from cifar_core import charts, data, predict
 
 ui.through_router("pages/classify.py")
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def load(ref: str, model_mtime_ns: int):
-    path, run_dir = runs.resolve_model(ref, allow_paths=False)
-    model = predict.load_model(path)
-    return model, runs.class_names_for(run_dir, model.output_shape[-1])
-
-
-def show_file(position: int, name: str, payload: bytes, result: dict) -> None:
+def show_file(position: int, name: str, payload: bytes, result: dict, ref: str, opacity: float) -> None:
     """One file: its name (as plain text: a file name is never markup), then the original, the 32x32 input the
-    model sees and the top-k bars; or the sentence saying why the file cannot be classified."""
+    model sees, its Grad-CAM heatmap and the top-k bars; or the sentence saying why the file cannot be classified."""
     with st.container(border=True):
         st.text(name)
         if "error" in result:
             st.error(result["error"])
             return
-        c = st.columns([2, 2, 3])
+        image = predict.to_input_array(payload)
+        c = st.columns([2, 2, 2, 3])
         c[0].image(payload, caption="original", width=192)
-        c[1].image(charts.enlarge(predict.to_input_array(payload), 6), caption="what the model sees (32 × 32)")
-        c[2].plotly_chart(charts.top_k_bar(result["top"]), key=f"top_k_{position}")
+        c[1].image(charts.enlarge(image, 6), caption="what the model sees (32 × 32)")
+        with c[2]:
+            ui.saliency(ref, image, result["top"][0]["label"], f"cls_cam_{position}", opacity)
+        c[3].plotly_chart(charts.top_k_bar(result["top"]), key=f"top_k_{position}")
 
 
 st.title("Classify images")
@@ -38,11 +34,12 @@ if not options:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-c = st.columns([3, 1])
+c = st.columns([3, 1, 1])
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="cls_model")
 k = c[1].slider("Top-k", 1, 10, 3, key="cls_k")
+opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="cls_opacity")
 try:
-    model, class_names = load(ref, ui.model_mtime(ref))
+    model, class_names = ui.load_model(ref, ui.model_mtime(ref))
 except (ValueError, OSError) as e:  # RunError is a ValueError
     st.error(ui.md_escape(str(e)))
     st.stop()
@@ -63,4 +60,5 @@ if not files:
     st.caption("Upload one or more images to classify them.")
 with st.spinner("Classifying…"):
     for position, (name, payload) in enumerate(files):
-        show_file(position, name, payload, predict.classify(model, class_names, [(name, payload)], k)[0])
+        show_file(position, name, payload, predict.classify(model, class_names, [(name, payload)], k)[0], ref,
+                  opacity)

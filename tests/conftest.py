@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:  # the pages import `ui` and `cifar_core` from the
     sys.path.insert(0, str(ROOT))
 
 TINY_RUN_ID = "20260101-000000-tiny"
+FLAT_RUN_ID = "20260101-000001-flat"
 
 
 @pytest.fixture(autouse=True)
@@ -79,6 +80,30 @@ def without_default_model(monkeypatch, tmp_path):
     from cifar_core import runs
 
     monkeypatch.setattr(runs, "DEFAULT_RUN", tmp_path / "no-default-model")
+
+
+@pytest.fixture
+def flat_run(app_env) -> Path:
+    """app_env's runs folder holding a model without any convolution (Flatten, Dense), saved untrained: enough for a
+    page that shows what a model makes of an image."""
+    import keras
+
+    from cifar_core import runs
+    from cifar_core import spec as S
+    from cifar_core.builder import build_model
+
+    run_dir = app_env / FLAT_RUN_ID
+    run_dir.mkdir()
+    policy = keras.mixed_precision.global_policy().name
+    try:
+        keras.mixed_precision.set_global_policy("float32")
+        spec = S.ModelSpec("flat", (S.Flatten(), S.Dense(8)))
+        build_model(spec).save(run_dir / "model.keras")
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    runs.write_json(run_dir / "config.json", {"spec": S.to_dict(spec)})
+    runs.write_status(run_dir, state="finished")
+    return app_env
 
 
 @pytest.fixture

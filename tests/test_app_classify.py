@@ -1,14 +1,28 @@
-"""AppTest of the Classify page: uploads (good and bad files side by side), sample images, no model at all."""
+"""AppTest of the Classify page: uploads (good and bad files side by side), sample images, the Grad-CAM heatmap (any
+class, any opacity; a plain sentence for a model without convolutions), no model at all."""
 
 import pytest
 
 from cifar_core import data, predict
+from conftest import FLAT_RUN_ID, TINY_RUN_ID
 
 CLASSIFY = "pages/classify.py"
 
 
 def top_k_charts(at):
     return [chart for chart in at.get("plotly_chart") if (chart.key or "").startswith("top_k_")]
+
+
+def image_by_caption(at, start):
+    found = [image for image in at.image if image.captions and image.captions[0].startswith(start)]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def sample_page(open_app, model, index=3):
+    at = open_app(CLASSIFY, cls_model=model, cls_mode="sample", cls_sample=index)
+    assert at.selectbox(key="cls_model").value == model
+    return at
 
 
 @pytest.mark.usefixtures("runs_with_model")
@@ -25,7 +39,9 @@ def test_a_valid_and_an_invalid_upload_give_a_prediction_and_a_sentence(open_app
     assert len(top_k_charts(at)) == 1
     assert [e.value for e in at.error] == [
         "This file is not an image in a supported format (PNG, JPEG, WebP, GIF or BMP)."]
-    assert len(at.image) == 2  # the original and the enlarged 32x32 input of the good file
+    # The original, the enlarged 32x32 input and its Grad-CAM heatmap, for the good file only.
+    assert [image.captions[0].split(":")[0] for image in at.image] == [
+        "original", "what the model sees (32 × 32)", "Grad-CAM"]
 
 
 @pytest.mark.usefixtures("runs_with_model")
@@ -46,3 +62,39 @@ def test_without_any_model_the_page_says_how_to_get_one(open_app):
     at = open_app(CLASSIFY)
     assert "Train page" in at.info[0].value
     assert not at.file_uploader
+
+
+def test_grad_cam_for_the_predicted_class_then_any_class_at_any_opacity(open_app, runs_with_model):
+    at = sample_page(open_app, TINY_RUN_ID)
+    assert not at.exception and not at.info
+    (picker,) = [box for box in at.selectbox if box.key.startswith("cls_cam_0_")]
+    names = list(data.CIFAR10_CLASSES)
+    x, _, _ = data.load_sample()
+    model = predict.load_model(runs_with_model / TINY_RUN_ID / "model.keras")
+    predicted = predict.classify(model, names, [("x", data.encode_png(x[3]))])[0]["top"][0]["label"]
+    assert names[picker.value] == predicted and picker.format_func(picker.value) == f"{predicted} (predicted)"
+    heatmap = image_by_caption(at, "Grad-CAM")
+    assert heatmap.captions[0] == f"Grad-CAM: where the model finds “{predicted}”"  # the tiny model pools globally
+    # Another class: another heatmap, and the caption names it.
+    other = (picker.value + 1) % len(names)
+    picker.set_value(other).run()
+    assert not at.exception, at.exception
+    other_heatmap = image_by_caption(at, "Grad-CAM")
+    assert other_heatmap.captions[0] == f"Grad-CAM: where the model finds “{names[other]}”"
+    # Opacity 0 shows the input alone: the very image of "what the model sees" (both enlarged 6x).
+    at.slider(key="cls_opacity").set_value(0.0).run()
+    assert image_by_caption(at, "Grad-CAM").value == image_by_caption(at, "what the model sees").value
+    at.slider(key="cls_opacity").set_value(1.0).run()
+    assert image_by_caption(at, "Grad-CAM").value != image_by_caption(at, "what the model sees").value
+
+
+@pytest.mark.usefixtures("runs_with_model", "flat_run")
+def test_a_model_without_convolutions_says_so_and_still_classifies(open_app):
+    at = sample_page(open_app, FLAT_RUN_ID)
+    assert not at.exception, at.exception
+    assert [info.value for info in at.info] == [
+        "This model has no convolution layer, so it has no spatial map to explain; add a Conv2D layer to see where "
+        "it looks."]
+    assert image_by_caption(at, "Grad-CAM") is None
+    assert not [box for box in at.selectbox if box.key.startswith("cls_cam_")]
+    assert len(top_k_charts(at)) == 1 and not at.error
