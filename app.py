@@ -18,6 +18,7 @@ page = st.navigation([
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
     st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
+    st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
 ])
 

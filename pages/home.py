@@ -11,7 +11,8 @@ st.title("CIFAR-10 CNN Studio")
 st.markdown(
     "Design a convolutional network layer by layer and see its shapes, parameters and cost as you edit.  \n"
     "Train it on CIFAR-10 as a background job you can watch, stop and resume, then compare runs.  \n"
-    "Evaluate a trained model (confusion matrix, per-class scores, its mistakes) and classify your own images."
+    "Evaluate a trained model (confusion matrix, per-class scores, its mistakes), classify your own images and look "
+    "inside the network."
 )
 
 source = ui.data_source()
@@ -27,7 +28,10 @@ for path, label, icon, what in (
     ("pages/train.py", "Train", "model_training", "train the model as a background job with live curves"),
     ("pages/evaluate.py", "Evaluate", "analytics",
      "accuracy, confusion matrix, per-class scores and a gallery of mistakes"),
-    ("pages/classify.py", "Classify", "image_search", "upload images and see the model's top guesses"),
+    ("pages/classify.py", "Classify", "image_search",
+     "upload images and see the model's top guesses and where it looks (Grad-CAM)"),
+    ("pages/layers.py", "Layers", "layers",
+     "an image's feature maps in every convolution, and the first layer's filters"),
     ("pages/runs.py", "Runs", "history", "compare, rename, download and delete runs"),
 ):
     st.page_link(path, label=f"{label}: {what}", icon=f":material/{icon}:")

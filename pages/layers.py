@@ -1,0 +1,69 @@
+"""Layers: one image through a model, layer by layer: each convolution's feature maps (most active first) and the first
+layer's filters."""
+
+import streamlit as st
+
+import ui
+from cifar_core import charts, data, explain, predict
+
+ui.through_router("pages/layers.py")
+
+st.title("Layers")
+options = ui.model_options()
+if not options:
+    st.info("There is no trained model yet, and the shipped default model is not in this installation. Train one "
+            "on the Train page (the tiny preset on the sample data takes about a minute), then come back here.")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+c = st.columns([3, 1])
+ref = c[0].selectbox("Model", list(options), format_func=options.get, key="lay_model")
+limit = c[1].slider("Maps per layer", 8, 64, 32, 8, key="lay_limit")
+try:
+    mtime = ui.model_mtime(ref)
+    model, class_names = ui.load_model(ref, mtime)
+except (ValueError, OSError) as e:  # RunError is a ValueError
+    st.error(ui.md_escape(str(e)))
+    st.stop()
+
+mode = st.radio("Image", ["sample", "upload"], horizontal=True, key="lay_mode",
+                format_func={"upload": "Upload an image", "sample": "Embedded sample image"}.get)
+if mode == "upload":
+    upload = st.file_uploader(f"PNG, JPEG, WebP, GIF or BMP, up to {predict.MAX_BYTES // 2**20} MB",
+                              type=list(predict.UPLOAD_EXTENSIONS), key="lay_file")
+    if upload is None:
+        st.caption("Upload an image to see what each layer makes of it.")
+        st.stop()
+    try:
+        image = ui.input_image(upload.getvalue())
+    except predict.ImageError as e:
+        st.error(str(e))
+        st.stop()
+else:
+    x, y, sample_names = data.load_sample()
+    i = int(st.number_input(f"Sample image (0 to {len(x) - 1})", 0, len(x) - 1, key="lay_sample"))
+    st.caption(f"True class: {ui.md_escape(sample_names[y[i]])}")
+    image = x[i]
+
+top = predict.top_k(predict.predict_proba(model, image)[0], class_names, 1)[0]
+st.image(charts.enlarge(image, 4),
+         caption=f"the 32 × 32 input; the model says {top['label']} ({top['probability']:.0%})")
+try:
+    filters = ui.first_layer_filters(ref, mtime)
+except explain.NoConvolutionError:
+    st.info("This model has no convolution layer, so it has no feature maps or filters to show; add a Conv2D layer "
+            "on the Build page to see them.")
+    st.stop()
+
+st.subheader("First layer's filters")
+k = filters.shape[1]
+st.caption(f"{len(filters)} filters of {k} × {k} pixels × 3 colours, each scaled to its own range and enlarged.")
+st.image(charts.filter_grid(filters))
+
+for entry in ui.feature_maps(ref, mtime, image):
+    h, w, channels = entry["output_shape"]
+    st.subheader(f"{entry['name']}: output {h} × {w} × {channels}")
+    which = f"All {channels} maps" if limit >= channels else f"The {limit} most active of {channels} maps"
+    st.caption(f"{which}, highest mean activation first; each scaled to its own range, dark purple (low) to yellow "
+               "(high).")
+    st.image(charts.feature_map_grid(entry["maps"], limit))
