@@ -1,4 +1,5 @@
-"""Evaluate: a trained model's accuracy, confusion matrix, per-class scores and a gallery of its predictions."""
+"""Evaluate: a trained model's accuracy, confusion matrix, per-class scores, its most confused class pairs and a
+gallery of its predictions."""
 
 import streamlit as st
 
@@ -33,6 +34,11 @@ def apply_cell_click(event) -> None:
         st.session_state["gal_true"], st.session_state["gal_pred"] = cell
         st.session_state["gal_wrong"] = cell[0] != cell[1]
     st.session_state["cm_applied"] = cell
+
+
+def show_pair(true: str, pred: str) -> None:
+    """A most-confused pair's button: the gallery shows that pair's mistakes."""
+    st.session_state["gal_true"], st.session_state["gal_pred"], st.session_state["gal_wrong"] = true, pred, True
 
 
 st.title("Evaluate")
@@ -86,12 +92,31 @@ with right:
     st.dataframe(result["per_class"], hide_index=True, key="per_class_table", column_config={
         k: st.column_config.NumberColumn(format="%.3f") for k in ("precision", "recall", "f1")})
     st.plotly_chart(charts.per_class_bars(result["per_class"]), key="per_class_chart")
-    st.subheader("Most confused pairs")
-    pairs = evaluate.most_confused_pairs(result, top=8)
-    if pairs:
-        st.dataframe(pairs, hide_index=True, key="pairs_table")
-    else:
-        st.caption("No mistakes at all.")
+
+try:
+    x, _, _ = load_dataset(result["source"]).split(result["split"])
+except data.DataError as e:
+    st.error(ui.md_escape(str(e)))
+    st.stop()
+if len(x) != result["n"]:
+    st.warning("The data source has changed since this evaluation; press Evaluate again to see its images.")
+    st.stop()
+predictions = result["predictions"]
+
+st.subheader("Most confused pairs")
+pairs = evaluate.most_confused_pairs(result, top=5)
+if not pairs:
+    st.caption("No mistakes at all.")
+for n, pair in enumerate(pairs):
+    head = st.columns([4, 1], vertical_alignment="center")
+    head[0].markdown(f"**{ui.md_escape(pair['true'])} → {ui.md_escape(pair['pred'])}** ({pair['count']} "
+                     f"{'image' if pair['count'] == 1 else 'images'}), its most confident mistakes:")
+    head[1].button("Show in the gallery", key=f"pair_{n}", on_click=show_pair, args=(pair["true"], pair["pred"]))
+    cells = st.columns(8)
+    for k, i in enumerate(evaluate.select_predictions(result, true_class=pair["true"], pred_class=pair["pred"],
+                                                      limit=6)):
+        cells[k].image(charts.enlarge(x[i], 3), caption=f"{predictions['confidence'][i]:.0%} {pair['pred']}",
+                       width="stretch")
 
 st.subheader("Gallery")
 g = st.columns(4, vertical_alignment="bottom")
@@ -102,17 +127,8 @@ limit = g[3].number_input("Images", 8, 200, value=40, step=8, key="gal_limit")
 indices = evaluate.select_predictions(result, misclassified_only=wrong,
                                       true_class=None if true_class == ANY else true_class,
                                       pred_class=None if pred_class == ANY else pred_class, limit=int(limit))
-try:
-    x, _, _ = load_dataset(result["source"]).split(result["split"])
-except data.DataError as e:
-    st.error(ui.md_escape(str(e)))
-    st.stop()
-if len(x) != result["n"]:
-    st.warning("The data source has changed since this evaluation; press Evaluate again to see its images.")
-    st.stop()
 if not indices:
     st.caption("No image matches these filters.")
-predictions = result["predictions"]
 cells = st.columns(8)
 for k, i in enumerate(indices):
     true, pred = names[predictions["true"][i]], names[predictions["pred"][i]]

@@ -2,6 +2,7 @@
 
 import pytest
 
+from cifar_core import evaluate
 from conftest import TINY_RUN_ID
 
 EVALUATE = "pages/evaluate.py"
@@ -21,6 +22,14 @@ def charts(at):
     return {chart.key for chart in at.get("plotly_chart")}
 
 
+def gallery_images(at):
+    return [image for image in at.image if not any(image.captions)]
+
+
+def pair_images(at):
+    return [image for image in at.image if any(image.captions)]
+
+
 def test_evaluation_shows_metrics_confusion_matrix_and_gallery(open_app, runs_with_model):
     (runs_with_model / TINY_RUN_ID / "eval.json").unlink()  # evaluate for real (training stored its own result)
     at = evaluated(open_app, split="test")
@@ -34,7 +43,7 @@ def test_evaluation_shows_metrics_confusion_matrix_and_gallery(open_app, runs_wi
     per_class = at.dataframe[0].value
     assert list(per_class["class"]) == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                         "ship", "truck"]
-    assert len(at.image) == 40  # the gallery's default size
+    assert len(gallery_images(at)) == 40  # the gallery's default size
     captions = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
     assert len(captions) == 40 and all("→" in c for c in captions)
     # Row-normalised matrix: the same chart, other numbers; the evaluation comes from st.cache_data this time.
@@ -64,6 +73,31 @@ def test_gallery_filters_and_a_confusion_matrix_click(open_app):
     at.selectbox(key="gal_pred").set_value("ship").run()
     captions = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
     assert all(c.startswith(":green[ship → ship") for c in captions)
+
+
+@pytest.mark.usefixtures("runs_with_model")
+def test_most_confused_pairs_with_their_most_confident_mistakes(open_app):
+    at = evaluated(open_app, split="val")
+    result = evaluate.evaluate_model(TINY_RUN_ID, "val", "sample")  # the run's stored evaluation, as the page's
+    pairs = evaluate.most_confused_pairs(result, top=5)
+    assert len(pairs) == 5  # a one-epoch model makes plenty of mistakes
+    headings = [m.value for m in at.markdown if "→" in m.value and m.value.startswith("**")]
+    assert headings == [f"**{p['true']} → {p['pred']}** ({p['count']} {'image' if p['count'] == 1 else 'images'}), "
+                        "its most confident mistakes:" for p in pairs]
+    # Each pair's mistakes, most confident first, at most 6, each captioned with its confidence and wrong class.
+    confidence = result["predictions"]["confidence"]
+    expected = [f"{confidence[i]:.0%} {p['pred']}" for p in pairs
+                for i in evaluate.select_predictions(result, true_class=p["true"], pred_class=p["pred"], limit=6)]
+    assert [image.captions[0] for image in pair_images(at)] == expected
+    assert len(expected) == sum(min(6, p["count"]) for p in pairs)
+    # A pair's button filters the gallery to that pair's mistakes.
+    at.button(key="pair_1").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="gal_true").value == pairs[1]["true"]
+    assert at.selectbox(key="gal_pred").value == pairs[1]["pred"] and at.checkbox(key="gal_wrong").value
+    captions = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
+    assert len(captions) == min(40, pairs[1]["count"])
+    assert all(c.startswith(f":red[{pairs[1]['true']} → {pairs[1]['pred']} (") for c in captions)
 
 
 @pytest.mark.usefixtures("runs_with_model")
