@@ -293,6 +293,9 @@ def test_nan_loss_fails_and_keeps_the_last_good_model(tmp_path, monkeypatch):
     model = load_model(run / "model.keras")
     assert all(np.isfinite(np.asarray(w, dtype=np.float32)).all() for w in model.weights)
     assert not runs.is_locked(run)
+    # the backup of the last good epoch is kept, so the run can be resumed from it (with a lower learning rate)
+    assert runs.read_json(run / "backup" / "training_metadata.json")["epoch"] == 1
+    assert (run / "backup" / "latest.weights.h5").stat().st_size > 0
 
 
 def test_invalid_spec_at_the_command_line(tmp_path):
