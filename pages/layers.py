@@ -46,8 +46,9 @@ else:
     image = x[i]
 
 top = predict.top_k(predict.predict_proba(model, image)[0], class_names, 1)[0]
-st.image(charts.enlarge(image, 4),
-         caption=f"the 32 × 32 input; the model says {top['label']} ({top['probability']:.0%})")
+left, right = st.columns([1, 3], gap="large")
+left.image(charts.enlarge(image, 6),
+           caption=f"the 32 × 32 input; the model says {top['label']} ({top['probability']:.0%})")
 try:
     filters = ui.first_layer_filters(ref, mtime)
 except explain.NoConvolutionError:
@@ -55,10 +56,11 @@ except explain.NoConvolutionError:
             "on the Build page to see them.")
     st.stop()
 
-st.subheader("First layer's filters")
-k = filters.shape[1]
-st.caption(f"{len(filters)} filters of {k} × {k} pixels × 3 colours, each scaled to its own range and enlarged.")
-st.image(charts.filter_grid(filters))
+with right:
+    st.subheader("First layer's filters")
+    k = filters.shape[1]
+    st.caption(f"{len(filters)} filters of {k} × {k} pixels × 3 colours, each scaled to its own range and enlarged.")
+    st.image(charts.filter_grid(filters))
 
 for entry in ui.feature_maps(ref, mtime, image):
     h, w, channels = entry["output_shape"]
