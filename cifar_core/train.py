@@ -23,10 +23,12 @@ SCHEDULES = ("constant", "cosine", "one-cycle")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")  # multiworker is refused for now, see validate_config
 BATCH_POINT_INTERVAL_S = 0.5  # metrics.jsonl gets at most two batch points a second
-# Rough training throughput for the Train page's time estimate, in multiply-accumulates per second: measured on
-# this project's 2-core CPU, counting a training step as 3 forward passes (forward + backward). Only a rough
-# estimate: real speed varies with batch size, layer shapes, precision and whatever else runs on the machine.
-TRAIN_MACS_PER_S = 12e9
+# The Train page's rough time per epoch: a fixed cost per image plus a cost per forward multiply-accumulate, fitted
+# to three nets measured on this project's 2-core CPU (bfloat16, batch 256; 2026-11-29): 24 M MACs at 775 img/s,
+# 48 M at about 500 img/s (the fast preset), 118 M (airbench's widths) at 330 img/s. Real speed varies with batch
+# size, layer shapes, precision and whatever else runs on the machine.
+TRAIN_SECONDS_PER_IMAGE = 0.85e-3
+TRAIN_SECONDS_PER_MAC = 0.0185e-9
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,9 @@ def validate_config(config: TrainConfig) -> TrainConfig:
 
 
 def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int) -> float:
-    """A rough time per training epoch: MACs per image x 3 (forward and backward) x images / TRAIN_MACS_PER_S.
-    Raises SpecError for an invalid spec."""
-    return specs.summary(model_spec)["macs"] * 3 * images / TRAIN_MACS_PER_S
+    """A rough time per training epoch (see TRAIN_SECONDS_PER_IMAGE). Raises SpecError for an invalid spec."""
+    macs = specs.summary(model_spec)["macs"]
+    return images * (TRAIN_SECONDS_PER_IMAGE + macs * TRAIN_SECONDS_PER_MAC)
 
 
 def config_from_dict(data: dict) -> TrainConfig:

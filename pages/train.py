@@ -84,8 +84,8 @@ c = st.columns(3)
 c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
 c[1].metric("Precision", info["precision"] if precision == "auto" else precision)
 c[2].metric("Time per epoch (rough)", ui.duration(per_epoch) if per_epoch else "unknown",
-            help=f"MACs x 3 x {images or '?'} images / {train.TRAIN_MACS_PER_S / 1e9:.0f} GMAC/s, a throughput "
-                 "measured on this project's 2-core CPU; for the same images the total is this x epochs.")
+            help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), fitted to "
+                 "speeds measured on this project's 2-core CPU; the whole training takes about this x epochs.")
 available, message = data.source_status(config.data or None)
 if not available:
     st.caption(message)
