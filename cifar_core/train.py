@@ -15,14 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import runs
+from . import callbacks, runs
 from . import spec as specs
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "one-cycle")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")  # multiworker is refused for now, see validate_config
-BATCH_POINT_INTERVAL_S = 0.5  # metrics.jsonl gets at most two batch points a second
 # The Train page's rough time per epoch: a fixed cost per image plus a cost per forward multiply-accumulate, fitted
 # to three nets measured on this project's 2-core CPU (bfloat16, batch 256; 2026-11-29): 24 M MACs at 775 img/s,
 # 48 M at about 500 img/s (the fast preset), 118 M (airbench's widths) at 330 img/s. Real speed varies with batch
@@ -203,112 +202,6 @@ def make_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
-def _restore_backup_metadata(backup_dir: Path) -> tuple[int, str | None]:
-    """The last completed epoch in the BackupAndRestore folder, repairing a torn metadata file from its .bkp copy
-    (Keras itself only falls back on OSError, and a torn JSON raises ValueError)."""
-    meta, prev = backup_dir / "training_metadata.json", backup_dir / "training_metadata.json.bkp"
-    if not meta.exists():
-        return 0, None
-    data = runs.read_json(meta)
-    if isinstance(data, dict) and isinstance(data.get("epoch"), int):
-        return data["epoch"], None
-    older = runs.read_json(prev)
-    weights, prev_weights = backup_dir / "latest.weights.h5", backup_dir / "latest.weights.h5.bkp"
-    if isinstance(older, dict) and isinstance(older.get("epoch"), int) and prev_weights.exists():
-        os.replace(prev_weights, weights)
-        runs.write_json(meta, older)
-        return older["epoch"], (f"The backup's metadata was torn; resuming from the previous checkpoint "
-                                f"(epoch {older['epoch']}).")
-    meta.unlink()
-    weights.unlink(missing_ok=True)
-    return 0, "The backup's metadata was torn and no older checkpoint exists; training starts from epoch 1."
-
-
-def save_model_atomic(model, path: Path) -> None:
-    """Saves to a hidden temporary file (a leading '.': no listing shows it), then renames it over `path`: a crash or
-    a full disk mid-save leaves the previous model whole. A full disk raises runs.DiskFullError."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if runs.is_disk_full(e):
-            raise runs.DiskFullError(path) from e
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offset: float):
-    import keras
-
-    class RunLogger(keras.callbacks.Callback):
-        """Writes metrics.jsonl and status.json, saves the model after every epoch, and honours stop requests
-        (the stop file or SIGTERM) between batches."""
-
-        def __init__(self):
-            super().__init__()
-            self.start = time.time() - time_offset
-            self.last_point = 0.0
-            self.epoch = 0
-            self.stopped = False
-
-        def _now(self):
-            return round(time.time() - self.start, 3)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch + 1
-
-        def on_train_batch_end(self, batch, logs=None):
-            now = time.time()
-            if now - self.last_point >= BATCH_POINT_INTERVAL_S or batch + 1 == steps_per_epoch:
-                self.last_point = now
-                record = {"kind": "batch", "epoch": self.epoch, "step": batch + 1, "time": self._now(),
-                          **{k: float(v) for k, v in (logs or {}).items()}}
-                runs.append_metrics(run_dir, [record])
-                runs.write_status(run_dir, state="running", epoch=self.epoch, epochs=epochs, step=batch + 1,
-                                  steps_per_epoch=steps_per_epoch, time=record["time"])
-            if runs.stop_requested(run_dir) or _SIGNALLED:
-                self.stopped = True
-                self.model.stop_training = True
-                runs.write_status(run_dir, state="stopping")
-
-        def on_epoch_end(self, epoch, logs=None):
-            if self.stopped:  # a partial epoch: its metrics would not be comparable, and resume redoes it
-                return
-            record = {"kind": "epoch", "epoch": epoch + 1, "step": steps_per_epoch, "time": self._now(),
-                      **{k: float(v) for k, v in (logs or {}).items()}}
-            save_model_atomic(self.model, run_dir / "model.keras")
-            runs.append_metrics(run_dir, [record])
-            runs.write_status(run_dir, state="running", epoch=epoch + 1, epochs=epochs, step=steps_per_epoch,
-                              steps_per_epoch=steps_per_epoch, time=record["time"])
-
-    return RunLogger()
-
-
-def _make_backup(backup_dir: Path, logger):
-    import keras
-
-    class Backup(keras.callbacks.BackupAndRestore):
-        """Keras's BackupAndRestore, except that a stopped (partial) epoch is not backed up: Keras calls on_epoch_end
-        after a stop request too, and the backup would then count the partial epoch as done, so that resume skipped
-        the rest of it and the run never got that epoch's metrics point."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            if not logger.stopped:
-                super().on_epoch_end(epoch, logs)
-
-    return Backup(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
-
-
-_SIGNALLED = False
-
-
-def _on_sigterm(signum, frame):
-    global _SIGNALLED
-    _SIGNALLED = True
-
-
 def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, resume: bool = False,
           log=print) -> Path:
     """Trains into run_dir (created if needed) and returns it. Raises SpecError for an invalid spec or config
@@ -322,7 +215,7 @@ def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, re
         raise runs.RunError(f"There is no run at {run_dir} to resume.")
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = runs.RunLock(run_dir).acquire()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, callbacks.on_sigterm)
     try:
         (run_dir / "stop").unlink(missing_ok=True)
         return _train_locked(model_spec, config, run_dir, resume, log, np)
@@ -361,7 +254,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
             })
 
         backup_dir = run_dir / "backup"
-        done_epochs, note = _restore_backup_metadata(backup_dir) if resume else (0, None)
+        done_epochs, note = callbacks.restore_backup_metadata(backup_dir) if resume else (0, None)
         if note:
             log(note)
         if not resume:
@@ -386,28 +279,28 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
         val_ds = make_dataset(dataset.x_val, dataset.y_val, dataset.num_classes, max(global_batch, 256),
                               training=False, config=config)
 
-        logger = _make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset)
-        callbacks = [
+        logger = callbacks.make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset)
+        fit_callbacks = [
             # raise_error=True: the default only sets stop_training, and later callbacks would then save the
             # NaN weights over the last good model.
             keras.callbacks.TerminateOnNaN(raise_error=True),
             # The logger records an epoch (its metrics point and model.keras) before the backup marks it done: a
             # crash between the two then makes resume redo that epoch, instead of skipping an epoch never recorded.
             logger,
-            _make_backup(backup_dir, logger),
+            callbacks.make_backup(backup_dir, logger),
         ]
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+        fit_callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
         runs.write_status(run_dir, state="running", epoch=done_epochs, epochs=config.epochs, step=0,
                           steps_per_epoch=steps_per_epoch, device=info["device"], precision=precision)
-        model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, callbacks=callbacks, verbose=0,
+        model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, callbacks=fit_callbacks, verbose=0,
                   shuffle=False)  # the dataset shuffles itself, with the run's seed
 
         if logger.stopped:
-            save_model_atomic(model, run_dir / "model.keras")
+            callbacks.save_model_atomic(model, run_dir / "model.keras")
             runs.write_status(run_dir, state="stopped")
             log(f"Stopped; model saved. Resume with: python -m cifar_core train --run-dir {run_dir} --resume")
             return run_dir
-        save_model_atomic(model, run_dir / "model.keras")
+        callbacks.save_model_atomic(model, run_dir / "model.keras")
         from .evaluate import evaluate_arrays, store_eval
 
         x_eval, y_eval, split = dataset.split("test")

@@ -9,7 +9,6 @@ import tarfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from cifar_core import data
 

@@ -77,6 +77,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cifar_core import callbacks as C
 from cifar_core import jobs, predict, runs
 from cifar_core import spec as S
 from cifar_core import train as T
@@ -305,10 +306,10 @@ def test_09_fifty_million_parameters_are_refused_before_anything_is_allocated(re
 
 KILL_IN_EPOCH_3 = r"""
 import os, signal, sys
-from cifar_core import train as T
+from cifar_core import callbacks as C
 
-T.BATCH_POINT_INTERVAL_S = 0.0  # every batch is a metrics point, so the killed epoch leaves some behind
-make_logger = T._make_run_logger
+C.BATCH_POINT_INTERVAL_S = 0.0  # every batch is a metrics point, so the killed epoch leaves some behind
+make_logger = C.make_run_logger
 
 def killing_logger(*args, **kwargs):
     logger = make_logger(*args, **kwargs)
@@ -322,7 +323,7 @@ def killing_logger(*args, **kwargs):
     logger.on_train_batch_end = on_train_batch_end
     return logger
 
-T._make_run_logger = killing_logger
+C.make_run_logger = killing_logger
 from cifar_core.__main__ import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -458,7 +459,7 @@ def test_16_stop_ends_a_hung_jobs_whole_process_group(tmp_path):
 KILLED_WHILE_SAVING = r"""
 import os, signal, sys
 from pathlib import Path
-from cifar_core.train import save_model_atomic
+from cifar_core.callbacks import save_model_atomic
 
 class Model:
     def save(self, path):
@@ -560,7 +561,7 @@ def test_20_disk_full_while_saving_a_model(tmp_path):
             _disk_full()
 
     with pytest.raises(runs.DiskFullError, match="The disk is full: model.keras could not be written"):
-        T.save_model_atomic(Model(), path)
+        C.save_model_atomic(Model(), path)
     assert path.read_bytes() == b"the previous model" and os.listdir(tmp_path) == ["model.keras"]
 
 

@@ -1,0 +1,121 @@
+"""The run's Keras callbacks and the files they keep: metrics and status as training goes, the model after every
+epoch (atomically), stop requests between batches, and Keras's BackupAndRestore for resume.
+
+Callbacks are made by functions because they subclass Keras classes, and keras is imported only when training.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from . import runs
+
+BATCH_POINT_INTERVAL_S = 0.5  # metrics.jsonl gets at most two batch points a second
+
+
+def restore_backup_metadata(backup_dir: Path) -> tuple[int, str | None]:
+    """The last completed epoch in the BackupAndRestore folder, repairing a torn metadata file from its .bkp copy
+    (Keras itself only falls back on OSError, and a torn JSON raises ValueError)."""
+    meta, prev = backup_dir / "training_metadata.json", backup_dir / "training_metadata.json.bkp"
+    if not meta.exists():
+        return 0, None
+    data = runs.read_json(meta)
+    if isinstance(data, dict) and isinstance(data.get("epoch"), int):
+        return data["epoch"], None
+    older = runs.read_json(prev)
+    weights, prev_weights = backup_dir / "latest.weights.h5", backup_dir / "latest.weights.h5.bkp"
+    if isinstance(older, dict) and isinstance(older.get("epoch"), int) and prev_weights.exists():
+        os.replace(prev_weights, weights)
+        runs.write_json(meta, older)
+        return older["epoch"], (f"The backup's metadata was torn; resuming from the previous checkpoint "
+                                f"(epoch {older['epoch']}).")
+    meta.unlink()
+    weights.unlink(missing_ok=True)
+    return 0, "The backup's metadata was torn and no older checkpoint exists; training starts from epoch 1."
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """Saves to a hidden temporary file (a leading '.': no listing shows it), then renames it over `path`: a crash or
+    a full disk mid-save leaves the previous model whole. A full disk raises runs.DiskFullError."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if runs.is_disk_full(e):
+            raise runs.DiskFullError(path) from e
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offset: float):
+    import keras
+
+    class RunLogger(keras.callbacks.Callback):
+        """Writes metrics.jsonl and status.json, saves the model after every epoch, and honours stop requests
+        (the stop file or SIGTERM) between batches."""
+
+        def __init__(self):
+            super().__init__()
+            self.start = time.time() - time_offset
+            self.last_point = 0.0
+            self.epoch = 0
+            self.stopped = False
+
+        def _now(self):
+            return round(time.time() - self.start, 3)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.time()
+            if now - self.last_point >= BATCH_POINT_INTERVAL_S or batch + 1 == steps_per_epoch:
+                self.last_point = now
+                record = {"kind": "batch", "epoch": self.epoch, "step": batch + 1, "time": self._now(),
+                          **{k: float(v) for k, v in (logs or {}).items()}}
+                runs.append_metrics(run_dir, [record])
+                runs.write_status(run_dir, state="running", epoch=self.epoch, epochs=epochs, step=batch + 1,
+                                  steps_per_epoch=steps_per_epoch, time=record["time"])
+            if runs.stop_requested(run_dir) or _SIGNALLED:
+                self.stopped = True
+                self.model.stop_training = True
+                runs.write_status(run_dir, state="stopping")
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.stopped:  # a partial epoch: its metrics would not be comparable, and resume redoes it
+                return
+            record = {"kind": "epoch", "epoch": epoch + 1, "step": steps_per_epoch, "time": self._now(),
+                      **{k: float(v) for k, v in (logs or {}).items()}}
+            save_model_atomic(self.model, run_dir / "model.keras")
+            runs.append_metrics(run_dir, [record])
+            runs.write_status(run_dir, state="running", epoch=epoch + 1, epochs=epochs, step=steps_per_epoch,
+                              steps_per_epoch=steps_per_epoch, time=record["time"])
+
+    return RunLogger()
+
+
+def make_backup(backup_dir: Path, logger):
+    import keras
+
+    class Backup(keras.callbacks.BackupAndRestore):
+        """Keras's BackupAndRestore, except that a stopped (partial) epoch is not backed up: Keras calls on_epoch_end
+        after a stop request too, and the backup would then count the partial epoch as done, so that resume skipped
+        the rest of it and the run never got that epoch's metrics point."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not logger.stopped:
+                super().on_epoch_end(epoch, logs)
+
+    return Backup(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
+
+
+_SIGNALLED = False
+
+
+def on_sigterm(signum, frame):
+    global _SIGNALLED
+    _SIGNALLED = True
