@@ -302,9 +302,13 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
             return run_dir
         callbacks.save_model_atomic(model, run_dir / "model.keras")
         from .evaluate import evaluate_arrays, store_eval
+        from .predict import load_model
 
+        # Evaluate the saved file, as every later reader will, and outside the distribution strategy (under
+        # MirroredStrategy predict_on_batch returned one row per replica and image).
         x_eval, y_eval, split = dataset.split("test")
-        result = evaluate_arrays(model, x_eval, y_eval, dataset.class_names, split, dataset.source)
+        saved = load_model(run_dir / "model.keras")
+        result = evaluate_arrays(saved, x_eval, y_eval, dataset.class_names, split, dataset.source)
         result["model_mtime_ns"] = (run_dir / "model.keras").stat().st_mtime_ns
         store_eval(run_dir, result)
         log(f"{split} accuracy {result['accuracy']:.4f} on {result['n']} images.")

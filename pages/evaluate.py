@@ -4,7 +4,7 @@ gallery of its predictions."""
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, evaluate, runs
+from cifar_core import charts, data, evaluate
 
 ui.through_router("pages/evaluate.py")
 
