@@ -70,6 +70,17 @@ def load_model(ref: str, model_mtime_ns: int):
     return model, runs.class_names_for(run_dir, model.output_shape[-1])
 
 
+def model_or_stop(ref: str):
+    """(model, class names, model mtime) of the chosen model; a model that cannot be loaded ends the page with its
+    sentence."""
+    try:
+        mtime = model_mtime(ref)
+        return (*load_model(ref, mtime), mtime)
+    except (ValueError, OSError) as e:  # RunError is a ValueError
+        st.error(md_escape(str(e)))
+        st.stop()
+
+
 def input_image(payload: bytes) -> np.ndarray:
     """An uploaded file as the 32x32 uint8 input a model sees; predict.ImageError (one sentence) when it is not."""
     if len(payload) > predict.MAX_BYTES:

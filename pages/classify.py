@@ -38,11 +38,7 @@ c = st.columns([3, 1, 1])
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="cls_model")
 k = c[1].slider("Top-k", 1, 10, 3, key="cls_k")
 opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="cls_opacity")
-try:
-    model, class_names = ui.load_model(ref, ui.model_mtime(ref))
-except (ValueError, OSError) as e:  # RunError is a ValueError
-    st.error(ui.md_escape(str(e)))
-    st.stop()
+model, class_names, _ = ui.model_or_stop(ref)
 
 mode = st.radio("Images", ["upload", "sample"], horizontal=True, key="cls_mode",
                 format_func={"upload": "Upload images", "sample": "Embedded sample images"}.get)

@@ -19,12 +19,7 @@ if not options:
 c = st.columns([3, 1])
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="lay_model")
 limit = c[1].slider("Maps per layer", 8, 64, 32, 8, key="lay_limit")
-try:
-    mtime = ui.model_mtime(ref)
-    model, class_names = ui.load_model(ref, mtime)
-except (ValueError, OSError) as e:  # RunError is a ValueError
-    st.error(ui.md_escape(str(e)))
-    st.stop()
+model, class_names, mtime = ui.model_or_stop(ref)
 
 mode = st.radio("Image", ["sample", "upload"], horizontal=True, key="lay_mode",
                 format_func={"upload": "Upload an image", "sample": "Embedded sample image"}.get)
