@@ -350,3 +350,26 @@ def test_no_unsafe_deserialization_anywhere():
                  for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert offenders == []
     assert "safe_mode=True" in (ROOT / "cifar_core" / "predict.py").read_text()
+
+
+def test_a_bfloat16_model_is_served_as_float32_with_the_same_predictions(tmp_path):
+    import keras
+
+    from cifar_core.builder import build_model
+    from cifar_core.presets import TINY
+
+    policy = keras.mixed_precision.global_policy().name
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        trained = build_model(TINY)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    trained.save(tmp_path / "bf16.keras")
+    x = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3)).astype(np.float32)
+
+    served = predict.load_model(tmp_path / "bf16.keras")
+
+    assert {layer.dtype_policy.compute_dtype for layer in served.layers} == {"float32"}
+    assert [layer.name for layer in served.layers] == [layer.name for layer in trained.layers]
+    expected = np.asarray(trained.predict_on_batch(x), dtype=np.float32)
+    np.testing.assert_allclose(predict.predict_proba(served, x), expected, atol=0.02)
