@@ -81,14 +81,6 @@ def model_or_stop(ref: str):
         st.stop()
 
 
-def input_image(payload: bytes) -> np.ndarray:
-    """An uploaded file as the 32x32 uint8 input a model sees; predict.ImageError (one sentence) when it is not."""
-    if len(payload) > predict.MAX_BYTES:
-        raise predict.ImageError(f"The file is {len(payload) / 2**20:.1f} MB; the limit is "
-                                 f"{predict.MAX_BYTES // 2**20} MB.")
-    return predict.to_input_array(payload)
-
-
 @st.cache_data(show_spinner="Computing the heatmap…", max_entries=64)
 def grad_cam(ref: str, model_mtime_ns: int, image: np.ndarray, class_index: int) -> np.ndarray:
     """explain.grad_cam's heatmap, cached per model version, image (hashed by content) and class."""
@@ -157,20 +149,3 @@ def compact(count: int) -> str:
 def slug(name: str) -> str:
     """A safe file name stem."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "model"
-
-
-def clickable_cells(fig, confusion_matrix, class_names):
-    """Plotly cannot select heatmap cells, so st.plotly_chart(on_select=...) never hears a click on one: an invisible
-    marker at the centre of every cell makes a click select that cell (x = predicted class, y = true class). The
-    markers carry the hover text; the heatmap's own is switched off so that only one label shows."""
-    import numpy as np
-    import plotly.graph_objects as go
-
-    names = list(class_names)
-    fig.add_trace(go.Scatter(
-        x=[pred for _ in names for pred in names], y=[true for true in names for _ in names],
-        customdata=np.asarray(confusion_matrix).reshape(-1), mode="markers", showlegend=False,
-        marker={"size": 30, "opacity": 0}, selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}},
-        hovertemplate="true: %{y}<br>predicted: %{x}<br>images: %{customdata}<extra></extra>"))
-    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "heatmap"})
-    return fig

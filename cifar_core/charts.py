@@ -134,3 +134,17 @@ def filter_grid(filters, columns: int = 16, scale: int | None = None, separator:
         raise ValueError("There are no filters to draw.")
     scale = scale or _auto_scale(filters.shape[1], 32)
     return tile(np.stack([enlarge(f, scale) for f in filters]), columns, separator)
+
+
+def clickable_cells(fig, confusion_matrix, class_names):
+    """Plotly cannot select heatmap cells, so st.plotly_chart(on_select=...) never hears a click on one: an invisible
+    marker at the centre of every cell makes a click select that cell (x = predicted class, y = true class). The
+    markers carry the hover text; the heatmap's own is switched off so that only one label shows."""
+    names = list(class_names)
+    fig.add_trace(go.Scatter(
+        x=[pred for _ in names for pred in names], y=[true for true in names for _ in names],
+        customdata=np.asarray(confusion_matrix).reshape(-1), mode="markers", showlegend=False,
+        marker={"size": 30, "opacity": 0}, selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}},
+        hovertemplate="true: %{y}<br>predicted: %{x}<br>images: %{customdata}<extra></extra>"))
+    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "heatmap"})
+    return fig

@@ -50,6 +50,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def to_input_array(data: bytes, size: tuple[int, int] = (32, 32)) -> np.ndarray:
     """Image file bytes -> (height, width, 3) uint8, upright (EXIF orientation applied), centre-cropped to a
     square and resized. Raises ImageError with a sentence for anything that is not a safe, whole image."""
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"The file is {len(data) / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -141,8 +143,6 @@ def classify(model, class_names, files: list[tuple[str, bytes]], k: int = 3) -> 
     results, inputs = [], []
     for name, data in files:
         try:
-            if len(data) > MAX_BYTES:
-                raise ImageError(f"The file is {len(data) / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB.")
             inputs.append(to_input_array(data))
             results.append({"file": name})
         except ImageError as e:

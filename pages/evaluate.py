@@ -83,7 +83,7 @@ with left:
     st.subheader("Confusion matrix")
     normalize = st.toggle("Row-normalised (each true class sums to 1)", key="cm_normalize")
     figure = charts.confusion_heatmap(result["confusion_matrix"], names, normalize)
-    event = st.plotly_chart(ui.clickable_cells(figure, result["confusion_matrix"], names), on_select="rerun",
+    event = st.plotly_chart(charts.clickable_cells(figure, result["confusion_matrix"], names), on_select="rerun",
                             selection_mode="points", key="cm_chart")
     st.caption("Click a cell to show its images in the gallery below.")
     apply_cell_click(event)

@@ -30,7 +30,7 @@ if mode == "upload":
         st.caption("Upload an image to see what each layer makes of it.")
         st.stop()
     try:
-        image = ui.input_image(upload.getvalue())
+        image = predict.to_input_array(upload.getvalue())
     except predict.ImageError as e:
         st.error(str(e))
         st.stop()
