@@ -141,36 +141,6 @@ def test_saliency_cli(tmp_path, capsys):
     assert "--class must be one of" in capsys.readouterr().err
 
 
-# Drawing: tiles of feature maps and filters, to the pixel.
-
-def test_tile_fills_rows_and_leaves_gaps_white():
-    grid = charts.tile(np.array([10, 20, 30], np.uint8).reshape(3, 1, 1), columns=2)
-    np.testing.assert_array_equal(grid, [[10, 255, 20], [255, 255, 255], [30, 255, 255]])
-    assert charts.tile(np.zeros((3, 2, 2), np.uint8), columns=8).shape == (2, 8)  # no wider than it needs
-
-
-def test_feature_map_grid_pixels():
-    assert charts.VIRIDIS.shape == (256, 3)
-    assert charts.VIRIDIS[0].tolist() == [0x44, 0x01, 0x54] and charts.VIRIDIS[-1].tolist() == [0xfd, 0xe7, 0x25]
-    maps = np.array([[[-1.0, 0.0], [1.0, 2.0]],  # min-max scaled: 0, 85, 170, 255
-                     [[5.0, 5.0], [5.0, 5.0]]])  # constant: all low
-    V, W = charts.VIRIDIS, (255, 255, 255)
-    expected = np.array([[V[0], V[0], V[85], V[85], W, V[0], V[0], V[0], V[0]],
-                         [V[0], V[0], V[85], V[85], W, V[0], V[0], V[0], V[0]],
-                         [V[170], V[170], V[255], V[255], W, V[0], V[0], V[0], V[0]],
-                         [V[170], V[170], V[255], V[255], W, V[0], V[0], V[0], V[0]]], np.uint8)
-    np.testing.assert_array_equal(charts.feature_map_grid(maps, columns=2, scale=2), expected)
-
-
-def test_feature_map_grid_limit_and_size():
-    maps = np.random.default_rng(0).normal(size=(40, 8, 8))
-    grid = charts.feature_map_grid(maps)  # the first 32, eight to a row, each 8 x 8 enlarged 6x to 48 x 48
-    assert grid.shape == (4 * 48 + 3, 8 * 48 + 7, 3)
-    assert charts.feature_map_grid(maps, limit=3, scale=1).shape == (8, 3 * 8 + 2, 3)
-    with pytest.raises(ValueError):
-        charts.feature_map_grid(maps[:0])
-
-
 # Feature maps: the layers' own outputs.
 
 def test_feature_map_shapes_and_values_are_each_convolutions_output():

@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pytest
 
-from cifar_core import callbacks as C
 from cifar_core import runs
 from cifar_core import spec as S
 from cifar_core import train as T
@@ -231,31 +230,6 @@ def test_kill_then_resume(tmp_path):
     assert times == sorted(times)
     for e in range(1, 6):
         assert any(r["kind"] == "batch" and r["epoch"] == e for r in records)
-
-
-def test_restore_backup_metadata(tmp_path):
-    backup = tmp_path / "backup"
-    assert C.restore_backup_metadata(backup) == (0, None)
-    backup.mkdir()
-    runs.write_json(backup / "training_metadata.json", {"epoch": 3, "batch": 0})
-    assert C.restore_backup_metadata(backup) == (3, None)
-
-    # torn, with an older checkpoint: that one is used
-    (backup / "training_metadata.json").write_text('{"epoch": 4, "ba')
-    runs.write_json(backup / "training_metadata.json.bkp", {"epoch": 3, "batch": 0})
-    (backup / "latest.weights.h5").write_bytes(b"epoch 4")
-    (backup / "latest.weights.h5.bkp").write_bytes(b"epoch 3")
-    epoch, note = C.restore_backup_metadata(backup)
-    assert epoch == 3 and "previous checkpoint" in note
-    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 3"
-    assert runs.read_json(backup / "training_metadata.json")["epoch"] == 3
-
-    # torn, no older checkpoint: start over
-    (backup / "training_metadata.json").write_text("\0\0garbage")
-    (backup / "training_metadata.json.bkp").unlink()
-    epoch, note = C.restore_backup_metadata(backup)
-    assert epoch == 0 and "starts from epoch 1" in note
-    assert not (backup / "training_metadata.json").exists() and not (backup / "latest.weights.h5").exists()
 
 
 def test_resume_with_torn_backup_metadata(tmp_path):

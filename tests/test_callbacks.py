@@ -1,0 +1,70 @@
+"""cifar_core.callbacks: the torn-backup repair, the atomic model save and the run logger's records, without a
+real training (the trainings themselves are in test_train.py)."""
+
+import numpy as np
+
+from cifar_core import callbacks as C
+from cifar_core import runs
+
+
+def test_restore_backup_metadata(tmp_path):
+    backup = tmp_path / "backup"
+    assert C.restore_backup_metadata(backup) == (0, None)
+    backup.mkdir()
+    runs.write_json(backup / "training_metadata.json", {"epoch": 3, "batch": 0})
+    assert C.restore_backup_metadata(backup) == (3, None)
+
+    # torn, with an older checkpoint: that one is used
+    (backup / "training_metadata.json").write_text('{"epoch": 4, "ba')
+    runs.write_json(backup / "training_metadata.json.bkp", {"epoch": 3, "batch": 0})
+    (backup / "latest.weights.h5").write_bytes(b"epoch 4")
+    (backup / "latest.weights.h5.bkp").write_bytes(b"epoch 3")
+    epoch, note = C.restore_backup_metadata(backup)
+    assert epoch == 3 and "previous checkpoint" in note
+    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 3"
+    assert runs.read_json(backup / "training_metadata.json")["epoch"] == 3
+
+    # torn, no older checkpoint: start over
+    (backup / "training_metadata.json").write_text("\0\0garbage")
+    (backup / "training_metadata.json.bkp").unlink()
+    epoch, note = C.restore_backup_metadata(backup)
+    assert epoch == 0 and "starts from epoch 1" in note
+    assert not (backup / "training_metadata.json").exists() and not (backup / "latest.weights.h5").exists()
+
+
+class FakeModel:
+    stop_training = False
+
+    def save(self, path):
+        with open(path, "wb") as f:
+            f.write(b"a whole model")
+
+
+def test_save_model_atomic_replaces_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"the previous model")
+    C.save_model_atomic(FakeModel(), path)
+    assert path.read_bytes() == b"a whole model" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+def test_run_logger_points_epochs_and_stop(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "BATCH_POINT_INTERVAL_S", 3600.0)  # only the first and the last batch of an epoch
+    logger = C.make_run_logger(tmp_path, steps_per_epoch=3, epochs=2, time_offset=0.0)
+    logger.set_model(FakeModel())
+    logger.on_epoch_begin(0)
+    for batch in range(3):
+        logger.on_train_batch_end(batch, {"loss": float("nan") if batch == 2 else 1.0, "accuracy": np.float32(0.5)})
+    logger.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4})
+    records = runs.read_metrics(tmp_path)
+    assert [(r["kind"], r["epoch"], r["step"]) for r in records] == [("batch", 1, 1), ("batch", 1, 3), ("epoch", 1, 3)]
+    assert records[1]["loss"] is None  # NaN is written as null
+    assert records[2]["val_accuracy"] == 0.4 and (tmp_path / "model.keras").read_bytes() == b"a whole model"
+    assert runs.read_json(tmp_path / "status.json")["epoch"] == 1
+
+    runs.request_stop(tmp_path)
+    logger.on_epoch_begin(1)
+    logger.on_train_batch_end(0, {"loss": 1.0})
+    assert logger.stopped and logger.model.stop_training
+    logger.on_epoch_end(1, {"loss": 1.0})  # a stopped epoch leaves no epoch point
+    assert [r["kind"] for r in runs.read_metrics(tmp_path)].count("epoch") == 1
+    assert runs.read_json(tmp_path / "status.json")["state"] == "stopping"

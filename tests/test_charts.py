@@ -1,0 +1,96 @@
+"""cifar_core.charts: Plotly figures and image grids, each a pure function of numbers, checked value by value."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cifar_core import charts
+
+
+# Drawing: tiles of feature maps and filters, to the pixel.
+
+def test_tile_fills_rows_and_leaves_gaps_white():
+    grid = charts.tile(np.array([10, 20, 30], np.uint8).reshape(3, 1, 1), columns=2)
+    np.testing.assert_array_equal(grid, [[10, 255, 20], [255, 255, 255], [30, 255, 255]])
+    assert charts.tile(np.zeros((3, 2, 2), np.uint8), columns=8).shape == (2, 8)  # no wider than it needs
+
+
+def test_feature_map_grid_pixels():
+    assert charts.VIRIDIS.shape == (256, 3)
+    assert charts.VIRIDIS[0].tolist() == [0x44, 0x01, 0x54] and charts.VIRIDIS[-1].tolist() == [0xfd, 0xe7, 0x25]
+    maps = np.array([[[-1.0, 0.0], [1.0, 2.0]],  # min-max scaled: 0, 85, 170, 255
+                     [[5.0, 5.0], [5.0, 5.0]]])  # constant: all low
+    V, W = charts.VIRIDIS, (255, 255, 255)
+    expected = np.array([[V[0], V[0], V[85], V[85], W, V[0], V[0], V[0], V[0]],
+                         [V[0], V[0], V[85], V[85], W, V[0], V[0], V[0], V[0]],
+                         [V[170], V[170], V[255], V[255], W, V[0], V[0], V[0], V[0]],
+                         [V[170], V[170], V[255], V[255], W, V[0], V[0], V[0], V[0]]], np.uint8)
+    np.testing.assert_array_equal(charts.feature_map_grid(maps, columns=2, scale=2), expected)
+
+
+def test_feature_map_grid_limit_and_size():
+    maps = np.random.default_rng(0).normal(size=(40, 8, 8))
+    grid = charts.feature_map_grid(maps)  # the first 32, eight to a row, each 8 x 8 enlarged 6x to 48 x 48
+    assert grid.shape == (4 * 48 + 3, 8 * 48 + 7, 3)
+    assert charts.feature_map_grid(maps, limit=3, scale=1).shape == (8, 3 * 8 + 2, 3)
+    with pytest.raises(ValueError):
+        charts.feature_map_grid(maps[:0])
+
+
+def test_enlarge_is_nearest_neighbour():
+    image = np.array([[[1, 2, 3], [4, 5, 6]]], np.uint8)  # 1 x 2 pixels
+    big = charts.enlarge(image, 3)
+    assert big.shape == (3, 6, 3)
+    np.testing.assert_array_equal(big[:, :3], np.broadcast_to([1, 2, 3], (3, 3, 3)))
+    np.testing.assert_array_equal(big[:, 3:], np.broadcast_to([4, 5, 6], (3, 3, 3)))
+
+
+def test_training_curves_place_batches_within_epochs_and_leave_gaps_for_null():
+    records = [{"kind": "batch", "epoch": 1, "step": 5, "loss": 2.0, "accuracy": 0.2},
+               {"kind": "batch", "epoch": 1, "step": 10, "loss": None, "accuracy": 0.3},
+               {"kind": "epoch", "epoch": 1, "step": 10, "loss": 1.5, "accuracy": 0.3, "val_loss": 1.4,
+                "val_accuracy": 0.35},
+               {"kind": "batch", "epoch": 2, "step": 5, "loss": 1.2, "accuracy": 0.4}]
+    fig = charts.training_curves(records, steps_per_epoch=10)
+    train_loss, val_loss, train_acc, val_acc = fig.data
+    assert list(train_loss.x) == [0.5, 1.0, 1.5] and list(train_loss.y) == [2.0, None, 1.2]
+    assert train_loss.connectgaps is False
+    assert list(val_loss.x) == [1] and list(val_loss.y) == [1.4] and list(val_acc.y) == [0.35]
+    assert list(train_acc.y) == [0.2, 0.3, 0.4]
+
+
+def test_overlay_curves_one_line_per_run():
+    fig = charts.overlay_curves({"a": [{"kind": "epoch", "epoch": 1, "step": 1, "val_accuracy": 0.5}],
+                                 "b": [{"kind": "epoch", "epoch": 1, "step": 1, "val_accuracy": 0.6},
+                                       {"kind": "epoch", "epoch": 2, "step": 1, "val_accuracy": 0.7}]})
+    assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[1].y) == [0.6, 0.7]
+
+
+def test_confusion_heatmap_counts_and_row_normalised():
+    cm = [[3, 1], [0, 0]]
+    counts = charts.confusion_heatmap(cm, ["cat", "dog"]).data[0]
+    np.testing.assert_array_equal(counts.z, [[3, 1], [0, 0]])
+    assert list(counts.x) == ["cat", "dog"] and list(counts.y) == ["cat", "dog"]
+    rows = charts.confusion_heatmap(cm, ["cat", "dog"], normalize=True).data[0]
+    np.testing.assert_allclose(rows.z, [[0.75, 0.25], [0.0, 0.0]])  # an empty row stays 0, not NaN
+
+
+def test_clickable_cells_put_one_invisible_marker_on_each_cell():
+    fig = charts.clickable_cells(charts.confusion_heatmap([[3, 1], [2, 0]], ["cat", "dog"]), [[3, 1], [2, 0]],
+                                 ["cat", "dog"])
+    markers = fig.data[-1]
+    assert list(zip(markers.y, markers.x)) == [("cat", "cat"), ("cat", "dog"), ("dog", "cat"), ("dog", "dog")]
+    assert list(markers.customdata) == [3, 1, 2, 0] and markers.marker.opacity == 0
+
+
+def test_top_k_bar_largest_on_top():
+    bar = charts.top_k_bar([{"label": "cat", "probability": 0.7}, {"label": "dog", "probability": 0.2}]).data[0]
+    assert list(bar.y) == ["dog", "cat"] and list(bar.x) == [0.2, 0.7] and list(bar.text) == ["20.0%", "70.0%"]
+
+
+def test_per_class_bars_three_metrics_per_class():
+    fig = charts.per_class_bars([{"class": "cat", "precision": 0.5, "recall": 0.25, "f1": 1 / 3, "support": 4}])
+    values = {t.name: list(t.y) for t in fig.data}
+    assert values["precision"] == [0.5] and values["recall"] == [0.25]
+    assert math.isclose(values["f1"][0], 1 / 3)
