@@ -46,14 +46,29 @@ def run_title(run_id: str) -> str:
     return run_id if label == run_id else f"{label} ({run_id})"
 
 
+def has_default_model() -> bool:
+    return (runs.DEFAULT_RUN / "model.keras").exists()
+
+
 def model_options() -> dict[str, str]:
     """{model reference: label} of every model that can be loaded: the shipped default (if present), then runs."""
     options = {}
-    if (runs.DEFAULT_RUN / "model.keras").exists():
+    if has_default_model():
         options["default"] = "default (the shipped model)"
     for row in runs.list_runs():
         if row["has_model"]:
             options[row["run_id"]] = f"{run_title(row['run_id'])} · {row['state']}"
+    return options
+
+
+def model_options_or_stop() -> dict[str, str]:
+    """model_options(), or, when there is no model at all, a sentence saying how to get one and the end of the page."""
+    options = model_options()
+    if not options:
+        st.info("There is no trained model yet, and the shipped default model is not in this installation. Train one "
+                "on the Train page (the tiny preset on the sample data takes about a minute), then come back here.")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.stop()
     return options
 
 

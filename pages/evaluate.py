@@ -42,15 +42,10 @@ def show_pair(true: str, pred: str) -> None:
 
 
 st.title("Evaluate")
-options = ui.model_options()
-if "default" not in options:
+if not ui.has_default_model():
     st.caption("The shipped default model is not in this installation (cifar_core/assets/default/model.keras is "
                "missing), so only your trained runs are offered.")
-if not options:
-    st.info("There is no trained model yet. Train one on the Train page (the tiny preset on the sample data takes "
-            "about a minute), then come back here.")
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
+options = ui.model_options_or_stop()
 
 c = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="eval_model")

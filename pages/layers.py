@@ -9,12 +9,7 @@ from cifar_core import charts, data, explain, predict
 ui.through_router("pages/layers.py")
 
 st.title("Layers")
-options = ui.model_options()
-if not options:
-    st.info("There is no trained model yet, and the shipped default model is not in this installation. Train one "
-            "on the Train page (the tiny preset on the sample data takes about a minute), then come back here.")
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
+options = ui.model_options_or_stop()
 
 c = st.columns([3, 1])
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="lay_model")
