@@ -51,7 +51,7 @@ def save_model_atomic(model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offset: float):
+def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offset: float, log=None):
     import keras
 
     class RunLogger(keras.callbacks.Callback):
@@ -94,6 +94,10 @@ def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offse
             runs.append_metrics(run_dir, [record])
             runs.write_status(run_dir, state="running", epoch=epoch + 1, epochs=epochs, step=steps_per_epoch,
                               steps_per_epoch=steps_per_epoch, time=record["time"])
+            if log:
+                shown = ", ".join(f"{k} {record[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                                  if record.get(k) is not None)
+                log(f"epoch {epoch + 1}/{epochs} at {record['time']:.0f} s: {shown}")
 
     return RunLogger()
 

@@ -279,7 +279,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
         val_ds = make_dataset(dataset.x_val, dataset.y_val, dataset.num_classes, max(global_batch, 256),
                               training=False, config=config)
 
-        logger = callbacks.make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset)
+        logger = callbacks.make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset, log)
         fit_callbacks = [
             # raise_error=True: the default only sets stop_training, and later callbacks would then save the
             # NaN weights over the last good model.
