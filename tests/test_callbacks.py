@@ -68,3 +68,12 @@ def test_run_logger_points_epochs_and_stop(tmp_path, monkeypatch):
     logger.on_epoch_end(1, {"loss": 1.0})  # a stopped epoch leaves no epoch point
     assert [r["kind"] for r in runs.read_metrics(tmp_path)].count("epoch") == 1
     assert runs.read_json(tmp_path / "status.json")["state"] == "stopping"
+
+
+def test_run_logger_prints_a_line_per_epoch(tmp_path):
+    lines = []
+    logger = C.make_run_logger(tmp_path, steps_per_epoch=1, epochs=3, time_offset=12.0, log=lines.append)
+    logger.set_model(FakeModel())
+    logger.on_epoch_begin(0)
+    logger.on_epoch_end(0, {"loss": 1.25, "accuracy": 0.5, "val_loss": float("nan"), "val_accuracy": 0.375})
+    assert lines == ["epoch 1/3 at 12 s: loss 1.2500, accuracy 0.5000, val_accuracy 0.3750"]  # NaN left out
