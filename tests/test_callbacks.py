@@ -76,4 +76,4 @@ def test_run_logger_prints_a_line_per_epoch(tmp_path):
     logger.set_model(FakeModel())
     logger.on_epoch_begin(0)
     logger.on_epoch_end(0, {"loss": 1.25, "accuracy": 0.5, "val_loss": float("nan"), "val_accuracy": 0.375})
-    assert lines == ["epoch 1/3 at 12 s: loss 1.2500, accuracy 0.5000, val_accuracy 0.3750"]  # NaN left out
+    assert lines == ["epoch 1/3 at 12 s: loss 1.2500, accuracy 0.5000, val_loss nan, val_accuracy 0.3750"]
