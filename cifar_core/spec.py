@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ACTIVATIONS = ("relu", "gelu", "elu", "sigmoid", "tanh", "linear")
 PADDINGS = ("same", "valid")
@@ -313,4 +313,4 @@ def replace(spec: ModelSpec, **changes) -> ModelSpec:
 
 __all__ = ["ModelSpec", "LayerInfo", "SpecError", "LAYER_TYPES", "ACTIVATIONS", "PADDINGS", "MAX_PARAMS", "infer",
            "validate", "summary", "first_error", "to_dict", "from_dict", "to_json", "from_json", "layer_to_dict",
-           "layer_from_dict", "field"] + list(LAYER_TYPES)
+           "layer_from_dict"] + list(LAYER_TYPES)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -258,7 +259,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
         if note:
             log(note)
         if not resume:
-            shutil_rmtree(backup_dir)
+            shutil.rmtree(backup_dir, ignore_errors=True)
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         kept = runs.truncate_metrics(run_dir, done_epochs)
         time_offset = max((r.get("time", 0) for r in kept if r.get("kind") == "epoch"), default=0.0)
@@ -341,9 +342,3 @@ def _record_failure(run_dir: Path, error: str) -> None:
 def _sentence(e: BaseException) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {text}"[:500] if text else type(e).__name__
-
-
-def shutil_rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
