@@ -137,3 +137,25 @@ def tiny_run() -> Path:
 def tiny_run_log() -> list[str]:
     tiny_run()
     return _TINY_RUN["log"]
+
+
+# Real-browser tests: Debian's Chromium driven by Playwright (no browser download), started with the flags this
+# machine's closed network needs.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def needs_chromium():
+    import pytest
+
+    return pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
+                              "(.ci/run installs it)")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -3,8 +3,6 @@ on a free local port. Train `tiny` for one epoch on the embedded sample, watch t
 (confusion matrix), classify an uploaded image (top-k chart). Screenshots of each page go to test-artifacts/."""
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,23 +14,20 @@ import pytest
 
 from cifar_core import data
 
+try:
+    import helpers
+except ImportError:
+    from tests import helpers
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
-                                "(.ci/run installs it)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = helpers.needs_chromium()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = _free_port()
+    port = helpers.free_port()
     env = {**os.environ, "CIFAR_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), "CIFAR10_DATA": "sample"}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
@@ -60,9 +55,7 @@ def page(server):
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=helpers.CHROMIUM, args=helpers.CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         yield page

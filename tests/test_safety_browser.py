@@ -12,7 +12,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,18 +32,10 @@ except ImportError:
     from tests import helpers
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FIXED = "zz-fixed-model"  # the first run in the Classify page's list of models (runs are listed newest id first)
 HTML_NAME = "<img src=x onerror=alert(1)>.png"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
-                                "(.ci/run installs it)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = helpers.needs_chromium()
 
 
 def _healthy(url: str) -> bool:
@@ -104,7 +95,7 @@ def stack(trained_runs, tmp_path):
     preset = get_preset("tiny")
     config = dataclasses.replace(preset.train, data="sample", limit=512, epochs=500)
     run_id = jobs.start_job(preset.spec, config, runs_dir)
-    port = _free_port()
+    port = helpers.free_port()
     log = open(tmp_path / "server.log", "wb")
     env = {**os.environ, "CIFAR_RUNS_DIR": str(runs_dir), "CIFAR10_DATA": "sample"}
     server = subprocess.Popen(
@@ -145,9 +136,7 @@ def test_25_two_sessions_classify_while_a_job_trains(stack):
     job_pid = status["pid"]
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=helpers.CHROMIUM, args=helpers.CHROMIUM_ARGS)
         pages, requests, dialogs = {}, {"a": [], "b": []}, []
         try:
             for key in uploads:  # two browser contexts: two sessions with their own cookies
