@@ -85,6 +85,10 @@ def load_model(ref: str, model_mtime_ns: int):
     return model, runs.class_names_for(run_dir, model.output_shape[-1])
 
 
+def uses_tta(ref: str) -> bool:
+    return runs.tta_for(runs.resolve_model(ref, allow_paths=False)[1])
+
+
 def model_or_stop(ref: str):
     """(model, class names, model mtime) of the chosen model; a model that cannot be loaded ends the page with its
     sentence."""

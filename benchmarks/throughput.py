@@ -1,5 +1,6 @@
-"""Training throughput: the project's loop (tf.data, batched augmentation, precision policy) against plain float32
-`model.fit` on NumPy arrays, for the same model, alternated in one process so both see the same machine state.
+"""Training throughput: the project's loop (tf.data, batched augmentation, precision policy, and the preset's
+lookahead) against plain float32 `model.fit` on NumPy arrays, for the same model, alternated in one process so both
+see the same machine state.
 
     python benchmarks/throughput.py --preset fast [--images 8192] [--rounds 3]
 """
@@ -13,6 +14,7 @@ import keras
 import numpy as np
 
 from cifar_core.builder import build_model
+from cifar_core.callbacks import make_lookahead
 from cifar_core.presets import get_preset
 from cifar_core.train import make_dataset, make_optimizer, resolve_precision
 
@@ -31,7 +33,7 @@ y = rng.integers(0, 10, args.images)
 
 def compiled(policy):
     keras.mixed_precision.set_global_policy(policy)
-    model = build_model(preset.spec)
+    model = build_model(preset.spec, x)
     model.compile(optimizer=make_optimizer(config, args.images // config.batch_size),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing))
     return model
@@ -41,13 +43,14 @@ ours = compiled(resolve_precision(config))
 dataset = make_dataset(x, y, 10, config.batch_size, training=True, config=config)
 plain = compiled("float32")
 x_float, y_onehot = x.astype("float32"), keras.utils.to_categorical(y, 10)
+extras = [make_lookahead(args.rounds * args.images // config.batch_size)] if config.lookahead else []
 ours.fit(dataset.take(3), verbose=0)
 plain.fit(x_float[: 3 * config.batch_size], y_onehot[: 3 * config.batch_size], batch_size=config.batch_size, verbose=0)
 
 rates = {"project": [], "plain_float32_fit": []}
 for _ in range(args.rounds):
     start = time.perf_counter()
-    ours.fit(dataset, verbose=0)
+    ours.fit(dataset, verbose=0, callbacks=extras)
     rates["project"].append(args.images / (time.perf_counter() - start))
     start = time.perf_counter()
     plain.fit(x_float, y_onehot, batch_size=config.batch_size, verbose=0)

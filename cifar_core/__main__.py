@@ -20,7 +20,7 @@ from .data import DataError
 
 def _cmd_train(args) -> int:
     from .presets import get_preset
-    from .train import TrainConfig, config_from_dict, train
+    from .train import TrainConfig, config_from_dict, train, with_epochs
 
     if args.resume:
         if not args.run_dir:
@@ -39,6 +39,8 @@ def _cmd_train(args) -> int:
             model_spec, config = specs.from_json(Path(args.spec).read_text()), TrainConfig()
         if args.config:
             config = config_from_dict({**dataclasses.asdict(config), **json.loads(Path(args.config).read_text())})
+        if args.epochs and isinstance(args.epochs, int) and args.epochs >= 1:
+            config = with_epochs(config, args.epochs)
         overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "data": args.data,
                                         "limit": args.limit, "strategy": args.strategy,
                                         "learning_rate": args.learning_rate, "precision": args.precision}.items()
@@ -88,7 +90,7 @@ def _cmd_predict(args) -> int:
         except OSError as e:
             files.append((image, b""))
             print(f"{image}: cannot be read ({e.strerror}).", file=sys.stderr)
-    results = classify(model, names, files, k=args.top_k)
+    results = classify(model, names, files, k=args.top_k, tta=runs.tta_for(run_dir))
     if args.json:
         print(json.dumps(results))
     else:

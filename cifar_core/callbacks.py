@@ -117,6 +117,39 @@ def make_backup(backup_dir: Path, logger):
     return Backup(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
 
 
+def make_lookahead(total_steps: int, every: int = 5, decay: float = 0.95 ** 5):
+    """airbench's lookahead: every `every` steps the weights (BatchNormalization's moving statistics included) move
+    to an exponential moving average of themselves, and training continues from that average. The average's
+    weight grows as decay * (step / total_steps) ** 3, so it does nothing early and smooths the last epochs; the
+    model left at the end of training is the average."""
+    import keras
+    import numpy as np
+
+    class Lookahead(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.step = int(self.model.optimizer.iterations.numpy())
+            self.floats = [w for w in self.model.weights if "float" in str(w.dtype)]
+            self.average = [np.array(w.numpy()) for w in self.floats]
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            if self.step % every == 0:
+                self._update(decay * min(1.0, self.step / max(1, total_steps)) ** 3)
+
+        def on_train_end(self, logs=None):
+            # airbench ends with the average alone (weight 1.0), dropping up to every - 1 last steps; a run of fewer
+            # than `every` steps would then end at its initial weights, so the last steps get the usual weight.
+            self._update(decay * min(1.0, self.step / max(1, total_steps)) ** 3)
+
+        def _update(self, weight: float) -> None:
+            for w, average in zip(self.floats, self.average):
+                average *= weight
+                average += (1.0 - weight) * w.numpy()
+                w.assign(average)
+
+    return Lookahead()
+
+
 _SIGNALLED = False
 
 

@@ -56,19 +56,20 @@ def metrics_from_probabilities(probabilities: np.ndarray, y_true: np.ndarray, cl
     }
 
 
-def predict_batches(model, x: np.ndarray, progress=None) -> np.ndarray:
+def predict_batches(model, x: np.ndarray, progress=None, tta: bool = False) -> np.ndarray:
     from .predict import predict_proba
 
     chunks = []
     for start in range(0, len(x), EVAL_BATCH_SIZE):
-        chunks.append(predict_proba(model, x[start:start + EVAL_BATCH_SIZE]))
+        chunks.append(predict_proba(model, x[start:start + EVAL_BATCH_SIZE], tta))
         if progress:
             progress(min(1.0, (start + EVAL_BATCH_SIZE) / max(1, len(x))))
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
-def evaluate_arrays(model, x, y, class_names, split: str, source: str = "", progress=None) -> dict:
-    return metrics_from_probabilities(predict_batches(model, x, progress), y, class_names, split, source)
+def evaluate_arrays(model, x, y, class_names, split: str, source: str = "", progress=None, tta: bool = False) -> dict:
+    result = metrics_from_probabilities(predict_batches(model, x, progress, tta), y, class_names, split, source)
+    return {**result, "tta": tta}
 
 
 def most_confused_pairs(result: dict, top: int = 5) -> list[dict]:
@@ -130,7 +131,8 @@ def evaluate_model(model_ref: str, split: str = "test", source: str | None = Non
     if model.output_shape[-1] != dataset.num_classes:
         raise ValueError(f"The model predicts {model.output_shape[-1]} classes but the data source "
                          f"{dataset.source!r} has {dataset.num_classes}.")
-    result = evaluate_arrays(model, x, y, dataset.class_names, used_split, dataset.source, progress)
+    result = evaluate_arrays(model, x, y, dataset.class_names, used_split, dataset.source, progress,
+                             tta=runs.tta_for(run_dir))
     result["model_mtime_ns"] = model_path.stat().st_mtime_ns
     if run_dir is not None:
         try:

@@ -69,11 +69,13 @@ def grad_cam(model, image: np.ndarray, class_index: int | None = None) -> tuple[
     import tensorflow as tf
 
     target = last_conv_layer(model)
-    head = model.layers[-1]
+    # The output Dense (followed by softmax, or by the logit scale and softmax): its logits are the scores.
+    head_at = max(i for i, layer in enumerate(model.layers) if type(layer).__name__ == "Dense")
+    head = model.layers[head_at]
     with tf.GradientTape() as tape:
         x = tf.convert_to_tensor(np.asarray(image, dtype=np.float32)[None])
         conv_out = None
-        for layer in model.layers[:-1]:
+        for layer in model.layers[:head_at]:
             x = layer(x, training=False)
             if layer is target:
                 conv_out = x
@@ -111,9 +113,9 @@ def feature_maps(model, image: np.ndarray) -> list[dict]:
 
 
 def first_layer_filters(model) -> np.ndarray:
-    """The first Conv2D layer's kernels as (filters, k, k, channels) uint8 images, each min-max scaled on its own
-    so its pattern is visible."""
-    conv = next((layer for layer in model.layers if type(layer).__name__ == "Conv2D"), None)
+    """The first convolution's kernels (a Conv2D's, or PatchWhitening's when the model starts with one) as
+    (filters, k, k, channels) uint8 images, each min-max scaled on its own so its pattern is visible."""
+    conv = next((layer for layer in model.layers if type(layer).__name__ in ("Conv2D", "PatchWhitening")), None)
     if conv is None:
         raise NoConvolutionError("This model has no convolution layer, so it has no filters to show.")
     kernel = np.asarray(conv.kernel, dtype=np.float32).transpose(3, 0, 1, 2)

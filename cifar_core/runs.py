@@ -292,6 +292,12 @@ def resolve_model(ref: str, runs_dir: str | os.PathLike | None = None, *, allow_
     raise RunError(f"No model at {ref!r}; give 'default', a run identifier, a run directory or a .keras file.")
 
 
+def tta_for(run_dir: Path | None) -> bool:
+    """Whether a run's model is meant to be used with test-time flip averaging (its TrainConfig.tta)."""
+    config = (read_json(run_dir / "config.json", {}) or {}) if run_dir else {}
+    return bool((config.get("train") or {}).get("tta", False))
+
+
 def class_names_for(run_dir: Path | None, num_classes: int) -> tuple:
     """The class names a model was trained with (from its run's config), else CIFAR-10's for 10 classes."""
     names = (read_json(run_dir / "config.json", {}) or {}).get("class_names") if run_dir else None

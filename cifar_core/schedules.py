@@ -1,6 +1,7 @@
-"""The one-cycle learning-rate schedule (Keras ships cosine but not this one).
+"""The optimisation pieces Keras does not ship: a warm-up-then-linear-decay ("one-cycle") learning-rate schedule
+and SGD with a larger learning rate for BatchNormalization's betas, both from airbench.
 
-Kept in its own module because it must be importable, and registered, wherever a saved model is loaded.
+Kept in their own module because they must be importable, and registered, wherever a saved model is loaded.
 """
 
 import keras
@@ -8,18 +9,45 @@ import keras
 
 @keras.saving.register_keras_serializable(package="cifar_core")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 0 to peak over warmup_steps, then linear decay to 0 at total_steps."""
+    """Linear warm-up from start_fraction * peak to peak over warmup_steps, then linear decay to
+    end_fraction * peak at total_steps (airbench: 0.2 and 0.07; the classic one-cycle: 0 and 0)."""
 
-    def __init__(self, peak, total_steps, warmup_steps):
+    def __init__(self, peak, total_steps, warmup_steps, start_fraction=0.0, end_fraction=0.0):
         self.peak = float(peak)
         self.total_steps = int(total_steps)
         self.warmup_steps = max(1, int(warmup_steps))
+        self.start_fraction = float(start_fraction)
+        self.end_fraction = float(end_fraction)
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
-        up = step / self.warmup_steps
-        down = (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps)
-        return self.peak * keras.ops.clip(keras.ops.minimum(up, down), 0.0, 1.0)
+        up = keras.ops.clip(step / self.warmup_steps, 0.0, 1.0)
+        down = keras.ops.clip((step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps), 0.0, 1.0)
+        rising = self.start_fraction + (1.0 - self.start_fraction) * up
+        falling = 1.0 + (self.end_fraction - 1.0) * down
+        return self.peak * keras.ops.where(step < self.warmup_steps, rising, falling)
 
     def get_config(self):
-        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "start_fraction": self.start_fraction, "end_fraction": self.end_fraction}
+
+
+@keras.saving.register_keras_serializable(package="cifar_core")
+class BiasScaledSGD(keras.optimizers.SGD):
+    """keras.optimizers.SGD whose BatchNormalization betas learn bias_lr_scale times faster (airbench: 64).
+
+    Scaling a gradient scales that variable's step exactly like a per-variable learning rate would, momentum
+    included; the decoupled weight decay is left unscaled, as in airbench."""
+
+    def __init__(self, *args, bias_lr_scale=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bias_lr_scale = float(bias_lr_scale)
+
+    def apply(self, grads, trainable_variables=None):
+        variables = trainable_variables if trainable_variables is not None else self._trainable_variables
+        grads = [g * self.bias_lr_scale if g is not None and v.name == "beta" else g
+                 for g, v in zip(grads, variables)]
+        return super().apply(grads, trainable_variables)
+
+    def get_config(self):
+        return {**super().get_config(), "bias_lr_scale": self.bias_lr_scale}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 ACTIVATIONS = ("relu", "gelu", "elu", "sigmoid", "tanh", "linear")
 PADDINGS = ("same", "valid")
+INITIALIZERS = ("glorot_uniform", "he_normal", "dirac")  # dirac: airbench's identity start, see layers.Dirac
 MAX_PARAMS = 50_000_000
 
 
@@ -30,6 +31,15 @@ class Conv2D:
     padding: str = "same"
     activation: str = "relu"
     use_bias: bool = True
+    kernel_initializer: str = "glorot_uniform"
+
+
+@dataclass(frozen=True)
+class PatchWhitening:
+    """Not a Keras layer but cifar_core.layers.PatchWhitening: a fixed convolution set from the training images
+    that whitens kernel_size x kernel_size patches; 2 * channels * kernel_size**2 outputs. First layer only."""
+    kernel_size: int = 2
+    epsilon: float = 5e-4  # added to the patch covariance's eigenvalues: bounds the gain on the faintest patterns
 
 
 @dataclass(frozen=True)
@@ -57,11 +67,18 @@ class GlobalAveragePooling2D:
 @dataclass(frozen=True)
 class BatchNormalization:
     momentum: float = 0.99  # of the moving statistics; short CPU trainings need less (e.g. 0.9)
+    epsilon: float = 1e-3
+    scale: bool = True      # learn a per-channel gamma; airbench keeps it at 1 (False)
 
 
 @dataclass(frozen=True)
 class LayerNormalization:
     pass
+
+
+@dataclass(frozen=True)
+class Activation:
+    activation: str = "relu"
 
 
 @dataclass(frozen=True)
@@ -82,8 +99,8 @@ class Dense:
 
 
 LAYER_TYPES = {cls.__name__: cls for cls in (
-    Conv2D, MaxPooling2D, AveragePooling2D, GlobalMaxPooling2D, GlobalAveragePooling2D,
-    BatchNormalization, LayerNormalization, Dropout, Flatten, Dense,
+    Conv2D, PatchWhitening, MaxPooling2D, AveragePooling2D, GlobalMaxPooling2D, GlobalAveragePooling2D,
+    BatchNormalization, LayerNormalization, Activation, Dropout, Flatten, Dense,
 )}
 
 # Allowed ranges, (low, high) inclusive, for each integer field.
@@ -94,11 +111,12 @@ INT_RANGES = {"filters": (1, 4096), "kernel_size": (1, 11), "strides": (1, 8), "
 @dataclass(frozen=True)
 class ModelSpec:
     """A CNN for 32x32 images: inputs are rescaled from [0, 255] to [0, 1], then `layers`, then the implied
-    output layer Dense(num_classes, softmax)."""
+    output layer Dense(num_classes), its logits multiplied by logit_scale, then softmax."""
     name: str = "custom"
     layers: tuple = ()
     input_shape: tuple = (32, 32, 3)
     num_classes: int = 10
+    logit_scale: float = 1.0  # airbench uses 1/9: with its learning rates, unscaled logits grow too fast
 
 
 @dataclass(frozen=True)
@@ -129,8 +147,13 @@ def _check_layer_fields(index: int, layer) -> None:
             raise SpecError(f"{where}: activation must be one of {', '.join(ACTIVATIONS)}, got {value!r}.")
         if f.name == "padding" and value not in PADDINGS:
             raise SpecError(f"{where}: padding must be 'same' or 'valid', got {value!r}.")
-        if f.name == "use_bias" and not isinstance(value, bool):
-            raise SpecError(f"{where}: use_bias must be true or false, got {value!r}.")
+        if f.name in ("use_bias", "scale") and not isinstance(value, bool):
+            raise SpecError(f"{where}: {f.name} must be true or false, got {value!r}.")
+        if f.name == "kernel_initializer" and value not in INITIALIZERS:
+            raise SpecError(f"{where}: kernel_initializer must be one of {', '.join(INITIALIZERS)}, got {value!r}.")
+        if f.name == "epsilon" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                    or not 0 < value < 1):
+            raise SpecError(f"{where}: epsilon must be a number in (0, 1), got {value!r}.")
         if f.name == "momentum" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                      or not 0 <= value < 1):
             raise SpecError(f"{where}: momentum must be a number in [0, 1), got {value!r}.")
@@ -153,6 +176,16 @@ def _infer_one(index: int, layer, shape: tuple) -> tuple[tuple, int, int, int]:
     if isinstance(layer, (Conv2D, MaxPooling2D, GlobalMaxPooling2D, GlobalAveragePooling2D)) and len(shape) != 3:
         raise SpecError(f"{where} needs a 3-D (height, width, channels) input, but its input is {shape}; "
                         "put it before Flatten and Dense layers.")
+    if isinstance(layer, PatchWhitening):
+        if index != 1:
+            raise SpecError(f"{where} must be the first layer: it is set from the images themselves.")
+        k = layer.kernel_size
+        if k > min(shape[:2]):
+            raise SpecError(f"{where}: kernel_size {k} does not fit the {shape[0]}x{shape[1]} input.")
+        filters = 2 * channels * k * k
+        h, w = shape[0] - k + 1, shape[1] - k + 1
+        params = k * k * channels * filters + filters
+        return (h, w, filters), params, params, h * w * k * k * channels * filters
     if isinstance(layer, Conv2D):
         k, s = layer.kernel_size, layer.strides
         h, w = (_spatial_out(d, k, s, layer.padding) for d in shape[:2])
@@ -171,10 +204,10 @@ def _infer_one(index: int, layer, shape: tuple) -> tuple[tuple, int, int, int]:
     if isinstance(layer, (GlobalMaxPooling2D, GlobalAveragePooling2D)):
         return (channels,), 0, 0, 0
     if isinstance(layer, BatchNormalization):
-        return shape, 4 * channels, 2 * channels, 0
+        return shape, (4 if layer.scale else 3) * channels, 2 * channels, 0
     if isinstance(layer, LayerNormalization):
         return shape, 2 * channels, 0, 0
-    if isinstance(layer, Dropout):
+    if isinstance(layer, (Activation, Dropout)):
         return shape, 0, 0, 0
     if isinstance(layer, Flatten):
         return (math.prod(shape),), 0, 0, 0
@@ -224,6 +257,9 @@ def validate_header(spec: ModelSpec) -> None:
         raise SpecError(f"input_shape must be (height, width, 1 or 3) with sides 8 to 256, got {spec.input_shape}.")
     if isinstance(spec.num_classes, bool) or not isinstance(spec.num_classes, int) or not 2 <= spec.num_classes <= 1000:
         raise SpecError(f"num_classes must be an integer from 2 to 1000, got {spec.num_classes!r}.")
+    scale = spec.logit_scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 10:
+        raise SpecError(f"logit_scale must be a number in (0, 10], got {scale!r}.")
 
 
 def validate(spec: ModelSpec) -> ModelSpec:
@@ -272,22 +308,23 @@ def layer_from_dict(data: dict, index: int = 0):
 
 def to_dict(spec: ModelSpec) -> dict:
     return {"name": spec.name, "input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
-            "layers": [layer_to_dict(layer) for layer in spec.layers]}
+            "logit_scale": spec.logit_scale, "layers": [layer_to_dict(layer) for layer in spec.layers]}
 
 
 def from_dict(data: dict) -> ModelSpec:
     if not isinstance(data, dict):
         raise SpecError("a model spec must be a JSON object with 'name' and 'layers'.")
-    unknown = sorted(set(data) - {"name", "layers", "input_shape", "num_classes"})
+    unknown = sorted(set(data) - {"name", "layers", "input_shape", "num_classes", "logit_scale"})
     if unknown:
-        raise SpecError(f"unknown key(s) {', '.join(unknown)}; allowed: name, layers, input_shape, num_classes.")
+        raise SpecError(f"unknown key(s) {', '.join(unknown)}; allowed: name, layers, input_shape, num_classes, "
+                        "logit_scale.")
     layers = data.get("layers", [])
     if not isinstance(layers, list):
         raise SpecError("layers must be a list.")
     spec = ModelSpec(name=data.get("name", "custom"),
                      layers=tuple(layer_from_dict(d, i) for i, d in enumerate(layers, start=1)),
                      input_shape=_shape_tuple(data.get("input_shape", (32, 32, 3))),
-                     num_classes=data.get("num_classes", 10))
+                     num_classes=data.get("num_classes", 10), logit_scale=data.get("logit_scale", 1.0))
     return validate(spec)
 
 
@@ -311,6 +348,6 @@ def replace(spec: ModelSpec, **changes) -> ModelSpec:
     return dataclasses.replace(spec, **changes)
 
 
-__all__ = ["ModelSpec", "LayerInfo", "SpecError", "LAYER_TYPES", "ACTIVATIONS", "PADDINGS", "MAX_PARAMS", "infer",
+__all__ = ["ModelSpec", "LayerInfo", "SpecError", "LAYER_TYPES", "ACTIVATIONS", "PADDINGS", "INITIALIZERS", "MAX_PARAMS", "infer",
            "validate", "summary", "first_error", "to_dict", "from_dict", "to_json", "from_json", "layer_to_dict",
            "layer_from_dict"] + list(LAYER_TYPES)

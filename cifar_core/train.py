@@ -22,7 +22,7 @@ from . import spec as specs
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "one-cycle")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES = ("default", "mirrored", "multiworker")  # multiworker is refused for now, see validate_config
+STRATEGIES = ("default", "mirrored", "multiworker")
 # The Train page's rough time per epoch: a fixed cost per image plus a cost per forward multiply-accumulate, fitted
 # to three nets measured on this project's 2-core CPU (bfloat16, batch 256; 2026-11-29): 24 M MACs at 775 img/s,
 # 48 M at about 500 img/s (the fast preset), 118 M (airbench's widths) at 330 img/s. Real speed varies with batch
@@ -35,12 +35,18 @@ TRAIN_SECONDS_PER_MAC = 0.0185e-9
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128            # images per step (per replica under a distribution strategy)
-    optimizer: str = "adam"          # adam | adamw | sgd (Nesterov, momentum 0.9)
+    optimizer: str = "adam"          # adam | adamw | sgd (Nesterov)
     learning_rate: float = 1e-3      # peak learning rate
-    schedule: str = "constant"       # constant | cosine (decay to 0) | one-cycle (linear up, then linear down to 0)
-    warmup_epochs: float = 0.0       # linear warm-up from 0, for cosine and one-cycle
-    weight_decay: float = 0.0        # decoupled (adamw, sgd) weight decay
+    momentum: float = 0.9            # sgd only
+    bias_lr_scale: float = 1.0       # sgd only: BatchNormalization betas learn this many times faster (airbench: 64)
+    schedule: str = "constant"       # constant | cosine (decay to 0) | one-cycle (linear up, then linear down)
+    warmup_epochs: float = 0.0       # linear warm-up, for cosine (from 0) and one-cycle (from start_fraction)
+    start_fraction: float = 0.0      # one-cycle: learning rate at step 0, as a fraction of the peak
+    end_fraction: float = 0.0        # one-cycle: learning rate at the last step, as a fraction of the peak
+    weight_decay: float = 0.0        # decoupled (adamw, sgd) weight decay, multiplied by the learning rate
     label_smoothing: float = 0.0
+    lookahead: bool = False          # airbench's lookahead: train on from a moving average of the weights
+    tta: bool = False                # evaluate and classify on the image and its mirror image, averaged
     flip: bool = True                # random horizontal flip
     translate: int = 2               # random translation up to this many pixels (reflect padding + crop)
     seed: int = 0
@@ -68,22 +74,31 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     need(config.schedule in SCHEDULES, "schedule", " or ".join(SCHEDULES))
     need(is_num(config.warmup_epochs) and 0 <= config.warmup_epochs <= config.epochs, "warmup_epochs",
          "a number from 0 to epochs")
+    need(is_num(config.momentum) and 0 <= config.momentum < 1, "momentum", "a number in [0, 1)")
+    need(is_num(config.bias_lr_scale) and 0 < config.bias_lr_scale <= 1000, "bias_lr_scale", "a number in (0, 1000]")
+    need(is_num(config.start_fraction) and 0 <= config.start_fraction <= 1, "start_fraction", "a number in [0, 1]")
+    need(is_num(config.end_fraction) and 0 <= config.end_fraction <= 1, "end_fraction", "a number in [0, 1]")
     need(is_num(config.weight_decay) and 0 <= config.weight_decay < 1, "weight_decay", "a number in [0, 1)")
     need(is_num(config.label_smoothing) and 0 <= config.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
     need(isinstance(config.flip, bool), "flip", "true or false")
+    need(isinstance(config.lookahead, bool), "lookahead", "true or false")
+    need(isinstance(config.tta, bool), "tta", "true or false")
     need(is_int(config.translate) and 0 <= config.translate <= 8, "translate", "an integer from 0 to 8 pixels")
     need(is_int(config.seed), "seed", "an integer")
     need(config.precision in PRECISIONS, "precision", " or ".join(PRECISIONS))
     need(isinstance(config.data, str), "data", "a data source")
     need(config.limit is None or (is_int(config.limit) and config.limit >= 1), "limit", "empty or a positive integer")
     need(config.strategy in STRATEGIES, "strategy", " or ".join(STRATEGIES))
-    if config.strategy == "multiworker":
-        # Measured here with TF 2.21 / Keras 3.15: fit() fails inside Keras under MultiWorkerMirroredStrategy,
-        # first in strategy.reduce of the nested first batch, then in a metric reduction (keras-team/keras#20585,
-        # open). A refusal before anything starts beats a crash at the first step on every machine.
-        raise specs.SpecError("training setting strategy 'multiworker' is not supported by Keras 3's model.fit "
-                              "yet (keras-team/keras#20585); use 'mirrored' for the GPUs of one machine.")
+    if config.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
+        raise specs.SpecError("training setting strategy 'multiworker' needs the TF_CONFIG environment variable "
+                              "(the cluster's workers and this one's index) on every machine; see the README.")
     return config
+
+
+def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
+    """The same recipe over another number of epochs: the warm-up keeps its share of the schedule."""
+    warmup = round(config.warmup_epochs * epochs / config.epochs, 2) if config.epochs else config.warmup_epochs
+    return dataclasses.replace(config, epochs=epochs, warmup_epochs=warmup)
 
 
 def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int) -> float:
@@ -162,7 +177,7 @@ def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, con
 def make_optimizer(config: TrainConfig, steps_per_epoch: int):
     import keras
 
-    from .schedules import OneCycle
+    from .schedules import BiasScaledSGD, OneCycle
 
     total = max(1, config.epochs * steps_per_epoch)
     warmup = int(config.warmup_epochs * steps_per_epoch)
@@ -171,11 +186,13 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int):
             0.0 if warmup else config.learning_rate, max(1, total - warmup), alpha=0.0,
             warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
     elif config.schedule == "one-cycle":
-        lr = OneCycle(config.learning_rate, total, warmup or max(1, total // 5))
+        lr = OneCycle(config.learning_rate, total, warmup or max(1, total // 5), config.start_fraction,
+                      config.end_fraction)
     else:
         lr = config.learning_rate
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+        return BiasScaledSGD(lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None,
+                             bias_lr_scale=config.bias_lr_scale)
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
     return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
@@ -200,7 +217,23 @@ def make_strategy(name: str):
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
+    if name == "multiworker":  # the cluster and this worker's place in it come from TF_CONFIG
+        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def work_around_multiworker_fit(model) -> None:
+    """Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585, open): it reduces the
+    first, nested batch with strategy.reduce, which takes no nests, and it averages each step's scalar logs over an
+    axis 0 they do not have. The two smallest changes that let fit run: the model does not remember the strategy
+    (fit then builds inside the strategy's scope instead of from that batch, and finds the strategy from the
+    scope), and the steps' logs get that axis. tests/test_distributed.py trains two workers with them."""
+    import keras
+
+    model._distribute_strategy = None
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+        setattr(model, name, lambda data, step=step: {k: keras.ops.expand_dims(v, 0) for k, v in step(data).items()})
 
 
 def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, resume: bool = False,
@@ -271,17 +304,20 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
         with strategy.scope():
             from .builder import build_model
 
-            model = build_model(model_spec)
+            model = build_model(model_spec, dataset.x_train)
             model.compile(optimizer=make_optimizer(config, steps_per_epoch),
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                           metrics=["accuracy"])
+        if config.strategy == "multiworker":
+            work_around_multiworker_fit(model)
         train_ds = make_dataset(dataset.x_train, dataset.y_train, dataset.num_classes, global_batch,
                                 training=True, config=config)
         val_ds = make_dataset(dataset.x_val, dataset.y_val, dataset.num_classes, max(global_batch, 256),
                               training=False, config=config)
 
         logger = callbacks.make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset, log)
-        fit_callbacks = [
+        fit_callbacks = [callbacks.make_lookahead(config.epochs * steps_per_epoch)] if config.lookahead else []
+        fit_callbacks += [
             # raise_error=True: the default only sets stop_training, and later callbacks would then save the
             # NaN weights over the last good model.
             keras.callbacks.TerminateOnNaN(raise_error=True),
@@ -293,8 +329,9 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
         fit_callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
         runs.write_status(run_dir, state="running", epoch=done_epochs, epochs=config.epochs, step=0,
                           steps_per_epoch=steps_per_epoch, device=info["device"], precision=precision)
-        model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, callbacks=fit_callbacks, verbose=0,
-                  shuffle=False)  # the dataset shuffles itself, with the run's seed
+        with strategy.scope():  # where fit finds the strategy when work_around_multiworker_fit has hidden it
+            model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, callbacks=fit_callbacks, verbose=0,
+                      shuffle=False)  # the dataset shuffles itself, with the run's seed
 
         if logger.stopped:
             callbacks.save_model_atomic(model, run_dir / "model.keras")
@@ -309,7 +346,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
         # MirroredStrategy predict_on_batch returned one row per replica and image).
         x_eval, y_eval, split = dataset.split("test")
         saved = load_model(run_dir / "model.keras")
-        result = evaluate_arrays(saved, x_eval, y_eval, dataset.class_names, split, dataset.source)
+        result = evaluate_arrays(saved, x_eval, y_eval, dataset.class_names, split, dataset.source, tta=config.tta)
         result["model_mtime_ns"] = (run_dir / "model.keras").stat().st_mtime_ns
         store_eval(run_dir, result)
         log(f"{split} accuracy {result['accuracy']:.4f} on {result['n']} images.")

@@ -12,13 +12,14 @@ ui.through_router("pages/build.py")
 
 SCRATCH = "scratch"
 # Float fields: (min, max, step, format); integer fields use specs.INT_RANGES.
-FLOATS = {"momentum": (0.0, 0.9999, 0.01, "%.4f"), "rate": (0.0, 0.999, 0.05, "%.3f")}
+FLOATS = {"momentum": (0.0, 0.9999, 0.01, "%.4f"), "rate": (0.0, 0.999, 0.05, "%.3f"),
+          "epsilon": (1e-12, 0.5, 1e-4, "%.1e")}
 
 
 def set_spec(new: specs.ModelSpec) -> None:
     """A structural edit: the layer widgets are keyed by position, so they are re-initialised from the new spec."""
     st.session_state["spec"] = new
-    for key in [k for k in st.session_state if str(k).startswith(("layer_", "spec_name", "add_at"))]:
+    for key in [k for k in st.session_state if str(k).startswith(("layer_", "spec_name", "spec_logit", "add_at"))]:
         del st.session_state[key]
 
 
@@ -65,7 +66,10 @@ def field_widget(i: int, layer, name: str):
         return st.selectbox(name, specs.ACTIVATIONS, key=key)
     if name == "padding":
         return st.selectbox(name, specs.PADDINGS, key=key)
-    if name == "use_bias":
+    if name == "kernel_initializer":
+        return st.selectbox(name, specs.INITIALIZERS, key=key,
+                            help="dirac: the first channels start as copies of the input (airbench).")
+    if name in ("use_bias", "scale"):
         return st.checkbox(name, key=key)
     low, high = specs.INT_RANGES[name]
     if name == "strides" and isinstance(layer, specs.MaxPooling2D):
@@ -113,14 +117,18 @@ with editor:
                     values[field_name] = field_widget(i, layer, field_name)
             slots.append(st.empty())
             new_layers.append(type(layer)(**values))
-    st.caption("Output: Dense(10, softmax), added automatically.")
+    st.session_state.setdefault("spec_logit_scale", float(spec.logit_scale))
+    output = st.columns([2, 1], vertical_alignment="center")
+    output[0].caption("Output: Dense(10), its logits × logit scale, then softmax; added automatically.")
+    logit_scale = output[1].number_input("Logit scale", 1e-3, 10.0, step=0.1, format="%.4f", key="spec_logit_scale",
+                                         help="airbench uses 1/9: smaller logits learn more gently.")
     general_slot = st.empty()
     add = st.columns([2, 1, 1], vertical_alignment="bottom")
     add[0].selectbox("Layer type", list(specs.LAYER_TYPES), key="add_type")
     add[1].selectbox("At position", list(range(1, len(spec.layers) + 2)), index=len(spec.layers), key="add_at")
     add[2].button("Add layer", key="add", on_click=add_layer)
 
-spec = specs.replace(spec, name=name, layers=tuple(new_layers))
+spec = specs.replace(spec, name=name, layers=tuple(new_layers), logit_scale=float(logit_scale))
 st.session_state["spec"] = spec
 error = specs.first_error(spec)
 st.session_state["spec_valid"] = error is None

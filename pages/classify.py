@@ -34,6 +34,10 @@ ref = c[0].selectbox("Model", list(options), format_func=options.get, key="cls_m
 k = c[1].slider("Top-k", 1, 10, 3, key="cls_k")
 opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="cls_opacity")
 model, class_names, _ = ui.model_or_stop(ref)
+tta = ui.uses_tta(ref)
+if tta:
+    st.caption("This model was trained for test-time augmentation: each image is classified together with its "
+               "mirror image, and the two predictions are averaged.")
 
 mode = st.radio("Images", ["upload", "sample"], horizontal=True, key="cls_mode",
                 format_func={"upload": "Upload images", "sample": "Embedded sample images"}.get)
@@ -51,5 +55,5 @@ if not files:
     st.caption("Upload one or more images to classify them.")
 with st.spinner("Classifying…"):
     for position, (name, payload) in enumerate(files):
-        show_file(position, name, payload, predict.classify(model, class_names, [(name, payload)], k)[0], ref,
+        show_file(position, name, payload, predict.classify(model, class_names, [(name, payload)], k, tta)[0], ref,
                   opacity)

@@ -71,11 +71,25 @@ with st.container(border=True):
     limit = c[3].number_input("Limit training images", 1, None, key=prefix + "limit", placeholder="all")
     precision = c[0].selectbox("Precision", train.PRECISIONS, key=prefix + "precision")
     run_name = c[1].text_input("Run name (optional)", key="train_name", max_chars=80)
+    with st.expander("More (the fast presets' airbench recipe)"):
+        c = st.columns(3)
+        momentum = c[0].number_input("Momentum (SGD)", 0.0, 0.999, step=0.05, key=prefix + "momentum")
+        bias_lr_scale = c[1].number_input("BN bias learning-rate ×", 0.001, 1000.0, step=1.0,
+                                          key=prefix + "bias_lr_scale",
+                                          help="SGD only: BatchNormalization's betas learn this many times faster.")
+        start_fraction = c[2].number_input("One-cycle start (× peak)", 0.0, 1.0, step=0.05,
+                                           key=prefix + "start_fraction")
+        end_fraction = c[0].number_input("One-cycle end (× peak)", 0.0, 1.0, step=0.01, key=prefix + "end_fraction")
+        lookahead = c[1].checkbox("Lookahead (weight averaging)", key=prefix + "lookahead")
+        tta = c[2].checkbox("Mirror test-time augmentation", key=prefix + "tta",
+                            help="Evaluate and classify each image together with its mirror image.")
 config = dataclasses.replace(
     base, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer, learning_rate=float(learning_rate),
     schedule=schedule, warmup_epochs=float(warmup), weight_decay=float(weight_decay),
     label_smoothing=float(smoothing), flip=flip, translate=int(translate), data=source.strip(),
-    limit=int(limit) if limit else None, precision=precision)
+    limit=int(limit) if limit else None, precision=precision, momentum=float(momentum),
+    bias_lr_scale=float(bias_lr_scale), start_fraction=float(start_fraction), end_fraction=float(end_fraction),
+    lookahead=lookahead, tta=tta)
 
 info = ui.device()
 images = data.train_images_hint(config.data or None, config.limit)

@@ -102,8 +102,8 @@ def test_without_any_model_the_page_says_how_to_get_one(open_app):
 def test_the_shipped_model(open_app, drawn):
     at = open_app(LAYERS, lay_model="default")
     assert not at.exception, at.exception
-    # fast: seven convolutions, 24 to 192 filters, down to 4 x 4.
+    # fast: the 24 2x2 whitening filters first, then six convolutions of 64 to 256 filters, from 31 x 31 to 3 x 3.
     headings = [re.sub(r"^\w+: ", "", h.value) for h in at.subheader]
-    assert headings == ["First layer's filters", "output 32 × 32 × 24", "output 32 × 32 × 48", "output 16 × 16 × 48",
-                        "output 16 × 16 × 96", "output 8 × 8 × 96", "output 8 × 8 × 192", "output 4 × 4 × 192"]
-    assert [call[1][0] for call in drawn] == [24, 24, 48, 48, 96, 96, 192, 192]
+    assert headings == ["First layer's filters", "output 31 × 31 × 64", "output 15 × 15 × 64", "output 15 × 15 × 256",
+                        "output 7 × 7 × 256", "output 7 × 7 × 256", "output 3 × 3 × 256"]
+    assert [call[1][0] for call in drawn] == [24, 64, 64, 256, 256, 256, 256]

@@ -84,3 +84,33 @@ def test_output_layer_is_float32_softmax(policy):
     assert probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert (probabilities >= 0).all()
+
+
+def test_source_of_an_airbench_spec_imports_its_custom_pieces():
+    source = to_keras_source(PRESETS["fast"].spec)
+    assert "from cifar_core.layers import PatchWhitening, Dirac\n" in source
+    assert "    PatchWhitening(2),\n    layers.Activation('gelu'),\n" in source
+    assert "kernel_initializer=Dirac()" in source
+    assert "layers.Rescaling(0.1111111111111111)," in source and "layers.Activation('softmax')," in source
+
+
+def test_logit_scale_divides_the_logits_before_softmax():
+    spec = S.ModelSpec("scaled", (S.Flatten(),), input_shape=(8, 8, 1), num_classes=3, logit_scale=1 / 9)
+    model = build_model(spec)
+    assert [layer.name for layer in model.layers[-3:]] == ["logits", "logit_scale", "predictions"]
+    assert all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers[-3:])
+    x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype("float32")
+    dense = model.get_layer("logits")
+    logits = (x.reshape(4, -1) / 255) @ np.asarray(dense.kernel) + np.asarray(dense.bias)
+    expected = np.exp(logits / 9) / np.exp(logits / 9).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5)
+
+
+def test_patch_whitening_is_adapted_from_the_training_images():
+    spec = S.ModelSpec("w", (S.PatchWhitening(2), S.Flatten()), input_shape=(8, 8, 3))
+    rng = np.random.default_rng(0)
+    x_train = rng.integers(0, 256, (64, 8, 8, 3)).astype("uint8")
+    untouched, adapted = build_model(spec), build_model(spec, x_train)
+    assert not np.any(np.asarray(untouched.layers[1].kernel))
+    out = np.asarray(adapted.layers[1](x_train.astype("float32") / 255)).reshape(-1, 24)
+    np.testing.assert_allclose(np.cov(out[:, :12], rowvar=False), np.eye(12), atol=0.05)  # eps 5e-4 damps a bit

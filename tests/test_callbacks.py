@@ -77,3 +77,26 @@ def test_run_logger_prints_a_line_per_epoch(tmp_path):
     logger.on_epoch_begin(0)
     logger.on_epoch_end(0, {"loss": 1.25, "accuracy": 0.5, "val_loss": float("nan"), "val_accuracy": 0.375})
     assert lines == ["epoch 1/3 at 12 s: loss 1.2500, accuracy 0.5000, val_loss nan, val_accuracy 0.3750"]
+
+
+def test_lookahead_moves_the_weights_to_their_average_every_few_steps():
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+    model.compile(optimizer="sgd", loss="mse")
+    lookahead = C.make_lookahead(total_steps=4, every=2, decay=0.5)
+    lookahead.set_model(model)
+    lookahead.on_train_begin()
+    kernel = model.layers[0].kernel
+    kernel.assign(np.full((2, 1), 8.0))
+    lookahead.on_train_batch_end(0)  # step 1: no update
+    np.testing.assert_allclose(kernel.numpy(), 8.0)
+    lookahead.on_train_batch_end(1)  # step 2: weight 0.5 * (2/4)**3 = 1/16 on the average (0)
+    np.testing.assert_allclose(kernel.numpy(), 8.0 * 15 / 16)
+    kernel.assign(np.full((2, 1), 1.5))
+    lookahead.on_train_batch_end(2)
+    lookahead.on_train_batch_end(3)  # step 4: weight 0.5 on the average (7.5)
+    np.testing.assert_allclose(kernel.numpy(), 0.5 * 7.5 + 0.5 * 1.5)
+    kernel.assign(np.full((2, 1), 0.5))
+    lookahead.on_train_end()  # the last steps join the average with the last weight, 0.5
+    np.testing.assert_allclose(kernel.numpy(), 0.5 * 4.5 + 0.5 * 0.5)

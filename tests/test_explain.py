@@ -18,12 +18,13 @@ except ImportError:
     from tests import helpers
 
 
-def brightness_model(filters=1):
+def brightness_model(filters=1, logit_scale=1.0):
     """Rescaling -> Conv2D(filters, 1x1, linear; filter f sums the channels times f + 1) -> GlobalAveragePooling2D ->
     Dense(2) with kernel [[1, -1], ...]: class 0 scores the mean brightness, class 1 its negative."""
     model = build_model(S.ModelSpec("cam", (S.Conv2D(filters, 1, activation="linear"), S.GlobalAveragePooling2D()),
-                                    num_classes=2))
-    conv, head = model.layers[1], model.layers[-1]
+                                    num_classes=2, logit_scale=logit_scale))
+    conv = model.layers[1]
+    head = model.layers[-1] if logit_scale == 1 else model.get_layer("logits")
     conv.set_weights([np.ones((1, 1, 3, filters), np.float32) * np.arange(1, filters + 1, dtype=np.float32),
                       np.zeros(filters, np.float32)])
     head.set_weights([np.tile(np.array([[1.0, -1.0]], np.float32), (filters, 1)), np.zeros(2, np.float32)])
@@ -47,6 +48,21 @@ def test_grad_cam_by_hand():
     # class 1 scores -mean: a negative weight, relu leaves nothing
     heatmap, explained = explain.grad_cam(brightness_model(), ramp(), class_index=1)
     assert explained == 1 and np.abs(heatmap).max() == 0
+
+
+def test_grad_cam_reads_the_logits_before_a_logit_scale():
+    # a positive logit scale changes neither the explained class nor the normalised map
+    heatmap, explained = explain.grad_cam(brightness_model(logit_scale=1 / 9), ramp())
+    assert explained == 0
+    np.testing.assert_allclose(heatmap, np.tile(np.arange(32) / 31, (32, 1)), atol=1e-5)
+
+
+def test_first_layer_filters_of_a_whitened_model_are_the_whitening_kernels():
+    model = build_model(S.ModelSpec("w", (S.PatchWhitening(2), S.Conv2D(4, 3), S.Flatten())),
+                        np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3)).astype(np.uint8))
+    filters = explain.first_layer_filters(model)
+    assert filters.shape == (24, 2, 2, 3)
+    assert all(f.min() == 0 and f.max() == 255 for f in filters)
 
 
 def test_no_convolution():

@@ -277,6 +277,18 @@ def test_classify_good_and_bad(untrained_tiny):
     assert top[0]["probability"] == pytest.approx(float(full.max()), abs=1e-6)
 
 
+def test_tta_averages_the_image_and_its_mirror(untrained_tiny):
+    x = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
+    mirrored = x[:, :, ::-1]
+    plain, flipped = predict.predict_proba(untrained_tiny, x), predict.predict_proba(untrained_tiny, mirrored)
+    assert np.abs(plain - flipped).max() > 1e-4  # the model itself is not mirror-symmetric
+    averaged = predict.predict_proba(untrained_tiny, x, tta=True)
+    np.testing.assert_allclose(averaged, (plain + flipped) / 2, atol=1e-6)
+    np.testing.assert_allclose(predict.predict_proba(untrained_tiny, mirrored, tta=True), averaged, atol=1e-6)
+    one = predict.classify(untrained_tiny, NAMES, [("a.png", helpers.image_bytes(x[0]))], k=1, tta=True)[0]["top"]
+    assert one[0]["probability"] == pytest.approx(float(averaged[0].max()), abs=1e-5)
+
+
 def test_classify_all_bad_does_not_call_the_model():
     results = predict.classify(None, NAMES, [("x", b"nope"), ("y", b"")])  # a model of None would raise if called
     assert [sorted(r) for r in results] == [["error", "file"], ["error", "file"]]

@@ -1,4 +1,4 @@
-"""cifar_core.presets: the four named starting points, each valid, explained and trainable as configured."""
+"""cifar_core.presets: the five named starting points, each valid, explained and trainable as configured."""
 
 import pytest
 
@@ -7,8 +7,19 @@ from cifar_core import spec as S
 from cifar_core.train import validate_config
 
 
-def test_the_four_presets_in_workflow_order():
-    assert list(presets.PRESETS) == ["report-2-1", "report-2-2", "fast", "tiny"]
+def test_the_five_presets_in_workflow_order():
+    assert list(presets.PRESETS) == ["report-2-1", "report-2-2", "fast", "fast-small", "tiny"]
+
+
+def test_fast_and_fast_small_share_airbench_recipe():
+    fast, small = presets.get_preset("fast"), presets.get_preset("fast-small")
+    assert fast.train == small.train
+    config = fast.train
+    assert (config.batch_size, config.optimizer, config.momentum, config.bias_lr_scale, config.label_smoothing) == \
+        (1024, "sgd", 0.85, 64.0, 0.2)
+    assert config.lookahead and config.tta and config.warmup_epochs == pytest.approx(0.23 * config.epochs, abs=0.01)
+    assert fast.spec.logit_scale == pytest.approx(1 / 9)
+    assert type(fast.spec.layers[0]).__name__ == "PatchWhitening"
 
 
 @pytest.mark.parametrize("name", list(presets.PRESETS))
@@ -27,5 +38,5 @@ def test_the_report_presets_train_as_the_report_did():
 
 
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(KeyError, match="report-2-1, report-2-2, fast, tiny"):
+    with pytest.raises(KeyError, match="report-2-1, report-2-2, fast, fast-small, tiny"):
         presets.get_preset("resnet")

@@ -76,18 +76,23 @@ EXPECTED_TOTALS = {
     "report-2-2": (15_579_550, 6_400),
     # report-2-1: convs 896 + 9,248 + 18,496 + 36,928 + 36,928; Dense(64) on 3*3*64=576: 36,928; output 650
     "report-2-1": (140_074, 0),
-    # fast (widths 24, 48, 96, 192; 3x3 convs without bias):
-    #   convs 3*3*3*24 + 3*3*24*48 + 3*3*48*48 + 3*3*48*96 + 3*3*96*96 + 3*3*96*192 + 3*3*192*192
-    #       = 648 + 10,368 + 20,736 + 41,472 + 82,944 + 165,888 + 331,776 = 653,832
-    #   BN 4*(24 + 48 + 48 + 96 + 96 + 192 + 192) = 4*696 = 2,784, half of it frozen: 1,392
-    #   output 192*10 + 10 = 1,930;  total 653,832 + 2,784 + 1,930 = 658,546
-    "fast": (658_546, 1_392),
+    # fast (airbench94: 2x2 whitening to 24 channels, then blocks of widths 64, 256, 256, 3x3 convs without bias):
+    #   whitening 2*2*3*24 + 24 = 312, all frozen
+    #   convs 3*3*24*64 + 3*3*64*64 + 3*3*64*256 + 3*3*256*256 * 3
+    #       = 13,824 + 36,864 + 147,456 + 589,824 * 3 = 1,967,616
+    #   BN without gamma 3*(64 + 64 + 256 * 4) = 3,456, of it frozen 2*1,152 = 2,304
+    #   output 256*10 + 10 = 2,570;  total 312 + 1,967,616 + 3,456 + 2,570 = 1,973,954; frozen 312 + 2,304 = 2,616
+    "fast": (1_973_954, 2_616),
+    # fast-small (widths 32, 64, 128): whitening 312; convs 3*3*(24*32 + 32*32 + 32*64 + 64*64 + 64*128 + 128*128)
+    #   = 9 * 32,512 = 292,608; BN 3*(32 + 32 + 64 + 64 + 128 + 128) = 1,344, frozen 896; output 128*10 + 10 = 1,290
+    #   total 312 + 292,608 + 1,344 + 1,290 = 295,554; frozen 312 + 896 = 1,208
+    "fast-small": (295_554, 1_208),
     # tiny: 3*3*3*16 + 16 = 448; 3*3*16*32 + 32 = 4,640; output 32*10 + 10 = 330
     "tiny": (5_418, 0),
 }
 
 
-def test_there_are_four_presets():
+def test_there_are_five_presets():
     assert set(PRESETS) == set(EXPECTED_TOTALS)
 
 
@@ -129,6 +134,10 @@ ALL_TYPES = [
                           S.GlobalAveragePooling2D())),
     S.ModelSpec("all-c", (S.Conv2D(4, 3, strides=3), S.MaxPooling2D(2, strides=1), S.GlobalMaxPooling2D()),
                 input_shape=(24, 20, 1), num_classes=2),
+    S.ModelSpec("all-d", (S.PatchWhitening(3), S.Activation("gelu"),
+                          S.Conv2D(6, 3, activation="linear", kernel_initializer="dirac"),
+                          S.BatchNormalization(epsilon=1e-5, scale=False), S.GlobalAveragePooling2D()),
+                logit_scale=0.5),
 ]
 
 
@@ -152,10 +161,9 @@ def _keras_macs(layer) -> int:
     """MACs from Keras's own shapes, independently of spec.py: conv = output positions * kernel area * in * out."""
     import keras
 
-    if isinstance(layer, keras.layers.Conv2D):
-        out = layer.output.shape
-        kh, kw = layer.kernel_size
-        return math.prod(out[1:3]) * kh * kw * layer.input.shape[-1] * layer.filters
+    if isinstance(layer, keras.layers.Conv2D) or type(layer).__name__ == "PatchWhitening":
+        kh, kw, channels, filters = layer.kernel.shape
+        return math.prod(layer.output.shape[1:3]) * kh * kw * channels * filters
     if isinstance(layer, keras.layers.Dense):
         shape = layer.input.shape
         return math.prod(shape[1:-1]) * shape[-1] * layer.units
@@ -169,6 +177,10 @@ def test_inference_equals_keras(spec):
     layers = model.layers
     assert type(layers[0]).__name__ == "Rescaling"
     layers = layers[1:]
+    if spec.logit_scale != 1:  # the output Dense is followed by the logit scale and the softmax
+        assert [type(layer).__name__ for layer in layers[-2:]] == ["Rescaling", "Activation"]
+        assert layers[-2].scale == pytest.approx(spec.logit_scale)
+        layers = layers[:-2]
     assert len(layers) == len(rows)
     for row, layer in zip(rows, layers):
         expected = "Dense" if row.type == "Dense (output)" else row.type
@@ -339,7 +351,7 @@ def test_json_defaults():
 def test_json_is_keras_like():
     data = json.loads(S.to_json(PRESETS["tiny"].spec))
     assert data["layers"][0] == {"type": "Conv2D", "filters": 16, "kernel_size": 3, "strides": 1, "padding": "same",
-                                 "activation": "relu", "use_bias": True}
+                                 "activation": "relu", "use_bias": True, "kernel_initializer": "glorot_uniform"}
     assert data["layers"][1] == {"type": "MaxPooling2D", "pool_size": 2, "strides": None, "padding": "valid"}
 
 
@@ -359,3 +371,31 @@ def test_inference_is_pure_python():
 def test_a_bool_is_not_an_integer_field():
     assert "filters" in _error(S.ModelSpec("b", (S.Conv2D(True), S.Flatten())))
     assert "use_bias" in _error(S.ModelSpec("b", (S.Conv2D(8, use_bias=1), S.Flatten())))
+
+
+def test_patch_whitening_by_hand():
+    # 2x2 patches of 3 channels: 12 directions and their negatives = 24 outputs at 31x31; 2*2*3*24 + 24 = 312 frozen
+    # parameters; MACs 31*31 * 2*2*3 * 24 = 276,768
+    rows = S.infer(S.ModelSpec("w", (S.PatchWhitening(2), S.Flatten())))
+    assert (rows[0].output_shape, rows[0].params, rows[0].non_trainable_params, rows[0].macs) == \
+        ((31, 31, 24), 312, 312, 276_768)
+
+
+def test_patch_whitening_must_come_first():
+    message = _error(S.ModelSpec("w", (S.Conv2D(8), S.PatchWhitening(2), S.Flatten())))
+    assert "layer 2 (PatchWhitening) must be the first layer" in message
+
+
+@pytest.mark.parametrize("layer, word", [
+    (S.Conv2D(8, kernel_initializer="zeros"), "kernel_initializer must be one of glorot_uniform, he_normal, dirac"),
+    (S.BatchNormalization(epsilon=0), "epsilon must be a number in (0, 1)"),
+    (S.BatchNormalization(scale="no"), "scale must be true or false"),
+    (S.Activation("swish"), "activation must be one of"),
+])
+def test_new_fields_are_checked(layer, word):
+    assert word in _error(S.ModelSpec("b", (layer, S.Flatten())))
+
+
+@pytest.mark.parametrize("scale", [0, -1.0, 11, True, "1/9"])
+def test_logit_scale_range(scale):
+    assert "logit_scale must be a number in (0, 10]" in _error(S.ModelSpec("b", (S.Flatten(),), logit_scale=scale))

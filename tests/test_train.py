@@ -32,7 +32,9 @@ TINY = get_preset("tiny").spec
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("epochs", 10**6), ("epochs", 2.5), ("learning_rate", 0),
                                           ("learning_rate", -1e-3), ("learning_rate", 11), ("batch_size", 0),
                                           ("optimizer", "rmsprop"), ("translate", 9), ("flip", "yes"),
-                                          ("limit", 0), ("precision", "float8"), ("warmup_epochs", 20)])
+                                          ("limit", 0), ("precision", "float8"), ("warmup_epochs", 20),
+                                          ("momentum", 1.0), ("bias_lr_scale", 0), ("start_fraction", 1.5),
+                                          ("end_fraction", -0.1), ("lookahead", "yes"), ("tta", 1)])
 def test_validate_config_refuses(field, value):
     config = dataclasses.replace(T.TrainConfig(), **{field: value})
     with pytest.raises(S.SpecError) as info:
@@ -42,14 +44,20 @@ def test_validate_config_refuses(field, value):
 
 
 def test_validate_config_accepts_the_presets_and_bounds():
-    for name in ("tiny", "fast", "report-2-1", "report-2-2"):
+    for name in ("tiny", "fast", "fast-small", "report-2-1", "report-2-2"):
         T.validate_config(get_preset(name).train)
     T.validate_config(dataclasses.replace(T.TrainConfig(), epochs=1000, learning_rate=10, limit=1))
 
 
+def test_with_epochs_keeps_the_warm_up_share():
+    config = T.with_epochs(get_preset("fast").train, 4)
+    assert (config.epochs, config.warmup_epochs) == (4, 0.92)  # 23% of the schedule, as in the 8-epoch preset
+    T.validate_config(T.with_epochs(get_preset("fast").train, 1))
+
+
 def test_config_from_dict_refuses_unknown_settings():
-    with pytest.raises(S.SpecError, match="unknown training setting.*momentum"):
-        T.config_from_dict({"epochs": 2, "momentum": 0.9})
+    with pytest.raises(S.SpecError, match="unknown training setting.*nesterov"):
+        T.config_from_dict({"epochs": 2, "nesterov": True})
     assert T.config_from_dict({"epochs": 2}).epochs == 2
 
 

@@ -1,0 +1,88 @@
+"""The two pieces of airbench's network that Keras does not ship: a fixed patch-whitening first layer and the
+identity ("Dirac") initialisation of its convolutions.
+
+Both are registered as serialisable, so a saved model.keras loads with safe_mode=True wherever this module is
+imported (predict.py imports it).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+@keras.saving.register_keras_serializable(package="cifar_core")
+class PatchWhitening(keras.layers.Layer):
+    """A fixed convolution that whitens kernel_size x kernel_size patches (Jordan, airbench, 2024).
+
+    `adapt(images)` sets it from data, like Keras's Normalization.adapt: on images standardised per channel (as
+    airbench's inputs are, so that epsilon means the same), the kernel holds the eigenvectors of the patch
+    covariance scaled by 1/sqrt(eigenvalue + epsilon), and their negatives, so the output has
+    2 * channels * kernel_size**2 channels. The standardisation and the mean patch are folded into the kernel and
+    the bias. Nothing in it is trained.
+    """
+
+    def __init__(self, kernel_size: int = 2, epsilon: float = 5e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = int(kernel_size)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        k, channels = self.kernel_size, int(input_shape[-1])
+        self.filters = 2 * channels * k * k
+        self.kernel = self.add_weight(shape=(k, k, channels, self.filters), initializer="zeros", trainable=False,
+                                      name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", trainable=False, name="bias")
+
+    def call(self, inputs):
+        kernel = keras.ops.cast(self.kernel, inputs.dtype)
+        return keras.ops.conv(inputs, kernel, padding="valid") + keras.ops.cast(self.bias, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        k = self.kernel_size
+        return (input_shape[0], input_shape[1] - k + 1, input_shape[2] - k + 1, 2 * input_shape[-1] * k * k)
+
+    def adapt(self, images) -> None:
+        """images: float (n, height, width, channels), already scaled as this layer's input will be."""
+        x = np.asarray(images, dtype=np.float64)
+        k = self.kernel_size
+        if not self.built:
+            self.build(x.shape)
+        c = x.shape[-1]
+        channel_mean, channel_std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2)) + 1e-8
+        z = (x - channel_mean) / channel_std
+        windows = np.lib.stride_tricks.sliding_window_view(z, (k, k), axis=(1, 2))  # (n, h-k+1, w-k+1, c, k, k)
+        patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * c)  # rows in (ky, kx, c) kernel order
+        patch_mean = patches.mean(axis=0)
+        eigenvalues, eigenvectors = np.linalg.eigh(np.cov(patches, rowvar=False))
+        scaled = eigenvectors[:, ::-1] / np.sqrt(eigenvalues[::-1] + self.epsilon)  # columns, largest first
+        on_z = np.concatenate([scaled, -scaled], axis=1)
+        # conv(z) = conv(x) with the kernel's rows divided by their channel's std, minus the means' projection.
+        row_scale = np.tile(1.0 / channel_std, k * k)
+        kernel = on_z * row_scale[:, None]
+        bias = -(np.tile(channel_mean, k * k) * row_scale + patch_mean) @ on_z
+        self.kernel.assign(kernel.reshape(k, k, c, self.filters).astype("float32"))
+        self.bias.assign(bias.astype("float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="cifar_core")
+class Dirac(keras.initializers.VarianceScaling):
+    """airbench's convolution initialisation: PyTorch's default (uniform, bound 1/sqrt(fan_in)), except that the
+    first min(in, out) output channels start as exact copies of the input channels (torch.nn.init.dirac_), so the
+    stack starts close to an identity map."""
+
+    def __init__(self, scale=1 / 3, mode="fan_in", distribution="uniform", seed=None, **kwargs):
+        super().__init__(scale=scale, mode=mode, distribution=distribution, seed=seed, **kwargs)
+
+    def __call__(self, shape, dtype=None):
+        kernel = super().__call__(shape, dtype=dtype)
+        k_h, k_w, c_in, c_out = shape
+        eye = np.zeros(shape, dtype="float32")
+        keep = np.ones(shape, dtype="float32")
+        for i in range(min(c_in, c_out)):
+            eye[k_h // 2, k_w // 2, i, i] = 1.0
+            keep[:, :, :, i] = 0.0
+        return kernel * keras.ops.cast(keep, kernel.dtype) + keras.ops.cast(eye, kernel.dtype)

@@ -1,0 +1,79 @@
+"""cifar_core.layers: PatchWhitening whitens patches exactly, Dirac starts convolutions as identities, and both
+survive a save and a safe load."""
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_core.layers import Dirac, PatchWhitening
+
+
+def _correlated_images(n=300, size=12, seed=0):
+    """Smooth colour images: neighbouring pixels and channels are strongly correlated, as in photographs."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, size + 1, size + 1, 1))
+    smooth = (base[:, 1:, 1:] + base[:, :-1, 1:] + base[:, 1:, :-1] + base[:, :-1, :-1]) / 4
+    colour = smooth * np.array([1.0, 0.8, 0.6]) + 0.2 * rng.normal(size=(n, size, size, 3)) + 0.5
+    return colour.astype("float32")
+
+
+def test_whitened_patches_have_zero_mean_and_identity_covariance():
+    x = _correlated_images()
+    layer = PatchWhitening(kernel_size=2, epsilon=1e-9)
+    layer.adapt(x)
+    out = np.asarray(layer(x), dtype=np.float64)
+    assert out.shape == (300, 11, 11, 24)  # 2 * 3 channels * 2 * 2
+    flat = out.reshape(-1, 24)
+    np.testing.assert_allclose(flat.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(np.cov(flat[:, :12], rowvar=False), np.eye(12), atol=2e-3)
+    np.testing.assert_allclose(flat[:, 12:], -flat[:, :12], atol=1e-5)
+
+
+def test_epsilon_damps_each_direction_by_eigenvalue_over_eigenvalue_plus_epsilon():
+    # on images standardised per channel, as airbench's are: direction i keeps variance l_i / (l_i + epsilon)
+    x = _correlated_images()
+    layer = PatchWhitening(kernel_size=2, epsilon=0.1)
+    layer.adapt(x)
+    variances = np.asarray(layer(x), dtype=np.float64).reshape(-1, 24)[:, :12].var(axis=0)
+    z = (x - x.mean(axis=(0, 1, 2))) / x.std(axis=(0, 1, 2))
+    patches = np.concatenate([z[:, dy:dy + 11, dx:dx + 11] for dy in (0, 1) for dx in (0, 1)], axis=-1)
+    eigenvalues = np.sort(np.linalg.eigvalsh(np.cov(patches.reshape(-1, 12), rowvar=False)))[::-1]
+    np.testing.assert_allclose(variances, eigenvalues / (eigenvalues + 0.1), rtol=2e-3)
+    assert variances[0] > 0.95 and variances[-1] < 0.7  # strong patterns pass, the faintest are not blown up
+
+
+def test_nothing_in_the_whitening_is_trained():
+    layer = PatchWhitening()
+    layer.build((None, 32, 32, 3))
+    assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == 2
+    assert layer.compute_output_shape((None, 32, 32, 3)) == (None, 31, 31, 24)
+
+
+def test_dirac_keeps_the_first_channels_and_fills_the_rest():
+    kernel = np.asarray(Dirac(seed=1)((3, 3, 4, 6)))
+    for i in range(4):
+        expected = np.zeros((3, 3, 4))
+        expected[1, 1, i] = 1.0
+        np.testing.assert_array_equal(kernel[..., i], expected)
+    rest = kernel[..., 4:]
+    bound = 1 / np.sqrt(3 * 3 * 4)  # PyTorch's default: uniform in +-1/sqrt(fan_in)
+    assert np.all(np.abs(rest) <= bound) and np.abs(rest).max() > bound / 2
+
+
+def test_a_dirac_convolution_starts_as_the_identity():
+    conv = keras.layers.Conv2D(5, 3, padding="same", use_bias=False, kernel_initializer=Dirac(seed=0))
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    y = np.asarray(conv(x))
+    np.testing.assert_allclose(y[..., :3], x, atol=1e-6)
+
+
+def test_a_model_with_both_saves_and_loads_safely(tmp_path):
+    from cifar_core.predict import load_model
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), PatchWhitening(),
+                              keras.layers.Conv2D(4, 3, kernel_initializer=Dirac()), keras.layers.Flatten()])
+    model.layers[0].adapt(_correlated_images(50, 8))
+    x = _correlated_images(4, 8, seed=1)
+    model.save(tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-5)
