@@ -24,11 +24,11 @@ SCHEDULES = ("constant", "cosine", "one-cycle")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 # The Train page's rough time per epoch: a fixed cost per image plus a cost per forward multiply-accumulate, fitted
-# to three nets measured on this project's 2-core CPU (bfloat16, batch 256; 2026-11-29): 24 M MACs at 775 img/s,
-# 48 M at about 500 img/s (the fast preset), 118 M (airbench's widths) at 330 img/s. Real speed varies with batch
-# size, layer shapes, precision and whatever else runs on the machine.
-TRAIN_SECONDS_PER_IMAGE = 0.85e-3
-TRAIN_SECONDS_PER_MAC = 0.0185e-9
+# to the two fast presets' whole epochs on this project's 2-core CPU (bfloat16, batch 1024, 45,000 images;
+# 2026-11-29): fast-small (19.8 M MACs) 37 s, fast (118 M MACs) 137 s. Real speed varies with batch size, layer
+# shapes, precision and whatever else runs on the machine (smaller batches cost more per image).
+TRAIN_SECONDS_PER_IMAGE = 0.37e-3
+TRAIN_SECONDS_PER_MAC = 0.0227e-9
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,20 @@ def test_a_valid_and_an_invalid_upload_give_a_prediction_and_a_sentence(open_app
         "original", "what the model sees (32 × 32)", "Grad-CAM"]
 
 
+@pytest.mark.usefixtures("app_env")
+def test_the_shipped_model_classifies_with_its_mirror_tta(open_app):
+    at = sample_page(open_app, "default")
+    assert not at.exception, at.exception
+    assert any("mirror image" in c.value for c in at.caption)
+    assert len(top_k_charts(at)) == 1
+
+
+@pytest.mark.usefixtures("runs_with_model")
+def test_a_model_trained_without_tta_says_nothing_of_it(open_app):
+    at = sample_page(open_app, TINY_RUN_ID)
+    assert not at.exception and not any("mirror image" in c.value for c in at.caption)
+
+
 @pytest.mark.usefixtures("runs_with_model")
 def test_embedded_sample_images_show_their_true_class(open_app):
     at = open_app(CLASSIFY)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cifar_core import evaluate
+from cifar_core import evaluate, runs
 from conftest import TINY_RUN_ID
 
 EVALUATE = "pages/evaluate.py"
@@ -50,6 +50,20 @@ def test_evaluation_shows_metrics_confusion_matrix_and_gallery(open_app, runs_wi
     at.toggle(key="cm_normalize").set_value(True).run()
     assert not at.exception and "cm_chart" in charts(at)
     assert {m.label: m.value for m in at.metric} == metrics
+
+
+@pytest.mark.usefixtures("app_env")
+def test_the_shipped_model_reports_its_stored_tta_evaluation(open_app):
+    # the default run ships its evaluation of the sample's validation split, made with mirror TTA
+    stored = evaluate.load_eval(runs.DEFAULT_RUN, "sample", "val")
+    assert stored and stored["tta"] is True
+    at = open_app(EVALUATE, eval_model="default")
+    at.text_input(key="eval_source").set_value("sample")
+    at.radio(key="eval_split").set_value("val")
+    at.button(key="eval_go").click().run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{stored['accuracy']:.1%}"
+    assert any("mirror image" in c.value for c in at.caption)
 
 
 @pytest.mark.usefixtures("runs_with_model")

@@ -83,6 +83,16 @@ def test_a_failed_run_shows_its_error_and_offers_resume(open_app, app_env):
     assert "stop" not in {b.key for b in at.button}
 
 
+def test_the_fast_preset_brings_its_airbench_settings(open_app):
+    at = open_app(TRAIN, train_model="fast")
+    assert not at.exception, at.exception
+    assert at.number_input(key="tc_fast_batch_size").value == 1024
+    assert at.number_input(key="tc_fast_momentum").value == 0.85
+    assert at.number_input(key="tc_fast_bias_lr_scale").value == 64.0
+    assert at.number_input(key="tc_fast_start_fraction").value == 0.2
+    assert at.checkbox(key="tc_fast_lookahead").value and at.checkbox(key="tc_fast_tta").value
+
+
 def test_an_invalid_spec_from_build_cannot_start(open_app):
     bad = specs.ModelSpec("bad", (specs.MaxPooling2D(),) * 6 + (specs.Flatten(),))
     at = open_app(TRAIN, spec=bad)

@@ -21,7 +21,7 @@ def test_presets_json():
     result = helpers.run_cli("presets", "--json", timeout=60)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == list(PRESETS) and len(rows) == 4
+    assert [r["name"] for r in rows] == list(PRESETS) and len(rows) == 5
     assert {r["name"]: r["params"] for r in rows} == {n: S.summary(p.spec)["params"] for n, p in PRESETS.items()}
     assert {r["name"]: r["params"] for r in rows}["report-2-2"] == 15_579_550
     assert all(r["why"] for r in rows)

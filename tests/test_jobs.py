@@ -21,11 +21,10 @@ def test_job_progress_by_hand():
 
 
 def test_estimate_epoch_seconds():
-    # tiny: 1,622,336 MACs an image; x 3 (forward and backward) x 1,000 images / 12e9 MACs a second
-    # tiny: 1,622,336 MACs per image; 1000 x (0.85 ms + 1,622,336 x 0.0185 ns) = 0.85 + 0.0300 s
-    assert estimate_epoch_seconds(get_preset("tiny").spec, 1000) == pytest.approx(0.85 + 1_622_336 * 0.0185e-6)
-    # fast: 118,147,360 MACs; 45,000 images -> about 136 s, near the ~125 s measured per epoch
-    assert 110 < estimate_epoch_seconds(get_preset("fast").spec, 45_000) < 160
+    # tiny: 1,622,336 MACs per image; 1000 x (0.37 ms + 1,622,336 x 0.0227 ns) = 0.37 + 0.0368 s
+    assert estimate_epoch_seconds(get_preset("tiny").spec, 1000) == pytest.approx(0.37 + 1_622_336 * 0.0227e-6)
+    # fast: 118,147,360 MACs; 45,000 images -> about 137 s, as measured per epoch
+    assert 125 < estimate_epoch_seconds(get_preset("fast").spec, 45_000) < 150
     with pytest.raises(S.SpecError):
         estimate_epoch_seconds(S.ModelSpec("bad", (S.Conv2D(8),)), 10)
 
