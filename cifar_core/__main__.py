@@ -69,7 +69,7 @@ def _cmd_evaluate(args) -> int:
 
     result = evaluate_model(args.model, split=args.split, source=args.data, runs_dir=args.runs_dir)
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k not in ("predictions", "model_mtime_ns")}))
+        print(json.dumps({k: v for k, v in result.items() if k not in ("predictions", "model_sha256")}))
     else:
         note = " (this source has no test split)" if args.split == "test" and result["split"] == "val" else ""
         print(f"{result['split']} split{note}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}, "

@@ -6,6 +6,7 @@ Results are stored in the run's eval.json, keyed by split, so each model and spl
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -103,12 +104,19 @@ def store_eval(run_dir: Path, result: dict) -> None:
     runs.write_json(Path(run_dir) / "eval.json", stored)
 
 
+def model_fingerprint(path: Path) -> str:
+    """The SHA-256 of a model file: what a stored evaluation describes. Its content, not its modification time, which
+    a git checkout or a copy resets (16 MB, the default model: about 30 ms)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def load_eval(run_dir: Path, source: str, split: str) -> dict | None:
-    """A stored evaluation, if it is newer than the model it describes."""
+    """A stored evaluation, if it describes the model file that is there now."""
     stored = runs.read_json(Path(run_dir) / "eval.json", {}) or {}
     result = stored.get(f"{source}:{split}")
     model = Path(run_dir) / "model.keras"
-    if result and model.exists() and result.get("model_mtime_ns") == model.stat().st_mtime_ns:
+    if result and model.exists() and result.get("model_sha256") == model_fingerprint(model):
         return result
     return None
 
@@ -133,7 +141,7 @@ def evaluate_model(model_ref: str, split: str = "test", source: str | None = Non
                          f"{dataset.source!r} has {dataset.num_classes}.")
     result = evaluate_arrays(model, x, y, dataset.class_names, used_split, dataset.source, progress,
                              tta=runs.tta_for(run_dir))
-    result["model_mtime_ns"] = model_path.stat().st_mtime_ns
+    result["model_sha256"] = model_fingerprint(model_path)
     if run_dir is not None:
         try:
             store_eval(run_dir, result)

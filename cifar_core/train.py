@@ -339,7 +339,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
             log(f"Stopped; model saved. Resume with: python -m cifar_core train --run-dir {run_dir} --resume")
             return run_dir
         callbacks.save_model_atomic(model, run_dir / "model.keras")
-        from .evaluate import evaluate_arrays, store_eval
+        from .evaluate import evaluate_arrays, model_fingerprint, store_eval
         from .predict import load_model
 
         # Evaluate the saved file, as every later reader will, and outside the distribution strategy (under
@@ -347,7 +347,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, np):
         x_eval, y_eval, split = dataset.split("test")
         saved = load_model(run_dir / "model.keras")
         result = evaluate_arrays(saved, x_eval, y_eval, dataset.class_names, split, dataset.source, tta=config.tta)
-        result["model_mtime_ns"] = (run_dir / "model.keras").stat().st_mtime_ns
+        result["model_sha256"] = model_fingerprint(run_dir / "model.keras")
         store_eval(run_dir, result)
         log(f"{split} accuracy {result['accuracy']:.4f} on {result['n']} images.")
         runs.write_status(run_dir, state="finished")

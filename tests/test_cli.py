@@ -87,7 +87,7 @@ def test_evaluate_json_on_the_sample():
     out = json.loads(result.stdout)
     assert out["split"] == "val" and out["n"] == 200  # the sample has no test split
     assert {"accuracy", "loss", "n", "split", "confusion_matrix", "per_class"} <= set(out)
-    assert "predictions" not in out and "model_mtime_ns" not in out
+    assert "predictions" not in out and "model_sha256" not in out
     cm = np.array(out["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == 200
     assert out["accuracy"] == pytest.approx(np.trace(cm) / 200)

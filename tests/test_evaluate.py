@@ -190,10 +190,13 @@ def test_evaluate_model_stores_and_reuses(run_copy, monkeypatch):
     again = E.evaluate_model(str(run_copy), split="val", source="sample")
     assert again["accuracy"] == first["accuracy"] and again["confusion_matrix"] == first["confusion_matrix"]
 
-    # a newer model file makes the stored result stale
+    # a copy or a checkout (a new modification time, the same bytes) keeps it
     model = run_copy / "model.keras"
     st = model.stat()
     os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert E.load_eval(run_copy, "sample", "val")["accuracy"] == first["accuracy"]
+    # another model file makes the stored result stale
+    model.write_bytes(model.read_bytes() + b"\0")
     assert E.load_eval(run_copy, "sample", "val") is None
     with pytest.raises(AssertionError, match="stored evaluation"):
         E.evaluate_model(str(run_copy), split="val", source="sample")
