@@ -143,3 +143,25 @@ def test_a_spec_json_round_trips_and_a_bad_one_is_refused(open_app):
     assert at.session_state["spec"] == presets.PRESETS["report-2-1"].spec  # the current spec is kept
     at.file_uploader(key="spec_upload").set_value(("junk.json", b"{not json", "application/json")).run()
     assert "not valid JSON" in errors(at)[0]
+
+
+def test_the_fast_preset_edits_its_airbench_fields(open_app):
+    at = open_app(BUILD)
+    load(at, "fast")
+    assert not at.exception, at.exception
+    assert at.number_input(key="layer_0_kernel_size").value == 2  # PatchWhitening
+    assert at.selectbox(key="layer_1_activation").value == "gelu"  # Activation
+    assert at.selectbox(key="layer_2_kernel_initializer").value == "dirac"
+    assert at.checkbox(key="layer_4_scale").value is False and at.number_input(key="layer_4_epsilon").value == 1e-12
+    assert at.number_input(key="spec_logit_scale").value == pytest.approx(1 / 9)
+    assert total_params(at) == 1_973_954
+    code = at.code[0].value
+    assert "from cifar_core.layers import PatchWhitening, Dirac" in code and "layers.Rescaling(0.1111" in code
+    # A whitening layer anywhere but first is refused in place, naming the layer.
+    at.number_input(key="spec_logit_scale").set_value(0.5).run()
+    assert at.session_state["spec"].logit_scale == 0.5
+    at.selectbox(key="add_type").set_value("PatchWhitening")
+    at.selectbox(key="add_at").set_value(3)
+    at.button(key="add").click().run()
+    assert any("layer 3 (PatchWhitening) must be the first layer" in e for e in errors(at))
+    assert at.session_state["spec"].logit_scale == 0.5  # the output's scale survives a structural edit

@@ -1,13 +1,14 @@
 """cifar_core.train: config validation, the augmentation pipeline, a whole tiny run, stop, kill and resume, a torn
 backup, NaN loss, and an invalid spec at the command line."""
 
-import hashlib
 import dataclasses
+import hashlib
 import json
 import math
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,6 +240,33 @@ def test_kill_then_resume(tmp_path):
     assert times == sorted(times)
     for e in range(1, 6):
         assert any(r["kind"] == "batch" and r["epoch"] == e for r in records)
+
+
+def test_resume_with_a_torn_backup_weights_file_uses_the_previous_copy(tmp_path, monkeypatch):
+    # What a kill in the middle of the backup's weights write left in test_kill_then_resume: the metadata of the
+    # epoch before, a torn latest.weights.h5 that h5py opens but then fails to read with a RuntimeError ("Can't get
+    # deprecated info for object (addr overflow ...)"), and the intact .bkp copy. A truncated file is refused as an
+    # OSError instead, which Keras already handles, so the RuntimeError is raised here for the torn file's bytes.
+    import keras
+
+    run = tmp_path / "run"
+    helpers.train_in_process(TINY, helpers.tiny_config(epochs=2), run)
+    backup = run / "backup"
+    assert (backup / "latest.weights.h5.bkp").exists()
+    (backup / "latest.weights.h5").write_bytes(b"torn")
+    runs.write_json(backup / "training_metadata.json", {"epoch": 1, "batch": -1})
+    load_weights = keras.Model.load_weights
+
+    def h5py_on_a_torn_file(self, filepath, *args, **kwargs):
+        if Path(filepath).read_bytes() == b"torn":
+            raise RuntimeError("Can't get deprecated info for object (addr overflow, addr = 6144, eoa = 2048)")
+        return load_weights(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "load_weights", h5py_on_a_torn_file)
+    runs.write_status(run, state="interrupted")
+    helpers.train_in_process(TINY, helpers.tiny_config(epochs=2), run, resume=True)
+    assert runs.read_status(run)["state"] == "finished"
+    assert epoch_points(run) == [1, 2]
 
 
 def test_resume_with_torn_backup_metadata(tmp_path):
