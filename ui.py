@@ -79,19 +79,16 @@ def model_mtime(ref: str) -> int:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def load_model(ref: str, model_mtime_ns: int):
-    """(model, class names) of a model reference, loaded once per file version (pass model_mtime(ref))."""
+    """(model, class names, whether it is used with mirror TTA) of a model reference, loaded once per file version
+    (pass model_mtime(ref))."""
     path, run_dir = runs.resolve_model(ref, allow_paths=False)
     model = predict.load_model(path)
-    return model, runs.class_names_for(run_dir, model.output_shape[-1])
-
-
-def uses_tta(ref: str) -> bool:
-    return runs.tta_for(runs.resolve_model(ref, allow_paths=False)[1])
+    return model, runs.class_names_for(run_dir, model.output_shape[-1]), runs.tta_for(run_dir)
 
 
 def model_or_stop(ref: str):
-    """(model, class names, model mtime) of the chosen model; a model that cannot be loaded ends the page with its
-    sentence."""
+    """(model, class names, TTA, model mtime) of the chosen model; a model that cannot be loaded ends the page with
+    its sentence."""
     try:
         mtime = model_mtime(ref)
         return (*load_model(ref, mtime), mtime)
@@ -121,7 +118,7 @@ def saliency(ref: str, image: np.ndarray, predicted: str, key: str, opacity: flo
     """The Grad-CAM overlay of one image under a class picker (default: the predicted class, by name), or the
     sentence saying why this model has no map to show."""
     mtime = model_mtime(ref)
-    model, names = load_model(ref, mtime)
+    model, names, _ = load_model(ref, mtime)
     predicted = names.index(predicted)
     try:
         method = explain.cam_method(model)

@@ -48,7 +48,7 @@ class PatchWhitening(keras.layers.Layer):
         k = self.kernel_size
         if not self.built:
             self.build(x.shape)
-        n, h, w, c = x.shape
+        _, h, w, c = x.shape
         channel_mean = x.mean(axis=(0, 1, 2), dtype=np.float64)
         channel_std = x.std(axis=(0, 1, 2), dtype=np.float64) + 1e-8
         z = ((x - channel_mean) / channel_std).astype(np.float32)

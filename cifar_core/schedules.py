@@ -34,7 +34,8 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 @keras.saving.register_keras_serializable(package="cifar_core")
 class BiasScaledSGD(keras.optimizers.SGD):
-    """keras.optimizers.SGD whose BatchNormalization betas learn bias_lr_scale times faster (airbench: 64).
+    """keras.optimizers.SGD whose normalization layers' betas (variables named "beta": BatchNormalization's and
+    LayerNormalization's) learn bias_lr_scale times faster (airbench: 64, for its BatchNormalization biases).
 
     Scaling a gradient scales that variable's step exactly like a per-variable learning rate would, momentum
     included; the decoupled weight decay is left unscaled, as in airbench."""

@@ -33,8 +33,7 @@ c = st.columns([3, 1, 1])
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="cls_model")
 k = c[1].slider("Top-k", 1, 10, 3, key="cls_k")
 opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="cls_opacity")
-model, class_names, _ = ui.model_or_stop(ref)
-tta = ui.uses_tta(ref)
+model, class_names, tta, _ = ui.model_or_stop(ref)
 if tta:
     st.caption("This model was trained for test-time augmentation: each image is classified together with its "
                "mirror image, and the two predictions are averaged.")

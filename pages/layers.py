@@ -14,7 +14,7 @@ options = ui.model_options_or_stop()
 c = st.columns([3, 1])
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="lay_model")
 limit = c[1].slider("Maps per layer", 8, 64, 32, 8, key="lay_limit")
-model, class_names, mtime = ui.model_or_stop(ref)
+model, class_names, _, mtime = ui.model_or_stop(ref)
 
 mode = st.radio("Image", ["sample", "upload"], horizontal=True, key="lay_mode",
                 format_func={"upload": "Upload an image", "sample": "Embedded sample image"}.get)
