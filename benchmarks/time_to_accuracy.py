@@ -3,7 +3,7 @@ accuracy (the held-out last 5,000 training images), then one JSON line. The fina
 evaluation of its saved model, with test-time augmentation when the preset uses it; total_time_s is the whole
 call: loading the data, building, training, saving and that evaluation.
 
-    python benchmarks/time_to_accuracy.py --preset fast --data ../shared/datasets/cifar10-jpeg [--epochs N]
+    python benchmarks/time_to_accuracy.py --preset fast --data ../shared/datasets/cifar10-jpeg [--epochs N] [--precision P]
 """
 
 import argparse
@@ -21,10 +21,13 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--preset", default="fast")
 parser.add_argument("--data", default="")
 parser.add_argument("--epochs", type=int)
+parser.add_argument("--precision", help="override the preset's precision (auto, float32, mixed_bfloat16, ...)")
 args = parser.parse_args()
 
 preset = get_preset(args.preset)
 config = dataclasses.replace(preset.train, data=args.data)
+if args.precision:
+    config = dataclasses.replace(config, precision=args.precision)
 if args.epochs:
     config = with_epochs(config, args.epochs)
 run_dir = Path(tempfile.mkdtemp(prefix="tta-")) / "run"

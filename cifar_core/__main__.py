@@ -1,4 +1,5 @@
-"""Command line: python -m cifar_core train | evaluate | predict | saliency | presets | runs.
+"""Command line: python -m cifar_core train | evaluate | predict | saliency | presets | runs (and standby, which
+the Train page starts).
 
 A user's mistake (bad spec, missing data, unreadable image) prints one sentence to stderr and exits with status 2
 (1 for predict when some image failed), never a traceback.
@@ -117,6 +118,23 @@ def _cmd_saliency(args) -> int:
     return 0
 
 
+def _cmd_standby(args) -> int:
+    """Waits, TensorFlow imported, for the job the Train page's Start hands over (see jobs.py), then trains it
+    with its output in the run's job.log."""
+    from .jobs import run_standby
+
+    command = run_standby(args.runs_dir)
+    if command is None:
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = os.open(Path(command[2]) / "job.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    return main(command)
+
+
 def _cmd_presets(args) -> int:
     from .presets import PRESETS
 
@@ -182,6 +200,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--runs-dir")
     p.set_defaults(func=_cmd_saliency)
+
+    p = sub.add_parser("standby", help="wait with TensorFlow imported for a job from the Train page")
+    p.add_argument("--runs-dir", required=True)
+    p.set_defaults(func=_cmd_standby)
 
     p = sub.add_parser("presets", help="list the presets")
     p.add_argument("--json", action="store_true")

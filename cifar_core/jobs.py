@@ -3,6 +3,11 @@
 A Streamlit script is re-run on every click and stopped when the user navigates away, so model.fit cannot live in
 it. The job runs in a new session (its own process group), outlives reruns, reloads and closed tabs, and is found
 again through its run directory. One job trains at a time: two would halve each other's speed unseen.
+
+A new process spends 3.4 s importing TensorFlow before it can train. So the Train page calls warm_up, which keeps
+one standby process waiting in the runs directory with TensorFlow imported, and Start hands that process the job
+(or spawns a new one when there is none). The standby holds .standby.lock while it waits and lets go of it when it
+takes a job, so a held lock always means a process ready for one.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from . import spec as specs
 from .train import TrainConfig, validate_config
 
 STOP_GRACE_S = 15.0
+STANDBY_IDLE_S = float(os.environ.get("CIFAR_CORE_STANDBY_IDLE_S") or 600)  # a standby unused this long exits
+STANDBY_POLL_S = 0.05
 
 
 def active_job(runs_dir=None) -> dict | None:
@@ -32,15 +39,94 @@ def active_job(runs_dir=None) -> dict | None:
     return None
 
 
-def _spawn(run_dir: Path, extra: list[str]) -> int:
-    log = open(run_dir / "job.log", "ab")
+def _spawn(command: list[str], log_path: Path) -> int:
+    log = open(log_path, "ab")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cifar_core", "train", "--run-dir", str(run_dir), *extra],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-        cwd=Path(__file__).resolve().parent.parent)
+    process = subprocess.Popen([sys.executable, "-m", "cifar_core", *command], stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                               cwd=Path(__file__).resolve().parent.parent)
     log.close()
     return process.pid
+
+
+def _launch(run_dir: Path, extra: list[str]) -> int:
+    """Hands the job to the waiting standby if there is one, else spawns its process; returns the job's pid.
+    Called under the start lock, which a standby also takes before it gives up waiting."""
+    root = run_dir.parent
+    pid = standby_pid(root)
+    if pid:
+        runs.write_json(root / ".standby.job.json", {"run_dir": str(run_dir.resolve()), "args": extra})
+        return pid
+    return _spawn(["train", "--run-dir", str(run_dir), *extra], run_dir / "job.log")
+
+
+def standby_pid(runs_dir=None) -> int | None:
+    """The pid of the standby process waiting in runs_dir, or None."""
+    path = Path(runs_dir or runs.default_runs_dir()) / ".standby.lock"
+    try:
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return int(f.read().strip() or 0) or None
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def warm_up(runs_dir=None) -> None:
+    """Starts a standby process for runs_dir unless one is waiting or a job is training. CIFAR_CORE_STANDBY=0
+    turns this off (the page tests do)."""
+    if os.environ.get("CIFAR_CORE_STANDBY", "1") == "0":
+        return
+    root = Path(runs_dir or runs.default_runs_dir())
+    try:
+        with _start_lock(root):
+            if standby_pid(root) or active_job(root):
+                return
+            _spawn(["standby", "--runs-dir", str(root.resolve())], root / ".standby.log")
+    except OSError:
+        pass  # a read-only or full runs folder: Start then spawns the job itself, as without a standby
+
+
+def run_standby(runs_dir) -> list[str] | None:
+    """The standby process's life: take .standby.lock (or return None at once if another process holds it),
+    import TensorFlow and run one operation, then wait for a job. Returns that job's train arguments, with the lock
+    given up; returns None after STANDBY_IDLE_S without one, or when the runs directory is gone."""
+    root = Path(runs_dir)
+    lock = open(root / ".standby.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    import keras  # noqa: F401
+    import tensorflow as tf
+
+    from . import train  # noqa: F401
+
+    tf.nn.conv2d(tf.zeros([1, 4, 4, 3]), tf.zeros([3, 3, 3, 8]), 1, "SAME")  # oneDNN's first-call set-up
+    print(f"standby {os.getpid()} ready", flush=True)
+    job_file, deadline = root / ".standby.job.json", time.monotonic() + STANDBY_IDLE_S
+    try:
+        while root.is_dir():
+            if job_file.exists() or time.monotonic() > deadline:
+                with _start_lock(root):  # a start under way finishes handing its job over first
+                    job = runs.read_json(job_file)
+                    job_file.unlink(missing_ok=True)
+                if job and Path(job["run_dir"]).resolve().parent == root.resolve():  # only a run of this directory
+                    return ["train", "--run-dir", job["run_dir"], *job["args"]]
+                if time.monotonic() > deadline:
+                    return None
+            time.sleep(STANDBY_POLL_S)
+        return None
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 @contextlib.contextmanager
@@ -86,7 +172,7 @@ def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, n
         runs.write_json(run_dir / "config.json", {
             "spec": specs.to_dict(model_spec), "train": dataclasses.asdict(config),
             "params": specs.summary(model_spec)["params"], "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-        pid = _spawn(run_dir, ["--spec", str(run_dir / "spec.json"), "--config", str(run_dir / "train.json")])
+        pid = _launch(run_dir, ["--spec", str(run_dir / "spec.json"), "--config", str(run_dir / "train.json")])
         runs.write_status(run_dir, pid=pid)
     return run_id
 
@@ -98,7 +184,7 @@ def resume_job(run_id: str, runs_dir=None) -> None:
         if runs.read_status(run_dir).get("state") not in ("stopped", "interrupted", "failed"):
             raise runs.RunError("Only a stopped, interrupted or failed run can be resumed.")
         runs.write_status(run_dir, state="starting", error=None)
-        runs.write_status(run_dir, pid=_spawn(run_dir, ["--resume"]))
+        runs.write_status(run_dir, pid=_launch(run_dir, ["--resume"]))
 
 
 def stop_job(run_id: str, runs_dir=None, wait_s: float = STOP_GRACE_S) -> str:

@@ -104,6 +104,7 @@ available, message = data.source_status(config.data or None)
 if not available:
     st.caption(message)
 
+jobs.warm_up()  # a process with TensorFlow already imported, waiting for Start
 if st.button("Start training", type="primary", key="start", disabled=problem is not None):
     try:
         run_id = jobs.start_job(model_spec, config, name=run_name.strip() or None)

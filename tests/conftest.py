@@ -4,6 +4,7 @@ and one tiny model trained once per session."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import signal
 import sys
@@ -14,6 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the pages import `ui` and `cifar_core` from the project root, as `streamlit run` does
     sys.path.insert(0, str(ROOT))
+
+# No standby processes (jobs.warm_up) from the page tests: each would import TensorFlow and then wait minutes.
+# test_jobs.py and the browser test turn them on where they test them.
+os.environ["CIFAR_CORE_STANDBY"] = "0"
 
 TINY_RUN_ID = "20260101-000000-tiny"
 FLAT_RUN_ID = "20260101-000001-flat"

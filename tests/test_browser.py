@@ -28,7 +28,9 @@ pytestmark = helpers.needs_chromium()
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = helpers.free_port()
-    env = {**os.environ, "CIFAR_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), "CIFAR10_DATA": "sample"}
+    # As a user runs it, with the standby process that Start hands its job to (it exits after 120 s unused).
+    env = {**os.environ, "CIFAR_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), "CIFAR10_DATA": "sample",
+           "CIFAR_CORE_STANDBY": "1", "CIFAR_CORE_STANDBY_IDLE_S": "120"}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],

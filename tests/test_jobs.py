@@ -1,5 +1,9 @@
-"""cifar_core.jobs without starting a process: progress arithmetic and the refusals (the AppTests of the Train page
-start real jobs)."""
+"""cifar_core.jobs: progress arithmetic, the refusals, and the standby process that Start hands its job to (the
+AppTests of the Train page start real jobs the plain way)."""
+
+import dataclasses
+import time
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +85,76 @@ def test_read_job_log(tmp_path):
     (run / "job.log").write_text("\n".join(f"line {i}" for i in range(30)))
     assert jobs.read_job_log("r", tmp_path, lines=2) == "line 28\nline 29"
     assert jobs.read_job_log("nothing", tmp_path) == ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except OSError:
+        return False
+
+
+def _standbys(runs_dir) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"standby" in args and str(runs_dir).encode() in args and _alive(int(cmdline.parent.name)):
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def _wait(condition, seconds: float):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_start_hands_the_job_to_the_waiting_standby(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_CORE_STANDBY", "1")
+    monkeypatch.setenv("CIFAR_CORE_STANDBY_IDLE_S", "60")
+    jobs.warm_up(tmp_path)
+    assert _wait(lambda: jobs.standby_pid(tmp_path), 20)
+    pid = jobs.standby_pid(tmp_path)
+    jobs.warm_up(tmp_path)  # one is waiting: no second standby
+    time.sleep(1.0)
+    assert _standbys(tmp_path.resolve()) == [pid]
+
+    tiny = get_preset("tiny")
+    run_id = jobs.start_job(tiny.spec, dataclasses.replace(tiny.train, data="sample"), tmp_path)
+    run_dir = runs.run_path(run_id, tmp_path)
+
+    assert runs.read_status(run_dir)["pid"] == pid
+    assert _wait(lambda: runs.read_status(run_dir).get("state") in ("finished", "failed", "interrupted"), 180)
+    assert runs.read_status(run_dir)["state"] == "finished", (run_dir / "job.log").read_text()
+    assert "Training on" in (run_dir / "job.log").read_text()
+    assert jobs.standby_pid(tmp_path) is None  # it let go of the standby lock when it took the job...
+    assert _wait(lambda: not _alive(pid), 30)  # ...and ended with it
+
+
+def test_an_unused_standby_exits_and_takes_no_job_from_outside_its_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_CORE_STANDBY", "1")
+    monkeypatch.setenv("CIFAR_CORE_STANDBY_IDLE_S", "2")
+    elsewhere = tmp_path / "elsewhere" / "run"
+    root = tmp_path / "runs"
+    root.mkdir()
+    runs.write_json(root / ".standby.job.json", {"run_dir": str(elsewhere), "args": ["--preset", "tiny"]})
+    jobs.warm_up(root)
+    assert _wait(lambda: jobs.standby_pid(root), 20)
+    pid = jobs.standby_pid(root)
+
+    assert _wait(lambda: not _alive(pid), 40)
+    assert jobs.standby_pid(root) is None
+    assert not (root / ".standby.job.json").exists() and not elsewhere.exists()
+
+
+def test_warm_up_is_off_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_CORE_STANDBY", "0")
+    jobs.warm_up(tmp_path)
+    time.sleep(0.5)
+    assert jobs.standby_pid(tmp_path) is None and not (tmp_path / ".standby.log").exists()

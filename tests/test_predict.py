@@ -385,3 +385,67 @@ def test_a_bfloat16_model_is_served_as_float32_with_the_same_predictions(tmp_pat
     assert [layer.name for layer in served.layers] == [layer.name for layer in trained.layers]
     expected = np.asarray(trained.predict_on_batch(x), dtype=np.float32)
     np.testing.assert_allclose(predict.predict_proba(served, x), expected, atol=0.02)
+
+
+def _chain_with_batch_norms():
+    """Five BatchNormalizations: three that fold (after a linear conv, after a linear conv through max-pooling
+    with positive scales, after a Dense) and two that must not (after a ReLU conv; through max-pooling with a
+    negative scale). Their statistics are random so that folding has something to get wrong."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([
+        keras.Input((12, 12, 3)), keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(6, 3, use_bias=False, padding="same"), keras.layers.MaxPooling2D(2),
+        keras.layers.BatchNormalization(scale=False, name="through_pool"), keras.layers.Activation("gelu"),
+        keras.layers.Conv2D(6, 3, padding="same"), keras.layers.BatchNormalization(name="direct"),
+        keras.layers.Conv2D(6, 3, padding="same", activation="relu"), keras.layers.BatchNormalization(name="after_relu"),
+        keras.layers.Conv2D(6, 3, padding="same"), keras.layers.MaxPooling2D(2),
+        keras.layers.BatchNormalization(name="negative_through_pool"),
+        keras.layers.Flatten(), keras.layers.Dense(8), keras.layers.BatchNormalization(name="after_dense"),
+        keras.layers.Dense(10, activation="softmax", dtype="float32", name="predictions")])
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, n))
+            layer.moving_variance.assign(rng.uniform(0.2, 3.0, n))
+            layer.beta.assign(rng.normal(0, 0.5, n))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 2.0, n) * (-1 if layer.name == "negative_through_pool" else 1))
+    return model
+
+
+def test_serving_model_folds_exactly_the_batch_norms_that_commute_and_predicts_the_same():
+    import keras
+
+    model = _chain_with_batch_norms()
+    x = np.random.default_rng(1).integers(0, 256, (32, 12, 12, 3)).astype(np.float32)
+
+    folded = predict._fold_batch_norm(model, "float32")
+
+    kept = [layer.name for layer in folded.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert kept == ["after_relu", "negative_through_pool"]
+    assert len(folded.layers) == len(model.layers) - 3
+    np.testing.assert_allclose(folded.predict_on_batch(x), model.predict_on_batch(x), rtol=1e-4, atol=1e-6)
+    # The direct fold by hand: kernel * gamma / sqrt(var + eps), bias * that + beta - mean * that.
+    norm, conv = model.get_layer("direct"), model.layers[5]
+    scale = norm.gamma.numpy() / np.sqrt(norm.moving_variance.numpy() + norm.epsilon)
+    folded_conv = folded.get_layer(conv.name)
+    np.testing.assert_allclose(folded_conv.kernel.numpy(), conv.kernel.numpy() * scale, rtol=1e-6)
+    np.testing.assert_allclose(folded_conv.bias.numpy(), conv.bias.numpy() * scale + norm.beta.numpy()
+                               - norm.moving_mean.numpy() * scale, rtol=1e-5, atol=1e-6)
+
+
+def test_serving_model_computes_in_bfloat16_except_the_head_and_is_made_once(monkeypatch):
+    model = _chain_with_batch_norms()
+    monkeypatch.setattr(predict, "_serving_policy", lambda: "mixed_bfloat16")
+    x = np.random.default_rng(1).integers(0, 256, (32, 12, 12, 3)).astype(np.float32)
+
+    served = predict.serving_model(model)
+
+    assert predict.serving_model(model) is served
+    policies = {layer.name: layer.dtype_policy.name for layer in served.layers}
+    assert policies.pop("predictions") == "float32"
+    assert set(policies.values()) == {"mixed_bfloat16"}
+    np.testing.assert_allclose(predict.predict_proba(model, x), model.predict_on_batch(x), atol=0.03)
