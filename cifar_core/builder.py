@@ -25,6 +25,8 @@ def _keras_layer(layer):
     kwargs = _kwargs(layer)
     if isinstance(layer, specs.PatchWhitening):
         return custom.PatchWhitening(**kwargs)
+    if isinstance(layer, specs.BatchNormalization):
+        return custom.BatchNormalization(**kwargs)
     if kwargs.get("kernel_initializer") == "dirac":
         kwargs["kernel_initializer"] = custom.Dirac()
     return getattr(keras.layers, type(layer).__name__)(**kwargs)

@@ -1,7 +1,8 @@
-"""The two pieces of airbench's network that Keras does not ship: a fixed patch-whitening first layer and the
-identity ("Dirac") initialisation of its convolutions.
+"""Layers the builder uses beyond Keras's own: airbench's fixed patch-whitening first layer and the identity
+("Dirac") initialisation of its convolutions, and a BatchNormalization that trains through TensorFlow's fused
+kernel.
 
-Both are registered as serialisable, so a saved model.keras loads with safe_mode=True wherever this module is
+All are registered as serialisable, so a saved model.keras loads with safe_mode=True wherever this module is
 imported (predict.py imports it).
 """
 
@@ -90,3 +91,33 @@ class Dirac(keras.initializers.VarianceScaling):
             eye[k_h // 2, k_w // 2, i, i] = 1.0
             keep[:, :, :, i] = 0.0
         return kernel * keras.ops.cast(keep, kernel.dtype) + keras.ops.cast(eye, kernel.dtype)
+
+
+@keras.saving.register_keras_serializable(package="cifar_core")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """keras.layers.BatchNormalization computed by TensorFlow's fused kernel (FusedBatchNormV3, as tf.keras 2 did)
+    for images with channels last; anything else goes to Keras's own code. Keras 3 computes the moments and the
+    normalisation as separate operations, in float32 even under mixed bfloat16. Measured on this 2-core CPU
+    (2026-11-29, `fast`, batch 256, one training step): 448 against 377 images/s in mixed bfloat16, 309 against
+    260 in float32. As in tf.keras 2, the moving variance averages the batch variance with Bessel's correction."""
+
+    def call(self, inputs, training=None, mask=None):
+        import tensorflow as tf
+
+        fused = mask is None and len(inputs.shape) == 4 and self.axis in (-1, 3)
+        if not fused or keras.backend.backend() != "tensorflow":
+            return super().call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        scale = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([channels], tf.float32)
+        offset = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([channels], tf.float32)
+        if training:
+            outputs, mean, variance, *_ = tf.compat.v1.nn.fused_batch_norm(
+                inputs, scale, offset, mean=self.moving_mean, variance=self.moving_variance, epsilon=self.epsilon,
+                is_training=True, exponential_avg_factor=1.0 - self.momentum)
+            self.moving_mean.assign(mean)
+            self.moving_variance.assign(variance)
+            return outputs
+        outputs, *_ = tf.compat.v1.nn.fused_batch_norm(
+            inputs, scale, offset, mean=self.moving_mean, variance=self.moving_variance, epsilon=self.epsilon,
+            is_training=False)
+        return outputs

@@ -1,11 +1,11 @@
-"""cifar_core.layers: PatchWhitening whitens patches exactly, Dirac starts convolutions as identities, and both
-survive a save and a safe load."""
+"""cifar_core.layers: PatchWhitening whitens patches exactly, Dirac starts convolutions as identities, the fused
+BatchNormalization computes what Keras's does, and all survive a save and a safe load."""
 
 import keras
 import numpy as np
 import pytest
 
-from cifar_core.layers import Dirac, PatchWhitening
+from cifar_core.layers import BatchNormalization, Dirac, PatchWhitening
 
 
 def _correlated_images(n=300, size=12, seed=0):
@@ -67,13 +67,58 @@ def test_a_dirac_convolution_starts_as_the_identity():
     np.testing.assert_allclose(y[..., :3], x, atol=1e-6)
 
 
-def test_a_model_with_both_saves_and_loads_safely(tmp_path):
+def test_a_model_with_all_three_saves_and_loads_safely(tmp_path):
     from cifar_core.predict import load_model
 
     model = keras.Sequential([keras.Input((8, 8, 3)), PatchWhitening(),
-                              keras.layers.Conv2D(4, 3, kernel_initializer=Dirac()), keras.layers.Flatten()])
+                              keras.layers.Conv2D(4, 3, kernel_initializer=Dirac()), BatchNormalization(),
+                              keras.layers.Flatten()])
     model.layers[0].adapt(_correlated_images(50, 8))
+    model.layers[2].moving_mean.assign([0.1, -0.2, 0.3, 0.0])
     x = _correlated_images(4, 8, seed=1)
     model.save(tmp_path / "m.keras")
     again = load_model(tmp_path / "m.keras")
+    assert type(again.layers[2]) is BatchNormalization
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-5)
+
+
+def test_fused_batch_normalization_by_hand():
+    x = np.random.default_rng(0).normal(2.0, 3.0, (8, 5, 5, 4)).astype("float32")
+    layer = BatchNormalization(momentum=0.4, epsilon=1e-3)
+    layer.build(x.shape)
+    layer.gamma.assign([1.0, 2.0, 0.5, -1.0])
+    layer.beta.assign([0.0, 1.0, -1.0, 0.5])
+    mean, variance = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+
+    trained = np.asarray(layer(x, training=True))
+
+    np.testing.assert_allclose(trained, (x - mean) / np.sqrt(variance + 1e-3) * layer.gamma.numpy()
+                               + layer.beta.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.6 * mean, rtol=1e-5)  # 0.4 x 0 + 0.6 x batch
+    n = 8 * 5 * 5  # the moving variance takes the batch variance with Bessel's correction, as tf.keras 2 did
+    np.testing.assert_allclose(layer.moving_variance.numpy(), 0.4 + 0.6 * variance * n / (n - 1), rtol=1e-5)
+    inferred = np.asarray(layer(x, training=False))
+    np.testing.assert_allclose(inferred, (x - layer.moving_mean.numpy()) / np.sqrt(layer.moving_variance.numpy()
+                               + 1e-3) * layer.gamma.numpy() + layer.beta.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_fused_batch_normalization_matches_keras_under_mixed_bfloat16_and_without_scale():
+    x = np.random.default_rng(1).normal(0.5, 2.0, (16, 6, 6, 8)).astype("float32")
+    policy = keras.mixed_precision.global_policy().name
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        ours, theirs = BatchNormalization(scale=False, epsilon=1e-12), keras.layers.BatchNormalization(scale=False,
+                                                                                                     epsilon=1e-12)
+        out, expected = ours(x, training=True), theirs(x, training=True)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(expected, np.float32), atol=0.05)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.moving_mean.numpy(), rtol=1e-2, atol=1e-3)
+
+
+def test_other_shapes_go_to_keras_code():
+    x = np.random.default_rng(2).normal(size=(32, 5)).astype("float32")
+    ours, theirs = BatchNormalization(), keras.layers.BatchNormalization()
+    np.testing.assert_allclose(np.asarray(ours(x, training=True)), np.asarray(theirs(x, training=True)), atol=1e-5)
+    np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.moving_variance.numpy(), rtol=1e-6)
