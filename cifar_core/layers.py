@@ -95,8 +95,8 @@ class Dirac(keras.initializers.VarianceScaling):
 
 @keras.saving.register_keras_serializable(package="cifar_core")
 class BatchNormalization(keras.layers.BatchNormalization):
-    """keras.layers.BatchNormalization computed by TensorFlow's fused kernel (FusedBatchNormV3, as tf.keras 2 did)
-    for images with channels last; anything else goes to Keras's own code. Keras 3 computes the moments and the
+    """keras.layers.BatchNormalization trained through TensorFlow's fused kernel (FusedBatchNormV3, as tf.keras 2
+    did) for images with channels last; inference and anything else go to Keras's own code. Keras 3 computes the moments and the
     normalisation as separate operations, in float32 even under mixed bfloat16. Measured on this 2-core CPU
     (2026-11-29, `fast`, batch 256, one training step): 448 against 377 images/s in mixed bfloat16, 309 against
     260 in float32. As in tf.keras 2, the moving variance averages the batch variance with Bessel's correction."""
@@ -104,20 +104,18 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         import tensorflow as tf
 
-        fused = mask is None and len(inputs.shape) == 4 and self.axis in (-1, 3)
+        fused = training and mask is None and len(inputs.shape) == 4 and self.axis in (-1, 3)
         if not fused or keras.backend.backend() != "tensorflow":
+            # Inference stays Keras's: the Layers and Classify pages run it eagerly from several sessions' threads
+            # at once, and TensorFlow 2.21's fused kernel then corrupted the heap (reproduced with four threads of
+            # Grad-CAM). Predictions fold it away anyway (predict.serving_model).
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         scale = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([channels], tf.float32)
         offset = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([channels], tf.float32)
-        if training:
-            outputs, mean, variance, *_ = tf.compat.v1.nn.fused_batch_norm(
-                inputs, scale, offset, mean=self.moving_mean, variance=self.moving_variance, epsilon=self.epsilon,
-                is_training=True, exponential_avg_factor=1.0 - self.momentum)
-            self.moving_mean.assign(mean)
-            self.moving_variance.assign(variance)
-            return outputs
-        outputs, *_ = tf.compat.v1.nn.fused_batch_norm(
+        outputs, mean, variance, *_ = tf.compat.v1.nn.fused_batch_norm(
             inputs, scale, offset, mean=self.moving_mean, variance=self.moving_variance, epsilon=self.epsilon,
-            is_training=False)
+            is_training=True, exponential_avg_factor=1.0 - self.momentum)
+        self.moving_mean.assign(mean)
+        self.moving_variance.assign(variance)
         return outputs

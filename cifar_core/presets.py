@@ -86,7 +86,7 @@ PRESETS = {
                                                  flip=False, translate=0),
                          "The report's final model, rebuilt from its summary table: 15.6 M parameters, 81.1% test "
                          "accuracy after 9 minutes on a GPU; big and slow on a CPU, shown for comparison."),
-    "fast": Preset(FAST, _airbench_training(8),
+    "fast": Preset(FAST, _airbench_training(9),
                    "airbench94's recipe in Keras: patch whitening, conv-pool-BN-GELU blocks, Nesterov SGD with "
                    "warm-up and linear decay, label smoothing, lookahead and mirror test-time augmentation."),
     "fast-small": Preset(FAST_SMALL, _airbench_training(8),

@@ -122,3 +122,30 @@ def test_other_shapes_go_to_keras_code():
     ours, theirs = BatchNormalization(), keras.layers.BatchNormalization()
     np.testing.assert_allclose(np.asarray(ours(x, training=True)), np.asarray(theirs(x, training=True)), atol=1e-5)
     np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.moving_variance.numpy(), rtol=1e-6)
+
+
+
+def test_grad_cam_from_several_threads_at_once_on_the_default_model():
+    """The Classify and Layers pages run the float32 model eagerly from several sessions' threads. With
+    BatchNormalization's inference through TensorFlow's fused kernel, four threads of Grad-CAM on the default model
+    (which uses this layer) corrupted the heap and the process died; inference must stay on Keras's code."""
+    import threading
+
+    from cifar_core import explain, predict, runs
+
+    model = predict.load_model(runs.DEFAULT_RUN / "model.keras")
+    assert any(type(layer) is BatchNormalization for layer in model.layers)
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("uint8")
+    heatmaps = {}
+
+    def explain_image(n):
+        for _ in range(10):
+            heatmaps[n] = explain.grad_cam(model, images[n])[0]
+
+    threads = [threading.Thread(target=explain_image, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n in range(4):
+        np.testing.assert_allclose(heatmaps[n], explain.grad_cam(model, images[n])[0], atol=1e-5)
