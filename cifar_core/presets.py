@@ -65,10 +65,10 @@ REPORT_2_2 = ModelSpec("report-2-2", (
     Flatten(), Dense(60, activation="sigmoid"), Dropout(0.001),
 ))
 
-# airbench94's network (Jordan, 2024): widths 64/256/256, about 350 images/s in training on this 2-core CPU
-# (bfloat16, batch 1024, measured 2026-11-29).
+# airbench94's network (Jordan, 2024): widths 64/256/256, about 400 images/s in training on this 2-core CPU
+# (bfloat16, batch 1024, fused BatchNormalization; benchmarks/throughput.py, 2026-11-29). 9 epochs fit in 20 minutes.
 FAST = _airbench("fast", (64, 256, 256))
-# The same design at a quarter of the width: about 1,200 images/s.
+# The same design at a quarter of the width: about 1,600 images/s; 8 epochs fit in 6 minutes, 9 do not.
 FAST_SMALL = _airbench("fast-small", (32, 64, 128))
 
 TINY = ModelSpec("tiny", (
