@@ -96,10 +96,11 @@ class Dirac(keras.initializers.VarianceScaling):
 @keras.saving.register_keras_serializable(package="cifar_core")
 class BatchNormalization(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization trained through TensorFlow's fused kernel (FusedBatchNormV3, as tf.keras 2
-    did) for images with channels last; inference and anything else go to Keras's own code. Keras 3 computes the moments and the
-    normalisation as separate operations, in float32 even under mixed bfloat16. Measured on this 2-core CPU
-    (2026-11-29, `fast`, batch 256, one training step): 448 against 377 images/s in mixed bfloat16, 309 against
-    260 in float32. As in tf.keras 2, the moving variance averages the batch variance with Bessel's correction."""
+    did) for images with channels last; inference and anything else go to Keras's own code. Keras 3 computes the
+    moments and the normalisation as separate operations, in float32 even under mixed bfloat16. Measured on this
+    2-core CPU (2026-11-29, `fast`, batch 256, one training step): 448 against 377 images/s in mixed bfloat16, 309
+    against 260 in float32. As in tf.keras 2, the moving variance averages the batch variance with Bessel's
+    correction."""
 
     def call(self, inputs, training=None, mask=None):
         import tensorflow as tf

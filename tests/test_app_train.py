@@ -139,3 +139,24 @@ def test_stop_asks_the_live_job_to_stop_and_then_offers_resume(open_app, app_env
     finally:
         worker.join(timeout=25)
         lock.release()
+
+
+def test_the_page_starts_a_standby_and_start_hands_it_the_job(open_app, app_env, monkeypatch):
+    from cifar_core import jobs
+
+    monkeypatch.setenv("CIFAR_CORE_STANDBY", "1")
+    monkeypatch.setenv("CIFAR_CORE_STANDBY_IDLE_S", "60")
+    at = open_app(TRAIN)
+    deadline = time.time() + 20
+    while not jobs.standby_pid(app_env) and time.time() < deadline:
+        time.sleep(0.1)
+    standby = jobs.standby_pid(app_env)
+    assert standby, "showing the Train page started no standby process"
+
+    at.selectbox(key="train_model").set_value("tiny").run()
+    at.text_input(key="tc_tiny_data").set_value("sample")
+    at.button(key="start").click().run()
+
+    (run,) = runs.list_runs()
+    assert runs.read_status(app_env / run["run_id"])["pid"] == standby
+    assert wait_until_ended(app_env / run["run_id"])["state"] == "finished"
