@@ -27,6 +27,8 @@ def _keras_layer(layer):
         return custom.PatchWhitening(**kwargs)
     if isinstance(layer, specs.BatchNormalization):
         return custom.BatchNormalization(**kwargs)
+    if isinstance(layer, specs.Activation):
+        return custom.Activation(**kwargs)
     if kwargs.get("kernel_initializer") == "dirac":
         kwargs["kernel_initializer"] = custom.Dirac()
     return getattr(keras.layers, type(layer).__name__)(**kwargs)

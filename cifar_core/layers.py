@@ -1,6 +1,6 @@
 """Layers the builder uses beyond Keras's own: airbench's fixed patch-whitening first layer and the identity
-("Dirac") initialisation of its convolutions, and a BatchNormalization that trains through TensorFlow's fused
-kernel.
+("Dirac") initialisation of its convolutions, a BatchNormalization that trains through TensorFlow's fused
+kernel, and an Activation whose GELU has a hand-written gradient.
 
 All are registered as serialisable, so a saved model.keras loads with safe_mode=True wherever this module is
 imported (predict.py imports it).
@@ -120,3 +120,32 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(mean)
         self.moving_variance.assign(variance)
         return outputs
+
+
+@keras.saving.register_keras_serializable(package="cifar_core")
+class Activation(keras.layers.Activation):
+    """keras.layers.Activation whose "gelu" (exact, erf-based, as Keras's and PyTorch's default) has its derivative
+    written out, Phi(x) + x * phi(x), instead of TensorFlow differentiating erf's composite graph. Same values, fewer
+    elementwise passes: measured on this 2-core CPU (2026-11-29, `fast`, batch 1024, mixed bfloat16, one training
+    step), 2.16 s against 2.36 s (474 against 434 images/s); ReLU in its place would take 1.95 s. Every other
+    activation is Keras's own."""
+
+    def call(self, inputs):
+        if self.activation is not keras.activations.gelu or keras.backend.backend() != "tensorflow":
+            return super().call(inputs)
+        return _gelu(inputs)
+
+
+def _gelu(x):
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def gelu(x):
+        cdf = 0.5 * (1.0 + tf.math.erf(x * 0.7071067811865476))  # Phi(x), 0.707... = 1 / sqrt(2)
+
+        def grad(upstream):
+            return upstream * (cdf + x * 0.3989422804014327 * tf.exp(-0.5 * x * x))  # 0.398... = 1 / sqrt(2 pi)
+
+        return x * cdf, grad
+
+    return gelu(x)

@@ -94,6 +94,15 @@ def test_source_of_an_airbench_spec_imports_its_custom_pieces():
     assert "layers.Rescaling(0.1111111111111111)," in source and "layers.Activation('softmax')," in source
 
 
+def test_batch_normalization_and_activation_use_the_project_layers():
+    from cifar_core import layers as custom
+
+    model = build_model(S.ModelSpec("m", (S.Conv2D(4, 3), S.BatchNormalization(), S.Activation("gelu"), S.Flatten()),
+                                    input_shape=(8, 8, 3)))
+    assert [type(layer) for layer in model.layers[2:4]] == [custom.BatchNormalization, custom.Activation]
+    assert model.layers[3].get_config()["activation"] == "gelu"
+
+
 def test_logit_scale_divides_the_logits_before_softmax():
     spec = S.ModelSpec("scaled", (S.Flatten(),), input_shape=(8, 8, 1), num_classes=3, logit_scale=1 / 9)
     model = build_model(spec)

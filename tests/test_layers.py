@@ -1,11 +1,12 @@
 """cifar_core.layers: PatchWhitening whitens patches exactly, Dirac starts convolutions as identities, the fused
-BatchNormalization computes what Keras's does, and all survive a save and a safe load."""
+BatchNormalization computes what Keras's does, the Activation's GELU has the right values and derivative, and all
+survive a save and a safe load."""
 
 import keras
 import numpy as np
 import pytest
 
-from cifar_core.layers import BatchNormalization, Dirac, PatchWhitening
+from cifar_core.layers import Activation, BatchNormalization, Dirac, PatchWhitening
 
 
 def _correlated_images(n=300, size=12, seed=0):
@@ -67,18 +68,18 @@ def test_a_dirac_convolution_starts_as_the_identity():
     np.testing.assert_allclose(y[..., :3], x, atol=1e-6)
 
 
-def test_a_model_with_all_three_saves_and_loads_safely(tmp_path):
+def test_a_model_with_all_four_saves_and_loads_safely(tmp_path):
     from cifar_core.predict import load_model
 
     model = keras.Sequential([keras.Input((8, 8, 3)), PatchWhitening(),
                               keras.layers.Conv2D(4, 3, kernel_initializer=Dirac()), BatchNormalization(),
-                              keras.layers.Flatten()])
+                              Activation("gelu"), keras.layers.Flatten()])
     model.layers[0].adapt(_correlated_images(50, 8))
     model.layers[2].moving_mean.assign([0.1, -0.2, 0.3, 0.0])
     x = _correlated_images(4, 8, seed=1)
     model.save(tmp_path / "m.keras")
     again = load_model(tmp_path / "m.keras")
-    assert type(again.layers[2]) is BatchNormalization
+    assert type(again.layers[2]) is BatchNormalization and type(again.layers[3]) is Activation
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-5)
 
 
@@ -123,6 +124,47 @@ def test_other_shapes_go_to_keras_code():
     np.testing.assert_allclose(np.asarray(ours(x, training=True)), np.asarray(theirs(x, training=True)), atol=1e-5)
     np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.moving_variance.numpy(), rtol=1e-6)
 
+
+
+def test_gelu_and_its_derivative_by_hand():
+    import math
+
+    import tensorflow as tf
+
+    x = np.array([-5.0, -2.0, -0.5, 0.0, 0.3, 1.0, 3.0], dtype="float32")
+    phi = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x])  # the normal distribution's cdf
+    density = np.exp(-x.astype("float64") ** 2 / 2) / math.sqrt(2 * math.pi)
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = Activation("gelu")(inputs)
+        weighted = tf.reduce_sum(outputs * tf.range(1.0, 8.0))  # a different upstream gradient for each element
+    np.testing.assert_allclose(np.asarray(outputs), x * phi, rtol=1e-6, atol=1e-6)  # 1 + erf(-3.5) in float32
+    np.testing.assert_allclose(np.asarray(tape.gradient(weighted, inputs)), (phi + x * density) * np.arange(1, 8),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_gelu_matches_keras_under_mixed_bfloat16_and_other_activations_are_keras():
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(3).normal(0.0, 2.0, (4, 5, 5, 3)).astype("float32"))
+    policy = keras.mixed_precision.global_policy().name
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        ours, theirs = Activation("gelu"), keras.layers.Activation("gelu")
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            out, expected = ours(x), theirs(x)
+            total_ours, total_theirs = tf.reduce_sum(tf.cast(out, "float32")), tf.reduce_sum(tf.cast(expected, "float32"))
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(expected, np.float32), atol=0.02)
+    np.testing.assert_allclose(np.asarray(tape.gradient(total_ours, x)), np.asarray(tape.gradient(total_theirs, x)),
+                               atol=0.02)
+    y = np.array([[-1.5, 0.0, 2.0]], dtype="float32")
+    for name in ("relu", "elu", "tanh", "sigmoid", "linear"):
+        np.testing.assert_array_equal(np.asarray(Activation(name)(y)), np.asarray(keras.layers.Activation(name)(y)))
 
 
 def test_grad_cam_from_several_threads_at_once_on_the_default_model():
