@@ -24,11 +24,12 @@ SCHEDULES = ("constant", "cosine", "one-cycle")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 # The Train page's rough time per epoch: a fixed cost per image plus a cost per forward multiply-accumulate, fitted
-# to the two fast presets' whole epochs on this project's 2-core CPU (bfloat16, batch 1024, 45,000 images;
-# 2026-11-29): fast-small (19.8 M MACs) 37 s, fast (118 M MACs) 137 s. Real speed varies with batch size, layer
-# shapes, precision and whatever else runs on the machine (smaller batches cost more per image).
-TRAIN_SECONDS_PER_IMAGE = 0.37e-3
-TRAIN_SECONDS_PER_MAC = 0.0227e-9
+# to the two fast presets' mean epochs, validation included, on this project's 2-core CPU (bfloat16, batch 1024,
+# 45,000 images; 2026-11-29): fast-small (19.8 M MACs) 23 s, fast (118 M MACs) 116 s. Real speed varies with batch
+# size, layer shapes, precision and whatever else runs on the machine (smaller batches cost more per image; on this
+# VM the same epoch sometimes takes 1.4-2x as long).
+TRAIN_SECONDS_PER_IMAGE = 0.094e-3
+TRAIN_SECONDS_PER_MAC = 0.0211e-9
 
 
 @dataclass(frozen=True)
