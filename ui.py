@@ -12,7 +12,9 @@ import re
 import numpy as np
 import streamlit as st
 
-from cifar_core import data, explain, predict, runs, train
+from cifar_core import config as configs
+from cifar_core import data, explain, models, runs
+from cifar_core import device as devices
 
 
 def through_router(page_path: str) -> None:
@@ -30,6 +32,48 @@ def forward_deep_link() -> None:
         st.switch_page(link[0], query_params=link[1] or None)
 
 
+def kept(key: str, default):
+    """Before a widget keyed `key` is drawn: its value as the user last left it. Streamlit drops the state of a
+    widget that was not drawn in the last run (another page was shown), so every widget's value is also kept in
+    state of this module's own, and restored from there."""
+    store = st.session_state.setdefault("_kept", {})
+    if key not in st.session_state:
+        st.session_state[key] = store.get(key, default)
+    return st.session_state[key]
+
+
+def keep(key: str):
+    """After a widget keyed `key` is drawn: remember its value for kept()."""
+    st.session_state.setdefault("_kept", {})[key] = st.session_state.get(key)
+    return st.session_state.get(key)
+
+
+def setting_widget(name: str, key: str, default):
+    """The Train page's widget of one TrainConfig field, made from the field's metadata (type, bounds, choices,
+    step, label and help: config.py), its value kept across pages."""
+    meta, kind = configs.FIELDS[name].metadata, configs.kind(name)
+    label, help_ = configs.label(name), configs.describe(name)
+    kept(key, default)
+    if kind is bool:
+        st.checkbox(label, key=key, help=help_)
+    elif meta["choices"]:
+        st.selectbox(label, meta["choices"], key=key, help=help_)
+    elif kind is str:
+        st.text_input(label, key=key, help=help_)
+    else:
+        low = meta["low"] if meta["low"] is not None else None
+        high = meta["high"] if meta["high"] is not None else None
+        if kind is float:
+            step = meta["step"] or 0.01
+            decimals = max(2, len(f"{step:.10f}".rstrip("0").split(".")[1]) + 1)
+            st.number_input(label, None if low is None else float(low), None if high is None else float(high),
+                            step=float(step), format=f"%.{decimals}f", key=key, help=help_)
+        else:
+            st.number_input(label, low, high, step=1, key=key, help=help_,
+                            placeholder="all" if configs.optional(name) else None)
+    return keep(key)
+
+
 def data_source() -> str:
     """The data source chosen in the sidebar (or the default when a page runs on its own)."""
     return st.session_state.get("data_source") or data.default_source()
@@ -37,7 +81,7 @@ def data_source() -> str:
 
 @st.cache_resource(show_spinner="Detecting the training device…")
 def device() -> dict:
-    return train.device_info()
+    return devices.device_info()
 
 
 def run_title(run_id: str) -> str:
@@ -47,7 +91,7 @@ def run_title(run_id: str) -> str:
 
 
 def has_default_model() -> bool:
-    return (runs.DEFAULT_RUN / "model.keras").exists()
+    return (models.DEFAULT_RUN / "model.keras").exists()
 
 
 def model_options() -> dict[str, str]:
@@ -73,7 +117,7 @@ def model_options_or_stop() -> dict[str, str]:
 
 
 def model_mtime(ref: str) -> int:
-    path, _ = runs.resolve_model(ref, allow_paths=False)
+    path, _ = models.resolve_model(ref, allow_paths=False)
     return path.stat().st_mtime_ns
 
 
@@ -81,9 +125,9 @@ def model_mtime(ref: str) -> int:
 def load_model(ref: str, model_mtime_ns: int):
     """(model, class names, whether it is used with mirror TTA) of a model reference, loaded once per file version
     (pass model_mtime(ref))."""
-    path, run_dir = runs.resolve_model(ref, allow_paths=False)
-    model = predict.load_model(path)
-    return model, runs.class_names_for(run_dir, model.output_shape[-1]), runs.tta_for(run_dir)
+    path, run_dir = models.resolve_model(ref, allow_paths=False)
+    model = models.load_model(path)
+    return model, models.class_names_for(run_dir, model.output_shape[-1]), models.tta_for(run_dir)
 
 
 def model_or_stop(ref: str):

@@ -3,7 +3,8 @@ accuracy (the held-out last 5,000 training images), then one JSON line. The fina
 evaluation of its saved model, with test-time augmentation when the preset uses it; total_time_s is the whole
 call: loading the data, building, training, saving and that evaluation.
 
-    python benchmarks/time_to_accuracy.py --preset fast --data ../shared/datasets/cifar10-jpeg [--epochs N] [--precision P]
+    python benchmarks/time_to_accuracy.py --preset fast --data ../shared/datasets/cifar10-jpeg \
+        [--epochs N] [--precision P]
 """
 
 import argparse

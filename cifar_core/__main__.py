@@ -8,57 +8,77 @@ A user's mistake (bad spec, missing data, unreadable image) prints one sentence 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
-from . import runs
+from . import config as configs
+from . import files, runs
 from . import spec as specs
 from .data import DataError
+from .images import ImageError
+
+
+def _train_overrides(args) -> dict:
+    """The TrainConfig fields given as flags (each flag is made from its field, see _add_config_flags)."""
+    return {name: getattr(args, name) for name in configs.FIELDS if getattr(args, name, None) is not None}
+
+
+def _new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
+    from .presets import get_preset
+
+    if bool(args.preset) == bool(args.spec):
+        raise specs.SpecError("Give exactly one of --preset NAME or --spec FILE.")
+    if args.preset:
+        preset = get_preset(args.preset)
+        model_spec, config = preset.spec, preset.train
+    else:
+        model_spec, config = specs.from_json(_read_text(args.spec, "--spec")), configs.TrainConfig()
+    if args.config:
+        changes = files.parse_json(_read_text(args.config, "--config"))
+        if not isinstance(changes, dict):
+            raise specs.SpecError("--config must be a JSON object of training settings, such as {\"epochs\": 5}.")
+        config = configs.config_from_dict({**configs.to_dict(config), **changes})
+    overrides = _train_overrides(args)
+    if isinstance(overrides.get("epochs"), int) and 1 <= overrides["epochs"] <= 1000:
+        config = configs.with_epochs(config, overrides["epochs"])
+    return model_spec, configs.config_from_dict({**configs.to_dict(config), **overrides})
+
+
+def _read_text(path: str, flag: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            text = f.read(files.MAX_JSON_BYTES + 1)
+    except OSError as e:
+        raise specs.SpecError(f"{flag} {path} cannot be read ({e.strerror or type(e).__name__}).") from None
+    if len(text) > files.MAX_JSON_BYTES:
+        raise specs.SpecError(f"{flag} {path} is larger than {files.MAX_JSON_BYTES:,} bytes.")
+    return text
 
 
 def _cmd_train(args) -> int:
-    from .presets import get_preset
-    from .train import TrainConfig, config_from_dict, train, with_epochs
+    from .train import train
 
-    if args.resume:
-        if not args.run_dir:
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if args.resume or (run_dir and not args.preset and not args.spec):
+        if not run_dir:
             raise runs.RunError("--resume needs --run-dir of the run to continue.")
-        saved = runs.read_json(Path(args.run_dir) / "config.json")
-        if not saved:
-            raise runs.RunError(f"There is no run at {args.run_dir} to resume.")
-        model_spec, config = specs.from_dict(saved["spec"]), config_from_dict(saved["train"])
+        if args.resume and os.environ.get("CIFAR_CORE_LAUNCHED") != "1":
+            (run_dir / "stop").unlink(missing_ok=True)  # a stop request left behind by a killed job
+        if not args.resume and not runs.is_fresh(run_dir):
+            raise runs.RunError(f"{run_dir} is not a new run; give --preset or --spec to train into a new folder, or "
+                                "--resume to continue the run there.")
+        model_spec, config = runs.read_spec_and_config(run_dir)
     else:
-        if bool(args.preset) == bool(args.spec):
-            raise specs.SpecError("give exactly one of --preset NAME or --spec FILE.")
-        if args.preset:
-            preset = get_preset(args.preset)
-            model_spec, config = preset.spec, preset.train
-        else:
-            model_spec, config = specs.from_json(Path(args.spec).read_text()), TrainConfig()
-        if args.config:
-            config = config_from_dict({**dataclasses.asdict(config), **json.loads(Path(args.config).read_text())})
-        if args.epochs and isinstance(args.epochs, int) and args.epochs >= 1:
-            config = with_epochs(config, args.epochs)
-        overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "data": args.data,
-                                        "limit": args.limit, "strategy": args.strategy,
-                                        "learning_rate": args.learning_rate, "precision": args.precision}.items()
-                     if v is not None}
-        config = config_from_dict({**dataclasses.asdict(config), **overrides})
-    specs.validate(model_spec)  # before any directory is created
-    run_dir = Path(args.run_dir) if args.run_dir else runs.run_path(runs.new_run_id(model_spec.name), args.runs_dir)
-    if args.name and not args.resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runs.rename_run(run_dir, args.name)
+        model_spec, config = _new_run_settings(args)
+        run_dir = run_dir or runs.run_path(runs.new_run_id(model_spec.name), args.runs_dir)
     try:
-        train(model_spec, config, run_dir, resume=args.resume, log=lambda m: print(m, flush=True))
-    except (specs.SpecError, runs.RunError, DataError):
+        train(model_spec, config, run_dir, resume=args.resume, log=lambda m: print(m, flush=True), name=args.name)
+    except (specs.SpecError, runs.RunError, DataError, files.DiskFullError):
         raise
     except Exception as e:  # the job already wrote the reason into status.json; show it as one sentence
-        status = runs.read_status(run_dir)
-        print(status.get("error") or str(e), file=sys.stderr)
+        print(runs.read_status(run_dir).get("error") or str(e), file=sys.stderr)
         print(run_dir)
         return 1
     print(run_dir)
@@ -79,41 +99,53 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .predict import classify, load_model
+    from .images import ImageError, read_image_file
+    from .models import class_names_for, load_model, resolve_model, tta_for
+    from .predict import classify
 
-    model_path, run_dir = runs.resolve_model(args.model, args.runs_dir)
+    model_path, run_dir = resolve_model(args.model, args.runs_dir)
     model = load_model(model_path)
-    names = runs.class_names_for(run_dir, model.output_shape[-1])
-    files = []
-    for image in args.images:
+    names = class_names_for(run_dir, model.output_shape[-1])
+    readable, results = [], {}
+    for position, image in enumerate(args.images):
         try:
-            files.append((image, Path(image).read_bytes()))
-        except OSError as e:
-            files.append((image, b""))
-            print(f"{image}: cannot be read ({e.strerror}).", file=sys.stderr)
-    results = classify(model, names, files, k=args.top_k, tta=runs.tta_for(run_dir))
+            readable.append((position, image, read_image_file(image)))
+        except ImageError as e:
+            results[position] = {"file": image, "error": str(e)}
+    classified = classify(model, names, [(name, data) for _, name, data in readable], k=args.top_k,
+                          tta=tta_for(run_dir))
+    results.update({position: result for (position, _, _), result in zip(readable, classified)})
+    ordered = [results[i] for i in range(len(args.images))]
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps(ordered))
     else:
-        for r in results:
+        for r in ordered:
             print(f"{r['file']}: " + (r["error"] if "error" in r else
                                        ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top"])))
-    return 1 if any("error" in r for r in results) else 0
+    return 1 if any("error" in r for r in ordered) else 0
 
 
 def _cmd_saliency(args) -> int:
-    from .explain import saliency_png
-    from .predict import load_model, to_input_array
+    import math
 
-    model_path, run_dir = runs.resolve_model(args.model, args.runs_dir)
+    from .explain import saliency_png
+    from .images import read_image_file, to_input_array
+    from .models import class_names_for, load_model, resolve_model
+
+    if not (math.isfinite(args.opacity) and 0 <= args.opacity <= 1):
+        raise ValueError(f"--opacity must be a number from 0 to 1, got {args.opacity}.")
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise ValueError(f"--out must be a file name in an existing folder, got {args.out}.")
+    model_path, run_dir = resolve_model(args.model, args.runs_dir)
     model = load_model(model_path)
-    names = runs.class_names_for(run_dir, model.output_shape[-1])
+    names = class_names_for(run_dir, model.output_shape[-1])
     if args.class_name is not None and args.class_name not in names:
         raise ValueError(f"--class must be one of {', '.join(names)}, got {args.class_name!r}.")
-    image = to_input_array(Path(args.image).read_bytes())
+    image = to_input_array(read_image_file(args.image))
     class_index = names.index(args.class_name) if args.class_name else None
     png, explained = saliency_png(model, image, class_index, opacity=args.opacity)
-    Path(args.out).write_bytes(png)
+    files.write_atomic(out, png)
     print(f"Grad-CAM for class {names[explained]} written to {args.out}")
     return 0
 
@@ -123,7 +155,7 @@ def _cmd_standby(args) -> int:
     with its output in the run's job.log."""
     from .jobs import run_standby
 
-    command = run_standby(args.runs_dir)
+    command = run_standby(args.runs_dir, args.parent)
     if command is None:
         return 0
     sys.stdout.flush()
@@ -148,14 +180,32 @@ def _cmd_runs(args) -> int:
     rows = runs.list_runs(args.runs_dir)
     if args.json:
         print(json.dumps(rows))
+    elif not rows:
+        print(f"No runs yet in {Path(args.runs_dir or runs.default_runs_dir()).resolve()}.")
     else:
         for r in rows:
             acc = f"{r['best_val_accuracy']:.4f}" if r["best_val_accuracy"] is not None else "-"
-            print(f"{r['run_id']:<40} {r['state']:<12} epochs {r['epochs_done']}/{r['epochs']}  best val {acc}")
+            name = "" if r["name"] == r["run_id"] else f"  {r['name']!r}"
+            detail = f"  ({r['problem']})" if r["problem"] else ""
+            print(f"{r['run_id']:<40} {r['state']:<12} epochs {r['epochs_done']}/{r['epochs'] or '?'}  "
+                  f"best val {acc}{name}{detail}")
     return 0
 
 
+def _add_config_flags(parser) -> None:
+    """One flag per TrainConfig field, its type and help from the field (config.describe)."""
+    for name in configs.FIELDS:
+        flag, kind = "--" + name.replace("_", "-"), configs.kind(name)
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=configs.describe(name))
+        else:
+            parser.add_argument(flag, dest=name, type=kind, default=None, help=configs.describe(name),
+                                metavar=name.upper())
+
+
 def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="python -m cifar_core", description="CIFAR-10 CNN Studio engine")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -163,15 +213,9 @@ def main(argv=None) -> int:
     p.add_argument("--preset")
     p.add_argument("--spec", help="a model spec JSON file")
     p.add_argument("--config", help="a JSON file of training settings (TrainConfig fields)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--precision")
-    p.add_argument("--data", help="keras, sample, or a path (default: $CIFAR10_DATA or keras)")
-    p.add_argument("--limit", type=int, help="use only the first N training images")
-    p.add_argument("--strategy", help="default, mirrored or multiworker")
+    _add_config_flags(p)
     p.add_argument("--runs-dir")
-    p.add_argument("--run-dir")
+    p.add_argument("--run-dir", help="the run's folder: a new one, or with --resume one to continue")
     p.add_argument("--name", help="a display name for the run")
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=_cmd_train)
@@ -203,6 +247,7 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("standby", help="wait with TensorFlow imported for a job from the Train page")
     p.add_argument("--runs-dir", required=True)
+    p.add_argument("--parent", type=int, help="exit when this process (the server) has ended")
     p.set_defaults(func=_cmd_standby)
 
     p = sub.add_parser("presets", help="list the presets")
@@ -217,13 +262,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (specs.SpecError, runs.RunError, DataError, ValueError, KeyError, FileNotFoundError,
-            runs.DiskFullError) as e:
+    except (specs.SpecError, runs.RunError, DataError, ImageError, ValueError, KeyError, FileNotFoundError,
+            files.DiskFullError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {message}", file=sys.stderr)
         return 2
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

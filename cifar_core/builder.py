@@ -103,6 +103,7 @@ def to_keras_source(spec: specs.ModelSpec) -> str:
         lines.append("    layers.Activation('softmax'),")
     lines.append(f"], name={_keras_name(spec.name)!r})")
     if "PatchWhitening" in custom:
-        lines.append("# Before training, set the whitening from the images: model.layers[1].adapt(x_train[:5000] / 255)")
+        lines.append("# Before training, set the whitening from the images: "
+                     "model.layers[1].adapt(x_train[:5000] / 255)")
     lines.append("model.summary()")
     return "\n".join(lines) + "\n"

@@ -7,10 +7,11 @@ Callbacks are made by functions because they subclass Keras classes, and keras i
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
-from . import runs
+from . import files, runs
 
 BATCH_POINT_INTERVAL_S = 0.5  # metrics.jsonl gets at most two batch points a second
 
@@ -37,18 +38,8 @@ def restore_backup_metadata(backup_dir: Path) -> tuple[int, str | None]:
 
 
 def save_model_atomic(model, path: Path) -> None:
-    """Saves to a hidden temporary file (a leading '.': no listing shows it), then renames it over `path`: a crash or
-    a full disk mid-save leaves the previous model whole. A full disk raises runs.DiskFullError."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if runs.is_disk_full(e):
-            raise runs.DiskFullError(path) from e
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
+    """model.save through files.write_atomic: a crash or a full disk mid-save leaves the previous model whole."""
+    files.write_atomic(path, write=model.save, suffix=".tmp.keras")
 
 
 def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offset: float, log=None):
@@ -162,6 +153,15 @@ def make_lookahead(total_steps: int, every: int = 5, decay: float = 0.95 ** 5):
 _SIGNALLED = False
 
 
-def on_sigterm(signum, frame):
+def _on_stop_signal(signum, frame):
     global _SIGNALLED
     _SIGNALLED = True
+
+
+def install_stop_signals() -> None:
+    """SIGTERM (the page's Stop, after its grace period) and Ctrl-C in a terminal both ask the job to stop after its
+    batch: it then saves its model and says how to resume, instead of dying mid-write."""
+    global _SIGNALLED
+    _SIGNALLED = False
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs
+from . import data as datasets
+from .files import read_json, write_json
+from .models import DEFAULT_RUN, load_model, resolve_model, tta_for
+from .predict import predict_proba
 
 EVAL_BATCH_SIZE = 500
 
@@ -58,8 +61,6 @@ def metrics_from_probabilities(probabilities: np.ndarray, y_true: np.ndarray, cl
 
 
 def predict_batches(model, x: np.ndarray, progress=None, tta: bool = False) -> np.ndarray:
-    from .predict import predict_proba
-
     chunks = []
     for start in range(0, len(x), EVAL_BATCH_SIZE):
         chunks.append(predict_proba(model, x[start:start + EVAL_BATCH_SIZE], tta))
@@ -98,39 +99,73 @@ def select_predictions(result: dict, *, misclassified_only=False, true_class=Non
     return indices[np.argsort(-conf[indices], kind="stable")][:limit].tolist()
 
 
+def eval_paths(run_dir: Path) -> list[Path]:
+    """Where a run's evaluations are stored, the one to write first: eval.json in the run, except for a model
+    inside the installed package (the shipped default), whose evaluations go to the user's cache folder (the
+    package may be read-only, and a tracked file must not change); its shipped eval.json is still read."""
+    run_dir = Path(run_dir)
+    package = Path(__file__).resolve().parent
+    if run_dir.resolve() == DEFAULT_RUN.resolve() or package in run_dir.resolve().parents:
+        key = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+        return [datasets.cache_dir() / "evaluations" / f"{key}.json", run_dir / "eval.json"]
+    return [run_dir / "eval.json"]
+
+
 def store_eval(run_dir: Path, result: dict) -> None:
-    stored = runs.read_json(Path(run_dir) / "eval.json", {}) or {}
+    path = eval_paths(run_dir)[0]
+    stored = read_json(path, {})
+    stored = stored if isinstance(stored, dict) else {}
     stored[f"{result['source']}:{result['split']}"] = result
-    runs.write_json(Path(run_dir) / "eval.json", stored)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, stored)
 
 
 def model_fingerprint(path: Path) -> str:
     """The SHA-256 of a model file: what a stored evaluation describes. Its content, not its modification time, which
-    a git checkout or a copy resets (16 MB, the default model: about 30 ms)."""
+    a git checkout or a copy resets."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def _usable(result, class_count: int | None = None) -> bool:
+    """Whether a stored evaluation has the shape the pages read (a torn or edited eval.json is not trusted)."""
+    if not isinstance(result, dict):
+        return False
+    try:
+        names, cm, predictions = result["class_names"], result["confusion_matrix"], result["predictions"]
+        n = result["n"]
+        return (isinstance(names, list) and len(cm) == len(names) and all(len(row) == len(names) for row in cm)
+                and all(len(predictions[k]) == n for k in ("true", "pred", "confidence"))
+                and isinstance(result["accuracy"], float) and isinstance(result["per_class"], list))
+    except (KeyError, TypeError):
+        return False
+
+
 def load_eval(run_dir: Path, source: str, split: str) -> dict | None:
     """A stored evaluation, if it describes the model file that is there now."""
-    stored = runs.read_json(Path(run_dir) / "eval.json", {}) or {}
-    result = stored.get(f"{source}:{split}")
     model = Path(run_dir) / "model.keras"
-    if result and model.exists() and result.get("model_sha256") == model_fingerprint(model):
-        return result
+    if not model.exists():
+        return None
+    fingerprint = None
+    for path in eval_paths(run_dir):
+        stored = read_json(path, {}, max_bytes=64 * 2**20)
+        result = stored.get(f"{source}:{split}") if isinstance(stored, dict) else None
+        if _usable(result):
+            fingerprint = fingerprint or model_fingerprint(model)
+            if result.get("model_sha256") == fingerprint:
+                return result
     return None
 
 
 def evaluate_model(model_ref: str, split: str = "test", source: str | None = None, runs_dir=None,
-                   progress=None) -> dict:
+                   progress=None, log=None) -> dict:
     """Evaluates a model (run id, run directory, .keras file or 'default') on a split of a data source, reusing
-    the run's stored result for the same model file, source and split."""
-    from . import data as datasets
-    from .predict import load_model
-
-    model_path, run_dir = runs.resolve_model(model_ref, runs_dir)
-    dataset = datasets.load_data(source or None)
+    the stored result for the same model file, source and split."""
+    model_path, run_dir = resolve_model(model_ref, runs_dir)
+    dataset = datasets.load_data(source or None, log=log)
     x, y, used_split = dataset.split(split)
+    if not len(x):
+        raise datasets.DataError(f"The {used_split} split of this data source has no images to evaluate.")
     if run_dir is not None:
         cached = load_eval(run_dir, dataset.source, used_split)
         if cached:
@@ -140,11 +175,11 @@ def evaluate_model(model_ref: str, split: str = "test", source: str | None = Non
         raise ValueError(f"The model predicts {model.output_shape[-1]} classes but the data source "
                          f"{dataset.source!r} has {dataset.num_classes}.")
     result = evaluate_arrays(model, x, y, dataset.class_names, used_split, dataset.source, progress,
-                             tta=runs.tta_for(run_dir))
+                             tta=tta_for(run_dir))
     result["model_sha256"] = model_fingerprint(model_path)
     if run_dir is not None:
         try:
             store_eval(run_dir, result)
         except OSError:
-            pass  # a read-only install (the shipped default model): the result is still returned
+            pass  # a read-only folder: the result is still returned
     return result

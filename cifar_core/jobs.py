@@ -13,8 +13,6 @@ takes a job, so a held lock always means a process ready for one.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import fcntl
 import os
 import signal
 import subprocess
@@ -22,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import runs
+from . import files, runs
 from . import spec as specs
-from .train import TrainConfig, validate_config
+from .config import TrainConfig, validate_config
 
 STOP_GRACE_S = 15.0
 STANDBY_IDLE_S = float(os.environ.get("CIFAR_CORE_STANDBY_IDLE_S") or 600)  # a standby unused this long exits
@@ -40,12 +38,16 @@ def active_job(runs_dir=None) -> dict | None:
 
 
 def _spawn(command: list[str], log_path: Path) -> int:
-    log = open(log_path, "ab")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "cifar_core", *command], stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-                               cwd=Path(__file__).resolve().parent.parent)
-    log.close()
+    """Starts `python -m cifar_core COMMAND` in a session (process group) of its own, so that it outlives the
+    page's script runs and can be ended as a whole; returns its pid."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "CIFAR_CORE_LAUNCHED": "1"}
+    package_parent = str(Path(__file__).resolve().parent.parent)  # importable even when not installed
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    detach = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
+              else {"start_new_session": True})
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "cifar_core", *command], stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, **detach)
     return process.pid
 
 
@@ -57,22 +59,17 @@ def _launch(run_dir: Path, extra: list[str]) -> int:
     if pid:
         runs.write_json(root / ".standby.job.json", {"run_dir": str(run_dir.resolve()), "args": extra})
         return pid
-    return _spawn(["train", "--run-dir", str(run_dir), *extra], run_dir / "job.log")
+    return _spawn(["train", "--run-dir", str(run_dir.resolve()), *extra], run_dir / "job.log")
 
 
 def standby_pid(runs_dir=None) -> int | None:
-    """The pid of the standby process waiting in runs_dir, or None."""
-    path = Path(runs_dir or runs.default_runs_dir()) / ".standby.lock"
-    try:
-        with open(path) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return int(f.read().strip() or 0) or None
-            fcntl.flock(f, fcntl.LOCK_UN)
-    except (OSError, ValueError):
-        pass
-    return None
+    """The pid of the standby process waiting in runs_dir, or None. The standby holds .standby.lock while it
+    waits and writes its pid beside it."""
+    root = Path(runs_dir or runs.default_runs_dir())
+    if not files.is_locked(root / ".standby.lock"):
+        return None
+    pid = files.read_json(root / ".standby.pid.json", {})
+    return pid.get("pid") if isinstance(pid, dict) and isinstance(pid.get("pid"), int) else None
 
 
 def warm_up(runs_dir=None) -> None:
@@ -85,25 +82,34 @@ def warm_up(runs_dir=None) -> None:
         with _start_lock(root):
             if standby_pid(root) or active_job(root):
                 return
-            _spawn(["standby", "--runs-dir", str(root.resolve())], root / ".standby.log")
+            _spawn(["standby", "--runs-dir", str(root.resolve()), "--parent", str(os.getpid())],
+                   root / ".standby.log")
     except OSError:
         pass  # a read-only or full runs folder: Start then spawns the job itself, as without a standby
 
 
-def run_standby(runs_dir) -> list[str] | None:
+def _parent_alive(parent: int | None) -> bool:
+    if not parent:
+        return True
+    if os.name != "nt":
+        return os.getppid() == parent  # reparented (to init) once the server that started it is gone
+    try:
+        os.kill(parent, 0)
+    except OSError:
+        return False
+    return True
+
+
+def run_standby(runs_dir, parent: int | None = None) -> list[str] | None:
     """The standby process's life: take .standby.lock (or return None at once if another process holds it),
     import TensorFlow and run one operation, then wait for a job. Returns that job's train arguments, with the lock
-    given up; returns None after STANDBY_IDLE_S without one, or when the runs directory is gone."""
+    given up; returns None after STANDBY_IDLE_S without one, when the runs directory is gone, or when the server
+    that started it (parent) has ended."""
     root = Path(runs_dir)
-    lock = open(root / ".standby.lock", "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
+    lock = files.try_lock(root / ".standby.lock")
+    if lock is None:
         return None
-    lock.truncate(0)
-    lock.write(str(os.getpid()))
-    lock.flush()
+    runs.write_json(root / ".standby.pid.json", {"pid": os.getpid()})
     import keras  # noqa: F401
     import tensorflow as tf
 
@@ -113,20 +119,20 @@ def run_standby(runs_dir) -> list[str] | None:
     print(f"standby {os.getpid()} ready", flush=True)
     job_file, deadline = root / ".standby.job.json", time.monotonic() + STANDBY_IDLE_S
     try:
-        while root.is_dir():
+        while root.is_dir() and _parent_alive(parent):
             if job_file.exists() or time.monotonic() > deadline:
                 with _start_lock(root):  # a start under way finishes handing its job over first
                     job = runs.read_json(job_file)
                     job_file.unlink(missing_ok=True)
-                if job and Path(job["run_dir"]).resolve().parent == root.resolve():  # only a run of this directory
-                    return ["train", "--run-dir", job["run_dir"], *job["args"]]
+                if isinstance(job, dict) and isinstance(job.get("run_dir"), str) and isinstance(job.get("args"), list) \
+                        and Path(job["run_dir"]).resolve().parent == root.resolve():  # only a run of this folder
+                    return ["train", "--run-dir", job["run_dir"], *map(str, job["args"])]
                 if time.monotonic() > deadline:
                     return None
             time.sleep(STANDBY_POLL_S)
         return None
     finally:
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+        lock.release()
 
 
 @contextlib.contextmanager
@@ -135,12 +141,11 @@ def _start_lock(runs_dir):
     both see 'no job running' and both launch one."""
     root = Path(runs_dir or runs.default_runs_dir())
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".start.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    lock = files.wait_lock(root / ".start.lock")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _refuse_if_busy(runs_dir) -> None:
@@ -161,19 +166,8 @@ def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, n
         while runs.run_path(run_id, runs_dir).exists():  # two starts in the same second
             time.sleep(1.0)
             run_id = runs.new_run_id(model_spec.name)
-        run_dir = runs.run_path(run_id, runs_dir)
-        run_dir.mkdir(parents=True)
-        runs.write_json(run_dir / "spec.json", specs.to_dict(model_spec))
-        runs.write_json(run_dir / "train.json", dataclasses.asdict(config))
-        if name:
-            runs.rename_run(run_dir, name)
-        runs.write_status(run_dir, state="starting", epoch=0, epochs=config.epochs)
-        # config.json is written by the job itself; until then the run is listed through this placeholder.
-        runs.write_json(run_dir / "config.json", {
-            "spec": specs.to_dict(model_spec), "train": dataclasses.asdict(config),
-            "params": specs.summary(model_spec)["params"], "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-        pid = _launch(run_dir, ["--spec", str(run_dir / "spec.json"), "--config", str(run_dir / "train.json")])
-        runs.write_status(run_dir, pid=pid)
+        run_dir = runs.create_run(runs.run_path(run_id, runs_dir), model_spec, config, name=name)
+        runs.write_status(run_dir, pid=_launch(run_dir, []))
     return run_id
 
 
@@ -183,8 +177,23 @@ def resume_job(run_id: str, runs_dir=None) -> None:
         _refuse_if_busy(runs_dir)
         if runs.read_status(run_dir).get("state") not in ("stopped", "interrupted", "failed"):
             raise runs.RunError("Only a stopped, interrupted or failed run can be resumed.")
+        (run_dir / "stop").unlink(missing_ok=True)  # a stop request left by a killed job is not this resume's
         runs.write_status(run_dir, state="starting", error=None)
         runs.write_status(run_dir, pid=_launch(run_dir, ["--resume"]))
+
+
+def end_process_group(pid: int) -> None:
+    """Ends a job and everything it started: its process group on POSIX (SIGTERM, then SIGKILL), its process tree on
+    Windows (taskkill /T /F)."""
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/PID", str(pid), "/T", "/F"], capture_output=True, check=False)
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(2.0)
 
 
 def stop_job(run_id: str, runs_dir=None, wait_s: float = STOP_GRACE_S) -> str:
@@ -194,17 +203,10 @@ def stop_job(run_id: str, runs_dir=None, wait_s: float = STOP_GRACE_S) -> str:
     runs.request_stop(run_dir)
     pid = runs.read_status(run_dir).get("pid")
     deadline = time.time() + wait_s
-    while time.time() < deadline and runs.is_locked(run_dir):
+    while time.time() < deadline and (runs.is_locked(run_dir) or runs.read_status(run_dir)["state"] == "starting"):
         time.sleep(0.2)
     if runs.is_locked(run_dir) and pid:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                break
-            time.sleep(2.0)
-            if not runs.is_locked(run_dir):
-                break
+        end_process_group(pid)
     return runs.read_status(run_dir).get("state", "unknown")
 
 

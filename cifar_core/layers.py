@@ -3,7 +3,7 @@
 kernel, and an Activation whose GELU has a hand-written gradient.
 
 All are registered as serialisable, so a saved model.keras loads with safe_mode=True wherever this module is
-imported (predict.py imports it).
+imported (models.py imports it).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if not fused or keras.backend.backend() != "tensorflow":
             # Inference stays Keras's: the Layers and Classify pages run it eagerly from several sessions' threads
             # at once, and TensorFlow 2.21's fused kernel then corrupted the heap (reproduced with four threads of
-            # Grad-CAM). Predictions fold it away anyway (predict.serving_model).
+            # Grad-CAM). Predictions fold it away anyway (models.serving_model).
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         scale = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([channels], tf.float32)

@@ -7,9 +7,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .spec import (Activation, BatchNormalization, Conv2D, Dense, Dropout, Flatten, GlobalMaxPooling2D,
-                   MaxPooling2D, ModelSpec, PatchWhitening)
-from .train import TrainConfig
+from .config import TrainConfig
+from .spec import (
+    Activation,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalMaxPooling2D,
+    MaxPooling2D,
+    ModelSpec,
+    PatchWhitening,
+)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ ACTIVATIONS = ("relu", "gelu", "elu", "sigmoid", "tanh", "linear")
 PADDINGS = ("same", "valid")
 INITIALIZERS = ("glorot_uniform", "he_normal", "dirac")  # dirac: airbench's identity start, see layers.Dirac
 MAX_PARAMS = 50_000_000
+MAX_CLASSES = 1000
 
 
 class SpecError(ValueError):
@@ -255,8 +256,9 @@ def validate_header(spec: ModelSpec) -> None:
             and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
             and 8 <= shape[0] <= 256 and 8 <= shape[1] <= 256 and shape[2] in (1, 3)):
         raise SpecError(f"input_shape must be (height, width, 1 or 3) with sides 8 to 256, got {spec.input_shape}.")
-    if isinstance(spec.num_classes, bool) or not isinstance(spec.num_classes, int) or not 2 <= spec.num_classes <= 1000:
-        raise SpecError(f"num_classes must be an integer from 2 to 1000, got {spec.num_classes!r}.")
+    classes = spec.num_classes
+    if isinstance(classes, bool) or not isinstance(classes, int) or not 2 <= classes <= MAX_CLASSES:
+        raise SpecError(f"num_classes must be an integer from 2 to {MAX_CLASSES}, got {classes!r}.")
     scale = spec.logit_scale
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 10:
         raise SpecError(f"logit_scale must be a number in (0, 10], got {scale!r}.")
@@ -348,6 +350,7 @@ def replace(spec: ModelSpec, **changes) -> ModelSpec:
     return dataclasses.replace(spec, **changes)
 
 
-__all__ = ["ModelSpec", "LayerInfo", "SpecError", "LAYER_TYPES", "ACTIVATIONS", "PADDINGS", "INITIALIZERS", "MAX_PARAMS", "infer",
+__all__ = ["ModelSpec", "LayerInfo", "SpecError", "LAYER_TYPES", "ACTIVATIONS", "PADDINGS", "INITIALIZERS",
+           "MAX_PARAMS", "infer",
            "validate", "summary", "first_error", "to_dict", "from_dict", "to_json", "from_json", "layer_to_dict",
            "layer_from_dict"] + list(LAYER_TYPES)

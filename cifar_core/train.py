@@ -1,147 +1,35 @@
-"""Training: TrainConfig -> a run directory, with model.fit over a tf.data pipeline.
+"""Training: a spec and a TrainConfig -> a run directory, with model.fit over a tf.data pipeline.
 
-One pipeline, top to bottom: load_data -> tf.data (shuffle, batch, flip + translate on whole batches, one-hot) ->
-build_model under the precision policy and distribution strategy -> compile -> fit with the run's callbacks ->
-save -> evaluate. The job owns its run directory and holds its lock; everybody else only reads it.
+One pipeline, top to bottom (train):
+    load the data -> create the run -> take its lock -> device, precision, strategy -> record what the job found ->
+    prepare a resume -> build and compile -> fit with the run's callbacks -> save -> evaluate the saved file.
+The job owns its run directory and holds its lock; everybody else only reads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import shutil
-import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import callbacks, runs
+from . import callbacks, files, runs
+from . import data as datasets
 from . import spec as specs
+from .config import TrainConfig, validate_config
+from .device import device_info, make_strategy, resolve_precision, work_around_multiworker_fit
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "one-cycle")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES = ("default", "mirrored", "multiworker")
-# The Train page's rough time per epoch: a fixed cost per image plus a cost per forward multiply-accumulate, fitted
-# to the two fast presets' mean epochs, validation included, on this project's 2-core CPU (bfloat16, batch 1024,
-# 45,000 images; 2026-11-29): fast-small (19.8 M MACs) 23 s, fast (118 M MACs) 116 s. Real speed varies with batch
-# size, layer shapes, precision and whatever else runs on the machine (smaller batches cost more per image; on this
-# VM the same epoch sometimes takes 1.4-2x as long).
+# The Train page's rough time per epoch before a run has measured its own: a fixed cost per image plus a cost per
+# forward multiply-accumulate. The constants and the machine they were fitted on are in benchmarks/README.md.
 TRAIN_SECONDS_PER_IMAGE = 0.094e-3
 TRAIN_SECONDS_PER_MAC = 0.0211e-9
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128            # images per step (per replica under a distribution strategy)
-    optimizer: str = "adam"          # adam | adamw | sgd (Nesterov)
-    learning_rate: float = 1e-3      # peak learning rate
-    momentum: float = 0.9            # sgd only
-    bias_lr_scale: float = 1.0       # sgd only: BatchNormalization betas learn this many times faster (airbench: 64)
-    schedule: str = "constant"       # constant | cosine (decay to 0) | one-cycle (linear up, then linear down)
-    warmup_epochs: float = 0.0       # linear warm-up, for cosine (from 0) and one-cycle (from start_fraction)
-    start_fraction: float = 0.0      # one-cycle: learning rate at step 0, as a fraction of the peak
-    end_fraction: float = 0.0        # one-cycle: learning rate at the last step, as a fraction of the peak
-    weight_decay: float = 0.0        # decoupled (adamw, sgd) weight decay, multiplied by the learning rate
-    label_smoothing: float = 0.0
-    lookahead: bool = False          # airbench's lookahead: train on from a moving average of the weights
-    tta: bool = False                # evaluate and classify on the image and its mirror image, averaged
-    flip: bool = True                # random horizontal flip
-    translate: int = 2               # random translation up to this many pixels (reflect padding + crop)
-    seed: int = 0
-    precision: str = "auto"          # auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bf16, else float32
-    data: str = ""                   # data source ('' = CIFAR10_DATA or keras); see data.py
-    limit: int | None = None         # use only the first N training images (quick tries)
-    strategy: str = "default"        # default | mirrored (all local GPUs) | multiworker (TF_CONFIG)
-
-
-def validate_config(config: TrainConfig) -> TrainConfig:
-    def need(ok, field, allowed):
-        if not ok:
-            raise specs.SpecError(f"training setting {field} must be {allowed}, got {getattr(config, field)!r}.")
-
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    def is_num(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    need(is_int(config.epochs) and 1 <= config.epochs <= 1000, "epochs", "an integer from 1 to 1000")
-    need(is_int(config.batch_size) and 1 <= config.batch_size <= 4096, "batch_size", "an integer from 1 to 4096")
-    need(config.optimizer in OPTIMIZERS, "optimizer", " or ".join(OPTIMIZERS))
-    need(is_num(config.learning_rate) and 0 < config.learning_rate <= 10, "learning_rate", "a number in (0, 10]")
-    need(config.schedule in SCHEDULES, "schedule", " or ".join(SCHEDULES))
-    need(is_num(config.warmup_epochs) and 0 <= config.warmup_epochs <= config.epochs, "warmup_epochs",
-         "a number from 0 to epochs")
-    need(is_num(config.momentum) and 0 <= config.momentum < 1, "momentum", "a number in [0, 1)")
-    need(is_num(config.bias_lr_scale) and 0 < config.bias_lr_scale <= 1000, "bias_lr_scale", "a number in (0, 1000]")
-    need(is_num(config.start_fraction) and 0 <= config.start_fraction <= 1, "start_fraction", "a number in [0, 1]")
-    need(is_num(config.end_fraction) and 0 <= config.end_fraction <= 1, "end_fraction", "a number in [0, 1]")
-    need(is_num(config.weight_decay) and 0 <= config.weight_decay < 1, "weight_decay", "a number in [0, 1)")
-    need(is_num(config.label_smoothing) and 0 <= config.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
-    need(isinstance(config.flip, bool), "flip", "true or false")
-    need(isinstance(config.lookahead, bool), "lookahead", "true or false")
-    need(isinstance(config.tta, bool), "tta", "true or false")
-    need(is_int(config.translate) and 0 <= config.translate <= 8, "translate", "an integer from 0 to 8 pixels")
-    need(is_int(config.seed), "seed", "an integer")
-    need(config.precision in PRECISIONS, "precision", " or ".join(PRECISIONS))
-    need(isinstance(config.data, str), "data", "a data source")
-    need(config.limit is None or (is_int(config.limit) and config.limit >= 1), "limit", "empty or a positive integer")
-    need(config.strategy in STRATEGIES, "strategy", " or ".join(STRATEGIES))
-    if config.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
-        raise specs.SpecError("training setting strategy 'multiworker' needs the TF_CONFIG environment variable "
-                              "(the cluster's workers and this one's index) on every machine; see the README.")
-    return config
-
-
-def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
-    """The same recipe over another number of epochs: the warm-up keeps its share of the schedule."""
-    warmup = round(config.warmup_epochs * epochs / config.epochs, 2) if config.epochs else config.warmup_epochs
-    return dataclasses.replace(config, epochs=epochs, warmup_epochs=warmup)
 
 
 def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int) -> float:
     """A rough time per training epoch (see TRAIN_SECONDS_PER_IMAGE). Raises SpecError for an invalid spec."""
     macs = specs.summary(model_spec)["macs"]
     return images * (TRAIN_SECONDS_PER_IMAGE + macs * TRAIN_SECONDS_PER_MAC)
-
-
-def config_from_dict(data: dict) -> TrainConfig:
-    allowed = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise specs.SpecError(f"unknown training setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}.")
-    return validate_config(TrainConfig(**data))
-
-
-def cpu_supports_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def device_info() -> dict:
-    """Which device training uses and in which precision, e.g. {'device': 'GPU: NVIDIA ...', 'precision': ...}."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        name = details.get("device_name", gpus[0].name)
-        return {"device": f"GPU: {name}" + (f" (x{len(gpus)})" if len(gpus) > 1 else ""), "gpus": len(gpus),
-                "precision": "mixed_float16"}
-    cpu = platform.processor() or "CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"device": f"CPU: {cpu} ({os.cpu_count()} cores)", "gpus": 0,
-            "precision": "mixed_bfloat16" if cpu_supports_bf16() else "float32"}
 
 
 def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, config: TrainConfig):
@@ -199,180 +87,196 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
 
 
-def resolve_precision(config: TrainConfig) -> str:
-    return device_info()["precision"] if config.precision == "auto" else config.precision
+# ---- the steps of a training job
+
+def load_dataset(config: TrainConfig, log) -> datasets.Dataset:
+    dataset = datasets.load_data(config.data or None, limit=config.limit, log=log)
+    log(f"Data: {len(dataset.x_train)} training and {len(dataset.x_val)} validation images from {dataset.source}.")
+    return dataset
 
 
-def make_strategy(name: str):
-    """mirrored: one replica per local GPU (or, with no GPU, per logical CPU device; CIFAR_CORE_VIRTUAL_CPUS=N
-    splits the CPU into N of them, which is how the tests run it on a CPU-only machine)."""
+def fit_spec_to_data(model_spec: specs.ModelSpec, dataset: datasets.Dataset) -> specs.ModelSpec:
+    """The spec with the data's number of classes; a data source the spec cannot take is refused by its numbers."""
+    if not 2 <= dataset.num_classes <= specs.MAX_CLASSES:
+        raise datasets.DataError(f"The data source has {dataset.num_classes:,} classes; this tool trains on 2 to "
+                                 f"{specs.MAX_CLASSES:,}.")
+    if tuple(model_spec.input_shape) != dataset.x_train.shape[1:]:
+        raise specs.SpecError(f"input_shape {tuple(model_spec.input_shape)} does not match the data's images, "
+                              f"which are {' × '.join(map(str, dataset.x_train.shape[1:]))}.")
+    return specs.validate(dataclasses.replace(model_spec, num_classes=dataset.num_classes))
+
+
+def record_facts(run_dir: Path, dataset: datasets.Dataset, info: dict, precision: str, replicas: int) -> None:
+    import keras
+    import numpy as np
     import tensorflow as tf
 
-    virtual = int(os.environ.get("CIFAR_CORE_VIRTUAL_CPUS") or 0)
-    if virtual > 1 and not tf.config.list_physical_devices("GPU"):
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        try:
-            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * virtual)
-        except RuntimeError:
-            pass  # already initialised with the same split
-    if name == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
-    if name == "multiworker":  # the cluster and this worker's place in it come from TF_CONFIG
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+    runs.write_config(run_dir, class_names=list(dataset.class_names), data_source=dataset.source,
+                      data_splits={"train": len(dataset.x_train), "val": len(dataset.x_val),
+                                   "test": 0 if dataset.x_test is None else len(dataset.x_test)},
+                      device=info["device"], precision=precision, replicas=replicas,
+                      versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__})
 
 
-def work_around_multiworker_fit(model) -> None:
-    """Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585, open): it reduces the
-    first, nested batch with strategy.reduce, which takes no nests, and it averages each step's scalar logs over an
-    axis 0 they do not have. The two smallest changes that let fit run: the model does not remember the strategy
-    (fit then builds inside the strategy's scope instead of from that batch, and finds the strategy from the
-    scope), and the steps' logs get that axis. tests/test_distributed.py trains two workers with them."""
+def prepare_resume(run_dir: Path, resume: bool, log) -> tuple[int, float]:
+    """(completed epochs, seconds already trained): on resume, from the backup (repaired or dropped when torn);
+    on a new run, a clean slate. metrics.jsonl then holds each completed epoch exactly once."""
+    backup_dir = run_dir / "backup"
+    if not resume:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        return 0, 0.0
+    done_epochs, note = callbacks.restore_backup_metadata(backup_dir)
+    if note:
+        log(note)
+    kept = runs.truncate_metrics(run_dir, done_epochs)
+    log(f"Resuming after epoch {done_epochs}.")
+    return done_epochs, max((r["time"] or 0.0 for r in kept), default=0.0)
+
+
+def build_and_compile(model_spec, config: TrainConfig, dataset, strategy, steps_per_epoch: int):
     import keras
 
-    model._distribute_strategy = None
-    for name in ("train_step", "test_step"):
-        step = getattr(model, name)
-        setattr(model, name, lambda data, step=step: {k: keras.ops.expand_dims(v, 0) for k, v in step(data).items()})
+    from .builder import build_model
+
+    with strategy.scope():
+        model = build_model(model_spec, dataset.x_train)
+        model.compile(optimizer=make_optimizer(config, steps_per_epoch),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                      metrics=["accuracy"])
+    if config.strategy == "multiworker":
+        work_around_multiworker_fit(model)
+    return model
 
 
-def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, resume: bool = False,
-          log=print) -> Path:
-    """Trains into run_dir (created if needed) and returns it. Raises SpecError for an invalid spec or config
-    before anything is created, RunError if another job holds the run."""
-    import numpy as np
+def make_callbacks(run_dir: Path, config: TrainConfig, steps_per_epoch: int, time_offset: float, log):
+    import keras
 
+    logger = callbacks.make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset, log)
+    fit_callbacks = [callbacks.make_lookahead(config.epochs * steps_per_epoch)] if config.lookahead else []
+    fit_callbacks += [
+        # raise_error=True: the default only sets stop_training, and later callbacks would then save the NaN weights
+        # over the last good model.
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        # The logger records an epoch (its metrics point and model.keras) before the backup marks it done: a crash
+        # between the two then makes resume redo that epoch, instead of skipping an epoch never recorded.
+        logger,
+        callbacks.make_backup(run_dir / "backup", logger),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+    ]
+    return logger, fit_callbacks
+
+
+def evaluate_saved(run_dir: Path, dataset, config: TrainConfig, log) -> None:
+    """Evaluates the saved file, as every later reader will, outside the distribution strategy (under
+    MirroredStrategy predict_on_batch returned one row per replica and image)."""
+    from .evaluate import evaluate_arrays, model_fingerprint, store_eval
+    from .models import load_model
+
+    x_eval, y_eval, split = dataset.split("test")
+    saved = load_model(run_dir / "model.keras")
+    result = evaluate_arrays(saved, x_eval, y_eval, dataset.class_names, split, dataset.source, tta=config.tta)
+    result["model_sha256"] = model_fingerprint(run_dir / "model.keras")
+    store_eval(run_dir, result)
+    log(f"{split} accuracy {result['accuracy']:.4f} on {result['n']} images ({split} split).")
+
+
+# ---- the job
+
+def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, resume: bool = False, log=print,
+          name: str | None = None) -> Path:
+    """Trains into run_dir and returns it. A new run's data is loaded before its folder is created, so a bad spec,
+    config, folder or data source is refused (SpecError, RunError, DataError) with nothing created. run_dir may be a
+    fresh run that jobs.start_job created; any other folder that holds files is refused."""
     specs.validate(model_spec)
     validate_config(config)
     run_dir = Path(run_dir)
-    if resume and not (run_dir / "config.json").exists():
-        raise runs.RunError(f"There is no run at {run_dir} to resume.")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    dataset = None
+    if resume:
+        if not (run_dir / "config.json").exists():
+            raise runs.RunError(f"There is no run at {run_dir} to resume.")
+    elif not runs.is_fresh(run_dir):
+        runs.check_new_run_dir(run_dir)
+        dataset = load_dataset(config, log)
+        fit_spec_to_data(model_spec, dataset)
+        runs.create_run(run_dir, model_spec, config, name=name)
     lock = runs.RunLock(run_dir).acquire()
-    signal.signal(signal.SIGTERM, callbacks.on_sigterm)
+    callbacks.install_stop_signals()
     try:
-        (run_dir / "stop").unlink(missing_ok=True)
-        return _train_locked(model_spec, config, run_dir, resume, log, np)
+        return _train_locked(model_spec, config, run_dir, resume, log, dataset)
     finally:
+        (run_dir / "stop").unlink(missing_ok=True)  # honoured (or the job ended): a later resume starts afresh
         lock.release()
 
 
-def _train_locked(model_spec, config, run_dir, resume, log, np):
-    from . import data as datasets
-
-    runs.write_status(run_dir, state="starting", pid=os.getpid(), error=None)
+def _train_locked(model_spec, config, run_dir, resume, log, dataset):
+    runs.write_status(run_dir, state="starting", pid=os.getpid(), error=None, failed_on=None)
     try:
+        files.clear_leftovers(run_dir)
+        if runs.stop_requested(run_dir):  # Stop pressed before the job began
+            runs.write_status(run_dir, state="stopped")
+            log("Stopped before the first step.")
+            return run_dir
+        try:
+            dataset = dataset or load_dataset(config, log)
+            model_spec = fit_spec_to_data(model_spec, dataset)
+        except (datasets.DataError, specs.SpecError) as e:
+            _record_failure(run_dir, str(e), failed_on="data")
+            raise
         import keras
-        import tensorflow as tf
 
-        info = device_info()
-        precision = resolve_precision(config)
+        info, precision = device_info(), resolve_precision(config.precision)
         log(f"Training on {info['device']} with {precision} precision.")
-        dataset = datasets.load_data(config.data or None, limit=config.limit)
-        if dataset.num_classes != model_spec.num_classes:
-            model_spec = dataclasses.replace(model_spec, num_classes=dataset.num_classes)
-        log(f"Data: {len(dataset.x_train)} training and {len(dataset.x_val)} validation images from "
-            f"{dataset.source}.")
-
         strategy = make_strategy(config.strategy)
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         steps_per_epoch = -(-len(dataset.x_train) // global_batch)
-        rows = specs.infer(model_spec)
-        if not resume or not (run_dir / "config.json").exists():
-            runs.write_json(run_dir / "config.json", {
-                "spec": specs.to_dict(model_spec), "train": dataclasses.asdict(config),
-                "params": sum(r.params for r in rows), "class_names": list(dataset.class_names),
-                "data_source": dataset.source, "device": info["device"], "precision": precision,
-                "replicas": strategy.num_replicas_in_sync, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
-            })
-
-        backup_dir = run_dir / "backup"
-        done_epochs, note = callbacks.restore_backup_metadata(backup_dir) if resume else (0, None)
-        if note:
-            log(note)
-        if not resume:
-            shutil.rmtree(backup_dir, ignore_errors=True)
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        kept = runs.truncate_metrics(run_dir, done_epochs)
-        time_offset = max((r.get("time", 0) for r in kept if r.get("kind") == "epoch"), default=0.0)
-        if resume:
-            log(f"Resuming after epoch {done_epochs}.")
+        record_facts(run_dir, dataset, info, precision, strategy.num_replicas_in_sync)
+        done_epochs, time_offset = prepare_resume(run_dir, resume, log)
 
         keras.utils.set_random_seed(config.seed)
         keras.mixed_precision.set_global_policy(precision)
-        with strategy.scope():
-            from .builder import build_model
-
-            model = build_model(model_spec, dataset.x_train)
-            model.compile(optimizer=make_optimizer(config, steps_per_epoch),
-                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                          metrics=["accuracy"])
-        if config.strategy == "multiworker":
-            work_around_multiworker_fit(model)
-        train_ds = make_dataset(dataset.x_train, dataset.y_train, dataset.num_classes, global_batch,
-                                training=True, config=config)
+        model = build_and_compile(model_spec, config, dataset, strategy, steps_per_epoch)
+        train_ds = make_dataset(dataset.x_train, dataset.y_train, dataset.num_classes, global_batch, training=True,
+                                config=config)
         val_ds = make_dataset(dataset.x_val, dataset.y_val, dataset.num_classes, max(global_batch, 256),
                               training=False, config=config)
-
-        logger = callbacks.make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset, log)
-        fit_callbacks = [callbacks.make_lookahead(config.epochs * steps_per_epoch)] if config.lookahead else []
-        fit_callbacks += [
-            # raise_error=True: the default only sets stop_training, and later callbacks would then save the
-            # NaN weights over the last good model.
-            keras.callbacks.TerminateOnNaN(raise_error=True),
-            # The logger records an epoch (its metrics point and model.keras) before the backup marks it done: a
-            # crash between the two then makes resume redo that epoch, instead of skipping an epoch never recorded.
-            logger,
-            callbacks.make_backup(backup_dir, logger),
-        ]
-        fit_callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+        logger, fit_callbacks = make_callbacks(run_dir, config, steps_per_epoch, time_offset, log)
         runs.write_status(run_dir, state="running", epoch=done_epochs, epochs=config.epochs, step=0,
                           steps_per_epoch=steps_per_epoch, device=info["device"], precision=precision)
         with strategy.scope():  # where fit finds the strategy when work_around_multiworker_fit has hidden it
             model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, callbacks=fit_callbacks, verbose=0,
                       shuffle=False)  # the dataset shuffles itself, with the run's seed
 
+        callbacks.save_model_atomic(model, run_dir / "model.keras")
         if logger.stopped:
-            callbacks.save_model_atomic(model, run_dir / "model.keras")
             runs.write_status(run_dir, state="stopped")
             log(f"Stopped; model saved. Resume with: python -m cifar_core train --run-dir {run_dir} --resume")
             return run_dir
-        callbacks.save_model_atomic(model, run_dir / "model.keras")
-        from .evaluate import evaluate_arrays, model_fingerprint, store_eval
-        from .predict import load_model
-
-        # Evaluate the saved file, as every later reader will, and outside the distribution strategy (under
-        # MirroredStrategy predict_on_batch returned one row per replica and image).
-        x_eval, y_eval, split = dataset.split("test")
-        saved = load_model(run_dir / "model.keras")
-        result = evaluate_arrays(saved, x_eval, y_eval, dataset.class_names, split, dataset.source, tta=config.tta)
-        result["model_sha256"] = model_fingerprint(run_dir / "model.keras")
-        store_eval(run_dir, result)
-        log(f"{split} accuracy {result['accuracy']:.4f} on {result['n']} images.")
+        evaluate_saved(run_dir, dataset, config, log)
         runs.write_status(run_dir, state="finished")
         return run_dir
+    except (datasets.DataError, specs.SpecError):
+        raise
     except RuntimeError as e:
-        if "NaN" in str(e) or "nan" in str(e).lower():
+        if "nan" in str(e).lower():
             _record_failure(run_dir, "NaN loss: training diverged; the model kept is the last one with finite "
                             "weights. Try a lower learning rate.")
         else:
-            _record_failure(run_dir, _sentence(e))
+            _record_failure(run_dir, str(e) if isinstance(e, files.DiskFullError) else _sentence(e))
         raise
     except MemoryError as e:
         _record_failure(run_dir, "Out of memory: use a smaller batch size or model.")
         raise RuntimeError("Out of memory: use a smaller batch size or model.") from e
     except BaseException as e:
-        _record_failure(run_dir, str(e) if isinstance(e, runs.DiskFullError) else _sentence(e))
+        _record_failure(run_dir, str(e) if isinstance(e, files.DiskFullError) else _sentence(e))
         raise
 
 
-def _record_failure(run_dir: Path, error: str) -> None:
+def _record_failure(run_dir: Path, error: str, failed_on: str | None = None) -> None:
     """state failed with its reason; on a full disk even that write can fail, and the original error must still
     reach the caller (the run then reads as interrupted once the job's lock is gone)."""
     try:
-        runs.write_status(run_dir, state="failed", error=error)
+        runs.write_status(run_dir, state="failed", error=error, failed_on=failed_on, finished=time.time())
     except OSError:
         pass
 

@@ -4,7 +4,7 @@ it looks, one file at a time so that a bad file only costs its own row."""
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, predict
+from cifar_core import charts, data, images, predict
 
 ui.through_router("pages/classify.py")
 
@@ -17,7 +17,7 @@ def show_file(position: int, name: str, payload: bytes, result: dict, ref: str, 
         if "error" in result:
             st.error(result["error"])
             return
-        image = predict.to_input_array(payload)
+        image = images.to_input_array(payload)
         c = st.columns([2, 2, 2, 3])
         c[0].image(payload, caption="original", width=192)
         c[1].image(charts.enlarge(image, 6), caption="what the model sees (32 × 32)")
@@ -41,14 +41,14 @@ if tta:
 mode = st.radio("Images", ["upload", "sample"], horizontal=True, key="cls_mode",
                 format_func={"upload": "Upload images", "sample": "Embedded sample images"}.get)
 if mode == "upload":
-    uploads = st.file_uploader(f"PNG, JPEG, WebP, GIF or BMP, up to {predict.MAX_BYTES // 2**20} MB each",
-                               type=list(predict.UPLOAD_EXTENSIONS), accept_multiple_files=True, key="cls_files")
+    uploads = st.file_uploader(f"PNG, JPEG, WebP, GIF or BMP, up to {images.MAX_BYTES // 2**20} MB each",
+                               type=list(images.UPLOAD_EXTENSIONS), accept_multiple_files=True, key="cls_files")
     files = [(f.name, f.getvalue()) for f in uploads or []]
 else:
     x, y, sample_names = data.load_sample()
     i = int(st.number_input(f"Sample image (0 to {len(x) - 1})", 0, len(x) - 1, key="cls_sample"))
     st.caption(f"True class: {ui.md_escape(sample_names[y[i]])}")
-    files = [(f"sample image {i} (true class: {sample_names[y[i]]})", data.encode_png(x[i]))]
+    files = [(f"sample image {i} (true class: {sample_names[y[i]]})", images.encode_png(x[i]))]
 
 if not files:
     st.caption("Upload one or more images to classify them.")

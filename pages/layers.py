@@ -4,7 +4,7 @@ layer's filters."""
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, explain, predict
+from cifar_core import charts, data, explain, images, predict
 
 ui.through_router("pages/layers.py")
 
@@ -19,14 +19,14 @@ model, class_names, _, mtime = ui.model_or_stop(ref)
 mode = st.radio("Image", ["sample", "upload"], horizontal=True, key="lay_mode",
                 format_func={"upload": "Upload an image", "sample": "Embedded sample image"}.get)
 if mode == "upload":
-    upload = st.file_uploader(f"PNG, JPEG, WebP, GIF or BMP, up to {predict.MAX_BYTES // 2**20} MB",
-                              type=list(predict.UPLOAD_EXTENSIONS), key="lay_file")
+    upload = st.file_uploader(f"PNG, JPEG, WebP, GIF or BMP, up to {images.MAX_BYTES // 2**20} MB",
+                              type=list(images.UPLOAD_EXTENSIONS), key="lay_file")
     if upload is None:
         st.caption("Upload an image to see what each layer makes of it.")
         st.stop()
     try:
-        image = predict.to_input_array(upload.getvalue())
-    except predict.ImageError as e:
+        image = images.to_input_array(upload.getvalue())
+    except images.ImageError as e:
         st.error(str(e))
         st.stop()
 else:

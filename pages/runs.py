@@ -61,7 +61,7 @@ with c[1]:
     if st.button("Rename", key="rename"):
         try:
             runs.rename_run(run_dir, label)
-        except (runs.RunError, runs.DiskFullError) as e:
+        except (runs.RunError, OSError) as e:
             st.error(str(e))
         else:
             st.rerun()

@@ -1,12 +1,12 @@
 """Train: configure and start a training job, then watch, stop or resume it. The job is its own process; this page
 only reads its run directory, so it re-attaches after navigation or a reload (?run=<id>)."""
 
-import dataclasses
 
 import streamlit as st
 
 import ui
 from cifar_core import charts, data, jobs, presets, runs, train
+from cifar_core import config as configs
 from cifar_core import spec as specs
 
 ui.through_router("pages/train.py")
@@ -40,63 +40,42 @@ choices = ([BUILD] if "spec" in st.session_state else []) + list(presets.PRESETS
 choice = st.selectbox("Model", choices, key="train_model", format_func=lambda c: (
     f"from the Build page: {st.session_state['spec'].name}" if c == BUILD else f"preset {c}"))
 model_spec = st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
-base = presets.PRESETS[model_spec.name].train if model_spec.name in presets.PRESETS else train.TrainConfig()
+base = presets.PRESETS[model_spec.name].train if model_spec.name in presets.PRESETS else configs.TrainConfig()
 problem = specs.first_error(model_spec)
 if problem:
     st.error(f"This model cannot be trained: {problem[1]} Fix it on the Build page.")
 
 prefix = f"tc_{ui.slug(model_spec.name)}_"  # settings start from the model's preset and follow the model
-defaults = {**dataclasses.asdict(base), "data": base.data or ui.data_source()}
-for name, value in defaults.items():
-    if name not in ("seed", "strategy"):  # kept from the preset, not shown
-        st.session_state.setdefault(prefix + name, value)
+defaults = {**configs.to_dict(base), "data": base.data or ui.data_source()}
+shown = [n for n in configs.FIELDS if configs.FIELDS[n].metadata["group"] == "basic"]
+values = {}
 with st.container(border=True):
-    c = st.columns(4)
-    epochs = c[0].number_input("Epochs", 1, 1000, key=prefix + "epochs")
-    batch_size = c[1].number_input("Batch size", 1, 4096, key=prefix + "batch_size")
-    optimizer = c[2].selectbox("Optimizer", train.OPTIMIZERS, key=prefix + "optimizer")
-    learning_rate = c[3].number_input("Learning rate", 1e-6, 10.0, step=1e-4, format="%.5f",
-                                      key=prefix + "learning_rate")
-    c = st.columns(4)
-    schedule = c[0].selectbox("Schedule", train.SCHEDULES, key=prefix + "schedule")
-    warmup = c[1].number_input("Warm-up epochs", 0.0, 1000.0, step=0.5, key=prefix + "warmup_epochs")
-    weight_decay = c[2].number_input("Weight decay", 0.0, 0.99, step=1e-4, format="%.5f",
-                                     key=prefix + "weight_decay")
-    smoothing = c[3].number_input("Label smoothing", 0.0, 0.99, step=0.05, key=prefix + "label_smoothing")
-    c = st.columns(4)
-    flip = c[0].checkbox("Random horizontal flip", key=prefix + "flip")
-    translate = c[1].number_input("Translate (pixels)", 0, 8, key=prefix + "translate")
-    source = c[2].text_input("Data source", key=prefix + "data", help='"sample" is the embedded sample: always '
-                             "available. keras downloads CIFAR-10 once; or give a local path.")
-    limit = c[3].number_input("Limit training images", 1, None, key=prefix + "limit", placeholder="all")
-    precision = c[0].selectbox("Precision", train.PRECISIONS, key=prefix + "precision")
-    run_name = c[1].text_input("Run name (optional)", key="train_name", max_chars=80)
+    columns = st.columns(4)
+    for n, name in enumerate(shown):
+        with columns[n % 4]:
+            values[name] = ui.setting_widget(name, prefix + name, defaults[name])
+    ui.kept("train_name", "")
+    run_name = columns[len(shown) % 4].text_input("Run name (optional)", key="train_name", max_chars=80)
+    ui.keep("train_name")
     with st.expander("More (the fast presets' airbench recipe)"):
-        c = st.columns(3)
-        momentum = c[0].number_input("Momentum (SGD)", 0.0, 0.999, step=0.05, key=prefix + "momentum")
-        bias_lr_scale = c[1].number_input("BN bias learning-rate ×", 0.001, 1000.0, step=1.0,
-                                          key=prefix + "bias_lr_scale",
-                                          help="SGD only: BatchNormalization's betas learn this many times faster.")
-        start_fraction = c[2].number_input("One-cycle start (× peak)", 0.0, 1.0, step=0.05,
-                                           key=prefix + "start_fraction")
-        end_fraction = c[0].number_input("One-cycle end (× peak)", 0.0, 1.0, step=0.01, key=prefix + "end_fraction")
-        lookahead = c[1].checkbox("Lookahead (weight averaging)", key=prefix + "lookahead")
-        tta = c[2].checkbox("Mirror test-time augmentation", key=prefix + "tta",
-                            help="Evaluate and classify each image together with its mirror image.")
-config = dataclasses.replace(
-    base, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer, learning_rate=float(learning_rate),
-    schedule=schedule, warmup_epochs=float(warmup), weight_decay=float(weight_decay),
-    label_smoothing=float(smoothing), flip=flip, translate=int(translate), data=source.strip(),
-    limit=int(limit) if limit else None, precision=precision, momentum=float(momentum),
-    bias_lr_scale=float(bias_lr_scale), start_fraction=float(start_fraction), end_fraction=float(end_fraction),
-    lookahead=lookahead, tta=tta)
+        columns = st.columns(3)
+        recipe = [n for n in configs.FIELDS if configs.FIELDS[n].metadata["group"] == "recipe"]
+        for n, name in enumerate(recipe):
+            with columns[n % 3]:
+                values[name] = ui.setting_widget(name, prefix + name, defaults[name])
+try:
+    config = configs.config_from_dict({**defaults, **values, "data": str(values["data"] or "").strip()})
+except specs.SpecError as e:
+    st.error(ui.md_escape(str(e)))
+    problem = problem or (None, str(e))
+    config = base
 
 info = ui.device()
 images = data.train_images_hint(config.data or None, config.limit)
 per_epoch = train.estimate_epoch_seconds(model_spec, images) if images and not problem else None
 c = st.columns(3)
 c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
-c[1].metric("Precision", info["precision"] if precision == "auto" else precision)
+c[1].metric("Precision", info["precision"] if config.precision == "auto" else config.precision)
 c[2].metric("Time per epoch (rough)", ui.duration(per_epoch) if per_epoch else "unknown",
             help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), fitted to "
                  "speeds measured on this project's 2-core CPU; the whole training takes about this x epochs.")
@@ -108,7 +87,7 @@ jobs.warm_up()  # a process with TensorFlow already imported, waiting for Start
 if st.button("Start training", type="primary", key="start", disabled=problem is not None):
     try:
         run_id = jobs.start_job(model_spec, config, name=run_name.strip() or None)
-    except (specs.SpecError, runs.RunError, runs.DiskFullError) as e:
+    except (specs.SpecError, runs.RunError, OSError) as e:
         st.error(ui.md_escape(str(e)))
     else:
         select_run(run_id)

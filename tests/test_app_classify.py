@@ -2,9 +2,9 @@
 class, any opacity; a plain sentence for a model without convolutions), no model at all."""
 
 import pytest
+from conftest import FLAT_RUN_ID, TINY_RUN_ID
 
 from cifar_core import data, predict
-from conftest import FLAT_RUN_ID, TINY_RUN_ID
 
 CLASSIFY = "pages/classify.py"
 

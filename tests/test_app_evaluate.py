@@ -1,9 +1,9 @@
 """AppTest of the Evaluate page on a tiny model trained on the embedded sample (tests/conftest.py)."""
 
 import pytest
+from conftest import TINY_RUN_ID
 
 from cifar_core import evaluate, runs
-from conftest import TINY_RUN_ID
 
 EVALUATE = "pages/evaluate.py"
 

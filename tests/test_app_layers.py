@@ -4,9 +4,9 @@ upload, a plain sentence for a model without convolutions, no model at all."""
 import re
 
 import pytest
+from conftest import FLAT_RUN_ID, TINY_RUN_ID
 
 from cifar_core import charts, data
-from conftest import FLAT_RUN_ID, TINY_RUN_ID
 
 LAYERS = "pages/layers.py"
 

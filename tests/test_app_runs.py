@@ -1,9 +1,9 @@
 """AppTest of the Runs page: the table, overlaid curves of selected rows, downloads, rename and delete."""
 
 import pytest
+from conftest import TINY_RUN_ID
 
 from cifar_core import runs
-from conftest import TINY_RUN_ID
 
 RUNS = "pages/runs.py"
 

@@ -58,8 +58,8 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     assert status["state"] == "finished", status
 
     # A reload (a new session) re-attaches through ?run=.
-    from streamlit.testing.v1 import AppTest
     from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
     again = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
     again.query_params["run"] = run_id
     again.run().switch_page(TRAIN).run()

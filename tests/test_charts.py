@@ -7,7 +7,6 @@ import pytest
 
 from cifar_core import charts
 
-
 # Drawing: tiles of feature maps and filters, to the pixel.
 
 def test_tile_fills_rows_and_leaves_gaps_white():

@@ -107,7 +107,7 @@ def test_limit_keeps_validation_whole(tmp_path, cache):
 
 def test_resized_images_are_32x32(tmp_path, cache):
     root = tmp_path / "images"
-    for label, name in enumerate(("a", "b")):
+    for name in ("a", "b"):
         (root / name).mkdir(parents=True)
         for i in range(6):
             # left half black, right half white, 100x60: centre-cropped to 60x60, then 32x32

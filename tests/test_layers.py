@@ -4,7 +4,6 @@ survive a save and a safe load."""
 
 import keras
 import numpy as np
-import pytest
 
 from cifar_core.layers import Activation, BatchNormalization, Dirac, PatchWhitening
 
@@ -155,7 +154,8 @@ def test_gelu_matches_keras_under_mixed_bfloat16_and_other_activations_are_keras
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
             out, expected = ours(x), theirs(x)
-            total_ours, total_theirs = tf.reduce_sum(tf.cast(out, "float32")), tf.reduce_sum(tf.cast(expected, "float32"))
+            total_ours = tf.reduce_sum(tf.cast(out, "float32"))
+            total_theirs = tf.reduce_sum(tf.cast(expected, "float32"))
     finally:
         keras.mixed_precision.set_global_policy(policy)
     assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"

@@ -76,6 +76,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_RUN_ID
 
 from cifar_core import callbacks as C
 from cifar_core import jobs, predict, runs
@@ -83,7 +84,6 @@ from cifar_core import spec as S
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES, load_sample
 from cifar_core.presets import get_preset
-from conftest import TINY_RUN_ID
 
 try:
     import helpers

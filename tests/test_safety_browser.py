@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_RUN_ID
 
 from cifar_core import data, jobs, predict, runs
 from cifar_core.presets import get_preset
-from conftest import TINY_RUN_ID
 
 try:
     import helpers
