@@ -124,28 +124,32 @@ def read_config(run_dir: Path) -> dict:
 
 
 def config_problem(run_dir: Path) -> str | None:
-    """Why the run's config.json cannot be used, as a sentence, or None."""
+    """Why the run's config.json cannot be read, as a sentence, or None. Its shape is checked here; whether its spec
+    and settings can be trained again is read_spec_and_config's question."""
     path = Path(run_dir) / "config.json"
     raw = read_json(path, None)
     if raw is None:
         return "its config.json is missing or is not valid JSON." if path.exists() else "it has no config.json."
     if not isinstance(raw, dict):
         return "its config.json is not a JSON object."
-    try:
-        specs.from_dict(raw.get("spec"))
-        configs.config_from_dict(raw.get("train"))
-    except specs.SpecError as e:
-        return f"its config.json is not usable: {e}"
+    for key in ("spec", "train"):
+        if not isinstance(raw.get(key), dict):
+            return f"its config.json has no {key} object."
+    if not isinstance(raw.get("class_names", []), list):
+        return "its config.json's class_names is not a list."
     return None
 
 
 def read_spec_and_config(run_dir: Path) -> tuple[specs.ModelSpec, configs.TrainConfig]:
     """The run's model spec and training settings, checked; RunError with the reason otherwise."""
     problem = config_problem(run_dir)
-    if problem:
-        raise RunError(f"The run {Path(run_dir).name} cannot be used: {problem}")
     raw = read_config(run_dir)
-    return specs.from_dict(raw["spec"]), configs.config_from_dict(raw["train"])
+    try:
+        if not problem:
+            return specs.from_dict(raw["spec"]), configs.config_from_dict(raw["train"])
+    except specs.SpecError as e:
+        problem = f"its config.json is not usable: {e}"
+    raise RunError(f"The run {Path(run_dir).name} cannot be used: {problem}")
 
 
 def _number(value):

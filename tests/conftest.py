@@ -1,20 +1,16 @@
 """Fixtures of the AppTest suite (tests/test_app_*.py): a private runs folder and sample data for every app test,
-and one tiny model trained once per session."""
+and the session's one trained tiny model (helpers.tiny_run)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
-import signal
-import sys
 from pathlib import Path
 
+import helpers
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the pages import `ui` and `cifar_core` from the project root, as `streamlit run` does
-    sys.path.insert(0, str(ROOT))
+ROOT = helpers.ROOT
 
 # No standby processes (jobs.warm_up) from the page tests: each would import TensorFlow and then wait minutes.
 # test_jobs.py and the browser test turn them on where they test them.
@@ -41,23 +37,10 @@ def _navigation_mode(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory) -> Path:
-    """A runs folder with one finished run: the `tiny` preset trained 1 epoch on the embedded sample (a few seconds).
+def trained_runs() -> Path:
+    """A runs folder with one finished run, TINY_RUN_ID: the test session's one trained model (helpers.tiny_run).
     Read-only: tests copy the run into their own runs folder (`runs_with_model`)."""
-    import keras
-
-    from cifar_core import presets, train
-
-    root = tmp_path_factory.mktemp("trained-runs")
-    preset = presets.PRESETS["tiny"]
-    policy, handler = keras.mixed_precision.global_policy().name, signal.getsignal(signal.SIGTERM)
-    try:  # train() sets the process's precision policy and SIGTERM handler: give the test process its own back
-        train.train(preset.spec, dataclasses.replace(preset.train, data="sample"), root / TINY_RUN_ID,
-                    log=lambda *args: None)
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
-        signal.signal(signal.SIGTERM, handler)
-    return root
+    return helpers.tiny_run().parent
 
 
 @pytest.fixture
@@ -82,9 +65,9 @@ def runs_with_model(app_env, trained_runs) -> Path:
 @pytest.fixture
 def without_default_model(monkeypatch, tmp_path):
     """An installation without the shipped default model (cifar_core/assets/default), as a page sees it."""
-    from cifar_core import runs
+    from cifar_core import models
 
-    monkeypatch.setattr(runs, "DEFAULT_RUN", tmp_path / "no-default-model")
+    monkeypatch.setattr(models, "DEFAULT_RUN", tmp_path / "no-default-model")
 
 
 @pytest.fixture
@@ -106,7 +89,7 @@ def flat_run(app_env) -> Path:
         build_model(spec).save(run_dir / "model.keras")
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    runs.write_json(run_dir / "config.json", {"spec": S.to_dict(spec)})
+    runs.write_json(run_dir / "config.json", {"spec": S.to_dict(spec), "train": {}})
     runs.write_status(run_dir, state="finished")
     return app_env
 

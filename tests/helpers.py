@@ -1,8 +1,7 @@
 """Shared helpers of the cifar_core tests (test_spec ... test_cli): image bytes, the CLI in a subprocess, and one tiny
 trained run shared by the whole session.
 
-Import it as `helpers` (tests/ on sys.path) or `tests.helpers` (tests/ a package); the tests do
-`try: import helpers except ImportError: from tests import helpers`, so both layouts share one module object.
+pytest puts tests/ on sys.path (pyproject.toml's pythonpath), so the tests `import helpers`.
 """
 
 from __future__ import annotations
@@ -128,7 +127,7 @@ def tiny_run() -> Path:
     if "dir" not in _TINY_RUN:
         from cifar_core.presets import get_preset
 
-        run_dir = scratch_dir("cifar-core-tiny-") / "tiny-run"
+        run_dir = scratch_dir("cifar-core-tiny-") / "20260101-000000-tiny"
         _TINY_RUN["log"] = train_in_process(get_preset("tiny").spec, tiny_config(), run_dir)
         _TINY_RUN["dir"] = run_dir
     return _TINY_RUN["dir"]

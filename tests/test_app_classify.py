@@ -4,7 +4,7 @@ class, any opacity; a plain sentence for a model without convolutions), no model
 import pytest
 from conftest import FLAT_RUN_ID, TINY_RUN_ID
 
-from cifar_core import data, predict
+from cifar_core import data, images, models, predict
 
 CLASSIFY = "pages/classify.py"
 
@@ -29,9 +29,9 @@ def sample_page(open_app, model, index=3):
 def test_a_valid_and_an_invalid_upload_give_a_prediction_and_a_sentence(open_app):
     at = open_app(CLASSIFY)
     uploader = at.file_uploader(key="cls_files")
-    assert set(uploader.allowed_type) == {f".{e}" for e in predict.UPLOAD_EXTENSIONS}  # extensions, no MIME types
+    assert set(uploader.allowed_type) == {f".{e}" for e in images.UPLOAD_EXTENSIONS}  # extensions, no MIME types
     x, _, _ = data.load_sample()
-    uploader.set_value([("*cat* <b>1</b>.png", data.encode_png(x[0]), "image/png"),
+    uploader.set_value([("*cat* <b>1</b>.png", images.encode_png(x[0]), "image/png"),
                         ("broken.jpg", b"this is not an image", "image/jpeg")]).run()
     assert not at.exception, at.exception
     # File names are shown as plain text, never as markdown or HTML.
@@ -84,8 +84,8 @@ def test_grad_cam_for_the_predicted_class_then_any_class_at_any_opacity(open_app
     (picker,) = [box for box in at.selectbox if box.key.startswith("cls_cam_0_")]
     names = list(data.CIFAR10_CLASSES)
     x, _, _ = data.load_sample()
-    model = predict.load_model(runs_with_model / TINY_RUN_ID / "model.keras")
-    predicted = predict.classify(model, names, [("x", data.encode_png(x[3]))])[0]["top"][0]["label"]
+    model = models.load_model(runs_with_model / TINY_RUN_ID / "model.keras")
+    predicted = predict.classify(model, names, [("x", images.encode_png(x[3]))])[0]["top"][0]["label"]
     assert names[picker.value] == predicted and picker.format_func(picker.value) == f"{predicted} (predicted)"
     heatmap = image_by_caption(at, "Grad-CAM")
     assert heatmap.captions[0] == f"Grad-CAM: where the model finds “{predicted}”"  # the tiny model pools globally

@@ -3,7 +3,7 @@
 import pytest
 from conftest import TINY_RUN_ID
 
-from cifar_core import evaluate, runs
+from cifar_core import evaluate, models
 
 EVALUATE = "pages/evaluate.py"
 
@@ -55,7 +55,7 @@ def test_evaluation_shows_metrics_confusion_matrix_and_gallery(open_app, runs_wi
 @pytest.mark.usefixtures("app_env")
 def test_the_shipped_model_reports_its_stored_tta_evaluation(open_app):
     # the default run ships its evaluation of the sample's validation split, made with mirror TTA
-    stored = evaluate.load_eval(runs.DEFAULT_RUN, "sample", "val")
+    stored = evaluate.load_eval(models.DEFAULT_RUN, "sample", "val")
     assert stored and stored["tta"] is True
     at = open_app(EVALUATE, eval_model="default")
     at.text_input(key="eval_source").set_value("sample")

@@ -6,7 +6,7 @@ import re
 import pytest
 from conftest import FLAT_RUN_ID, TINY_RUN_ID
 
-from cifar_core import charts, data
+from cifar_core import charts, data, images
 
 LAYERS = "pages/layers.py"
 
@@ -76,7 +76,7 @@ def test_an_uploaded_image_or_a_sentence_for_a_bad_file(open_app):
         "This file is not an image in a supported format (PNG, JPEG, WebP, GIF or BMP)."]
     assert not at.subheader
     x, _, _ = data.load_sample()
-    at.file_uploader(key="lay_file").set_value(("horse.png", data.encode_png(x[9]), "image/png")).run()
+    at.file_uploader(key="lay_file").set_value(("horse.png", images.encode_png(x[9]), "image/png")).run()
     assert not at.exception and not at.error
     assert len(at.subheader) == 3 and len(at.image) == 4
 

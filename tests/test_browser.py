@@ -9,15 +9,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 
-from cifar_core import data
-
-try:
-    import helpers
-except ImportError:
-    from tests import helpers
+from cifar_core import data, images
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -91,7 +87,7 @@ def test_train_evaluate_classify(server, page, tmp_path):
 
     x, y, names = data.load_sample()
     image = tmp_path / "ship.png"
-    image.write_bytes(data.encode_png(np.repeat(np.repeat(x[8], 4, axis=0), 4, axis=1)))
+    image.write_bytes(images.encode_png(np.repeat(np.repeat(x[8], 4, axis=0), 4, axis=1)))
     page.goto(f"{server}/classify")
     page.get_by_role("heading", name="Classify images").wait_for()
     page.locator("input[type=file]").set_input_files(str(image))

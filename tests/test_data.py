@@ -7,15 +7,11 @@ import os
 import pickle
 import tarfile
 
+import helpers
 import numpy as np
 import pytest
 
 from cifar_core import data
-
-try:
-    import helpers
-except ImportError:
-    from tests import helpers
 
 CLASSES = ("cat", "dog", "frog")
 PER_CLASS = 10
@@ -125,16 +121,16 @@ def test_cache_hit_and_invalidation(tmp_path, cache, monkeypatch):
     calls = []
     real = data._decode_files
 
-    def counting(files):
-        calls.append(len(files))
-        return real(files)
+    def counting(listing, log=None):
+        calls.append(len(listing))
+        return real(listing, log)
 
     monkeypatch.setattr(data, "_decode_files", counting)
     first = data.load_data(str(root))
     assert calls == [30, 6]  # train and test decoded once
     assert len(list(cache.glob("folder-*.npz"))) == 2
 
-    def must_not_decode(files):
+    def must_not_decode(listing, log=None):
         raise AssertionError("decoded although cached")
 
     monkeypatch.setattr(data, "_decode_files", must_not_decode)
@@ -164,7 +160,7 @@ def test_cache_invalidated_by_mtime_alone(tmp_path, cache, monkeypatch):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # same bytes, new mtime
     calls = []
     real = data._decode_files
-    monkeypatch.setattr(data, "_decode_files", lambda files: calls.append(len(files)) or real(files))
+    monkeypatch.setattr(data, "_decode_files", lambda listing, log=None: calls.append(len(listing)) or real(listing))
     data.load_data(str(root))
     assert calls == [30]
 

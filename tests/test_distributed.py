@@ -7,14 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-
-try:
-    import helpers
-except ImportError:
-    from tests import helpers
 
 
 def _train_command(run_dir: Path, strategy: str) -> list[str]:

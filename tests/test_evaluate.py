@@ -4,15 +4,11 @@ import math
 import os
 import shutil
 
+import helpers
 import numpy as np
 import pytest
 
 from cifar_core import evaluate as E
-
-try:
-    import helpers
-except ImportError:
-    from tests import helpers
 
 NAMES = ("a", "b", "c", "d", "e", "f")
 
@@ -181,12 +177,10 @@ def test_evaluate_model_stores_and_reuses(run_copy, monkeypatch):
     stored = helpers_read_json(run_copy / "eval.json")
     assert set(stored) == {"sample:val"}
 
-    import cifar_core.predict as P
-
     def no_load(path):
         raise AssertionError("the stored evaluation should have been used")
 
-    monkeypatch.setattr(P, "load_model", no_load)
+    monkeypatch.setattr(E, "load_model", no_load)
     again = E.evaluate_model(str(run_copy), split="val", source="sample")
     assert again["accuracy"] == first["accuracy"] and again["confusion_matrix"] == first["confusion_matrix"]
 

@@ -4,6 +4,7 @@ synthetic images where the right answer is known (a bright square), and on every
 
 import io
 
+import helpers
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,11 +12,6 @@ from PIL import Image
 from cifar_core import charts, explain, presets
 from cifar_core import spec as S
 from cifar_core.builder import build_model
-
-try:
-    import helpers
-except ImportError:
-    from tests import helpers
 
 
 def brightness_model(filters=1, logit_scale=1.0):

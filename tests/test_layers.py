@@ -5,6 +5,7 @@ survive a save and a safe load."""
 import keras
 import numpy as np
 
+from cifar_core import models
 from cifar_core.layers import Activation, BatchNormalization, Dirac, PatchWhitening
 
 
@@ -68,7 +69,7 @@ def test_a_dirac_convolution_starts_as_the_identity():
 
 
 def test_a_model_with_all_four_saves_and_loads_safely(tmp_path):
-    from cifar_core.predict import load_model
+    from cifar_core.models import load_model
 
     model = keras.Sequential([keras.Input((8, 8, 3)), PatchWhitening(),
                               keras.layers.Conv2D(4, 3, kernel_initializer=Dirac()), BatchNormalization(),
@@ -173,9 +174,9 @@ def test_grad_cam_from_several_threads_at_once_on_the_default_model():
     (which uses this layer) corrupted the heap and the process died; inference must stay on Keras's code."""
     import threading
 
-    from cifar_core import explain, predict, runs
+    from cifar_core import explain
 
-    model = predict.load_model(runs.DEFAULT_RUN / "model.keras")
+    model = models.load_model(models.DEFAULT_RUN / "model.keras")
     assert any(type(layer) is BatchNormalization for layer in model.layers)
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("uint8")
     heatmaps = {}

@@ -4,7 +4,7 @@ import pytest
 
 from cifar_core import presets
 from cifar_core import spec as S
-from cifar_core.train import validate_config, with_epochs
+from cifar_core.config import validate_config, with_epochs
 
 
 def test_the_five_presets_in_workflow_order():

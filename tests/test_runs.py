@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_core import runs
+from cifar_core import models, runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,26 +29,6 @@ def test_write_json_round_trip(tmp_path):
     assert runs.read_json(tmp_path / "torn.json", "default") == "default"
 
 
-@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
-def test_write_json_failure_leaves_the_old_file(tmp_path, monkeypatch, error):
-    path = tmp_path / "status.json"
-    runs.write_json(path, {"state": "running", "epoch": 3})
-    before = path.read_bytes()
-
-    def failing_dump(obj, f, **kwargs):
-        f.write('{"state": "fin')  # half written, then the failure
-        f.flush()
-        raise error
-
-    monkeypatch.setattr(runs.json, "dump", failing_dump)
-    with pytest.raises(type(error)):
-        runs.write_json(path, {"state": "finished"})
-    monkeypatch.undo()
-    assert path.read_bytes() == before
-    assert runs.read_json(path) == {"state": "running", "epoch": 3}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]  # no temporary file left behind
-
-
 def test_nan_and_infinity_become_null(tmp_path):
     runs.write_json(tmp_path / "a.json", {"loss": math.nan, "xs": [math.inf, -math.inf, 1.5], "d": {"v": math.nan}})
     text = (tmp_path / "a.json").read_text()
@@ -57,36 +37,68 @@ def test_nan_and_infinity_become_null(tmp_path):
     runs.append_metrics(tmp_path, [{"kind": "batch", "epoch": 1, "loss": math.nan, "accuracy": math.inf}])
     line = (tmp_path / "metrics.jsonl").read_text()
     assert "NaN" not in line and "Infinity" not in line
-    assert runs.read_metrics(tmp_path) == [{"kind": "batch", "epoch": 1, "loss": None, "accuracy": None}]
+    assert runs.read_metrics(tmp_path) == [{"kind": "batch", "epoch": 1, "step": 0, "time": None, "loss": None,
+                                            "accuracy": None}]
 
 
 def test_torn_metrics_line(tmp_path):
-    first = [{"kind": "batch", "epoch": 1, "step": 1, "loss": 2.0}, {"kind": "epoch", "epoch": 1, "step": 5}]
+    first = [{"kind": "batch", "epoch": 1, "step": 1, "time": 0.5, "loss": 2.0},
+             {"kind": "epoch", "epoch": 1, "step": 5, "time": 1.0}]
     runs.append_metrics(tmp_path, first)
     with open(tmp_path / "metrics.jsonl", "ab") as f:
         f.write(b'{"kind": "batch", "epoch": 2, "st')  # the crash
     assert runs.read_metrics(tmp_path) == first
-    runs.append_metrics(tmp_path, [{"kind": "batch", "epoch": 2, "step": 1, "loss": 1.5}])
+    later = {"kind": "batch", "epoch": 2, "step": 1, "time": 1.5, "loss": 1.5}
+    runs.append_metrics(tmp_path, [later])
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 4
     assert lines[2] == '{"kind": "batch", "epoch": 2, "st'
-    assert json.loads(lines[3]) == {"kind": "batch", "epoch": 2, "step": 1, "loss": 1.5}
-    assert runs.read_metrics(tmp_path) == first + [{"kind": "batch", "epoch": 2, "step": 1, "loss": 1.5}]
+    assert json.loads(lines[3]) == later
+    assert runs.read_metrics(tmp_path) == first + [later]
 
 
 def test_garbled_and_non_object_lines_are_skipped(tmp_path):
-    (tmp_path / "metrics.jsonl").write_bytes(b'{"epoch": 1}\n\xff\xfe\x00garbage\n3\n[1]\n\n{"epoch": 2}\n')
-    assert runs.read_metrics(tmp_path) == [{"epoch": 1}, {"epoch": 2}]
+    (tmp_path / "metrics.jsonl").write_bytes(b'{"kind": "epoch", "epoch": 1}\n\xff\xfe\x00garbage\n3\n[1]\n\n'
+                                             b'{"epoch": 2}\n{"kind": "epoch", "epoch": 2, "time": "late"}\n')
+    assert runs.read_metrics(tmp_path) == [{"kind": "epoch", "epoch": 1, "step": 0, "time": None},
+                                           {"kind": "epoch", "epoch": 2, "step": 0, "time": None}]
     assert runs.read_metrics(tmp_path / "nowhere") == []
 
 
-def test_truncate_metrics(tmp_path):
-    records = [{"kind": k, "epoch": e} for e in (1, 2, 3) for k in ("batch", "epoch")]
+@pytest.mark.parametrize("record", [{"kind": "batch", "epoch": 0}, {"kind": "batch", "epoch": "1"},
+                                    {"kind": "batch", "epoch": 1, "step": -1}, {"kind": "batch", "epoch": True},
+                                    {"kind": "lap", "epoch": 1}, {"epoch": 1}])
+def test_records_readers_cannot_rely_on_are_skipped(tmp_path, record):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    assert runs.read_metrics(tmp_path) == []
+
+
+def test_metric_values_that_are_not_numbers_read_as_gaps(tmp_path):
+    runs.append_metrics(tmp_path, [{"kind": "epoch", "epoch": 1, "step": 3, "time": 2, "val_accuracy": "high"}])
+    assert runs.read_metrics(tmp_path) == [{"kind": "epoch", "epoch": 1, "step": 3, "time": 2.0,
+                                            "val_accuracy": None}]
+
+
+def test_batch_points_are_thinned_and_every_epoch_kept(tmp_path):
+    records = [{"kind": "batch", "epoch": 1 + i // 100, "step": i % 100 + 1, "time": i} for i in range(1000)]
+    records += [{"kind": "epoch", "epoch": e, "step": 100, "time": 100 * e} for e in range(1, 11)]
     runs.append_metrics(tmp_path, records)
+    read = runs.read_metrics(tmp_path, max_batch_points=100)
+    batches = [r for r in read if r["kind"] == "batch"]
+    assert [r["epoch"] for r in read if r["kind"] == "epoch"] == list(range(1, 11))
+    assert 50 <= len(batches) <= 100
+    assert [r["time"] for r in batches] == sorted(r["time"] for r in batches)  # evenly spaced, in order
+
+
+def test_truncate_metrics(tmp_path):
+    records = [{"kind": k, "epoch": e, "step": 1, "time": float(e)} for e in (1, 2, 3) for k in ("batch", "epoch")]
+    runs.append_metrics(tmp_path, records)
+    runs.append_metrics(tmp_path, [records[1]])  # epoch 1 recorded twice (a resume that redid it)
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"torn')
     kept = runs.truncate_metrics(tmp_path, 2)
-    assert kept == records[:4] == runs.read_metrics(tmp_path)
+    assert kept == [records[1], records[3]]
+    assert runs.read_metrics(tmp_path) == records[:4]  # every completed epoch exactly once
     assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
 
 
@@ -138,7 +150,8 @@ def test_lock_freed_when_the_holder_is_killed(tmp_path):
 
 
 def test_read_status_states(tmp_path):
-    assert runs.read_status(tmp_path) == {}
+    assert runs.read_status(tmp_path) == {"state": "unknown", "updated": 0.0, "epoch": 0, "epochs": 0, "step": 0,
+                                          "steps_per_epoch": 0, "time": 0.0, "pid": None, "error": None}
     for state in ("running", "stopping"):
         runs.write_status(tmp_path, state=state)
         assert runs.read_status(tmp_path)["state"] == "interrupted"
@@ -181,7 +194,7 @@ def test_run_path_accepts_identifiers(tmp_path, monkeypatch):
                                  "file:///tmp/m.keras", "https://example.com/m.keras", "a\0.keras"])
 def test_resolve_model_refuses_remote(ref, tmp_path):
     with pytest.raises(runs.RunError, match="not a local model"):
-        runs.resolve_model(ref, tmp_path)
+        models.resolve_model(ref, tmp_path)
 
 
 def test_resolve_model_local(tmp_path):
@@ -190,23 +203,23 @@ def test_resolve_model_local(tmp_path):
     (run / "model.keras").write_bytes(b"zip")
     loose = tmp_path / "loose.keras"
     loose.write_bytes(b"zip")
-    assert runs.resolve_model("r1", tmp_path / "runs") == (run / "model.keras", run)
-    assert runs.resolve_model(str(run), tmp_path / "elsewhere") == (run / "model.keras", run)
-    assert runs.resolve_model(str(loose)) == (loose, None)
-    assert runs.resolve_model("default")[0].name == "model.keras"
+    assert models.resolve_model("r1", tmp_path / "runs") == (run / "model.keras", run)
+    assert models.resolve_model(str(run), tmp_path / "elsewhere") == (run / "model.keras", run)
+    assert models.resolve_model(str(loose)) == (loose, None)
+    assert models.resolve_model("default")[0].name == "model.keras"
     with pytest.raises(runs.RunError, match="not a run"):
-        runs.resolve_model(str(loose), allow_paths=False)
+        models.resolve_model(str(loose), allow_paths=False)
     with pytest.raises(runs.RunError, match="No model"):
-        runs.resolve_model("r2", tmp_path / "runs")
+        models.resolve_model("r2", tmp_path / "runs")
     with pytest.raises(runs.RunError, match="No model"):
-        runs.resolve_model(str(tmp_path / "loose.h5"))
+        models.resolve_model(str(tmp_path / "loose.h5"))
 
 
 def test_class_names_for(tmp_path):
     runs.write_json(tmp_path / "config.json", {"class_names": ["x", "y", "z"]})
-    assert runs.class_names_for(tmp_path, 3) == ("x", "y", "z")
-    assert runs.class_names_for(tmp_path, 10)[0] == "airplane"
-    assert runs.class_names_for(None, 4) == ("class 0", "class 1", "class 2", "class 3")
+    assert models.class_names_for(tmp_path, 3) == ("x", "y", "z")
+    assert models.class_names_for(tmp_path, 10)[0] == "airplane"
+    assert models.class_names_for(None, 4) == ("class 0", "class 1", "class 2", "class 3")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -240,7 +253,7 @@ def test_list_and_summarize(tmp_path):
     b, a = rows
     assert a == {"run_id": "20260101-a", "name": "20260101-a", "model": "tiny", "params": 5418, "epochs_done": 3,
                  "epochs": 3, "best_val_accuracy": 0.5, "train_time_s": 3.0, "state": "finished", "has_model": True,
-                 "created": "2026-01-01 12:00:00"}
+                 "created": "2026-01-01 12:00:00", "problem": None}
     assert b["state"] == "interrupted" and b["model"] == "fast" and b["has_model"] is False
     assert b["epochs_done"] == 1 and b["best_val_accuracy"] == 0.2
     assert runs.list_runs(tmp_path / "missing") == []

@@ -23,14 +23,14 @@ case                                              test
  8 impossible specs and settings                  test_08_* here; test_spec.py::test_pooling_collapse_names_the_layer,
                                                   ::test_conv_filters_zero, ::test_dropout_rate_out_of_range,
                                                   ::test_unknown_activation_lists_the_allowed_ones;
-                                                  test_train.py::test_validate_config_refuses,
+                                                  test_config.py::test_validate_config_refuses,
                                                   ::test_invalid_spec_at_the_command_line;
                                                   test_jobs.py::test_start_job_refuses_invalid_input_before_creating_...
  9 over 50 million parameters                     test_09_* here; test_spec.py::test_over_the_parameter_limit
 10 unknown keys or layer types; preset round trip test_spec.py::test_unknown_layer_type_in_json,
                                                   ::test_unknown_key_in_a_layer, ::test_malformed_json ('colour'),
                                                   ::test_json_round_trip (spec -> JSON -> spec -> model, same count);
-                                                  test_train.py::test_config_from_dict_refuses_unknown_settings
+                                                  test_config.py::test_config_from_dict_refuses_unknown_settings
 11 SIGKILL after epoch 2, resume                  test_11_* here; test_train.py::test_kill_then_resume
 12 torn resume metadata                           test_train.py::test_restore_backup_metadata,
                                                   ::test_resume_with_torn_backup_metadata
@@ -74,21 +74,18 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 from conftest import TINY_RUN_ID
 
 from cifar_core import callbacks as C
-from cifar_core import jobs, predict, runs
+from cifar_core import config as configs
+from cifar_core import images, jobs, models, predict, runs
 from cifar_core import spec as S
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES, load_sample
 from cifar_core.presets import get_preset
-
-try:
-    import helpers
-except ImportError:
-    from tests import helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = get_preset("tiny").spec
@@ -138,7 +135,7 @@ def model_path(trained_runs) -> Path:
 def test_01_non_image_bytes_named_cat_png(model_path, tmp_path, capsys):
     from cifar_core.__main__ import main
 
-    model = predict.load_model(model_path)
+    model = models.load_model(model_path)
     blobs = {"cat.png": b"\x89PNX but not really a PNG" * 40, "cat2.png": b"\x7fELF\x02\x01\x01" + bytes(500)}
     files = [("cat.png", blobs["cat.png"]), ("dog.png", sample_png(1)), ("cat2.png", blobs["cat2.png"])]
     results = predict.classify(model, CIFAR10_CLASSES, files)
@@ -160,8 +157,8 @@ def test_01_non_image_bytes_named_cat_png(model_path, tmp_path, capsys):
 def test_02_upload_extensions_are_plain_lowercase_extensions():
     """Streamlit checks an uploaded file's name on the server only when the uploader's list holds extensions alone:
     one MIME type ('image/png', 'image/*') or shortcut ('image') in it switches that check off."""
-    assert predict.UPLOAD_EXTENSIONS == ("png", "jpg", "jpeg", "webp", "gif", "bmp")
-    for ext in predict.UPLOAD_EXTENSIONS:
+    assert images.UPLOAD_EXTENSIONS == ("png", "jpg", "jpeg", "webp", "gif", "bmp")
+    for ext in images.UPLOAD_EXTENSIONS:
         assert ext == ext.lower() and ext.isalnum() and "/" not in ext and "." not in ext
         assert ext not in ("image", "audio", "video", "text")
     # that the Classify page hands exactly this list to st.file_uploader: test_02_uploader_* (AppTest)
@@ -176,7 +173,7 @@ def test_02_uploader_refuses_an_executable_and_a_nul_name(open_app):
         at = open_app(CLASSIFY)
         uploader = at.file_uploader(key="cls_files")
         assert uploader.allowed_type and all(t.startswith(".") and "/" not in t for t in uploader.allowed_type)
-        assert set(uploader.allowed_type) == {f".{e}" for e in predict.UPLOAD_EXTENSIONS}
+        assert set(uploader.allowed_type) == {f".{e}" for e in images.UPLOAD_EXTENSIONS}
         uploader.set_value([(name, payload, "application/octet-stream")]).run()
         assert len(at.exception) == 1 and at.exception[0].proto.type.endswith("StreamlitAPIException"), name
         assert not at.text and not [c for c in at.get("plotly_chart") if (c.key or "").startswith("top_k_")]
@@ -206,21 +203,21 @@ def test_03_pillow_limits_are_the_projects_and_bomb_warnings_are_errors(monkeypa
 
     # Pillow's defaults: a warning only above 89 megapixels, an error above 179; truncated files refused. The project
     # sets its own limit and keeps truncated files refused.
-    assert Image.MAX_IMAGE_PIXELS == predict.MAX_PIXELS == 50_000_000
+    assert Image.MAX_IMAGE_PIXELS == images.MAX_PIXELS == 50_000_000
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     blob = _bilevel_png(3000, 3000)  # 9 megapixels
-    assert predict.to_input_array(blob).shape == (32, 32, 3)
+    assert images.to_input_array(blob).shape == (32, 32, 3)
     # With Pillow's threshold below the image (as if some library lowered it), Pillow only *warns*; the warning is
     # an error here, and the image is refused before its pixels are decoded.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000_000)
-    with pytest.raises(predict.ImageError, match="too large to open safely"):
-        predict.to_input_array(blob)
+    with pytest.raises(images.ImageError, match="too large to open safely"):
+        images.to_input_array(blob)
 
 
 def test_07_size_limit_in_the_server_config_and_in_predict():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert config["server"]["maxUploadSize"] == predict.MAX_BYTES // 2**20 == 10  # MB, refused by the server
-    big = sample_png(3) + bytes(predict.MAX_BYTES)  # a real PNG with trailing bytes: over the limit all the same
+    assert config["server"]["maxUploadSize"] == images.MAX_BYTES // 2**20 == 10  # MB, refused by the server
+    big = sample_png(3) + bytes(images.MAX_BYTES)  # a real PNG with trailing bytes: over the limit all the same
     (result,) = predict.classify(None, CIFAR10_CLASSES, [("big.png", big)])  # never reaches the model
     assert result == {"file": "big.png", "error": "The file is 10.0 MB; the limit is 10 MB."}
 
@@ -284,9 +281,9 @@ def refusals(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("case, start", [
     ("collapse", "layer 7 (MaxPooling2D): pool_size 2"), ("valid kernel", "layer 8 (Conv2D): a 5x5 kernel"),
     ("filters 0", "layer 1 (Conv2D): filters"), ("dropout 1.5", "layer 3 (Dropout): rate"),
-    ("activation", "layer 2 (Dense): activation"), ("lr 0", "training setting learning_rate"),
-    ("lr -1e-3", "training setting learning_rate"), ("epochs 0", "training setting epochs"),
-    ("epochs 1e6", "training setting epochs")])
+    ("activation", "layer 2 (Dense): activation"), ("lr 0", "The training setting learning_rate"),
+    ("lr -1e-3", "The training setting learning_rate"), ("epochs 0", "The training setting epochs"),
+    ("epochs 1e6", "The training setting epochs")])
 def test_08_impossible_specs_and_settings_are_refused_before_keras(refusals, case, start):
     page, job = refusals[case]["messages"]
     assert page == job and page.startswith(start), page
@@ -341,7 +338,8 @@ def test_11_sigkill_after_epoch_2_then_resume_starts_at_epoch_3(tmp_path):
     assert [r["step"] for r in killed if r["kind"] == "batch" and r["epoch"] == 3] == [1, 2]  # the killed epoch
 
     saved = runs.read_json(run / "config.json")
-    log = helpers.train_in_process(S.from_dict(saved["spec"]), T.config_from_dict(saved["train"]), run, resume=True)
+    config = configs.config_from_dict(saved["train"])
+    log = helpers.train_in_process(S.from_dict(saved["spec"]), config, run, resume=True)
     assert "Resuming after epoch 2." in log
     records = runs.read_metrics(run)
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3]  # each epoch exactly once
@@ -369,7 +367,7 @@ def test_14_an_exception_inside_the_job(trained_runs, tmp_path):
     status = helpers.wait_for(lambda: (s := runs.read_status(run)).get("state") not in runs.LIVE_STATES and s,
                               timeout=120)
     assert status["state"] == "failed"
-    assert status["error"].startswith("DataError: ") and "no-such-data" in status["error"]
+    assert status["failed_on"] == "data" and "no-such-data" in status["error"] and "does not exist" in status["error"]
     assert "\n" not in status["error"] and "Traceback" not in status["error"]
     assert digests(run) == before  # model, metrics, evaluation, backup, config: all as they were
     helpers.wait_for(lambda: not group_alive(pid), timeout=30)
@@ -460,6 +458,9 @@ KILLED_WHILE_SAVING = r"""
 import os, signal, sys
 from pathlib import Path
 from cifar_core.callbacks import save_model_atomic
+from cifar_core import config as configs
+from cifar_core import images
+from cifar_core import models
 
 class Model:
     def save(self, path):
@@ -483,7 +484,7 @@ def test_17_killed_during_a_model_save(trained_runs, app_env, open_app):
     leftovers = [p.name for p in run.iterdir() if p.name.endswith(".tmp.keras")]
     assert len(leftovers) == 1 and leftovers[0].startswith(".model.")  # the half-written file, hidden
     assert model_file.read_bytes() == before
-    assert predict.load_model(model_file).count_params() == 5418
+    assert models.load_model(model_file).count_params() == 5418
     # no list shows the half-written file
     assert [(r["run_id"], r["has_model"]) for r in runs.list_runs()] == [(TINY_RUN_ID, True)]
     assert set(ui.model_options()) - {"default"} == {TINY_RUN_ID}
@@ -513,16 +514,15 @@ def test_18_nan_metrics_are_gaps_in_the_charts(tmp_path):
 
 
 def test_19_a_second_job_on_the_same_run_is_refused(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
+    run = runs.create_run(tmp_path / "run", TINY, helpers.tiny_config())
     runs.write_status(run, state="running", epoch=2)
     before = (run / "status.json").read_bytes()
     first = runs.RunLock(run).acquire()  # the first job
     try:
         with pytest.raises(runs.RunError, match="in use by another job"):
-            T.train(TINY, helpers.tiny_config(), run, resume=False)
+            T.train(TINY, helpers.tiny_config(), run, resume=True)
         assert (run / "status.json").read_bytes() == before  # the refused job wrote nothing
-        assert sorted(p.name for p in run.iterdir()) == ["lock", "status.json"]
+        assert sorted(p.name for p in run.iterdir()) == ["config.json", "lock", "status.json"]
     finally:
         first.release()
     # after the first job is killed (the kernel drops its flock: test_runs.py::test_lock_freed_when_the_holder_is_
@@ -539,11 +539,9 @@ def test_20_disk_full_while_writing_a_json_file(tmp_path, monkeypatch):
     runs.write_json(path, {"state": "running", "epoch": 3})
     before = path.read_bytes()
 
-    def half_then_full(obj, f, **kwargs):
-        f.write('{"state": "fin')
-        _disk_full()
+    from cifar_core import files
 
-    monkeypatch.setattr(runs.json, "dump", half_then_full)
+    monkeypatch.setattr(files.os, "fsync", _disk_full)  # written to the temporary file, then the disk is full
     with pytest.raises(runs.DiskFullError) as info:
         runs.write_json(path, {"state": "finished"})
     assert str(info.value).startswith("The disk is full: status.json could not be written")
@@ -578,16 +576,16 @@ def test_20_disk_full_during_training(trained_runs, tmp_path, monkeypatch):
         _disk_full()
 
     monkeypatch.setattr(keras.Model, "save", full_disk_save)
-    config = dataclasses.replace(T.config_from_dict(runs.read_json(run / "config.json")["train"]), epochs=2)
+    config = dataclasses.replace(configs.config_from_dict(runs.read_json(run / "config.json")["train"]), epochs=2)
     with pytest.raises(runs.DiskFullError):
         helpers.train_in_process(TINY, config, run, resume=True)
     monkeypatch.undo()
     status = runs.read_status(run)
     assert status["state"] == "failed"
     assert status["error"] == ("The disk is full: model.keras could not be written; what was saved before is kept. "
-                               "Free some disk space, then resume the run.")
+                               "Free some disk space, then try again.")
     assert (run / "model.keras").read_bytes() == model_before
-    assert predict.load_model(run / "model.keras").count_params() == 5418
+    assert models.load_model(run / "model.keras").count_params() == 5418
     assert [r["epoch"] for r in runs.read_metrics(run) if r["kind"] == "epoch"] == [1]
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp.keras")] and not runs.is_locked(run)
 
@@ -622,7 +620,7 @@ def test_21_a_keras_file_naming_an_arbitrary_module_is_refused_unimported(tmp_pa
     monkeypatch.syspath_prepend(str(tmp_path))
     good = tmp_path / "good.keras"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(good)
-    assert predict.load_model(good).count_params() == 10  # the control loads
+    assert models.load_model(good).count_params() == 10  # the control loads
 
     def layer_from(module, name):
         def change(config):
@@ -639,7 +637,7 @@ def test_21_a_keras_file_naming_an_arbitrary_module_is_refused_unimported(tmp_pa
                                 whole_model_from("builtins", "eval"))):
         bad = _with_config(good, tmp_path / f"bad{i}.keras", change)
         with pytest.raises(ValueError, match="cannot be loaded safely"):
-            predict.load_model(bad)
+            models.load_model(bad)
     assert not canary.exists() and "canary_module" not in sys.modules
 
 
@@ -657,7 +655,7 @@ def test_22_run_identifiers_in_a_link_are_refused(app_env, ref):
     at.run().switch_page(TRAIN).run()
     assert not at.exception, at.exception
     assert not at.subheader and any("No run to show yet" in i.value for i in at.info)
-    for call in (lambda: runs.run_path(ref), lambda: runs.resolve_model(ref, allow_paths=False)):
+    for call in (lambda: runs.run_path(ref), lambda: models.resolve_model(ref, allow_paths=False)):
         with pytest.raises(runs.RunError):
             call()
 
@@ -688,12 +686,12 @@ def test_24_twenty_predictions_load_the_model_once_and_memory_stays_flat(trained
     loads = []
     real_load = keras.saving.load_model
     monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
-    predict._load_model_cached.cache_clear()
-    images = [("image.png", sample_png(i)) for i in range(4)]
+    models._load_model_cached.cache_clear()
+    pictures = [("image.png", sample_png(i)) for i in range(4)]
 
     def one_prediction():
-        model = predict.load_model(path)
-        results = predict.classify(model, CIFAR10_CLASSES, images)
+        model = models.load_model(path)
+        results = predict.classify(model, CIFAR10_CLASSES, pictures)
         assert all("top" in r for r in results)
         return model
 
@@ -701,9 +699,9 @@ def test_24_twenty_predictions_load_the_model_once_and_memory_stays_flat(trained
     for _ in range(3):  # warm-up: TensorFlow's first calls allocate its pools
         one_prediction()
     start = _rss_mb()
-    models = [one_prediction() for _ in range(20)]
+    loaded = [one_prediction() for _ in range(20)]
     grown = _rss_mb() - start
-    assert len(loads) == 1 and all(m is first for m in models)  # cached on (path, mtime)
+    assert len(loads) == 1 and all(m is first for m in loaded)  # cached on (path, mtime)
     assert grown < 50, f"resident memory grew by {grown:.0f} MB over 20 predictions"
     os.utime(path, ns=(time.time_ns(), time.time_ns()))  # a new version of the file is loaded again
-    assert predict.load_model(path) is not first and len(loads) == 2
+    assert models.load_model(path) is not first and len(loads) == 2

@@ -19,17 +19,13 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 from conftest import TINY_RUN_ID
 
-from cifar_core import data, jobs, predict, runs
+from cifar_core import data, images, jobs, models, predict, runs
 from cifar_core.presets import get_preset
-
-try:
-    import helpers
-except ImportError:
-    from tests import helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXED = "zz-fixed-model"  # the first run in the Classify page's list of models (runs are listed newest id first)
@@ -63,7 +59,7 @@ def _clear_images(model, class_names, count: int, tta: bool) -> list[tuple[bytes
     x, _, _ = data.load_sample()
     chosen = []
     for i in range(len(x)):
-        png = data.encode_png(np.repeat(np.repeat(x[i], 2, axis=0), 2, axis=1))  # 64x64: resized like an upload
+        png = images.encode_png(np.repeat(np.repeat(x[i], 2, axis=0), 2, axis=1))  # 64x64: resized like an upload
         (result,) = predict.classify(model, class_names, [("image.png", png)], k=2, tta=tta)
         first, second = result["top"]
         if first["probability"] - second["probability"] > 0.05:  # predictions run in bfloat16: ~1e-2 rounding
@@ -124,10 +120,10 @@ def test_25_two_sessions_classify_while_a_job_trains(stack):
 
     started = time.time()
     # the Classify page's first model: the shipped default if this installation has it, else the FIXED run
-    model_dir = runs.DEFAULT_RUN if (runs.DEFAULT_RUN / "model.keras").exists() else stack["runs_dir"] / FIXED
-    model = predict.load_model(model_dir / "model.keras")
-    class_names = runs.class_names_for(model_dir, model.output_shape[-1])
-    images = _clear_images(model, class_names, 5, runs.tta_for(model_dir))
+    model_dir = models.DEFAULT_RUN if (models.DEFAULT_RUN / "model.keras").exists() else stack["runs_dir"] / FIXED
+    model = models.load_model(model_dir / "model.keras")
+    class_names = models.class_names_for(model_dir, model.output_shape[-1])
+    images = _clear_images(model, class_names, 5, models.tta_for(model_dir))
     uploads = {
         "a": [(f"a{i}.png", png, label) for i, (png, label) in enumerate(images[:3])],
         "b": [("b0.png", images[3][0], images[3][1]), (HTML_NAME, images[4][0], images[4][1])],
@@ -197,5 +193,5 @@ def test_25_two_sessions_classify_while_a_job_trains(stack):
     assert jobs.stop_job(stack["run_id"], stack["runs_dir"]) == "stopped"
     assert time.time() - asked < 15
     helpers.wait_for(lambda: not _group_alive(job_pid), timeout=10)
-    assert predict.load_model(run_dir / "model.keras").output_shape == (None, 10)
+    assert models.load_model(run_dir / "model.keras").output_shape == (None, 10)
     assert time.time() - started < 150

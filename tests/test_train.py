@@ -1,7 +1,6 @@
 """cifar_core.train: config validation, the augmentation pipeline, a whole tiny run, stop, kill and resume, a torn
 backup, NaN loss, and an invalid spec at the command line."""
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -10,57 +9,18 @@ import signal
 import time
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 
+from cifar_core import config as configs
 from cifar_core import runs
 from cifar_core import spec as S
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES
 from cifar_core.presets import get_preset
 
-try:
-    import helpers
-except ImportError:
-    from tests import helpers
-
 TINY = get_preset("tiny").spec
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# settings
-
-
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("epochs", 10**6), ("epochs", 2.5), ("learning_rate", 0),
-                                          ("learning_rate", -1e-3), ("learning_rate", 11), ("batch_size", 0),
-                                          ("optimizer", "rmsprop"), ("translate", 9), ("flip", "yes"),
-                                          ("limit", 0), ("precision", "float8"), ("warmup_epochs", 20),
-                                          ("momentum", 1.0), ("bias_lr_scale", 0), ("start_fraction", 1.5),
-                                          ("end_fraction", -0.1), ("lookahead", "yes"), ("tta", 1)])
-def test_validate_config_refuses(field, value):
-    config = dataclasses.replace(T.TrainConfig(), **{field: value})
-    with pytest.raises(S.SpecError) as info:
-        T.validate_config(config)
-    message = str(info.value)
-    assert message.startswith(f"training setting {field} must be") and repr(value) in message
-
-
-def test_validate_config_accepts_the_presets_and_bounds():
-    for name in ("tiny", "fast", "fast-small", "report-2-1", "report-2-2"):
-        T.validate_config(get_preset(name).train)
-    T.validate_config(dataclasses.replace(T.TrainConfig(), epochs=1000, learning_rate=10, limit=1))
-
-
-def test_with_epochs_keeps_the_warm_up_share():
-    config = T.with_epochs(get_preset("fast").train, 4)
-    assert (config.epochs, config.warmup_epochs) == (4, 0.92)  # 23% of the schedule, as in the 8-epoch preset
-    T.validate_config(T.with_epochs(get_preset("fast").train, 1))
-
-
-def test_config_from_dict_refuses_unknown_settings():
-    with pytest.raises(S.SpecError, match="unknown training setting.*nesterov"):
-        T.config_from_dict({"epochs": 2, "nesterov": True})
-    assert T.config_from_dict({"epochs": 2}).epochs == 2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -89,7 +49,7 @@ def batches(x, config, training=True, batch_size=16, passes=2):
 
 
 def test_flip_only(images):
-    config = T.TrainConfig(flip=True, translate=0, seed=3)
+    config = configs.TrainConfig(flip=True, translate=0, seed=3)
     pairs = batches(images, config)
     assert sorted(i for _, i in pairs) == sorted(list(range(N)) * 2)  # every image once an epoch
     mirrored = 0
@@ -101,7 +61,7 @@ def test_flip_only(images):
 
 
 def test_translate_only(images):
-    config = T.TrainConfig(flip=False, translate=2, seed=5)
+    config = configs.TrainConfig(flip=False, translate=2, seed=5)
     pairs = batches(images, config)
     shifts = set()
     for image, i in pairs:
@@ -113,7 +73,7 @@ def test_translate_only(images):
 
 
 def test_no_augmentation_when_evaluating(images):
-    config = T.TrainConfig(flip=True, translate=2)
+    config = configs.TrainConfig(flip=True, translate=2)
     pairs = batches(images, config, training=False, passes=1)
     assert [i for _, i in pairs] == list(range(N))  # in order, not shuffled
     for image, i in pairs:
@@ -121,7 +81,7 @@ def test_no_augmentation_when_evaluating(images):
 
 
 def test_last_partial_batch_is_kept(images):
-    ds = T.make_dataset(images, np.zeros(N, int), 2, 16, training=False, config=T.TrainConfig())
+    ds = T.make_dataset(images, np.zeros(N, int), 2, 16, training=False, config=configs.TrainConfig())
     assert [len(xb) for xb, _ in ds] == [16, 16, 8]
 
 
@@ -159,7 +119,7 @@ def test_tiny_run_is_complete():
         assert isinstance(point[key], float) and math.isfinite(point[key])
     assert 0 <= point["val_accuracy"] <= 1
 
-    from cifar_core.predict import load_model
+    from cifar_core.models import load_model
 
     model = load_model(run / "model.keras")
     assert model.output_shape == (None, 10) and model.count_params() == 5418
@@ -196,14 +156,14 @@ def test_stop_request_then_resume(tmp_path):
     assert out.strip().splitlines()[-1] == str(run)
     status = runs.read_status(run)
     assert status["state"] == "stopped"
-    from cifar_core.predict import load_model
+    from cifar_core.models import load_model
 
     assert load_model(run / "model.keras").output_shape == (None, 10)
     done = epoch_points(run)
     assert done == list(range(1, len(done) + 1)) and len(done) < 50
 
     # resume (in this process, for 1 more epoch than were complete): the stopped epoch is trained again, whole
-    config = T.config_from_dict({**runs.read_json(run / "config.json")["train"], "epochs": len(done) + 1})
+    config = configs.config_from_dict({**runs.read_json(run / "config.json")["train"], "epochs": len(done) + 1})
     helpers.train_in_process(TINY, config, run, resume=True)
     assert epoch_points(run) == list(range(1, len(done) + 2))
     assert runs.read_status(run)["state"] == "finished"
@@ -299,7 +259,7 @@ def test_nan_loss_fails_and_keeps_the_last_good_model(tmp_path, monkeypatch):
     status = runs.read_status(run)
     assert status["state"] == "failed" and "NaN" in status["error"]
     assert epoch_points(run) == [1]
-    from cifar_core.predict import load_model
+    from cifar_core.models import load_model
 
     model = load_model(run / "model.keras")
     assert all(np.isfinite(np.asarray(w, dtype=np.float32)).all() for w in model.weights)

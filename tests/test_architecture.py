@@ -1,0 +1,107 @@
+"""The engine's layout: imports go one way (no circle, hidden function-level imports included), no Streamlit in the
+engine, no TensorFlow in the pages, and the Keras code the Build page gives runs outside this clone."""
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cifar_core import builder, presets
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ROOT / "cifar_core"
+
+
+def imports_of(path: Path) -> set[str]:
+    """The cifar_core modules a file imports, at module level or inside any function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif node.module and node.module.startswith("cifar_core"):
+                parts = node.module.split(".")
+                found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("cifar_core.")}
+    modules = {p.stem for p in ENGINE.glob("*.py")}
+    return (found & modules) - {path.stem}
+
+
+def engine_graph() -> dict[str, set[str]]:
+    return {p.stem: imports_of(p) for p in ENGINE.glob("*.py") if p.stem != "__main__"}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_engine_has_no_import_circle():
+    cycle = find_cycle(engine_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_bottom_modules_import_nothing_above_them():
+    graph = engine_graph()
+    assert graph["files"] == graph["images"] == graph["device"] == graph["spec"] == set()
+    assert graph["config"] <= {"spec"}
+    assert graph["data"] <= {"files", "images"} and graph["runs"] <= {"files", "spec", "config"}
+
+
+def test_the_engine_imports_no_streamlit_and_the_pages_no_tensorflow():
+    for path in ENGINE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not {m for m in names if m.split(".")[0] == "streamlit"}, path.name
+    for path in [ROOT / "app.py", ROOT / "ui.py", *(ROOT / "pages").glob("*.py")]:
+        tree = ast.parse(path.read_text())
+        top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
+        assert not top & {"tensorflow", "keras"}, path.name
+
+
+def run_elsewhere(code: str, tmp_path, forbid_project: bool = False) -> subprocess.CompletedProcess:
+    """Python in a fresh process from another folder, with only what is installed; forbid_project makes any import
+    of cifar_core fail."""
+    guard = "import sys; sys.modules['cifar_core'] = None\n" if forbid_project else ""
+    script = tmp_path / "model_code.py"
+    script.write_text(guard + code)
+    return subprocess.run([sys.executable, "-I", str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=240, env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.parametrize("name, forbid_project", [("tiny", True), ("report-2-1", True), ("fast-small", False)])
+def test_the_build_pages_keras_code_runs_in_a_fresh_python(name, forbid_project, tmp_path):
+    code = builder.to_keras_source(presets.PRESETS[name].spec) + textwrap.dedent("""
+        print("params", model.count_params())
+    """)
+    done = run_elsewhere(code, tmp_path, forbid_project)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from cifar_core import spec as S
+    assert f"params {S.summary(presets.PRESETS[name].spec)['params']}" in done.stdout

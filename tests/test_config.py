@@ -1,0 +1,82 @@
+"""cifar_core.config: each TrainConfig field's rules, and the validation, CLI flags and help made from them."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from cifar_core import config as configs
+from cifar_core import spec as S
+from cifar_core.__main__ import main
+from cifar_core.presets import get_preset
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("epochs", 10**6), ("epochs", 2.5), ("learning_rate", 0),
+                                          ("learning_rate", -1e-3), ("learning_rate", 11), ("batch_size", 0),
+                                          ("optimizer", "rmsprop"), ("translate", 9), ("flip", "yes"),
+                                          ("limit", 0), ("precision", "float8"), ("warmup_epochs", 20),
+                                          ("momentum", 1.0), ("bias_lr_scale", 0), ("start_fraction", 1.5),
+                                          ("end_fraction", -0.1), ("lookahead", "yes"), ("tta", 1), ("seed", -1),
+                                          ("seed", 2**70), ("learning_rate", float("nan")), ("epochs", True),
+                                          ("data", 3)])
+def test_validate_config_refuses(field, value):
+    config = dataclasses.replace(configs.TrainConfig(), **{field: value})
+    with pytest.raises(S.SpecError) as info:
+        configs.validate_config(config)
+    message = str(info.value)
+    assert message.startswith(f"The training setting {field} must be") and repr(value) in message
+
+
+def test_validate_config_accepts_the_presets_and_bounds():
+    for name in ("tiny", "fast", "fast-small", "report-2-1", "report-2-2"):
+        configs.validate_config(get_preset(name).train)
+    configs.validate_config(dataclasses.replace(configs.TrainConfig(), epochs=1000, learning_rate=10, limit=1,
+                                                seed=2**31 - 1))
+
+
+def test_allowed_reads_the_bounds_from_the_field():
+    assert configs.allowed("epochs") == "an integer from 1 to 1000"
+    assert configs.allowed("learning_rate") == "a number in (0, 10]"
+    assert configs.allowed("momentum") == "a number in [0, 1)"
+    assert configs.allowed("limit") == "empty or an integer of at least 1"
+    assert configs.allowed("optimizer") == "one of adam, adamw, sgd"
+    assert configs.allowed("seed") == "an integer from 0 to 2,147,483,647"
+    assert configs.describe("translate") == ("random translation of training images (reflect padding, then crop); "
+                                             "in pixels; an integer from 0 to 8; default 2.")
+
+
+def test_every_field_has_help_and_a_group():
+    for name, field in configs.FIELDS.items():
+        assert field.metadata["help"] and field.metadata["group"] in ("basic", "recipe", "hidden"), name
+        assert configs.kind(name) in (bool, int, float, str)
+
+
+def test_with_epochs_keeps_the_warm_up_share():
+    config = configs.with_epochs(get_preset("fast").train, 4)
+    assert (config.epochs, config.warmup_epochs) == (4, 0.92)  # 23% of the schedule, as in the 9-epoch preset
+    configs.validate_config(configs.with_epochs(get_preset("fast").train, 1))
+
+
+def test_config_from_dict_refuses_unknown_settings_and_other_shapes():
+    with pytest.raises(S.SpecError, match="Unknown training setting.*nesterov"):
+        configs.config_from_dict({"epochs": 2, "nesterov": True})
+    for data in ([1, 2], None, "epochs"):
+        with pytest.raises(S.SpecError, match="must be a JSON object"):
+            configs.config_from_dict(data)
+    assert configs.config_from_dict({"epochs": 2, "learning_rate": 1}).learning_rate == 1.0
+
+
+def test_the_cli_flags_come_from_the_fields():
+    help_text = subprocess.run([sys.executable, "-m", "cifar_core", "train", "--help"], capture_output=True,
+                               text=True, timeout=60).stdout
+    for name in configs.FIELDS:
+        assert "--" + name.replace("_", "-") in help_text, name
+    assert "an integer from 1 to 1000" in " ".join(help_text.split())
+
+
+def test_a_bad_flag_value_is_one_sentence(capsys, tmp_path):
+    assert main(["train", "--preset", "tiny", "--seed", "-1", "--runs-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("error: The training setting seed must be an integer from 0 to 2,147,483,647, "
+                                       "got -1.\n")
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,158 @@
+"""cifar_core.files: atomic writes, bounded strict JSON, leftovers, a full disk, and locks on both backends."""
+
+import errno
+import json
+import math
+import subprocess
+import sys
+import threading
+
+import filelock
+import pytest
+
+from cifar_core import files
+
+
+def test_write_json_round_trip(tmp_path):
+    files.write_json(tmp_path / "a.json", {"x": [1, 2.5, "s"], "y": None})
+    assert files.read_json(tmp_path / "a.json") == {"x": [1, 2.5, "s"], "y": None}
+    assert files.read_json(tmp_path / "missing.json", {"d": 1}) == {"d": 1}
+    (tmp_path / "torn.json").write_text('{"x": ')
+    assert files.read_json(tmp_path / "torn.json", "default") == "default"
+
+
+def test_nan_and_infinity_are_written_as_null(tmp_path):
+    files.write_json(tmp_path / "a.json", {"loss": math.nan, "xs": [math.inf, -math.inf, 1.5]})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"loss": None, "xs": [None, None, 1.5]}
+
+
+@pytest.mark.parametrize("error", [OSError("broken pipe"), KeyboardInterrupt()])
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, error):
+    path = tmp_path / "status.json"
+    files.write_json(path, {"state": "running", "epoch": 3})
+    before = path.read_bytes()
+
+    def failing(tmp):
+        tmp.write_text('{"state": "fin')  # half written, then the failure
+        raise error
+
+    with pytest.raises(type(error)):
+        files.write_atomic(path, write=failing)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]
+
+
+def test_a_full_disk_is_one_sentence(tmp_path):
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(files.DiskFullError) as info:
+        files.write_atomic(tmp_path / "model.keras", write=full, suffix=".tmp.keras")
+    assert str(info.value).startswith("The disk is full: model.keras could not be written")
+    assert info.value.errno == errno.ENOSPC and not list(tmp_path.iterdir())
+    assert files.is_disk_full(RuntimeError("Unable to write: No space left on device"))  # HDF5's way of saying it
+    assert not files.is_disk_full(OSError(errno.EACCES, "Permission denied"))
+
+
+def test_temporary_names_are_unique_to_each_writer(tmp_path):
+    names = {files.temporary_name(tmp_path / "a.npz", ".tmp.npz") for _ in range(100)}
+    assert len(names) == 100 and all(n.name.startswith(".a.npz.") and n.name.endswith(".tmp.npz") for n in names)
+
+
+def test_many_writers_of_one_file_never_collide(tmp_path):
+    errors = []
+
+    def write(i):
+        try:
+            for _ in range(20):
+                files.write_json(tmp_path / "shared.json", {"writer": i})
+        except Exception as e:  # noqa: BLE001 - any failure is the test's failure
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and files.read_json(tmp_path / "shared.json")["writer"] in range(4)
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.json"]
+
+
+def test_clear_leftovers_removes_only_hidden_temporaries(tmp_path):
+    for name in (".model.keras.123-abcd.tmp.keras", ".status.json.9-ff.tmp", ".x.npz.1-2.tmp.npz", "model.keras",
+                 "notes.tmp", ".hidden"):
+        (tmp_path / name).write_text("x")
+    assert sorted(files.clear_leftovers(tmp_path)) == [".model.keras.123-abcd.tmp.keras", ".status.json.9-ff.tmp",
+                                                       ".x.npz.1-2.tmp.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "model.keras", "notes.tmp"]
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('{"a": 1, "a": 2}', "appears twice"),
+    ("[" * 40 + "]" * 40, "nests more than 32"),
+    ('{"n": ' + "9" * 5000 + "}", "more than 100 digits"),
+    ('{"x": NaN}', "not a JSON number"),
+    ('{"x": ', "not valid JSON"),
+    (b"\xff\xfe", "not UTF-8"),
+])
+def test_parse_json_refuses_with_a_sentence(text, reason):
+    with pytest.raises(files.JSONFileError, match=reason):
+        files.parse_json(text)
+
+
+def test_parse_json_limits_size_and_keeps_brackets_in_strings():
+    assert files.parse_json('{"s": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') == {"s": "[" * 42}
+    with pytest.raises(files.JSONFileError, match="limit is 10"):
+        files.parse_json("[" + "1," * 10 + "1]", max_bytes=10)
+
+
+def test_read_json_skips_a_file_over_the_limit(tmp_path):
+    (tmp_path / "big.json").write_text("[" + "0," * 1000 + "0]")
+    assert files.read_json(tmp_path / "big.json", "too big", max_bytes=100) == "too big"
+
+
+@pytest.fixture(params=["native", "soft"])
+def lock_backend(request, monkeypatch):
+    """The locks as on Linux and macOS (flock) and as filelock's portable fallback without fcntl."""
+    if request.param == "soft":
+        monkeypatch.setattr(files.filelock, "FileLock", filelock.SoftFileLock)
+    return request.param
+
+
+def test_lock_is_exclusive_and_released(tmp_path, lock_backend):
+    path = tmp_path / "lock"
+    assert not files.is_locked(path)
+    held = files.try_lock(path)
+    assert held is not None and files.is_locked(path) and files.try_lock(path) is None
+    held.release()
+    assert not files.is_locked(path)
+    files.wait_lock(path).release()
+
+
+HOLD = ("import sys, time; from cifar_core import files; lock = files.try_lock(sys.argv[1]); "
+        "print('locked' if lock else 'busy', flush=True); time.sleep(120)")
+
+
+def test_the_kernel_frees_a_killed_holders_lock(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert files.is_locked(tmp_path / "lock")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert not files.is_locked(tmp_path / "lock")
+
+
+def test_every_module_imports_without_fcntl():
+    """As on Windows: no module of the engine needs fcntl (filelock then uses its portable backend)."""
+    code = ("import sys, pkgutil, importlib; sys.modules['fcntl'] = None; import cifar_core; "
+            "[importlib.import_module('cifar_core.' + m.name) for m in pkgutil.iter_modules(cifar_core.__path__) "
+            " if m.name != '__main__']; import cifar_core.__main__; "
+            "from cifar_core import files; l = files.try_lock(sys.argv[1]); assert l and files.is_locked(sys.argv[1]); "
+            "print('ok')")
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run([sys.executable, "-W", "ignore", "-c", code, f"{tmp}/lock"], capture_output=True,
+                              text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
