@@ -88,7 +88,8 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .evaluate import evaluate_model
 
-    result = evaluate_model(args.model, split=args.split, source=args.data, runs_dir=args.runs_dir)
+    result = evaluate_model(args.model, split=args.split, source=args.data, runs_dir=args.runs_dir,
+                            progress=_progress_printer("Predicting"), log=_note)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k not in ("predictions", "model_sha256")}))
     else:
@@ -96,6 +97,33 @@ def _cmd_evaluate(args) -> int:
         print(f"{result['split']} split{note}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}, "
               f"top-3 {result['top3_accuracy']:.4f} on {result['n']} images")
     return 0
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _progress_printer(what: str):
+    """progress(fraction) on stderr: one updating line in a terminal, a line per tenth when piped."""
+    shown = {"tenth": -1}
+
+    def progress(fraction: float) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{what}: {fraction:.0%}", end="\n" if fraction >= 1 else "", file=sys.stderr, flush=True)
+        elif int(fraction * 10) > shown["tenth"]:
+            shown["tenth"] = int(fraction * 10)
+            _note(f"{what}: {fraction:.0%}")
+    return progress
+
+
+def _say_default_source(args) -> None:
+    """With no data source named, the default may fall back to the sample: say so in one line on stderr."""
+    if getattr(args, "data", None) is None and not getattr(args, "config", None) and not getattr(args, "resume", 0):
+        from .data import resolve_default_source
+
+        _, note = resolve_default_source()
+        if note:
+            _note(note)
 
 
 def _cmd_predict(args) -> int:
@@ -261,6 +289,8 @@ def main(argv=None) -> int:
 
     args = parser.parse_args(argv)
     try:
+        if args.command in ("train", "evaluate"):
+            _say_default_source(args)
         return args.func(args)
     except (specs.SpecError, runs.RunError, DataError, ImageError, ValueError, KeyError, FileNotFoundError,
             files.DiskFullError) as e:

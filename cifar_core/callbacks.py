@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -55,14 +56,20 @@ def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs: int, time_offse
             self.last_point = 0.0
             self.epoch = 0
             self.stopped = False
+            self.progbar = None
 
         def _now(self):
             return round(time.time() - self.start, 3)
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch + 1
+            # Keras's own bar per batch in a terminal; piped output (a job log) keeps the one-line epoch summaries
+            self.progbar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "accuracy"]) \
+                if log and sys.stdout.isatty() else None
 
         def on_train_batch_end(self, batch, logs=None):
+            if self.progbar is not None:
+                self.progbar.update(batch + 1, [(k, float(v)) for k, v in (logs or {}).items()])
             now = time.time()
             if now - self.last_point >= BATCH_POINT_INTERVAL_S or batch + 1 == steps_per_epoch:
                 self.last_point = now

@@ -1,8 +1,9 @@
 """CIFAR-10 (or any folder of labelled images) as uint8 NumPy arrays, with a fixed validation split.
 
 Sources, chosen by `--data SOURCE` or the CIFAR10_DATA environment variable:
-  keras                      keras.datasets.cifar10.load_data() (downloads once; the default)
-  sample                     the small embedded sample shipped in this package (no download)
+  keras                      keras.datasets.cifar10.load_data() (downloads once; the default when downloaded or
+                             when it can be; else the sample, see resolve_default_source)
+  sample                     the small embedded sample shipped in this package (no download), with a test split
   path/cifar-10-batches-py   the official Python pickles, unpacked
   path/cifar-10-python.tar.gz  the official archive, read in place
   path/to/folder             root/train/<class>/*.{png,jpg,...} and optionally root/test/<class>/*
@@ -17,7 +18,9 @@ import hashlib
 import io
 import os
 import pickle
+import socket
 import tarfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +69,50 @@ class Dataset:
         raise DataError(f"split must be 'test', 'val' or 'train', got {name!r}.")
 
 
+KERAS_HOST = ("www.cs.toronto.edu", 443)  # where keras.datasets.cifar10 downloads CIFAR-10 from
+PROBE_SECONDS = 2.0
+PROBE_CACHE_SECONDS = 60.0
+_probe: dict = {}
+
+
+def keras_downloaded() -> Path | None:
+    """The folder where Keras keeps CIFAR-10, when it has been downloaded."""
+    return next((d for d in keras_cifar_dirs() if (d / "data_batch_1").exists()), None)
+
+
+def can_download() -> bool:
+    """Whether CIFAR-10's download server answers within PROBE_SECONDS; asked at most once a minute."""
+    if time.monotonic() - _probe.get("at", -1e9) > PROBE_CACHE_SECONDS:
+        try:
+            socket.create_connection(KERAS_HOST, timeout=PROBE_SECONDS).close()
+            _probe["ok"] = True
+        except OSError:
+            _probe["ok"] = False
+        _probe["at"] = time.monotonic()
+    return _probe["ok"]
+
+
+def keras_available() -> bool:
+    return keras_downloaded() is not None or can_download()
+
+
+FALLBACK_NOTE = ("CIFAR-10 is not downloaded and cannot be downloaded here (no network), so the embedded sample "
+                 "is used: {train:,} training and {test:,} test images.")
+
+
+def resolve_default_source() -> tuple[str, str | None]:
+    """(the source used when none is named, a sentence when that is a fallback). CIFAR10_DATA when set; else
+    CIFAR-10 from Keras when it is downloaded or can be; else the embedded sample, and the sentence says so."""
+    if os.environ.get("CIFAR10_DATA"):
+        return os.environ["CIFAR10_DATA"], None
+    if keras_available():
+        return "keras", None
+    counts = sample_counts()
+    return "sample", FALLBACK_NOTE.format(train=counts["train"], test=counts["test"])
+
+
 def default_source() -> str:
-    return os.environ.get("CIFAR10_DATA") or "keras"
+    return resolve_default_source()[0]
 
 
 def keras_cifar_dirs() -> list[Path]:
@@ -80,21 +125,119 @@ def keras_cifar_dirs() -> list[Path]:
             for sub in ("cifar-10-batches-py-target/cifar-10-batches-py", "cifar-10-batches-py")]
 
 
+def download_keras() -> None:
+    """Downloads CIFAR-10 through keras.datasets (about 170 MB, once); a DataError when that fails."""
+    _load_keras()
+
+
 def source_status(source: str | None = None) -> tuple[bool, str]:
     """(available without a download or a missing path, one sentence saying so) for a data source, without loading
-    it."""
+    it. The sentence names no server path."""
     source = source or default_source()
     if source == "sample":
-        return True, "The embedded sample (2,000 CIFAR-10 images) is always available."
+        counts = sample_counts()
+        return True, (f"The embedded sample ({counts['train']:,} training and {counts['test']:,} test CIFAR-10 "
+                      "images) is always available.")
     if source == "keras":
-        found = next((d for d in keras_cifar_dirs() if (d / "data_batch_1").exists()), None)
-        if found:
-            return True, f"CIFAR-10 is available (downloaded by Keras to {found})."
-        return False, ("CIFAR-10 has not been downloaded yet: the first training or evaluation downloads it "
-                       "(about 170 MB) through keras.datasets.")
+        if keras_downloaded():
+            return True, "CIFAR-10 is available (downloaded by Keras)."
+        if can_download():
+            return False, ("CIFAR-10 has not been downloaded yet: the first training or evaluation downloads it "
+                           "(about 170 MB) through keras.datasets.")
+        return False, "CIFAR-10 has not been downloaded, and it cannot be downloaded here (no network)."
     if Path(source).expanduser().exists():
-        return True, f"The data source {source} exists."
-    return False, f"The data source {source} does not exist."
+        return True, f"The data source {Path(source).name} exists."
+    return False, f"The data source {Path(source).name} does not exist."
+
+
+# ---- the data sources the web app offers: keras, sample, and what lies directly in the data roots
+
+def data_roots() -> list[Path]:
+    """The folders whose datasets the web app may open, set by whoever runs the server: CIFAR_DATA_ROOTS
+    (os.pathsep-separated), by default ./data. The CLI takes any path; only the app is confined to these."""
+    raw = os.environ.get("CIFAR_DATA_ROOTS")
+    parts = raw.split(os.pathsep) if raw is not None else ["data"]
+    return [Path(p).expanduser().resolve() for p in parts if p.strip()]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a loop of symbolic links
+        return False
+
+
+def _looks_like_dataset(path: Path) -> bool:
+    try:
+        if path.is_file():
+            return path.name.endswith((".tar.gz", ".tgz"))
+        return path.is_dir() and ((path / "train").is_dir() or (path / "data_batch_1").is_file()
+                                  or any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(path)))
+    except OSError:
+        return False
+
+
+def _root_sources() -> dict[str, Path]:
+    """{choice: path} of the datasets in the data roots: a root that is a dataset itself, and each folder or
+    archive directly inside a root, named 'root/entry'. Anything resolving outside its root is left out."""
+    found = {}
+    for root in data_roots():
+        if not root.is_dir():
+            continue
+        if (root / "train").is_dir() or (root / "data_batch_1").is_file():
+            found.setdefault(root.name, root)
+            continue
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if not entry.name.startswith(".") and _inside(path, root) and _looks_like_dataset(path):
+                found.setdefault(f"{root.name}/{entry.name}", path)
+    return found
+
+
+def app_sources() -> dict[str, str]:
+    """{choice: label} of every data source the web app offers, in the order to show them."""
+    counts = sample_counts()
+    options = {}
+    if keras_downloaded():
+        options["keras"] = "CIFAR-10 (downloaded)"
+    elif can_download():
+        options["keras"] = "CIFAR-10 (downloads about 170 MB on first use)"
+    options["sample"] = f"sample: {counts['train']:,} training + {counts['test']:,} test CIFAR-10 images"
+    options.update({choice: f"folder {choice}" for choice in _root_sources()})
+    return options
+
+
+def app_source(choice: str) -> str:
+    """The source load_data takes for one of app_sources(); anything else is refused with a sentence that repeats
+    no path."""
+    if choice in ("keras", "sample"):
+        return choice
+    path = _root_sources().get(choice)
+    if path is None or not any(_inside(path, root) for root in data_roots()):
+        raise DataError("That data source is not offered by this server; choose CIFAR-10, the sample or a dataset "
+                        "in the server's data folders.")
+    return str(path)
+
+
+def app_default() -> str:
+    """The web app's first data source: the default source when the app offers it, else the sample."""
+    source = default_source()
+    if source in app_sources():
+        return source
+    by_path = {str(p): c for c, p in _root_sources().items()}
+    return by_path.get(str(Path(source).expanduser().resolve()), "sample")
+
+
+def app_label(source: str) -> str:
+    """A data source as a page may name it: its app choice, or the last part of a path (never a whole path)."""
+    if source in ("keras", "sample"):
+        return {"keras": "CIFAR-10", "sample": "the embedded sample"}[source]
+    by_path = {str(p): c for c, p in _root_sources().items()}
+    return by_path.get(str(Path(source).expanduser().resolve()), Path(source).name)
 
 
 def train_images_hint(source: str | None = None, limit: int | None = None) -> int | None:
@@ -102,9 +245,7 @@ def train_images_hint(source: str | None = None, limit: int | None = None) -> in
     is unknown before loading (an image folder) and no limit is set."""
     source = source or default_source()
     if source == "sample":
-        with np.load(SAMPLE_PATH) as saved:
-            total = len(saved["y"])
-        count = total - max(1, round(total * FOLDER_VAL_FRACTION))
+        count = sample_counts()["train"] - sample_counts()["val"]
     elif source == "keras" or source.endswith((".tar.gz", ".tgz")) or (Path(source) / "data_batch_1").exists():
         count = 50_000 - CIFAR10_VAL_SIZE
     else:
@@ -131,8 +272,9 @@ def load_data(source: str | None = None, *, limit: int | None = None, log=None) 
         val_size = CIFAR10_VAL_SIZE
     elif source == "sample":
         x, y, names = load_sample()
-        (x_train, y_train), test = (x, y), None
-        val_size = max(1, round(len(x) * FOLDER_VAL_FRACTION))
+        cut = sample_counts()["train"]
+        (x_train, y_train), test = (x[:cut], y[:cut]), ((x[cut:], y[cut:]) if cut < len(x) else None)
+        val_size = sample_counts()["val"]
     else:
         path = Path(source).expanduser()
         if not path.exists():
@@ -166,9 +308,10 @@ def _load_keras():
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     except Exception as e:  # any network, HTTP or archive failure: the user needs the same one sentence
-        raise DataError("CIFAR-10 could not be downloaded (" + type(e).__name__ + "); point the tool at local data "
-                        "with --data PATH or CIFAR10_DATA=PATH (a cifar-10-batches-py folder, the "
-                        "cifar-10-python.tar.gz archive or an image folder), or use --data sample.") from None
+        reason = "no network connection" if not can_download() else (str(e).split("\n")[0][:120] or type(e).__name__)
+        raise DataError(f"CIFAR-10 could not be downloaded ({reason}). Use a local copy (a cifar-10-batches-py "
+                        "folder, the cifar-10-python.tar.gz archive or an image folder) or the embedded sample "
+                        "instead.") from None
     return (x_train, y_train.reshape(-1).astype(np.int64)), (x_test, y_test.reshape(-1).astype(np.int64)), \
         CIFAR10_CLASSES
 
@@ -352,9 +495,21 @@ def _load_folder(root: Path, log=None):
 
 
 @functools.lru_cache(maxsize=1)
+def sample_counts() -> dict[str, int]:
+    """How many of the sample's images load_data("sample") gives each split: the last test_count images are its
+    test split, and the last 10% of the rest its validation split."""
+    with np.load(SAMPLE_PATH) as saved:
+        total = len(saved["y"])
+        test = int(saved["test_count"]) if "test_count" in saved.files else 0
+    val = max(1, round((total - test) * FOLDER_VAL_FRACTION))
+    return {"total": total, "train": total - test, "val": val, "test": test}
+
+
+@functools.lru_cache(maxsize=1)
 def load_sample() -> tuple[np.ndarray, np.ndarray, tuple]:
-    """The embedded sample: 2,000 CIFAR-10 validation-split images (never trained on by the shipped model),
-    stored as their original JPEG bytes (see tools/make_sample.py)."""
+    """The embedded sample: 3,000 CIFAR-10 images the shipped model never trained on (its validation split), the
+    first 2,000 for training and the last 1,000 as a test split (sample_counts), stored as their original JPEG
+    bytes (see tools/make_sample.py)."""
     with np.load(SAMPLE_PATH) as saved:
         blob, offsets = saved["jpeg"].tobytes(), saved["offsets"]
         x = np.stack([to_input_array(blob[a:b]) for a, b in zip(offsets[:-1], offsets[1:])])
