@@ -10,23 +10,24 @@ import streamlit as st
 import ui
 from cifar_core import data
 
-st.set_page_config(page_title="CIFAR-10 CNN Studio", layout="wide")
+# Emoji icons only: Streamlit makes a page's icon the tab's favicon, and fetches a Material icon for that from
+# fonts.gstatic.com, a request to another host (which fails offline); an emoji favicon is drawn in the page itself.
+st.set_page_config(page_title="CIFAR-10 CNN Studio", page_icon="🧠", layout="wide")
 
 page = st.navigation([
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/build.py", title="Build", icon=":material/construction:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
-    st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
-    st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
-    st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/build.py", title="Build", icon="🧱"),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
+    st.Page("pages/classify.py", title="Classify", icon="🔍"),
+    st.Page("pages/layers.py", title="Layers", icon="🧅"),
+    st.Page("pages/runs.py", title="Runs", icon="🗂️"),
 ])
 
 with st.sidebar:
-    st.session_state.setdefault("data_source", data.default_source())
-    st.text_input("Data source", key="data_source",
-                  help="keras (CIFAR-10 via keras.datasets), sample (the embedded 2,000 images, always available), "
-                       "or a path to cifar-10-batches-py, cifar-10-python.tar.gz or an image folder.")
+    ui.source_picker("data_source", data.app_default(),
+                     help_="CIFAR-10 from Keras, the embedded sample (always available), or a dataset in the "
+                           "folders this server offers (its data roots).")
     info = ui.device()
     st.caption(f"Device: {info['device']}  \nPrecision: {info['precision']}")
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 
 import numpy as np
 import streamlit as st
 
 from cifar_core import config as configs
-from cifar_core import data, explain, models, runs
+from cifar_core import data, explain, files, models, runs
 from cifar_core import device as devices
+from cifar_core import spec as specs
 
 
 def through_router(page_path: str) -> None:
@@ -48,6 +50,39 @@ def keep(key: str):
     return st.session_state.get(key)
 
 
+def scroll_to(anchor: str) -> None:
+    """Brings the heading with this anchor into view (after a click that changed what it shows)."""
+    st.html(f"<script>parent.document.getElementById({anchor!r})?.scrollIntoView({{behavior: 'smooth'}});"
+            "</script>", unsafe_allow_javascript=True)
+
+
+def keep_widget(widget, *args, key: str, **kwargs):
+    """Draws widget(*args, key=key, **kwargs) and keeps its value for kept() (call kept(key, default) first)."""
+    widget(*args, key=key, **kwargs)
+    return keep(key)
+
+
+def kept_uploads(key: str, label: str, types: list[str]) -> list[tuple[str, bytes]]:
+    """A multi-file uploader whose files survive a visit to another page: Streamlit forgets an uploader's files
+    when it is not drawn, so the (name, bytes) pairs are kept here until the user removes them or uploads others."""
+    store = st.session_state.setdefault("_kept", {})
+    returning = key not in st.session_state  # the uploader was not drawn in the last run (another page was)
+    uploads = st.file_uploader(label, type=types, accept_multiple_files=True, key=key)
+    if uploads:
+        store[key] = [(f.name, f.getvalue()) for f in uploads]
+    elif not returning and st.session_state.get(f"{key}_seen"):
+        store.pop(key, None)  # the user removed the files from the uploader itself
+    st.session_state[f"{key}_seen"] = bool(uploads)
+    files = store.get(key, [])
+    if files and not uploads:
+        row = st.columns([4, 1], vertical_alignment="center")
+        row[0].caption(f"{len(files)} image(s) kept from before.")
+        if row[1].button("Remove them", key=f"{key}_clear"):
+            store.pop(key, None)
+            st.rerun()
+    return files
+
+
 def setting_widget(name: str, key: str, default):
     """The Train page's widget of one TrainConfig field, made from the field's metadata (type, bounds, choices,
     step, label and help: config.py), its value kept across pages."""
@@ -75,8 +110,49 @@ def setting_widget(name: str, key: str, default):
 
 
 def data_source() -> str:
-    """The data source chosen in the sidebar (or the default when a page runs on its own)."""
-    return st.session_state.get("data_source") or data.default_source()
+    """The sidebar's data source: one of data.app_sources() (or the app's default when a page runs on its own)."""
+    choice = st.session_state.get("data_source") or st.session_state.get("_kept", {}).get("data_source")
+    return choice if choice in data.app_sources() else data.app_default()
+
+
+def source_picker(key: str, default: str, label: str = "Data source", help_: str | None = None) -> str:
+    """A selectbox of the data sources the app offers (data.app_sources), its choice kept across pages."""
+    options = data.app_sources()
+    if kept(key, default) not in options:
+        st.session_state[key] = default if default in options else "sample"
+    st.selectbox(label, list(options), format_func=options.get, key=key, help=help_)
+    return keep(key)
+
+
+def choose_source(key: str, choice: str) -> None:
+    """A button's callback: set the data-source picker `key` (before it is drawn again)."""
+    st.session_state[key] = choice
+    st.session_state.setdefault("_kept", {})[key] = choice
+
+
+def data_note(choice: str, key: str) -> None:
+    """One line naming the data used, with one click to download CIFAR-10 (where it can be had) or to use another
+    dataset this server offers; `key` is the picker the click changes."""
+    options = data.app_sources()
+    fallback = data.resolve_default_source()[1] if choice == "sample" else None
+    line = st.columns([5, 2, 2], vertical_alignment="center")
+    line[0].caption(f"Data: {md_escape(options.get(choice, choice))}."
+                    + (" CIFAR-10 is not downloaded and cannot be downloaded here (no network)." if fallback else ""))
+    if choice != "keras" and not data.keras_downloaded() and data.can_download():
+        if line[1].button("Download CIFAR-10 (170 MB)", key=f"{key}_download"):
+            try:
+                with st.spinner("Downloading CIFAR-10 (about 170 MB, once)…"):
+                    data.download_keras()
+            except data.DataError as e:
+                st.error(md_escape(str(e)))
+            else:
+                choose_source(key, "keras")
+                st.rerun()
+    others = [c for c in options if c not in (choice, "keras")]
+    if others:
+        with line[2].popover("Use another dataset"):
+            for other in others:
+                st.button(options[other], key=f"{key}_use_{other}", on_click=choose_source, args=(key, other))
 
 
 @st.cache_resource(show_spinner="Detecting the training device…")
@@ -88,6 +164,18 @@ def run_title(run_id: str) -> str:
     """'name (run id)', or the run id alone when the run has no name of its own."""
     label = runs.run_label(runs.run_path(run_id))
     return run_id if label == run_id else f"{label} ({run_id})"
+
+
+def run_settings(run_dir) -> str:
+    """One line of a run's own settings (model, epochs, data), so that nobody takes the New run form for them."""
+    try:
+        model_spec, config = runs.read_spec_and_config(run_dir)
+    except (runs.RunError, ValueError):
+        return "This run's settings cannot be read."
+    source = data.app_label(config.data) if config.data else "the default data source"
+    return (f"This run's settings: model {md_escape(model_spec.name)}, {config.epochs} epochs, batch size "
+            f"{config.batch_size}, data {md_escape(source)}" + (f" (first {config.limit:,} images)" if config.limit
+                                                              else "") + ".")
 
 
 def has_default_model() -> bool:
@@ -170,7 +258,9 @@ def saliency(ref: str, image: np.ndarray, predicted: str, key: str, opacity: flo
         st.info(str(e))
         return
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:12]
-    chosen = st.selectbox("Heatmap for class", range(len(names)), index=predicted, key=f"{key}_{digest}",
+    # keyed by the model too: another model has another predicted class, so its picker starts from that one
+    chosen = st.selectbox("Heatmap for class", range(len(names)), index=predicted,
+                          key=f"{key}_{digest}_{hashlib.sha256(f'{ref}:{mtime}'.encode()).hexdigest()[:8]}",
                           format_func=lambda i: f"{names[i]} (predicted)" if i == predicted else names[i])
     heatmap = grad_cam(ref, mtime, image, chosen)
     note = " (element-wise, HiResCAM, as this model flattens its last map)" if method == "HiResCAM" else ""
@@ -178,6 +268,51 @@ def saliency(ref: str, image: np.ndarray, predicted: str, key: str, opacity: flo
              caption=f"Grad-CAM{note}: where the model finds “{names[chosen]}”")
     if not heatmap.any():
         st.caption("Nothing in this image counts for that class (the map is empty).")
+
+
+def sentence(text: str) -> str:
+    """A message as a sentence: starting with a capital letter."""
+    text = str(text)
+    return text[:1].upper() + text[1:]
+
+
+_DRAFT_ID = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
+
+
+def _draft_path(draft_id: str):
+    return runs.default_runs_dir() / ".drafts" / f"{draft_id}.json"
+
+
+def save_draft(spec) -> str:
+    """Saves the Build page's model under the runs folder's .drafts/ (once per change); returns its id for the
+    URL (?draft=<id>), so that a reload of the page finds it again."""
+    draft_id = st.session_state.get("draft_id")
+    if not draft_id or not _DRAFT_ID.match(draft_id):
+        draft_id = st.session_state["draft_id"] = secrets.token_urlsafe(12)
+    text = specs.to_json(spec)
+    if st.session_state.get("draft_saved") != text:
+        try:
+            path = _draft_path(draft_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            files.write_json(path, specs.to_dict(spec))
+            st.session_state["draft_saved"] = text
+        except OSError:
+            pass  # a read-only runs folder: the draft lives in this session only
+    return draft_id
+
+
+def load_draft(draft_id: str | None):
+    """The draft saved as `draft_id`, or None when there is none (or it is not a valid spec any more)."""
+    if not draft_id or not _DRAFT_ID.match(draft_id):
+        return None
+    raw = files.read_json(_draft_path(draft_id))
+    try:
+        spec = specs.from_dict(raw) if raw is not None else None
+    except (specs.SpecError, TypeError, ValueError):
+        return None
+    if spec is not None:
+        st.session_state["draft_id"] = draft_id
+    return spec
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
@@ -191,6 +326,8 @@ def md_escape(text: str) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
+    if seconds < 1:
+        return "under 1 s"
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"
@@ -200,7 +337,10 @@ def duration(seconds: float | None) -> str:
 
 
 def compact(count: int) -> str:
-    """658546 -> '658.5 k', 15579550 -> '15.58 M': short enough for a metric tile; the exact count is in the table."""
+    """658546 -> '658.5 k', 15579550 -> '15.58 M', 12345678901 -> '12.35 G': short enough for a metric tile; the
+    exact count is in the table."""
+    if count >= 1_000_000_000:
+        return f"{count / 1e9:.2f} G"
     if count >= 1_000_000:
         return f"{count / 1e6:.2f} M"
     return f"{count / 1e3:.1f} k" if count >= 10_000 else f"{count:,}"

@@ -354,3 +354,61 @@ __all__ = ["ModelSpec", "LayerInfo", "SpecError", "LAYER_TYPES", "ACTIVATIONS", 
            "MAX_PARAMS", "infer",
            "validate", "summary", "first_error", "to_dict", "from_dict", "to_json", "from_json", "layer_to_dict",
            "layer_from_dict"] + list(LAYER_TYPES)
+
+
+def infer_prefix(spec: ModelSpec) -> list[LayerInfo]:
+    """The Build page's rows while a model is invalid: every layer up to and including the first impossible one,
+    whose output_shape is None (so that the user sees where the image shrank to nothing)."""
+    try:
+        validate_header(spec)
+    except SpecError:
+        return []
+    shape, rows = tuple(spec.input_shape), []
+    for index, layer in enumerate(spec.layers, start=1):
+        try:
+            if type(layer) not in LAYER_TYPES.values():
+                raise SpecError(f"layer {index}: unknown layer type.")
+            _check_layer_fields(index, layer)
+            shape, params, frozen, macs = _infer_one(index, layer, shape)
+        except SpecError:
+            rows.append(LayerInfo(index, type(layer).__name__, None, 0, 0, 0))
+            break
+        rows.append(LayerInfo(index, type(layer).__name__, shape, params, frozen, macs))
+    return rows
+
+
+def layer_settings(layer) -> str:
+    """A layer's settings that differ from its defaults, as 'filters=64, padding=valid' (the Build page's table)."""
+    parts = []
+    for f in dataclasses.fields(layer):
+        value = getattr(layer, f.name)
+        if value != f.default:
+            shown = {True: "true", False: "false", None: "none"}.get(value, value) if not isinstance(
+                value, (int, float)) or isinstance(value, bool) else value
+            parts.append(f"{f.name}={shown}")
+    return ", ".join(parts)
+
+
+def layer_from_settings(kind: str, text: str, index: int):
+    """The layer of type `kind` with the settings of layer_settings' form (missing ones take their defaults);
+    SpecError naming the layer and the setting otherwise."""
+    data = {"type": kind}
+    for part in filter(None, (p.strip() for p in str(text or "").split(","))):
+        name, sep, raw = part.partition("=")
+        if not sep or not name.strip():
+            raise SpecError(f"Layer {index} ({kind}): write its settings as name=value, separated by commas, "
+                            f"got {part!r}.")
+        raw = raw.strip()
+        value = {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
+        if isinstance(value, str):
+            for number in (int, float):
+                try:
+                    value = number(raw)
+                    break
+                except ValueError:
+                    pass
+        data[name.strip()] = value
+    floats = {f.name for f in dataclasses.fields(LAYER_TYPES.get(kind, Flatten)) if isinstance(f.default, float)}
+    data.update({k: float(v) for k, v in data.items()
+                 if k in floats and isinstance(v, int) and not isinstance(v, bool)})
+    return layer_from_dict(data, index)

@@ -15,10 +15,11 @@ ANY = "(any)"
 def run_evaluation(ref: str, split: str, source: str, model_mtime_ns: int) -> dict:
     # The progress bar is created inside the cached function, so that a cache hit replays it (and its removal).
     bar = st.progress(0.0, text="Predicting…")
-    result = evaluate.evaluate_model(ref, split, source or None,
-                                     progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}"))
-    bar.empty()
-    return result
+    try:
+        return evaluate.evaluate_model(ref, split, source or None,
+                                       progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}"))
+    finally:
+        bar.empty()  # also when it fails: no bar is left above the error
 
 
 @st.cache_resource(show_spinner="Loading the images…", max_entries=2)
@@ -33,12 +34,14 @@ def apply_cell_click(event) -> None:
     if cell and cell != st.session_state.get("cm_applied") and all(isinstance(c, str) for c in cell):
         st.session_state["gal_true"], st.session_state["gal_pred"] = cell
         st.session_state["gal_wrong"] = cell[0] != cell[1]
+        st.session_state["scroll_to_gallery"] = True
     st.session_state["cm_applied"] = cell
 
 
 def show_pair(true: str, pred: str) -> None:
     """A most-confused pair's button: the gallery shows that pair's mistakes."""
     st.session_state["gal_true"], st.session_state["gal_pred"], st.session_state["gal_wrong"] = true, pred, True
+    st.session_state["scroll_to_gallery"] = True
 
 
 st.title("Evaluate")
@@ -48,16 +51,23 @@ if not ui.has_default_model():
 options = ui.model_options_or_stop()
 
 c = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
-ref = c[0].selectbox("Model", list(options), format_func=options.get, key="eval_model")
-source = c[1].text_input("Data source", value=ui.data_source(), key="eval_source").strip()
-split = c[2].radio("Split", ["test", "val"], key="eval_split", horizontal=True)
+ui.kept("eval_model", next(iter(options)))
+if st.session_state["eval_model"] not in options:
+    st.session_state["eval_model"] = next(iter(options))
+ref = ui.keep_widget(c[0].selectbox, "Model", list(options), format_func=options.get, key="eval_model")
+with c[1]:
+    choice = ui.source_picker("eval_source", ui.data_source())
+ui.kept("eval_split", "test")
+split = ui.keep_widget(c[2].radio, "Split", ["test", "val"], key="eval_split", horizontal=True)
 if c[3].button("Evaluate", type="primary", key="eval_go"):
-    st.session_state["eval_request"] = (ref, split, source)
-if st.session_state.get("eval_request") != (ref, split, source):
+    st.session_state["eval_request"] = (ref, split, choice)
+ui.data_note(choice, "eval_source")
+if st.session_state.get("eval_request") != (ref, split, choice):
     st.info("Choose a model, a data source and a split, then press Evaluate.")
     st.stop()
 
 try:
+    source = data.app_source(choice)
     with st.spinner("Loading the data and the model…"):
         result = run_evaluation(ref, split, source, ui.model_mtime(ref))
 except (data.DataError, ValueError, OSError) as e:  # RunError is a ValueError
@@ -67,6 +77,8 @@ except (data.DataError, ValueError, OSError) as e:  # RunError is a ValueError
 names = result["class_names"]
 if split == "test" and result["split"] == "val":
     st.info("This data source has no test split, so the validation split is evaluated instead.")
+st.caption(f"Evaluated on the {'test' if result['split'] == 'test' else 'validation'} split of "
+           f"{ui.md_escape(data.app_label(result['source']))}: {result['n']:,} images.")
 m = st.columns(4)
 m[0].metric("Accuracy", f"{result['accuracy']:.1%}")
 m[1].metric("Loss", f"{result['loss']:.3f}")
@@ -79,7 +91,8 @@ if result.get("tta"):
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.subheader("Confusion matrix")
-    normalize = st.toggle("Row-normalised (each true class sums to 1)", key="cm_normalize")
+    ui.kept("cm_normalize", False)
+    normalize = ui.keep_widget(st.toggle, "Row-normalised (each true class sums to 1)", key="cm_normalize")
     figure = charts.confusion_heatmap(result["confusion_matrix"], names, normalize)
     event = st.plotly_chart(charts.clickable_cells(figure, result["confusion_matrix"], names), on_select="rerun",
                             selection_mode="points", key="cm_chart")
@@ -116,12 +129,19 @@ for n, pair in enumerate(pairs):
         cells[k].image(charts.enlarge(x[i], 3), caption=f"{predictions['confidence'][i]:.0%} {pair['pred']}",
                        width="stretch")
 
-st.subheader("Gallery")
+st.subheader("Gallery", anchor="gallery")
+if st.session_state.pop("scroll_to_gallery", False):
+    ui.scroll_to("gallery")
 g = st.columns(4, vertical_alignment="bottom")
-wrong = g[0].checkbox("Misclassified only", key="gal_wrong")
-true_class = g[1].selectbox("True class", [ANY, *names], key="gal_true")
-pred_class = g[2].selectbox("Predicted class", [ANY, *names], key="gal_pred")
-limit = g[3].number_input("Images", 8, 200, value=40, step=8, key="gal_limit")
+for key, default in (("gal_wrong", False), ("gal_true", ANY), ("gal_pred", ANY), ("gal_limit", 40)):
+    ui.kept(key, default)
+for key in ("gal_true", "gal_pred"):
+    if st.session_state[key] not in (ANY, *names):
+        st.session_state[key] = ANY  # a class of another evaluation's data
+wrong = ui.keep_widget(g[0].checkbox, "Misclassified only", key="gal_wrong")
+true_class = ui.keep_widget(g[1].selectbox, "True class", [ANY, *names], key="gal_true")
+pred_class = ui.keep_widget(g[2].selectbox, "Predicted class", [ANY, *names], key="gal_pred")
+limit = ui.keep_widget(g[3].number_input, "Images", 8, 200, step=8, key="gal_limit")
 indices = evaluate.select_predictions(result, misclassified_only=wrong,
                                       true_class=None if true_class == ANY else true_class,
                                       pred_class=None if pred_class == ANY else pred_class, limit=int(limit))

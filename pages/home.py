@@ -15,12 +15,12 @@ st.markdown(
     "inside the network."
 )
 
-source = ui.data_source()
-available, message = data.source_status(source)
-st.markdown("**Data source in use:**")
-st.text(source)
-(st.success if available else st.warning)(message)
-st.caption('The embedded sample ("sample" in the sidebar\'s data source) always works, without a download.')
+choice = ui.data_source()
+available, message = data.source_status(choice if choice in ("keras", "sample") else data.app_source(choice))
+(st.success if available else st.warning)(message if choice in ("keras", "sample")
+                                           else f"The dataset {choice} in this server's data folders.")
+ui.data_note(choice, "data_source")
+st.caption("The embedded sample always works, without a download; choose the data source in the sidebar.")
 
 st.subheader("Workflow")
 for path, label, icon, what in (
@@ -34,4 +34,4 @@ for path, label, icon, what in (
      "an image's feature maps in every convolution, and the first layer's filters"),
     ("pages/runs.py", "Runs", "history", "compare, rename, download and delete runs"),
 ):
-    st.page_link(path, label=f"{label}: {what}", icon=f":material/{icon}:")
+    st.page_link(path, label=f"**{label}**: {what}", icon=f":material/{icon}:", width="stretch")

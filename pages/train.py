@@ -33,11 +33,24 @@ def shown_run() -> str | None:
     return active["run_id"] if active else None
 
 
+def retrain_on(run_dir, key: str) -> None:
+    """A run that failed on its data: the same model and settings, trained as a new run on the chosen source."""
+    try:
+        model_spec, config = runs.read_spec_and_config(run_dir)
+        config = configs.config_from_dict({**configs.to_dict(config), "data": data.app_source(st.session_state[key])})
+        select_run(jobs.start_job(model_spec, config, name=runs.run_label(run_dir)))
+    except (specs.SpecError, runs.RunError, data.DataError, OSError) as e:
+        st.session_state["retrain_error"] = str(e)
+
+
 st.title("Train")
 
-# ---- what to train, and how
+# ---- a new run: what to train, and how
+st.subheader("New run")
 choices = ([BUILD] if "spec" in st.session_state else []) + list(presets.PRESETS)
-choice = st.selectbox("Model", choices, key="train_model", format_func=lambda c: (
+if ui.kept("train_model", choices[0]) not in choices:
+    st.session_state["train_model"] = choices[0]
+choice = ui.keep_widget(st.selectbox, "Model", choices, key="train_model", format_func=lambda c: (
     f"from the Build page: {st.session_state['spec'].name}" if c == BUILD else f"preset {c}"))
 model_spec = st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
 base = presets.PRESETS[model_spec.name].train if model_spec.name in presets.PRESETS else configs.TrainConfig()
@@ -46,14 +59,18 @@ if problem:
     st.error(f"This model cannot be trained: {problem[1]} Fix it on the Build page.")
 
 prefix = f"tc_{ui.slug(model_spec.name)}_"  # settings start from the model's preset and follow the model
-defaults = {**configs.to_dict(base), "data": base.data or ui.data_source()}
+defaults = configs.to_dict(base)
 shown = [n for n in configs.FIELDS if configs.FIELDS[n].metadata["group"] == "basic"]
 values = {}
 with st.container(border=True):
     columns = st.columns(4)
     for n, name in enumerate(shown):
         with columns[n % 4]:
-            values[name] = ui.setting_widget(name, prefix + name, defaults[name])
+            if name == "data":  # only what this server offers (data.app_sources), never a typed path
+                source_choice = ui.source_picker(prefix + name, ui.data_source(), label=configs.label(name))
+                values[name] = data.app_source(source_choice)
+            else:
+                values[name] = ui.setting_widget(name, prefix + name, defaults[name])
     ui.kept("train_name", "")
     run_name = columns[len(shown) % 4].text_input("Run name (optional)", key="train_name", max_chars=80)
     ui.keep("train_name")
@@ -79,9 +96,7 @@ c[1].metric("Precision", info["precision"] if config.precision == "auto" else co
 c[2].metric("Time per epoch (rough)", ui.duration(per_epoch) if per_epoch else "unknown",
             help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), fitted to "
                  "speeds measured on this project's 2-core CPU; the whole training takes about this x epochs.")
-available, message = data.source_status(config.data or None)
-if not available:
-    st.caption(message)
+ui.data_note(source_choice, prefix + "data")
 
 jobs.warm_up()  # a process with TensorFlow already imported, waiting for Start
 if st.button("Start training", type="primary", key="start", disabled=problem is not None):
@@ -93,9 +108,12 @@ if st.button("Start training", type="primary", key="start", disabled=problem is 
         select_run(run_id)
         st.rerun()
 
-# ---- the run: live while its job trains, its record afterwards
+# ---- this run: live while its job trains, its record afterwards
 run_id = shown_run()
 st.divider()
+st.subheader("This run")
+if st.session_state.get("retrain_error"):
+    st.error(ui.md_escape(st.session_state.pop("retrain_error")))
 listed = [r["run_id"] for r in runs.list_runs()]
 if listed:
     picked = st.selectbox("Run", listed, index=listed.index(run_id) if run_id in listed else None,
@@ -119,10 +137,16 @@ def monitor() -> None:
     if live and state not in runs.LIVE_STATES:
         st.rerun()  # the job ended: redraw the whole page (Resume button, final numbers)
     progress = jobs.job_progress(status)
-    st.subheader(f"{ui.md_escape(runs.run_label(run_dir))}: {state}")
+    st.markdown(f"#### {ui.md_escape(runs.run_label(run_dir))}: {state}")
+    st.caption(ui.run_settings(run_dir))
     steps = status.get("steps_per_epoch")
-    st.progress(progress["fraction"], text=f"epoch {status.get('epoch', 0)}/{status.get('epochs', '?')}"
-                + (f", step {status.get('step', 0)}/{steps}" if steps else ""))
+    # A resumed job redoes its partial epoch; the bar holds its furthest point rather than jump back.
+    seen = st.session_state.setdefault("train_progress", {})
+    fraction = max(progress["fraction"], seen.get(run_id, 0.0)) if state in runs.LIVE_STATES else progress["fraction"]
+    seen[run_id] = fraction
+    epoch, step = status.get("epoch", 0), status.get("step", 0)
+    st.progress(fraction, text=f"epoch {epoch}/{status.get('epochs', '?')}, step {step}/{steps}"
+                if steps and step else f"{epoch} of {status.get('epochs', '?')} epochs done")
     c = st.columns(3)
     c[0].metric("Elapsed", ui.duration(progress["elapsed_s"]))
     c[1].metric("Remaining (estimate)", ui.duration(progress["remaining_s"]) if state in runs.LIVE_STATES else "–")
@@ -140,7 +164,15 @@ monitor()
 status = runs.read_status(run_dir)
 if status.get("state") == "failed":
     st.error("The training failed: " + ui.md_escape(status.get("error") or "no reason was recorded."))
-if status.get("state") in RESUMABLE:
+if status.get("failed_on") == "data":  # resuming would fail the same way: offer another data source
+    with st.container(border=True):
+        st.markdown("**Change the data source** and train this model again as a new run:")
+        row = st.columns([3, 1], vertical_alignment="bottom")
+        with row[0]:
+            ui.source_picker("retrain_source", "sample")
+        row[1].button("Train on this data", key="retrain", type="primary", on_click=retrain_on,
+                      args=(run_dir, "retrain_source"))
+elif status.get("state") in RESUMABLE:
     if st.button("Resume", key="resume"):
         try:
             jobs.resume_job(run_id)

@@ -1,5 +1,6 @@
 """AppTest of the Build page: presets, the layer editor, validity shown in place, Keras code and spec JSON."""
 
+import helpers
 import pytest
 
 from cifar_core import presets
@@ -11,9 +12,12 @@ BUILD = "pages/build.py"
 
 
 def load(at, choice):
-    at.selectbox(key="start_from").set_value(choice)
-    at.button(key="load").click()
-    return at.run()
+    """Picking a preset loads it (no button needed)."""
+    return at.selectbox(key="start_from").set_value(choice).run()
+
+
+def diagram(at) -> str:
+    return at.get("graphviz_chart")[0].proto.spec
 
 
 def total_params(at) -> int:
@@ -64,11 +68,16 @@ def test_a_kernel_too_large_is_reported_at_its_layer_and_train_refuses(open_app)
     at = open_app(BUILD)
     load(at, "report-2-1")
     at.number_input(key="layer_6_kernel_size").set_value(7).run()  # layer 7: a 7x7 valid kernel on a 5x5 input
-    assert errors(at) == ["layer 7 (Conv2D): a 7x7 kernel with padding 'valid' does not fit its 5x5 input; "
+    assert errors(at) == ["Layer 7 (Conv2D): a 7x7 kernel with padding 'valid' does not fit its 5x5 input; "
                           "use a smaller kernel_size or padding 'same'."]
     box = layer_box(at, "layer_6_kernel_size")
     assert [e.value for e in box.error] == errors(at)  # shown in place, inside layer 7's box
-    assert not at.dataframe and not at.code  # no table or code for an invalid model
+    assert not at.code  # no code for an invalid model
+    # The shape table stops at the failing layer, marked; the diagram draws it in red.
+    table = at.dataframe[0].value
+    assert list(table["layer"])[-1] == "7. Conv2D" and list(table["output shape"])[-1] == "✗ impossible"
+    assert list(table["output shape"])[-2] != "✗ impossible"
+    assert 'n7 [label="7. Conv2D\\nimpossible"' in diagram(at) and "#dc3545" in diagram(at)
     assert at.session_state["spec_valid"] is False
 
     at.switch_page("pages/train.py").run()
@@ -81,12 +90,13 @@ def test_six_pooling_layers_from_scratch_shrink_the_image_to_nothing(open_app):
     at = open_app(BUILD)
     load(at, "scratch")
     assert at.session_state["spec"].layers == ()
-    assert "the spec has no layers" in errors(at)[0]
+    assert "The spec has no layers" in errors(at)[0]
+    assert at.selectbox(key="add_at").value == 1  # on an empty stack, position 1
     for _ in range(6):
         at.selectbox(key="add_type").set_value("MaxPooling2D")
         at.button(key="add").click().run()
     assert len(at.session_state["spec"].layers) == 6
-    assert errors(at)[0].startswith("layer 6 (MaxPooling2D): pool_size 2 with padding 'valid' does not fit its 1x1")
+    assert errors(at)[0].startswith("Layer 6 (MaxPooling2D): pool_size 2 with padding 'valid' does not fit its 1x1")
     assert [e.value for e in layer_box(at, "layer_5_pool_size").error] == errors(at)
     # Fixing it: remove one pooling layer, end with Flatten; the model becomes valid.
     at.button(key="remove_5").click().run()
@@ -99,6 +109,7 @@ def test_six_pooling_layers_from_scratch_shrink_the_image_to_nothing(open_app):
 def test_layers_can_be_edited_moved_and_removed(open_app):
     at = open_app(BUILD)
     load(at, "tiny")  # Conv2D(16), MaxPooling2D, Conv2D(32), MaxPooling2D, GlobalMaxPooling2D
+    assert at.selectbox(key="add_at").value == 6  # a new layer goes at the end
     at.number_input(key="layer_0_filters").set_value(8)
     at.selectbox(key="layer_0_activation").set_value("gelu")
     at.checkbox(key="layer_0_use_bias").uncheck().run()
@@ -136,6 +147,7 @@ def test_a_spec_json_round_trips_and_a_bad_one_is_refused(open_app):
     text = specs.to_json(presets.PRESETS["report-2-1"].spec)
     at.file_uploader(key="spec_upload").set_value(("model.json", text.encode(), "application/json")).run()
     assert at.session_state["spec"] == presets.PRESETS["report-2-1"].spec
+    assert at.selectbox(key="start_from").value == "current"  # "Start from" names the uploaded model, not fast
     assert total_params(at) == specs.summary(presets.PRESETS["report-2-1"].spec)["params"]
     bad = text.replace('"Flatten"', '"Flattened"')
     at.file_uploader(key="spec_upload").set_value(("bad.json", bad.encode(), "application/json")).run()
@@ -163,5 +175,51 @@ def test_the_fast_preset_edits_its_airbench_fields(open_app):
     at.selectbox(key="add_type").set_value("PatchWhitening")
     at.selectbox(key="add_at").set_value(3)
     at.button(key="add").click().run()
-    assert any("layer 3 (PatchWhitening) must be the first layer" in e for e in errors(at))
+    assert any("Layer 3 (PatchWhitening) must be the first layer" in e for e in errors(at))
     assert at.session_state["spec"].logit_scale == 0.5  # the output's scale survives a structural edit
+
+
+def test_the_diagram_follows_every_edit_and_small_numbers_read_well(open_app):
+    at = open_app(BUILD)
+    load(at, "tiny")
+    dot = diagram(at)
+    assert dot.count(" [label=") == 1 + 5 + 1  # the input, five layers, the output
+    assert 'n1 [label="1. Conv2D\\n32 × 32 × 16"' in dot
+    at.number_input(key="layer_0_filters").set_value(64).run()
+    assert 'n1 [label="1. Conv2D\\n32 × 32 × 64"' in diagram(at)
+    wide = float(diagram(at).split('n1 [label=')[1].split("width=")[1].split(",")[0])
+    assert wide > float(dot.split('n1 [label=')[1].split("width=")[1].split(",")[0])  # more channels, wider
+    macs = {m.label: m.value for m in at.metric}["MACs per image"]
+    assert macs.endswith((" k", " M")) and not macs.startswith("0.0")
+
+
+def test_the_compact_editor_shows_one_row_a_layer(open_app):
+    at = open_app(BUILD)
+    load(at, "tiny")
+    at.toggle(key="build_compact").set_value(True).run()
+    assert not at.exception, at.exception
+    assert "layer_0_filters" not in at.session_state  # no boxes: one table instead
+    assert at.session_state["compact_rows"][0] == {"type": "Conv2D", "settings": "filters=16"}
+    assert len(at.session_state["compact_rows"]) == 5
+    # Each row's settings read back into the same layer, so an edit of the table becomes the stack.
+    for layer in presets.PRESETS["fast"].spec.layers:
+        assert specs.layer_from_settings(type(layer).__name__, specs.layer_settings(layer), 1) == layer
+    with pytest.raises(specs.SpecError, match="Layer 2 .Conv2D.: write its settings as name=value"):
+        specs.layer_from_settings("Conv2D", "filters 8", 2)
+
+
+def test_a_reload_keeps_the_model_being_edited(open_app, app_env):
+    at = open_app(BUILD)
+    load(at, "tiny")
+    at.text_input(key="spec_name").set_value("mine").run()
+    draft = at.query_params["draft"]
+    draft = draft[0] if isinstance(draft, list) else draft
+    assert (app_env / ".drafts" / f"{draft}.json").exists()
+    from streamlit.testing.v1 import AppTest
+
+    fresh = AppTest.from_file(str(helpers.ROOT / "app.py"), default_timeout=90)  # a reload: a new session with the URL's query
+    fresh.run()
+    fresh.query_params["draft"] = draft
+    fresh.switch_page(BUILD).run()
+    assert fresh.session_state["spec"].name == "mine"
+    assert len(fresh.session_state["spec"].layers) == 5
