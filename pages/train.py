@@ -46,7 +46,7 @@ def retrain_on(run_dir, key: str) -> None:
 st.title("Train")
 
 # ---- a new run: what to train, and how
-st.subheader("New run")
+st.header("New run", divider="gray")
 choices = ([BUILD] if "spec" in st.session_state else []) + list(presets.PRESETS)
 if ui.kept("train_model", choices[0]) not in choices:
     st.session_state["train_model"] = choices[0]
@@ -110,8 +110,7 @@ if st.button("Start training", type="primary", key="start", disabled=problem is 
 
 # ---- this run: live while its job trains, its record afterwards
 run_id = shown_run()
-st.divider()
-st.subheader("This run")
+st.header("This run", divider="gray")
 if st.session_state.get("retrain_error"):
     st.error(ui.md_escape(st.session_state.pop("retrain_error")))
 listed = [r["run_id"] for r in runs.list_runs()]
@@ -137,7 +136,7 @@ def monitor() -> None:
     if live and state not in runs.LIVE_STATES:
         st.rerun()  # the job ended: redraw the whole page (Resume button, final numbers)
     progress = jobs.job_progress(status)
-    st.markdown(f"#### {ui.md_escape(runs.run_label(run_dir))}: {state}")
+    st.subheader(f"{ui.md_escape(runs.run_label(run_dir))}: {state}")
     st.caption(ui.run_settings(run_dir))
     steps = status.get("steps_per_epoch")
     # A resumed job redoes its partial epoch; the bar holds its furthest point rather than jump back.

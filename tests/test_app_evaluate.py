@@ -11,7 +11,7 @@ EVALUATE = "pages/evaluate.py"
 def evaluated(open_app, split="test", source="sample"):
     at = open_app(EVALUATE, eval_model=TINY_RUN_ID)
     assert at.selectbox(key="eval_model").value == TINY_RUN_ID
-    at.text_input(key="eval_source").set_value(source)
+    at.selectbox(key="eval_source").set_value(source)
     at.radio(key="eval_split").set_value(split)
     at.button(key="eval_go").click().run()
     assert not at.exception, at.exception
@@ -36,10 +36,10 @@ def test_evaluation_shows_metrics_confusion_matrix_and_gallery(open_app, runs_wi
     assert (runs_with_model / TINY_RUN_ID / "eval.json").exists()
     assert {"cm_chart", "per_class_chart"} <= charts(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert set(metrics) >= {"Accuracy", "Loss", "Top-3 accuracy", "Images (val)"}
-    assert metrics["Images (val)"] == "200"  # the sample's validation split: 10% of 2,000
-    # The sample has no test split: the page says it evaluated the validation split instead.
-    assert any("no test split" in info.value for info in at.info)
+    assert set(metrics) >= {"Accuracy", "Loss", "Top-3 accuracy", "Images (test)"}
+    assert metrics["Images (test)"] == "1,000"  # the sample's own test split, never trained on
+    assert not any("no test split" in info.value for info in at.info)
+    assert any(c.value == "Evaluated on the test split of the embedded sample: 1,000 images." for c in at.caption)
     per_class = at.dataframe[0].value
     assert list(per_class["class"]) == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                         "ship", "truck"]
@@ -58,7 +58,7 @@ def test_the_shipped_model_reports_its_stored_tta_evaluation(open_app):
     stored = evaluate.load_eval(models.DEFAULT_RUN, "sample", "val")
     assert stored and stored["tta"] is True
     at = open_app(EVALUATE, eval_model="default")
-    at.text_input(key="eval_source").set_value("sample")
+    at.selectbox(key="eval_source").set_value("sample")
     at.radio(key="eval_split").set_value("val")
     at.button(key="eval_go").click().run()
     assert not at.exception, at.exception
@@ -115,15 +115,31 @@ def test_most_confused_pairs_with_their_most_confident_mistakes(open_app):
 
 
 @pytest.mark.usefixtures("runs_with_model")
-def test_a_missing_data_source_is_one_sentence(open_app, tmp_path):
-    at = evaluated(open_app, source=str(tmp_path / "nowhere"))
-    assert len(at.error) == 1 and "does not exist" in at.error[0].value
+def test_a_broken_dataset_is_one_sentence_without_a_bar_or_a_path(open_app, monkeypatch, tmp_path):
+    root = tmp_path / "data"
+    for name in ("cat", "dog"):
+        (root / "broken" / "train" / name).mkdir(parents=True)  # class folders without images
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(root))
+    at = evaluated(open_app, source="data/broken")
+    assert len(at.error) == 1 and "hold no images" in at.error[0].value
+    assert str(tmp_path) not in at.error[0].value and "--" not in at.error[0].value
+    assert not at.get("progress")  # no "Predicting…" bar left above the error
     assert "cm_chart" not in charts(at)
+
+
+@pytest.mark.usefixtures("runs_with_model")
+def test_the_result_and_its_choices_survive_a_visit_to_another_page(open_app):
+    at = evaluated(open_app, split="val")
+    metrics = {m.label: m.value for m in at.metric}
+    at.switch_page("pages/home.py").run()
+    at.switch_page(EVALUATE).run()
+    assert at.selectbox(key="eval_model").value == TINY_RUN_ID and at.radio(key="eval_split").value == "val"
+    assert {m.label: m.value for m in at.metric} == metrics
 
 
 @pytest.mark.usefixtures("app_env", "without_default_model")
 def test_without_any_model_the_page_says_how_to_get_one(open_app):
     at = open_app(EVALUATE)
     assert any("Train page" in info.value for info in at.info)
-    assert not at.selectbox
+    assert not at.main.selectbox
     assert any("default" in c.value for c in at.caption)  # the shipped model is missing, and the page says so

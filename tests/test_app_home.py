@@ -12,25 +12,52 @@ def test_home_says_what_the_tool_does_and_links_the_workflow_in_order(open_app):
     labels = [link.label.split(":")[0] for link in at.get("page_link")]
     assert labels == ["Build", "Train", "Evaluate", "Classify", "Layers", "Runs"]
     # The sidebar: the data source in use (CIFAR10_DATA=sample here) and the device.
-    assert at.sidebar.text_input(key="data_source").value == "sample"
+    assert at.sidebar.selectbox(key="data_source").value == "sample"
     assert "Device:" in at.sidebar.caption[0].value and "Precision:" in at.sidebar.caption[0].value
     assert "always available" in at.success[0].value
-    assert "sample" in at.text[0].value
+    assert any(c.value.replace("\\", "").startswith("Data: sample: 2,000 training + 1,000 test")
+               for c in at.main.caption)
 
 
-def test_home_warns_when_the_data_source_is_missing(open_app, tmp_path):
+def test_offline_the_default_is_the_sample_and_the_page_says_so(open_app, monkeypatch, tmp_path):
+    from cifar_core import data
+
+    monkeypatch.delenv("CIFAR10_DATA")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(data, "can_download", lambda: False)
     at = open_app()
-    at.sidebar.text_input(key="data_source").set_value(str(tmp_path / "nowhere")).run()
-    assert not at.success
-    assert "does not exist" in at.warning[0].value
-    assert any('"sample"' in c.value for c in at.caption)  # the way out is named
+    assert at.sidebar.selectbox(key="data_source").value == "sample"
+    assert "keras" not in at.sidebar.selectbox(key="data_source").options  # not offered: it cannot be had
+    note = next(c.value for c in at.main.caption if c.value.startswith("Data:"))
+    assert "cannot be downloaded here (no network)" in note
+    assert not any(b.key == "data_source_download" for b in at.button)  # no download offered offline
+    monkeypatch.setattr(data, "can_download", lambda: True)
+    at.run()
+    assert at.button(key="data_source_download")  # one click to download CIFAR-10 where it can be had
+
+
+def test_the_data_sources_are_the_datasets_in_the_data_roots(open_app, monkeypatch, tmp_path):
+    root = tmp_path / "data"
+    (root / "mine" / "train" / "cat").mkdir(parents=True)
+    (root / "mine" / "train" / "dog").mkdir(parents=True)
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(root))
+    at = open_app()
+    picker = at.sidebar.selectbox(key="data_source")
+    assert "data/mine" in picker.options[-1] and not any(str(tmp_path) in o for o in picker.options)
+    picker.set_value("data/mine").run()
+    page = " ".join(e.value for e in [*at.main.markdown, *at.main.caption, *at.success, *at.warning])
+    assert "data/mine" in page and str(tmp_path) not in page  # named, never by its server path
 
 
 def test_home_reports_whether_keras_has_downloaded_cifar10(open_app, monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
+    from cifar_core import data
+
+    monkeypatch.setattr(data, "can_download", lambda: True)
     at = open_app()
-    at.sidebar.text_input(key="data_source").set_value("keras").run()
+    at.sidebar.selectbox(key="data_source").set_value("keras").run()
     assert "not been downloaded" in at.warning[0].value
     batches = tmp_path / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
     batches.mkdir(parents=True)

@@ -95,7 +95,7 @@ def test_a_model_without_convolutions_says_so(open_app):
 def test_without_any_model_the_page_says_how_to_get_one(open_app):
     at = open_app(LAYERS)
     assert "Train page" in at.info[0].value
-    assert not at.selectbox
+    assert not at.main.selectbox
 
 
 @pytest.mark.usefixtures("app_env")

@@ -33,7 +33,7 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     assert any("No run to show yet" in i.value for i in at.info)
     at.selectbox(key="train_model").set_value("tiny").run()
     assert at.number_input(key="tc_tiny_epochs").value == 1
-    at.text_input(key="tc_tiny_data").set_value("sample")
+    at.selectbox(key="tc_tiny_data").set_value("sample")
     at.text_input(key="train_name").set_value("page test")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Precision"] in ("float32", "mixed_bfloat16", "mixed_float16")
@@ -81,6 +81,39 @@ def test_a_failed_run_shows_its_error_and_offers_resume(open_app, app_env):
     assert any("the data vanished" in e.value for e in at.error)
     assert at.button(key="resume")
     assert "stop" not in {b.key for b in at.button}
+    # The shown run's own settings, apart from the New run form.
+    assert [h.value for h in at.header] == ["New run", "This run"]
+    assert any(c.value.startswith("This run's settings") for c in at.caption)
+
+
+def test_a_run_that_failed_on_its_data_offers_another_data_source_not_resume(open_app, app_env):
+    run_dir = app_env / "20260101-000000-nodata"
+    run_dir.mkdir()
+    spec = specs.ModelSpec("nodata", (specs.GlobalAveragePooling2D(),))
+    runs.write_json(run_dir / "config.json", {"spec": specs.to_dict(spec), "train": {"data": "keras", "epochs": 1}})
+    runs.write_status(run_dir, state="failed", epoch=0, epochs=1, failed_on="data",
+                      error="CIFAR-10 could not be downloaded (no network connection).")
+    at = open_app(TRAIN, train_run=run_dir.name)
+    assert "resume" not in {b.key for b in at.button}
+    assert any("Change the data source" in m.value for m in at.markdown)
+    assert at.selectbox(key="retrain_source").value == "sample" and at.button(key="retrain")
+    assert not any("--" in e.value for e in at.error)  # no command-line flags in a page
+    captions = [c.value for c in at.caption]
+    assert "This run's settings: model nodata, 1 epoch, batch size 128, data CIFAR\\-10." in captions, captions
+
+
+def test_the_form_survives_a_visit_to_another_page(open_app):
+    at = open_app(TRAIN)
+    at.selectbox(key="train_model").set_value("tiny").run()
+    at.number_input(key="tc_tiny_epochs").set_value(7)
+    at.selectbox(key="tc_tiny_data").set_value("sample")
+    at.text_input(key="train_name").set_value("mine").run()
+    at.switch_page("pages/runs.py").run()
+    at.switch_page(TRAIN).run()
+    assert at.selectbox(key="train_model").value == "tiny"
+    assert at.number_input(key="tc_tiny_epochs").value == 7
+    assert at.selectbox(key="tc_tiny_data").value == "sample"
+    assert at.text_input(key="train_name").value == "mine"
 
 
 def test_the_fast_preset_brings_its_airbench_settings(open_app):
@@ -154,7 +187,7 @@ def test_the_page_starts_a_standby_and_start_hands_it_the_job(open_app, app_env,
     assert standby, "showing the Train page started no standby process"
 
     at.selectbox(key="train_model").set_value("tiny").run()
-    at.text_input(key="tc_tiny_data").set_value("sample")
+    at.selectbox(key="tc_tiny_data").set_value("sample")
     at.button(key="start").click().run()
 
     (run,) = runs.list_runs()
