@@ -112,3 +112,28 @@ def test_a_model_without_convolutions_says_so_and_still_classifies(open_app):
     assert image_by_caption(at, "Grad-CAM") is None
     assert not [box for box in at.selectbox if box.key.startswith("cls_cam_")]
     assert len(top_k_charts(at)) == 1 and not at.error
+
+
+@pytest.mark.usefixtures("runs_with_model")
+def test_uploads_and_the_model_survive_a_visit_and_the_heatmap_follows_the_model(open_app):
+    at = open_app(CLASSIFY, cls_model=TINY_RUN_ID)
+    x, _, _ = data.load_sample()
+    at.file_uploader(key="cls_files").set_value([("a.png", images.encode_png(x[4]), "image/png")]).run()
+    assert [t.value for t in at.text] == ["a.png"]
+    at.switch_page("pages/home.py").run()
+    at.switch_page(CLASSIFY).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="cls_model").value == TINY_RUN_ID
+    assert [t.value for t in at.text] == ["a.png"] and len(top_k_charts(at)) == 1  # still there
+    # Another model: the picker starts from that model's own top class, marked "(predicted)".
+    for ref in (TINY_RUN_ID, "default", TINY_RUN_ID):
+        at.selectbox(key="cls_model").set_value(ref).run()
+        path, run_dir = models.resolve_model(ref)
+        model = models.load_model(path)
+        names = models.class_names_for(run_dir, model.output_shape[-1])
+        top = predict.classify(model, names, [("a.png", images.encode_png(x[4]))], 1, models.tta_for(run_dir))
+        predicted = top[0]["top"][0]["label"]
+        (picker,) = [s for s in at.selectbox if s.label == "Heatmap for class"]
+        assert picker.options[picker.index] == f"{predicted} (predicted)", ref
+    at.button(key="cls_files_clear").click().run()
+    assert not at.text

@@ -310,11 +310,60 @@ def test_keras_source_shapes(monkeypatch):
     assert ds.y_test.tolist() == test[1].reshape(-1).tolist()
 
 
-def test_default_source_from_environment(monkeypatch):
+def test_default_source_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CIFAR10_DATA", "/some/where")
     assert data.default_source() == "/some/where"
+    assert data.resolve_default_source() == ("/some/where", None)
     monkeypatch.delenv("CIFAR10_DATA")
-    assert data.default_source() == "keras"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(data, "can_download", lambda: True)
+    assert data.resolve_default_source() == ("keras", None)  # not downloaded yet, but it can be
+
+
+def test_offline_and_not_downloaded_the_default_falls_back_to_the_sample(monkeypatch, tmp_path):
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(data, "can_download", lambda: False)
+    source, note = data.resolve_default_source()
+    assert source == "sample" and note.startswith("CIFAR-10 is not downloaded and cannot be downloaded here")
+    assert "--" not in note
+    assert data.load_data().source == "sample"
+    batches = tmp_path / "datasets" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    (batches / "data_batch_1").write_bytes(b"")
+    assert data.resolve_default_source() == ("keras", None)  # downloaded before: no network needed
+
+
+def test_the_network_probe_times_out_soon_and_is_asked_once(monkeypatch):
+    import socket
+
+    calls = []
+
+    def refuse(address, timeout):
+        calls.append((address, timeout))
+        raise OSError("no route")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(data, "_probe", {})
+    assert data.can_download() is False and data.can_download() is False
+    assert len(calls) == 1 and calls[0][1] <= 2.0
+
+
+def test_an_explicit_keras_source_still_fails_without_a_network(monkeypatch):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    monkeypatch.setattr(data, "can_download", lambda: False)
+    with pytest.raises(data.DataError) as caught:
+        data.load_data("keras")
+    message = str(caught.value)
+    assert message.startswith("CIFAR-10 could not be downloaded (no network connection).")
+    assert "--" not in message and "Exception" not in message  # no flags, no bare exception name
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -341,13 +390,18 @@ def test_test_split_falls_back_to_val_and_never_to_train(tmp_path, cache):
 def test_embedded_sample():
     assert data.SAMPLE_PATH.stat().st_size <= 5 * 1024 * 1024
     x, y, names = data.load_sample()
-    assert 0 < len(x) <= 2000 and x.shape[1:] == (32, 32, 3) and x.dtype == np.uint8
+    assert len(x) == 3000 and x.shape[1:] == (32, 32, 3) and x.dtype == np.uint8
     assert names == data.CIFAR10_CLASSES
     assert sorted(set(y.tolist())) == list(range(10))
     assert x.std() > 20  # real pictures, not blank
     ds = data.load_data("sample")
-    assert ds.x_test is None and len(ds.x_val) == round(len(x) * data.FOLDER_VAL_FRACTION)
-    assert len(ds.x_train) + len(ds.x_val) == len(x)
-    assert ds.split("test")[2] == "val"
+    # 2,000 for training (its last 10% the validation split) and a test split of 1,000, 100 a class
+    assert data.sample_counts() == {"total": 3000, "train": 2000, "val": 200, "test": 1000}
+    assert len(ds.x_train) == 1800 and len(ds.x_val) == 200 and len(ds.x_test) == 1000
+    assert np.bincount(ds.y_test).tolist() == [100] * 10
+    assert ds.split("test")[2] == "test"
+    test_ids = {im.tobytes() for im in ds.x_test}
+    assert len(test_ids) == 1000 and not test_ids & {im.tobytes() for im in np.concatenate([ds.x_train, ds.x_val])}
     assert sorted(set(ds.y_val.tolist())) == list(range(10))
+    assert data.train_images_hint("sample") == 1800
     assert len(data.load_data("sample", limit=300).x_train) == 300

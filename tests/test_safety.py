@@ -705,3 +705,36 @@ def test_24_twenty_predictions_load_the_model_once_and_memory_stays_flat(trained
     assert grown < 50, f"resident memory grew by {grown:.0f} MB over 20 predictions"
     os.utime(path, ns=(time.time_ns(), time.time_ns()))  # a new version of the file is loaded again
     assert models.load_model(path) is not first and len(loads) == 2
+
+
+def test_27_the_app_opens_only_sample_keras_and_datasets_in_the_data_roots(tmp_path, monkeypatch):
+    from cifar_core import data
+
+    root = tmp_path / "data"
+    (root / "cats" / "train" / "cat").mkdir(parents=True)
+    (root / "cats" / "train" / "dog").mkdir(parents=True)
+    outside = tmp_path / "secret"
+    (outside / "train" / "a").mkdir(parents=True)
+    (root / "escape").symlink_to(outside)  # a symbolic link out of the root
+    (root / "loop").symlink_to(root / "loop")
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(root))
+    monkeypatch.setattr(data, "can_download", lambda: False)
+    offered = data.app_sources()
+    assert list(offered) == ["sample", "data/cats"]
+    assert data.app_source("data/cats") == str(root / "cats") and data.app_source("sample") == "sample"
+    refused = ["/etc", "/root/.ssh/id_rsa", "../secret", "data/../secret", "data/escape", "data/loop", str(outside),
+               str(root / "cats"), "data/cats/../../secret", "data", "keras/..", ""]
+    for choice in refused:
+        with pytest.raises(data.DataError) as caught:
+            data.app_source(choice)
+        assert str(caught.value) == ("That data source is not offered by this server; choose CIFAR-10, the sample "
+                                     "or a dataset in the server's data folders.")
+    # Nothing the app shows of a data source names a server path: labels, the default, the Home page's status.
+    shown = [*offered, *offered.values(), data.app_default(), data.app_label(str(root / "cats")),
+             data.source_status("sample")[1], data.source_status("keras")[1]]
+    assert not [text for text in shown if "/" in text.replace("data/cats", "")]
+    # With no setting, the root is ./data; an empty setting offers no folder at all.
+    monkeypatch.delenv("CIFAR_DATA_ROOTS")
+    assert data.data_roots() == [Path("data").resolve()]
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", "")
+    assert data.data_roots() == [] and list(data.app_sources()) == ["sample"]
