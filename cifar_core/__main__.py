@@ -73,6 +73,7 @@ def _cmd_train(args) -> int:
     else:
         model_spec, config = _new_run_settings(args)
         run_dir = run_dir or runs.run_path(runs.new_run_id(model_spec.name), args.runs_dir)
+    _say_default_source(config.data)
     try:
         train(model_spec, config, run_dir, resume=args.resume, log=lambda m: print(m, flush=True), name=args.name)
     except (specs.SpecError, runs.RunError, DataError, files.DiskFullError):
@@ -88,6 +89,7 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .evaluate import evaluate_model
 
+    _say_default_source(args.data)
     result = evaluate_model(args.model, split=args.split, source=args.data, runs_dir=args.runs_dir,
                             progress=_progress_printer("Predicting"), log=_note)
     if args.json:
@@ -116,9 +118,9 @@ def _progress_printer(what: str):
     return progress
 
 
-def _say_default_source(args) -> None:
+def _say_default_source(source: str | None) -> None:
     """With no data source named, the default may fall back to the sample: say so in one line on stderr."""
-    if getattr(args, "data", None) is None and not getattr(args, "config", None) and not getattr(args, "resume", 0):
+    if not source:
         from .data import resolve_default_source
 
         _, note = resolve_default_source()
@@ -289,8 +291,6 @@ def main(argv=None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        if args.command in ("train", "evaluate"):
-            _say_default_source(args)
         return args.func(args)
     except (specs.SpecError, runs.RunError, DataError, ImageError, ValueError, KeyError, FileNotFoundError,
             files.DiskFullError) as e:

@@ -81,39 +81,57 @@ def test_evaluate_json_on_the_sample():
     result = helpers.run_cli("evaluate", run / "model.keras", "--data", "sample", "--split", "test", "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["split"] == "val" and out["n"] == 200  # the sample has no test split
+    assert out["split"] == "test" and out["n"] == 1000  # the sample's own test split
     assert {"accuracy", "loss", "n", "split", "confusion_matrix", "per_class"} <= set(out)
     assert "predictions" not in out and "model_sha256" not in out
     cm = np.array(out["confusion_matrix"])
-    assert cm.shape == (10, 10) and cm.sum() == 200
-    assert out["accuracy"] == pytest.approx(np.trace(cm) / 200)
+    assert cm.shape == (10, 10) and cm.sum() == 1000
+    assert out["accuracy"] == pytest.approx(np.trace(cm) / 1000)
     assert [r["class"] for r in out["per_class"]] == runs_class_names()
     assert [r["support"] for r in out["per_class"]] == cm.sum(axis=1).tolist()
     assert out["loss"] > 0
     # the same model and data as the evaluation the training stored
-    stored = json.loads((run / "eval.json").read_text())["sample:val"]
+    stored = json.loads((run / "eval.json").read_text())["sample:test"]
     assert out["accuracy"] == pytest.approx(stored["accuracy"], abs=0.011)
 
 
-def test_evaluate_text_says_there_is_no_test_split(tmp_path, capsys):
+def test_evaluate_text_names_the_split_and_shows_progress(tmp_path, capsys):
     run = shutil.copytree(helpers.tiny_run(), tmp_path / "run")
-    assert main(["evaluate", str(run), "--data", "sample"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("val split (this source has no test split): accuracy ") and "on 200 images" in out
+    (run / "eval.json").unlink()  # predict for real
+    assert main(["evaluate", str(run), "--data", "sample", "--split", "val"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("val split: accuracy ") and "on 200 images" in captured.out
+    progress = [line for line in captured.err.splitlines() if line.startswith("Predicting: ")]
+    assert progress and progress[-1] == "Predicting: 100%"  # piped: a line per step, not a bar
 
 
-def test_evaluate_download_failure_is_one_line(monkeypatch, capsys):
+def test_offline_with_no_source_named_evaluate_falls_back_to_the_sample_and_says_so(monkeypatch, capsys, tmp_path):
+    from cifar_core import data
+
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(data, "can_download", lambda: False)
+    assert main(["evaluate", str(helpers.tiny_run() / "model.keras"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["source"] == "sample"
+    assert captured.err.splitlines()[0] == data.resolve_default_source()[1]  # one line on stderr says so
+
+
+def test_an_explicit_keras_source_that_cannot_be_had_is_one_line(monkeypatch, capsys):
     import keras
+
+    from cifar_core import data
 
     def offline():
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
-    monkeypatch.delenv("CIFAR10_DATA", raising=False)
-    assert main(["evaluate", str(helpers.tiny_run() / "model.keras"), "--json"]) == 2
+    monkeypatch.setattr(data, "can_download", lambda: False)
+    assert main(["evaluate", str(helpers.tiny_run() / "model.keras"), "--data", "keras", "--json"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.count("\n") == 1 and "--data" in captured.err and "CIFAR10_DATA" in captured.err
+    assert captured.err.count("\n") == 1 and "could not be downloaded (no network connection)" in captured.err
 
 
 def test_runs_json(tmp_path, capsys):
