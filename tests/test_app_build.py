@@ -217,7 +217,8 @@ def test_a_reload_keeps_the_model_being_edited(open_app, app_env):
     assert (app_env / ".drafts" / f"{draft}.json").exists()
     from streamlit.testing.v1 import AppTest
 
-    fresh = AppTest.from_file(str(helpers.ROOT / "app.py"), default_timeout=90)  # a reload: a new session with the URL's query
+    # a reload: a new session with the URL's query
+    fresh = AppTest.from_file(str(helpers.ROOT / "app.py"), default_timeout=90)
     fresh.run()
     fresh.query_params["draft"] = draft
     fresh.switch_page(BUILD).run()
