@@ -52,9 +52,13 @@ with right:
     st.caption(f"{len(filters)} filters of {k} × {k} pixels × 3 colours, each scaled to its own range and enlarged.")
     st.image(charts.filter_grid(filters))
 
+# Named as the Build page numbers the stack ("3. Conv2D"): the built model is Rescaling, then the spec's layers.
+position = {layer.name: i for i, layer in enumerate(model.layers)}
+numbered = bool(model.layers) and type(model.layers[0]).__name__ == "Rescaling"
 for entry in ui.feature_maps(ref, mtime, image):
     h, w, channels = entry["output_shape"]
-    st.subheader(f"{entry['name']}: output {h} × {w} × {channels}")
+    title = f"{position[entry['name']]}. Conv2D" if numbered and entry["name"] in position else entry["name"]
+    st.subheader(f"{ui.md_escape(title)}: output {h} × {w} × {channels}")
     which = f"All {channels} maps" if limit >= channels else f"The {limit} most active of {channels} maps"
     st.caption(f"{which}, highest mean activation first; each scaled to its own range, dark purple (low) to yellow "
                "(high).")

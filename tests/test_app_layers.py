@@ -42,7 +42,8 @@ def test_feature_map_grids_and_filters_of_the_tiny_model(open_app, drawn):
     # tiny: Conv2D(16, 3) -> MaxPooling2D -> Conv2D(32, 3) -> MaxPooling2D -> GlobalMaxPooling2D
     headings = [h.value for h in at.subheader]
     assert headings[0] == "First layer's filters"
-    assert [re.sub(r"^\w+: ", "", h) for h in headings[1:]] == ["output 32 × 32 × 16", "output 16 × 16 × 32"]
+    # named as the Build page numbers the stack
+    assert headings[1:] == ["1\\. Conv2D: output 32 × 32 × 16", "3\\. Conv2D: output 16 × 16 × 32"]
     assert at.image[0].captions[0].startswith("the 32 × 32 input; the model says ")
     assert len(at.image) == 4  # the input, the filters, two grids of maps
     # 16 filters of 3 x 3 enlarged 11x, 16 to a row; 16 maps of 32 x 32 at 2x and 32 of 16 x 16 at 3x, 8 to a row.
@@ -103,7 +104,7 @@ def test_the_shipped_model(open_app, drawn):
     at = open_app(LAYERS, lay_model="default")
     assert not at.exception, at.exception
     # fast: the 24 2x2 whitening filters first, then six convolutions of 64 to 256 filters, from 31 x 31 to 3 x 3.
-    headings = [re.sub(r"^\w+: ", "", h.value) for h in at.subheader]
+    headings = [re.sub(r"^[\w\\. ]+: ", "", h.value) for h in at.subheader]
     assert headings == ["First layer's filters", "output 31 × 31 × 64", "output 15 × 15 × 64", "output 15 × 15 × 256",
                         "output 7 × 7 × 256", "output 7 × 7 × 256", "output 3 × 3 × 256"]
     assert [call[1][0] for call in drawn] == [24, 64, 64, 256, 256, 256, 256]
