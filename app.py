@@ -10,18 +10,18 @@ import streamlit as st
 import ui
 from cifar_core import data
 
-# Emoji icons only: Streamlit makes a page's icon the tab's favicon, and fetches a Material icon for that from
-# fonts.gstatic.com, a request to another host (which fails offline); an emoji favicon is drawn in the page itself.
+# No Material icons on the pages: Streamlit makes a page's icon the tab's favicon, and fetches a Material icon for
+# that from fonts.gstatic.com, a request to another host (which fails offline). An emoji favicon is drawn in the page.
 st.set_page_config(page_title="CIFAR-10 CNN Studio", page_icon="🧠", layout="wide")
 
 page = st.navigation([
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/build.py", title="Build", icon="🧱"),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
-    st.Page("pages/classify.py", title="Classify", icon="🔍"),
-    st.Page("pages/layers.py", title="Layers", icon="🧅"),
-    st.Page("pages/runs.py", title="Runs", icon="🗂️"),
+    st.Page("pages/home.py", title="Home", default=True),
+    st.Page("pages/build.py", title="Build"),
+    st.Page("pages/train.py", title="Train"),
+    st.Page("pages/evaluate.py", title="Evaluate"),
+    st.Page("pages/classify.py", title="Classify"),
+    st.Page("pages/layers.py", title="Layers"),
+    st.Page("pages/runs.py", title="Runs"),
 ])
 
 with st.sidebar:

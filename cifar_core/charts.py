@@ -154,16 +154,16 @@ _NODE_COLOURS = {"Conv2D": "#cfe2ff", "Dense": "#d1e7dd", "MaxPooling2D": "#fff3
                  "GlobalAveragePooling2D": "#fff3cd", "GlobalMaxPooling2D": "#fff3cd"}
 
 
-def network_dot(rows, input_shape, per_row: int = 6, bad_index: int | None = None) -> str:
+def network_dot(rows, input_shape, per_row: int = 4, bad_index: int | None = None) -> str:
     """The layer stack as a Graphviz diagram (st.graphviz_chart): one node per layer with its output shape, wider
     for more channels and taller for a larger image, rows of `per_row` nodes so that a long stack stays compact;
     the layer at bad_index (or any row without a shape) in red."""
     def size(shape):
         if shape is None:
-            return 0.9, 0.5
+            return 0.8, 0.4
         channels = shape[-1]
         side = shape[0] if len(shape) == 3 else 1
-        return 0.9 + 0.12 * np.log2(max(channels, 1)), 0.45 + 0.25 * np.log2(max(side, 1)) / 5
+        return 0.6 + 0.09 * np.log2(max(channels, 1)), 0.32 + 0.3 * min(side, 64) / 32
 
     def label(text):
         return text.replace("\\", "\\\\").replace('"', '\\"')
@@ -174,7 +174,7 @@ def network_dot(rows, input_shape, per_row: int = 6, bad_index: int | None = Non
         colour = "#f8d7da" if bad else _NODE_COLOURS.get(r.type.split(" ")[0], "#f2f2f2")
         nodes.append((f"n{r.index}", f"{r.index}. {r.type}", r.output_shape, colour))
     lines = ['digraph network {', 'graph [rankdir=TB, nodesep=0.15, ranksep=0.25, bgcolor="transparent"];',
-             'node [shape=box, style="filled,rounded", fontname="Helvetica", fontsize=10, fixedsize=true];',
+             'node [shape=box, style="filled,rounded", fontname="Helvetica", fontsize=9, margin="0.04,0.02"];',
              'edge [arrowsize=0.5];']
     for node_id, text, shape, colour in nodes:
         width, height = size(shape)
@@ -182,8 +182,14 @@ def network_dot(rows, input_shape, per_row: int = 6, bad_index: int | None = Non
         pen = ', color="#dc3545", penwidth=2, fontcolor="#842029"' if colour == "#f8d7da" else ""
         lines.append(f'{node_id} [label="{label(text)}\\n{shown}", width={width:.2f}, height={height:.2f}, '
                      f'fillcolor="{colour}"{pen}];')
+    firsts = []
     for start in range(0, len(nodes), per_row):
         chunk = [n[0] for n in nodes[start:start + per_row]]
         lines.append("{rank=same; " + "; ".join(chunk) + ";}")
-    lines += [f"{a[0]} -> {b[0]};" for a, b in zip(nodes, nodes[1:])]
+        firsts.append(chunk[0])
+    # Rows read left to right, each under the one before (an invisible edge aligns their first boxes); the arrow
+    # from a row's end to the next row's start does not move the boxes.
+    lines += [f"{a} -> {b} [style=invis, weight=100];" for a, b in zip(firsts, firsts[1:])]
+    lines += [f"{a[0]} -> {b[0]}" + (" [constraint=false];" if b[0] in firsts else ";")
+              for a, b in zip(nodes, nodes[1:])]
     return "\n".join(lines + ["}"])

@@ -105,7 +105,8 @@ spec = st.session_state["spec"]
 st.title("Build a model")
 
 start_options = [CURRENT, *presets.PRESETS, SCRATCH]
-st.session_state.setdefault("start_from", spec.name if spec == presets.PRESETS.get(spec.name, None) else CURRENT)
+unchanged = spec.name in presets.PRESETS and spec == presets.PRESETS[spec.name].spec
+st.session_state.setdefault("start_from", spec.name if unchanged else CURRENT)
 top = st.columns([2, 1, 3], vertical_alignment="bottom")
 top[0].selectbox("Start from", start_options, key="start_from", on_change=load_start,
                  format_func=lambda c: "scratch (an empty stack)" if c == SCRATCH else
@@ -118,7 +119,7 @@ with st.expander("Load a spec JSON file"):
     if st.session_state.get("upload_error"):
         st.error(ui.md_escape(st.session_state["upload_error"]))
 
-summary, editor = st.columns([2, 3], gap="large")  # the summary first: on a narrow screen it comes before the stack
+summary, editor = st.columns(2, gap="large")  # the summary first: on a narrow screen it comes before the stack
 with editor:
     st.session_state.setdefault("spec_name", spec.name)
     name = st.text_input("Model name", key="spec_name", max_chars=64)
