@@ -135,11 +135,14 @@ def data_note(choice: str, key: str) -> None:
     dataset this server offers; `key` is the picker the click changes."""
     options = data.app_sources()
     fallback = data.resolve_default_source()[1] if choice == "sample" else None
-    line = st.columns([5, 2, 2], vertical_alignment="center")
-    line[0].caption(f"Data: {md_escape(options.get(choice, choice))}."
-                    + (" CIFAR-10 is not downloaded and cannot be downloaded here (no network)." if fallback else ""))
-    if choice != "keras" and not data.keras_downloaded() and data.can_download():
-        if line[1].button("Download CIFAR-10 (170 MB)", key=f"{key}_download"):
+    st.caption(f"Data: {md_escape(options.get(choice, choice))}."
+               + (" CIFAR-10 is not downloaded and cannot be downloaded here (no network)." if fallback else ""))
+    downloadable = choice != "keras" and not data.keras_downloaded() and data.can_download()
+    others = [c for c in options if c not in (choice, "keras")]
+    if not (downloadable or others):
+        return
+    with st.container(horizontal=True):
+        if downloadable and st.button("Download CIFAR-10 (170 MB)", key=f"{key}_download"):
             try:
                 with st.spinner("Downloading CIFAR-10 (about 170 MB, once)…"):
                     data.download_keras()
@@ -148,11 +151,10 @@ def data_note(choice: str, key: str) -> None:
             else:
                 choose_source(key, "keras")
                 st.rerun()
-    others = [c for c in options if c not in (choice, "keras")]
-    if others:
-        with line[2].popover("Use another dataset"):
-            for other in others:
-                st.button(options[other], key=f"{key}_use_{other}", on_click=choose_source, args=(key, other))
+        if others:
+            with st.popover("Use another dataset"):
+                for other in others:
+                    st.button(options[other], key=f"{key}_use_{other}", on_click=choose_source, args=(key, other))
 
 
 @st.cache_resource(show_spinner="Detecting the training device…")

@@ -94,6 +94,12 @@ with left:
     ui.kept("cm_normalize", False)
     normalize = ui.keep_widget(st.toggle, "Row-normalised (each true class sums to 1)", key="cm_normalize")
     figure = charts.confusion_heatmap(result["confusion_matrix"], names, normalize)
+    # Readable on a phone too: the colour bar above the matrix (not beside it), every class named, small type.
+    figure.update_layout(coloraxis_colorbar={"orientation": "h", "y": 1.0, "yanchor": "bottom", "thickness": 10,
+                                             "title": {"side": "top"}}, margin={"t": 60, "b": 10, "l": 10, "r": 10})
+    figure.update_xaxes(dtick=1, tickfont_size=10)
+    figure.update_yaxes(dtick=1, tickfont_size=10)
+    figure.update_traces(textfont_size=9, selector={"type": "heatmap"})
     event = st.plotly_chart(charts.clickable_cells(figure, result["confusion_matrix"], names), on_select="rerun",
                             selection_mode="points", key="cm_chart")
     st.caption("Click a cell to show its images in the gallery below.")

@@ -34,4 +34,5 @@ for path, label, icon, what in (
      "an image's feature maps in every convolution, and the first layer's filters"),
     ("pages/runs.py", "Runs", "history", "compare, rename, download and delete runs"),
 ):
-    st.page_link(path, label=f"{label}: {what}", icon=f":material/{icon}:", width="stretch")
+    st.page_link(path, label=label, icon=f":material/{icon}:")  # a short link and the text below it: it wraps
+    st.caption(what[:1].upper() + what[1:] + ".")
