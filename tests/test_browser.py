@@ -96,15 +96,13 @@ def test_train_evaluate_classify(server, page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "classify.png"), full_page=True)
 
 
-def test_at_400_px_build_shows_totals_and_diagram_first_and_no_request_leaves_the_server(server):
+def test_at_400_px_build_shows_totals_and_diagram_first_and_no_request_leaves_the_server(server, page):
     """A phone-width screen: the Build page's totals and network diagram come before its stack of layers; and no
     page asks any host but the app's own (offline, a font or an icon from elsewhere fails again and again)."""
-    from playwright.sync_api import sync_playwright
-
     elsewhere = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=helpers.CHROMIUM, args=helpers.CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 400, "height": 900})
+    phone = page.context.browser.new_page(viewport={"width": 400, "height": 900})
+    try:
+        page = phone
         page.set_default_timeout(60_000)
         page.on("request", lambda r: None if r.url.startswith((server, "data:", "blob:")) else elsewhere.append(r.url))
         for path, heading in (("", "CIFAR-10 CNN Studio"), ("layers", "Layers"), ("build", "Build a model")):
@@ -117,7 +115,8 @@ def test_at_400_px_build_shows_totals_and_diagram_first_and_no_request_leaves_th
         first_layer = page.get_by_text("1. PatchWhitening", exact=True).first.bounding_box()
         width = page.evaluate("document.documentElement.scrollWidth")
         page.wait_for_timeout(1000)  # let late requests (a favicon, a font) show up
-        browser.close()
+    finally:
+        phone.close()
     assert totals["y"] < 900 and totals["y"] < first_layer["y"]  # the totals on the first screen, above the stack
     assert diagram["y"] < first_layer["y"] and diagram["width"] > 200  # the diagram too, and not squeezed to nothing
     assert width <= 400  # nothing wider than the screen
