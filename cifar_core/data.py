@@ -309,7 +309,7 @@ def _load_keras():
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     except Exception as e:  # any network, HTTP or archive failure: the user needs the same one sentence
         reason = "no network connection" if not can_download() else (str(e).split("\n")[0][:120] or type(e).__name__)
-        raise DataError(f"CIFAR-10 could not be downloaded ({reason}). Use a local copy (a cifar-10-batches-py "
+        raise DataError(f"CIFAR-10 could not be downloaded ({reason}); use a local copy (a cifar-10-batches-py "
                         "folder, the cifar-10-python.tar.gz archive or an image folder) or the embedded sample "
                         "instead.") from None
     return (x_train, y_train.reshape(-1).astype(np.int64)), (x_test, y_test.reshape(-1).astype(np.int64)), \
