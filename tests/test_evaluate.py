@@ -172,7 +172,7 @@ def run_copy(tmp_path):
 
 def test_evaluate_model_stores_and_reuses(run_copy, monkeypatch):
     (run_copy / "eval.json").unlink()
-    first = E.evaluate_model(str(run_copy), split="test", source="sample")
+    first = E.evaluate_model(str(run_copy), split="val", source="sample")
     assert first["split"] == "val" and first["n"] == 200 and first["source"] == "sample"
     stored = helpers_read_json(run_copy / "eval.json")
     assert set(stored) == {"sample:val"}

@@ -125,8 +125,8 @@ def test_tiny_run_is_complete():
     assert model.output_shape == (None, 10) and model.count_params() == 5418
 
     stored = runs.read_json(run / "eval.json")
-    result = stored["sample:val"]
-    assert result["n"] == 200 and result["split"] == "val"
+    result = stored["sample:test"]  # the sample's own test split
+    assert result["n"] == 1000 and result["split"] == "test"
     assert result["model_sha256"] == hashlib.sha256((run / "model.keras").read_bytes()).hexdigest()
     assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert not (run / "stop").exists()
