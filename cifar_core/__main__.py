@@ -58,8 +58,8 @@ def _read_text(path: str, flag: str) -> bytes:
 
 
 def _cmd_train(args) -> int:
-    from .train import train
-
+    if args.queue:
+        return _cmd_queue(args)
     run_dir = Path(args.run_dir) if args.run_dir else None
     if args.resume or (run_dir and not args.preset and not args.spec):
         if not run_dir:
@@ -74,6 +74,15 @@ def _cmd_train(args) -> int:
         model_spec, config = _new_run_settings(args)
         run_dir = run_dir or runs.run_path(runs.new_run_id(model_spec.name), args.runs_dir)
     try:
+        return _train_foreground(model_spec, config, run_dir, args)
+    finally:
+        _start_next_quietly(run_dir.parent)  # however this job ended, the oldest queued run behind it starts
+
+
+def _train_foreground(model_spec, config, run_dir: Path, args) -> int:
+    from .train import train
+
+    try:
         train(model_spec, config, run_dir, resume=args.resume, log=lambda m: print(m, flush=True), name=args.name)
     except (specs.SpecError, runs.RunError, DataError, files.DiskFullError):
         raise
@@ -82,6 +91,27 @@ def _cmd_train(args) -> int:
         print(run_dir)
         return 1
     print(run_dir)
+    return 0
+
+
+def _start_next_quietly(runs_dir) -> None:
+    from . import jobs
+
+    try:
+        jobs.start_next(runs_dir)
+    except Exception as e:  # the queue is also started by whoever polls next; this job's own outcome stands
+        print(f"The next queued run could not be started from here: {e}", file=sys.stderr)
+
+
+def _cmd_queue(args) -> int:
+    """train --queue: the run is added behind the running jobs (or starts at once in a free slot)."""
+    from . import jobs
+
+    if args.run_dir or args.resume:
+        raise runs.RunError("--queue makes a new run in --runs-dir; it takes neither --run-dir nor --resume.")
+    model_spec, config = _new_run_settings(args)
+    run_id = jobs.start_job(model_spec, config, args.runs_dir, name=args.name)
+    print(runs.run_path(run_id, args.runs_dir))
     return 0
 
 
@@ -177,6 +207,9 @@ def _cmd_presets(args) -> int:
 
 
 def _cmd_runs(args) -> int:
+    from . import jobs
+
+    jobs.start_next(args.runs_dir)  # a queue stalled behind a killed job moves on when somebody looks
     rows = runs.list_runs(args.runs_dir)
     if args.json:
         print(json.dumps(rows))
@@ -218,6 +251,7 @@ def main(argv=None) -> int:
     p.add_argument("--run-dir", help="the run's folder: a new one, or with --resume one to continue")
     p.add_argument("--name", help="a display name for the run")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--queue", action="store_true", help="add the run behind the running job and return at once")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a model on the test or validation split")
