@@ -1,5 +1,5 @@
-"""Command line: python -m cifar_core train | evaluate | predict | saliency | presets | runs (and standby, which
-the Train page starts).
+"""Command line: python -m cifar_core train | sweep | sweep-worker | evaluate | predict | saliency | presets | runs
+(and standby, which the Train page starts).
 
 A user's mistake (bad spec, missing data, unreadable image) prints one sentence to stderr and exits with status 2
 (1 for predict when some image failed), never a traceback.
@@ -225,6 +225,40 @@ def _cmd_runs(args) -> int:
     return 0
 
 
+def _print_sweep(result: dict, as_json: bool) -> None:
+    if as_json:
+        keys = ("number", "state", "value", "params", "run_dir", "seconds")
+        print(json.dumps({"study": result["study"], "best": result["best"],
+                          "trials": [{k: t[k] for k in keys} for t in result["trials"]]}))
+        return
+    for t in result["trials"]:
+        value = f"{t['value']:.4f}" if t["value"] is not None else "-"
+        print(f"trial {t['number']:>3}  {t['state']:<9} {value:>7}  {json.dumps(t['params'])}  {t['run_dir'] or ''}")
+    best = result["best"]
+    print(f"best: trial {best['number']}, validation accuracy {best['value']:.4f}, {best['run_dir']}" if best
+          else "best: no trial has completed.")
+
+
+def _cmd_sweep(args) -> int:
+    from . import sweeps
+
+    model_spec, config = _new_run_settings(args)
+    space = sweeps.parse_space(_read_text(args.space, "--space"), model_spec) if args.space else None
+    result = sweeps.run_sweep(model_spec, config, trials=args.trials, space=space, storage_url=args.storage,
+                              study_name=args.study, runs_dir=args.runs_dir, pruner=args.pruner,
+                              log=lambda m: print(m, flush=True))
+    _print_sweep(result, args.json)
+    return 0
+
+
+def _cmd_sweep_worker(args) -> int:
+    from . import sweeps
+
+    sweeps.work(args.storage, args.study, args.runs_dir, log=lambda m: print(m, flush=True), data=args.data)
+    _print_sweep(sweeps.summary(args.storage, args.study), args.json)
+    return 0
+
+
 def _add_config_flags(parser) -> None:
     """One flag per TrainConfig field, its type and help from the field (config.describe)."""
     for name in configs.FIELDS:
@@ -253,6 +287,29 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--queue", action="store_true", help="add the run behind the running job and return at once")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("sweep", help="a hyperparameter search (an Optuna study) whose trials are runs")
+    p.add_argument("--preset")
+    p.add_argument("--spec", help="a model spec JSON file")
+    p.add_argument("--space", help="a JSON file of the search space (default: one that suits the model)")
+    p.add_argument("--trials", type=int, required=True, help="how many trials the study has in all")
+    p.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///RUNS_DIR/sweeps.db)")
+    p.add_argument("--study", help="the study's name (default: made from the time and the model)")
+    p.add_argument("--data", help=configs.describe("data"))
+    p.add_argument("--epochs", type=int, help=configs.describe("epochs"))
+    p.add_argument("--limit", type=int, help=configs.describe("limit"))
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    p.add_argument("--runs-dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_sweep, config=None)
+
+    p = sub.add_parser("sweep-worker", help="join a study (from any machine) and train its trials here")
+    p.add_argument("--storage", required=True, help="the study's Optuna storage URL")
+    p.add_argument("--study", required=True)
+    p.add_argument("--data", help="the data source on this machine (default: the study's)")
+    p.add_argument("--runs-dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_sweep_worker)
 
     p = sub.add_parser("evaluate", help="evaluate a model on the test or validation split")
     p.add_argument("model", help="'default', a run id, a run directory or a .keras file")
