@@ -209,3 +209,27 @@ def compact(count: int) -> str:
 def slug(name: str) -> str:
     """A safe file name stem."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "model"
+
+
+# ---- the job queue (Train and Runs pages)
+
+def queue_controls(run_id: str, key: str) -> bool:
+    """A queued run's place with Move up and Cancel buttons; True when the queue changed (the caller reruns)."""
+    from cifar_core import jobs
+
+    position = jobs.queue_position(run_id)
+    if position is None:
+        return False
+    c = st.columns([3, 1, 1])
+    c[0].info(f"Queued, {jobs.ordinal(position)}: it starts when the job{'s' if position > 1 else ''} ahead "
+              "of it end.")
+    try:
+        if c[1].button("Move up", key=f"{key}_up_{run_id}", disabled=position == 1):
+            jobs.move_up(run_id)
+            return True
+        if c[2].button("Cancel", key=f"{key}_cancel_{run_id}"):
+            jobs.cancel_queued(run_id)
+            return True
+    except runs.RunError as e:
+        st.error(md_escape(str(e)))
+    return False

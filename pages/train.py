@@ -109,17 +109,24 @@ if run_id is None:
     st.stop()
 select_run(run_id)
 run_dir = runs.run_path(run_id)
-live = runs.read_status(run_dir).get("state") in runs.LIVE_STATES
+initial_state = runs.read_status(run_dir).get("state")
+live = initial_state in (*runs.LIVE_STATES, "queued")
 
 
 @st.fragment(run_every=1.0 if live else None)
 def monitor() -> None:
+    jobs.start_next()  # a job killed outright cannot start the run queued behind it; the page does
     status = runs.read_status(run_dir)
     state = status.get("state", "unknown")
-    if live and state not in runs.LIVE_STATES:
-        st.rerun()  # the job ended: redraw the whole page (Resume button, final numbers)
+    if live and state not in (*runs.LIVE_STATES, "queued") or (state == "queued") != (initial_state == "queued"):
+        st.rerun()  # the job ended (or the queued run started): redraw the whole page (Resume button, final numbers)
     progress = jobs.job_progress(status)
-    st.subheader(f"{ui.md_escape(runs.run_label(run_dir))}: {state}")
+    st.subheader(f"{ui.md_escape(runs.run_label(run_dir))}: {jobs.queue_label(run_id) if state == 'queued' else state}")
+    if state == "queued" and ui.queue_controls(run_id, "train_queue"):
+        if not run_dir.exists():  # cancelled: show the job training now instead
+            st.session_state.pop("train_run", None)
+            st.query_params.pop("run", None)
+        st.rerun()
     steps = status.get("steps_per_epoch")
     st.progress(progress["fraction"], text=f"epoch {status.get('epoch', 0)}/{status.get('epochs', '?')}"
                 + (f", step {status.get('step', 0)}/{steps}" if steps else ""))
