@@ -20,6 +20,7 @@ page = st.navigation([
     st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
     st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
 ])
 
 with st.sidebar:

@@ -233,3 +233,12 @@ def queue_controls(run_id: str, key: str) -> bool:
     except runs.RunError as e:
         st.error(md_escape(str(e)))
     return False
+
+
+def diff_table(rows: list[dict], name: str, where: bool = False) -> list[dict]:
+    """compare's rows as a table: values shown as text (a column may mix numbers, names and None)."""
+    def shown(value):
+        return "–" if value is None else str(value)
+
+    return [{**({"where": r["where"]} if where else {}), name: r["field"], "A": shown(r["a"]), "B": shown(r["b"])}
+            for r in rows]
