@@ -243,3 +243,23 @@ def test_warm_up_is_off_when_asked(tmp_path, monkeypatch):
     jobs.warm_up(tmp_path)
     time.sleep(0.5)
     assert jobs.standby_pid(tmp_path) is None and not (tmp_path / ".standby.log").exists()
+
+
+def test_train_queue_adds_the_run_and_returns_at_once(tmp_path):
+    import helpers
+
+    busy = _run(tmp_path, "busy", "running")
+    lock = runs.RunLock(busy).acquire()
+    try:
+        result = helpers.run_cli("train", "--preset", "tiny", "--data", "sample", "--queue", "--runs-dir", tmp_path,
+                                 timeout=60)
+        assert result.returncode == 0, result.stderr
+        run_dir = Path(result.stdout.strip().splitlines()[-1])
+        assert run_dir.parent == tmp_path and runs.read_status(run_dir)["state"] == "queued"
+        assert jobs.queue_label(run_dir.name, tmp_path) == "queued, 1st"
+        assert runs.read_spec_and_config(run_dir)[1].data == "sample"
+        refused = helpers.run_cli("train", "--preset", "tiny", "--queue", "--run-dir", tmp_path / "x", timeout=60)
+        assert refused.returncode == 2 and "--queue makes a new run" in refused.stderr
+        jobs.cancel_queued(run_dir.name, tmp_path)
+    finally:
+        lock.release()
