@@ -1,12 +1,8 @@
 """The header line every benchmark prints before its figures: the machine and the settings a figure depends on.
 
-A figure means little without its machine: on a 2-core VM the same `fast` epoch took anywhere from 107 to 149 s, and
-bfloat16 only pays on a CPU with AVX-512 BF16 or AMX. benchmarks/README.md records a figure with the CPU and date
-this line gives.
-
-Importing this module also puts the repository root first on sys.path: `python benchmarks/X.py` puts benchmarks/
-there instead, and the engine would then come from whichever copy of cifar_core is installed (an editable install
-may point at another checkout) rather than from the checkout the script belongs to.
+A figure means little without its machine: a small VM's speed wanders, and bfloat16 only pays on a CPU with AVX-512
+BF16 or AMX. benchmarks/README.md records a figure with the CPU and date this line gives. The engine is the
+installed cifar_core (`pip install -e .` in the clone, as the README's commands do).
 """
 
 from __future__ import annotations
@@ -14,12 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-if sys.path[0] != str(ROOT):
-    sys.path.insert(0, str(ROOT))
 
 
 def header(precision: str) -> dict:
