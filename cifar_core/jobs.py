@@ -220,6 +220,9 @@ def job_progress(status: dict) -> dict:
     done = epoch - 1 + min(step, steps) / steps if steps and step else epoch
     fraction = min(1.0, max(0.0, done / epochs)) if epochs else 0.0
     elapsed = float(status.get("time") or 0.0)
+    budget = status.get("budget_s")
+    if isinstance(budget, (int, float)) and budget > 0:  # a time budget: the clock is the progress
+        fraction = min(1.0, elapsed / budget)
     remaining = elapsed * (1 - fraction) / fraction if fraction > 0 and elapsed > 0 else None
     return {"fraction": fraction, "elapsed_s": elapsed, "remaining_s": remaining}
 
