@@ -26,10 +26,41 @@ TRAIN_SECONDS_PER_IMAGE = 0.094e-3
 TRAIN_SECONDS_PER_MAC = 0.0211e-9
 
 
-def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int) -> float:
-    """A rough time per training epoch (see TRAIN_SECONDS_PER_IMAGE). Raises SpecError for an invalid spec."""
+def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0) -> float:
+    """A time per training epoch: the constants above, times `speed`, this machine's measured ratio to them
+    (measured_speed). Raises SpecError for an invalid spec."""
     macs = specs.summary(model_spec)["macs"]
-    return images * (TRAIN_SECONDS_PER_IMAGE + macs * TRAIN_SECONDS_PER_MAC)
+    return speed * images * (TRAIN_SECONDS_PER_IMAGE + macs * TRAIN_SECONDS_PER_MAC)
+
+
+def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float, int]:
+    """(ratio of measured to estimated epoch time, runs it comes from) on this device: the median over the whole
+    epochs of its most recent runs, the first epoch of each left out (it traces and builds). (1.0, 0) when no run
+    has measured one yet, so that the constants alone are used."""
+    import statistics
+
+    ratios, used = [], 0
+    for row in runs.list_runs(runs_dir):
+        if used >= recent:
+            break
+        run_dir = runs.run_path(row["run_id"], runs_dir)
+        config = runs.read_config(run_dir)
+        images = (config.get("data_splits") or {}).get("train") if isinstance(config.get("data_splits"), dict) else 0
+        if row["problem"] or config.get("device") != device or not isinstance(images, int) or images < 1:
+            continue
+        epochs = runs.epoch_records(run_dir)
+        full = max((r["step"] for r in epochs), default=0)
+        times = [(r["time"], r["step"]) for r in epochs if r["time"] is not None]
+        durations = [b - a for (a, _), (b, step) in zip(times, times[1:]) if step == full and b > a]
+        if not durations:
+            continue
+        try:
+            estimate = estimate_epoch_seconds(specs.from_dict(config["spec"]), images)
+        except specs.SpecError:
+            continue
+        ratios.append(statistics.median(durations) / estimate)
+        used += 1
+    return (statistics.median(ratios), used) if ratios else (1.0, 0)
 
 
 def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, config: TrainConfig):
