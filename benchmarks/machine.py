@@ -27,6 +27,8 @@ def header(precision: str) -> dict:
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        # Set to AVX2 on a CPU with AVX-512, oneDNN's kernels are those an AVX2 CPU runs: an emulation, named so.
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "tensorflow": tf.__version__,
         "date": datetime.date.today().isoformat(),
     }
