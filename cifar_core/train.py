@@ -24,6 +24,7 @@ from .device import device_info, make_strategy, resolve_precision, work_around_m
 # forward multiply-accumulate. The constants and the machine they were fitted on are in benchmarks/README.md.
 TRAIN_SECONDS_PER_IMAGE = 0.094e-3
 TRAIN_SECONDS_PER_MAC = 0.0211e-9
+MAX_BUDGET_EPOCHS = 1000  # under a time budget, fit's epoch limit: the budget ends it long before
 
 
 def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0) -> float:
@@ -126,8 +127,6 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, schedule=None):
         return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
     return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
 
-
-MAX_BUDGET_EPOCHS = 1000  # under a time budget, fit's epoch limit: the budget ends it long before
 
 # ---- the steps of a training job
 
