@@ -1,0 +1,40 @@
+"""The header line every benchmark prints before its figures: the machine and the settings a figure depends on.
+
+A figure means little without its machine: a small VM's speed wanders, and bfloat16 only pays on a CPU with AVX-512
+BF16 or AMX. benchmarks/README.md records a figure with the CPU and date this line gives. The engine is the
+installed cifar_core (`pip install -e .` in the clone, as the README's commands do).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+
+def header(precision: str) -> dict:
+    """The machine as TensorFlow in this process sees it. A thread count of 0 means TensorFlow's default (one
+    thread per core); TF_ENABLE_ONEDNN_OPTS is None when unset, and TensorFlow then uses oneDNN on Linux x86."""
+    import tensorflow as tf
+
+    from cifar_core import device
+
+    return {
+        "cpu": device.cpu_model(),
+        "cores": os.cpu_count(),
+        "cpu_bf16": device.cpu_supports_bf16(),  # AVX-512 BF16 or AMX, what mixed bfloat16 needs to pay
+        "precision": precision,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        # Set to AVX2 on a CPU with AVX-512, oneDNN's kernels are those an AVX2 CPU runs: an emulation, named so.
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "tensorflow": tf.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def print_figures(precision: str, figures: dict) -> None:
+    """Two JSON lines: the machine header, then the figures measured on it."""
+    print(json.dumps({"machine": header(precision)}))
+    print(json.dumps(figures), flush=True)
