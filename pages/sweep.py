@@ -70,6 +70,12 @@ storage = sweeps.default_storage()
 running = sweeps.sweep_running(runs.default_runs_dir(), study)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def figures(storage_url: str, study_name: str, finished: int) -> dict:
+    """Optuna's figures, drawn again only when a trial has finished (importances fit a forest each time)."""
+    return sweeps.figures(storage_url, study_name)
+
+
 @st.fragment(run_every=2.0 if running else None)
 def progress() -> None:
     jobs.start_next()
@@ -90,7 +96,7 @@ def progress() -> None:
     st.dataframe([{"trial": t["number"], "state": t["state"], "validation accuracy": t["value"],
                    "seconds": t["seconds"], **{f"param {k}": v for k, v in t["params"].items()},
                    "run": t["run_dir"]} for t in summary["trials"]], hide_index=True, key="sweep_table")
-    for name, figure in sweeps.figures(storage, study).items():
+    for name, figure in figures(storage, study, done).items():
         st.plotly_chart(figure, key=f"sweep_fig_{name}")
     best = summary["best"]
     if best and best["run_dir"]:
