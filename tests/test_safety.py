@@ -57,6 +57,28 @@ case                                              test
                                                   test_safety_browser.py (no <img> in the DOM, no dialog)
 24 twenty predictions: one load, flat memory      test_24_* here; test_predict.py::test_load_model_caches_per_...
 25 two sessions uploading while a job trains      test_safety_browser.py::test_25_*
+
+The second safety issue ("Safe to share, hard to break"), its items numbered on from 26:
+26 a pickle with __reduce__ as a CIFAR batch      test_26_* (folder and .tar.gz; CLI train, evaluate, evaluate_model)
+27 data roots in the app                          test_27_* (with the pages that take a data source)
+28 the server on every interface                  test_28_* (loopback in config.toml; README on sharing)
+29 run and class names as Plotly markup           test_29_* (every chart's user text escaped)
+30 train --run-dir DIR over a folder's files      test_30_* (refused, one sentence, every byte kept)
+31 torn first-epoch backup, death in native code  test_31_* (fallback or fresh start, epochs once, interrupted,
+   a full disk in Keras's backup                  the disk-full sentence); test_callbacks.py::
+                                                  test_restore_backup_metadata
+32 evaluating the shipped model                   test_32_* (the package unchanged; the cache folder instead)
+33 leftovers, Stop at Start, standby, Ctrl-C      test_33_*
+34 one malformed run file                         test_34_* (listed as unreadable with the reason; every page;
+                                                  `runs`; Delete still works; a garbage model.keras)
+35 data-source errors                             test_35_* (one sentence each, no run folder)
+36 the decode cache                               test_36_* (torn, empty, three processes at once, read-only)
+37 bounded work                                   test_37_* (spec JSON, --config, the Build page, 60 MB of
+                                                  metrics, a .keras zip bomb, a 2 GB image file)
+38 file-system errors on pages                    test_38_* (read-only runs folder: Rename, Delete, Start; a
+                                                  symlinked run)
+39 validation gaps                                test_39_* (seed, input_shape, 1,001 classes, duplicate keys,
+                                                  saliency --opacity nan and --out a folder)
 """
 
 import dataclasses
@@ -708,8 +730,7 @@ def test_24_twenty_predictions_load_the_model_once_and_memory_stays_flat(trained
 
 
 # ===============================================================================================================
-# The second safety issue (issue 13): 26 onward. 27 (data roots in the app) is tests/test_safety.py::test_27_* by
-# the Home/Evaluate pages' owner.
+# The second safety issue: 26 onward (27, data roots in the app, comes with the pages that take a data source).
 
 EVIL_RUN_NAME = '<a href="https://evil.example">log in</a>'
 
