@@ -4,7 +4,7 @@ A Streamlit script is re-run on every click and stopped when the user navigates 
 it. The job runs in a new session (its own process group), outlives reruns, reloads and closed tabs, and is found
 again through its run directory. One job trains at a time: two would halve each other's speed unseen.
 
-A new process spends 3.4 s importing TensorFlow before it can train. So the Train page calls warm_up, which keeps
+A new process spends seconds importing TensorFlow before it can train. So the Train page calls warm_up, which keeps
 one standby process waiting in the runs directory with TensorFlow imported, and Start hands that process the job
 (or spawns a new one when there is none). The standby holds .standby.lock while it waits and lets go of it when it
 takes a job, so a held lock always means a process ready for one.
@@ -223,6 +223,9 @@ def job_progress(status: dict) -> dict:
     done = epoch - 1 + min(step, steps) / steps if steps and step else epoch
     fraction = min(1.0, max(0.0, done / epochs)) if epochs else 0.0
     elapsed = float(status.get("time") or 0.0)
+    budget = status.get("budget_s")
+    if isinstance(budget, (int, float)) and budget > 0:  # a time budget: the clock is the progress
+        fraction = min(1.0, elapsed / budget)
     remaining = elapsed * (1 - fraction) / fraction if fraction > 0 and elapsed > 0 else None
     return {"fraction": fraction, "elapsed_s": elapsed, "remaining_s": remaining}
 

@@ -72,13 +72,15 @@ except specs.SpecError as e:
 
 info = ui.device()
 images = data.train_images_hint(config.data or None, config.limit)
-per_epoch = train.estimate_epoch_seconds(model_spec, images) if images and not problem else None
+speed, measured_runs = train.measured_speed(info["device"])
+per_epoch = train.estimate_epoch_seconds(model_spec, images, speed) if images and not problem else None
 c = st.columns(3)
 c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
 c[1].metric("Precision", info["precision"] if config.precision == "auto" else config.precision)
-c[2].metric("Time per epoch (rough)", ui.duration(per_epoch) if per_epoch else "unknown",
-            help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), fitted to "
-                 "speeds measured on this project's 2-core CPU; the whole training takes about this x epochs.")
+basis = (f"scaled by the speed this device showed in its last {measured_runs} run(s)" if measured_runs else
+         "fitted to another machine until a run on this device has measured its own speed")
+c[2].metric("Time per epoch (estimate)", ui.duration(per_epoch) if per_epoch else "unknown",
+            help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), {basis}.")
 available, message = data.source_status(config.data or None)
 if not available:
     st.caption(message)

@@ -106,3 +106,23 @@ def test_the_build_pages_keras_code_runs_in_a_fresh_python(name, forbid_project,
     assert done.returncode == 0, done.stderr[-2000:]
     from cifar_core import spec as S
     assert f"params {S.summary(presets.PRESETS[name].spec)['params']}" in done.stdout
+
+
+def test_the_wheel_carries_the_model_the_sample_and_the_console_script(tmp_path):
+    """`pip install .` gives a package that works from any folder: the shipped model and sample are package data."""
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"cifar_core/assets/sample.npz", "cifar_core/assets/default/model.keras",
+            "cifar_core/assets/default/config.json", "cifar_core/__main__.py"} <= names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "cifar-studio = cifar_core.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_the_cli_runs_from_another_folder(tmp_path):
+    done = subprocess.run([sys.executable, "-I", "-m", "cifar_core", "presets", "--json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and '"name": "tiny"' in done.stdout, done.stderr

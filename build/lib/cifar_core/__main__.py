@@ -1,0 +1,273 @@
+"""Command line: python -m cifar_core train | evaluate | predict | saliency | presets | runs (and standby, which
+the Train page starts).
+
+A user's mistake (bad spec, missing data, unreadable image) prints one sentence to stderr and exits with status 2
+(1 for predict when some image failed), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import config as configs
+from . import files, runs
+from . import spec as specs
+from .data import DataError
+from .images import ImageError
+
+
+def _train_overrides(args) -> dict:
+    """The TrainConfig fields given as flags (each flag is made from its field, see _add_config_flags)."""
+    return {name: getattr(args, name) for name in configs.FIELDS if getattr(args, name, None) is not None}
+
+
+def _new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
+    from .presets import get_preset
+
+    if bool(args.preset) == bool(args.spec):
+        raise specs.SpecError("Give exactly one of --preset NAME or --spec FILE.")
+    if args.preset:
+        preset = get_preset(args.preset)
+        model_spec, config = preset.spec, preset.train
+    else:
+        model_spec, config = specs.from_json(_read_text(args.spec, "--spec")), configs.TrainConfig()
+    if args.config:
+        changes = files.parse_json(_read_text(args.config, "--config"))
+        if not isinstance(changes, dict):
+            raise specs.SpecError("--config must be a JSON object of training settings, such as {\"epochs\": 5}.")
+        config = configs.config_from_dict({**configs.to_dict(config), **changes})
+    overrides = _train_overrides(args)
+    if isinstance(overrides.get("epochs"), int) and 1 <= overrides["epochs"] <= 1000:
+        config = configs.with_epochs(config, overrides["epochs"])
+    return model_spec, configs.config_from_dict({**configs.to_dict(config), **overrides})
+
+
+def _read_text(path: str, flag: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            text = f.read(files.MAX_JSON_BYTES + 1)
+    except OSError as e:
+        raise specs.SpecError(f"{flag} {path} cannot be read ({e.strerror or type(e).__name__}).") from None
+    if len(text) > files.MAX_JSON_BYTES:
+        raise specs.SpecError(f"{flag} {path} is larger than {files.MAX_JSON_BYTES:,} bytes.")
+    return text
+
+
+def _cmd_train(args) -> int:
+    from .train import train
+
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if args.resume or (run_dir and not args.preset and not args.spec):
+        if not run_dir:
+            raise runs.RunError("--resume needs --run-dir of the run to continue.")
+        if args.resume and os.environ.get("CIFAR_CORE_LAUNCHED") != "1":
+            (run_dir / "stop").unlink(missing_ok=True)  # a stop request left behind by a killed job
+        if not args.resume and not runs.is_fresh(run_dir):
+            raise runs.RunError(f"{run_dir} is not a new run; give --preset or --spec to train into a new folder, or "
+                                "--resume to continue the run there.")
+        model_spec, config = runs.read_spec_and_config(run_dir)
+    else:
+        model_spec, config = _new_run_settings(args)
+        run_dir = run_dir or runs.run_path(runs.new_run_id(model_spec.name), args.runs_dir)
+    try:
+        train(model_spec, config, run_dir, resume=args.resume, log=lambda m: print(m, flush=True), name=args.name)
+    except (specs.SpecError, runs.RunError, DataError, files.DiskFullError):
+        raise
+    except Exception as e:  # the job already wrote the reason into status.json; show it as one sentence
+        print(runs.read_status(run_dir).get("error") or str(e), file=sys.stderr)
+        print(run_dir)
+        return 1
+    print(run_dir)
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_model
+
+    result = evaluate_model(args.model, split=args.split, source=args.data, runs_dir=args.runs_dir)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k not in ("predictions", "model_sha256")}))
+    else:
+        note = " (this source has no test split)" if args.split == "test" and result["split"] == "val" else ""
+        print(f"{result['split']} split{note}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}, "
+              f"top-3 {result['top3_accuracy']:.4f} on {result['n']} images")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from .images import ImageError, read_image_file
+    from .models import class_names_for, load_model, resolve_model, tta_for
+    from .predict import classify
+
+    model_path, run_dir = resolve_model(args.model, args.runs_dir)
+    model = load_model(model_path)
+    names = class_names_for(run_dir, model.output_shape[-1])
+    readable, results = [], {}
+    for position, image in enumerate(args.images):
+        try:
+            readable.append((position, image, read_image_file(image)))
+        except ImageError as e:
+            results[position] = {"file": image, "error": str(e)}
+    classified = classify(model, names, [(name, data) for _, name, data in readable], k=args.top_k,
+                          tta=tta_for(run_dir))
+    results.update({position: result for (position, _, _), result in zip(readable, classified)})
+    ordered = [results[i] for i in range(len(args.images))]
+    if args.json:
+        print(json.dumps(ordered))
+    else:
+        for r in ordered:
+            print(f"{r['file']}: " + (r["error"] if "error" in r else
+                                       ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top"])))
+    return 1 if any("error" in r for r in ordered) else 0
+
+
+def _cmd_saliency(args) -> int:
+    import math
+
+    from .explain import saliency_png
+    from .images import read_image_file, to_input_array
+    from .models import class_names_for, load_model, resolve_model
+
+    if not (math.isfinite(args.opacity) and 0 <= args.opacity <= 1):
+        raise ValueError(f"--opacity must be a number from 0 to 1, got {args.opacity}.")
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise ValueError(f"--out must be a file name in an existing folder, got {args.out}.")
+    model_path, run_dir = resolve_model(args.model, args.runs_dir)
+    model = load_model(model_path)
+    names = class_names_for(run_dir, model.output_shape[-1])
+    if args.class_name is not None and args.class_name not in names:
+        raise ValueError(f"--class must be one of {', '.join(names)}, got {args.class_name!r}.")
+    image = to_input_array(read_image_file(args.image))
+    class_index = names.index(args.class_name) if args.class_name else None
+    png, explained = saliency_png(model, image, class_index, opacity=args.opacity)
+    files.write_atomic(out, png)
+    print(f"Grad-CAM for class {names[explained]} written to {args.out}")
+    return 0
+
+
+def _cmd_standby(args) -> int:
+    """Waits, TensorFlow imported, for the job the Train page's Start hands over (see jobs.py), then trains it
+    with its output in the run's job.log."""
+    from .jobs import run_standby
+
+    command = run_standby(args.runs_dir, args.parent)
+    if command is None:
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = os.open(Path(command[2]) / "job.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    return main(command)
+
+
+def _cmd_presets(args) -> int:
+    from .presets import PRESETS
+
+    rows = [{"name": n, "params": specs.summary(p.spec)["params"], "why": p.why} for n, p in PRESETS.items()]
+    print(json.dumps(rows) if args.json else "\n".join(f"{r['name']:<12} {r['params']:>12,}  {r['why']}"
+                                                       for r in rows))
+    return 0
+
+
+def _cmd_runs(args) -> int:
+    rows = runs.list_runs(args.runs_dir)
+    if args.json:
+        print(json.dumps(rows))
+    elif not rows:
+        print(f"No runs yet in {Path(args.runs_dir or runs.default_runs_dir()).resolve()}.")
+    else:
+        for r in rows:
+            acc = f"{r['best_val_accuracy']:.4f}" if r["best_val_accuracy"] is not None else "-"
+            name = "" if r["name"] == r["run_id"] else f"  {r['name']!r}"
+            detail = f"  ({r['problem']})" if r["problem"] else ""
+            print(f"{r['run_id']:<40} {r['state']:<12} epochs {r['epochs_done']}/{r['epochs'] or '?'}  "
+                  f"best val {acc}{name}{detail}")
+    return 0
+
+
+def _add_config_flags(parser) -> None:
+    """One flag per TrainConfig field, its type and help from the field (config.describe)."""
+    for name in configs.FIELDS:
+        flag, kind = "--" + name.replace("_", "-"), configs.kind(name)
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=configs.describe(name))
+        else:
+            parser.add_argument(flag, dest=name, type=kind, default=None, help=configs.describe(name),
+                                metavar=name.upper())
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = argparse.ArgumentParser(prog="python -m cifar_core", description="CIFAR-10 CNN Studio engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a preset or a spec into a run directory")
+    p.add_argument("--preset")
+    p.add_argument("--spec", help="a model spec JSON file")
+    p.add_argument("--config", help="a JSON file of training settings (TrainConfig fields)")
+    _add_config_flags(p)
+    p.add_argument("--runs-dir")
+    p.add_argument("--run-dir", help="the run's folder: a new one, or with --resume one to continue")
+    p.add_argument("--name", help="a display name for the run")
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a model on the test or validation split")
+    p.add_argument("model", help="'default', a run id, a run directory or a .keras file")
+    p.add_argument("--data")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--runs-dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify image files")
+    p.add_argument("model")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--runs-dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("saliency", help="write a Grad-CAM overlay of an image as PNG")
+    p.add_argument("model")
+    p.add_argument("image")
+    p.add_argument("--class", dest="class_name", help="the class to explain (default: the predicted one)")
+    p.add_argument("--opacity", type=float, default=0.5)
+    p.add_argument("--out", required=True)
+    p.add_argument("--runs-dir")
+    p.set_defaults(func=_cmd_saliency)
+
+    p = sub.add_parser("standby", help="wait with TensorFlow imported for a job from the Train page")
+    p.add_argument("--runs-dir", required=True)
+    p.add_argument("--parent", type=int, help="exit when this process (the server) has ended")
+    p.set_defaults(func=_cmd_standby)
+
+    p = sub.add_parser("presets", help="list the presets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_presets)
+
+    p = sub.add_parser("runs", help="list the runs")
+    p.add_argument("--runs-dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_runs)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (specs.SpecError, runs.RunError, DataError, ImageError, ValueError, KeyError, FileNotFoundError,
+            files.DiskFullError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

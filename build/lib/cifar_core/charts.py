@@ -1,0 +1,150 @@
+"""Plotly figures, each a pure function of numbers (no model, no files), so pages only place them."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+RIGHT, WRONG = "#1a7f37", "#cf222e"
+
+
+def _series(records, kind, key):
+    points = [(r["epoch"] - 1 + r["step"] / max(1, r.get("steps_per_epoch") or r["step"]) if kind == "batch"
+               else r["epoch"], r.get(key)) for r in records if r.get("kind") == kind]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def training_curves(records: list[dict], steps_per_epoch: int | None = None, title: str = "") -> go.Figure:
+    """Loss and accuracy against epochs: training per batch point (thin), validation per epoch (markers).
+    A null (NaN) value leaves a gap."""
+    records = [{**r, "steps_per_epoch": steps_per_epoch} if steps_per_epoch else r for r in records]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    for col, key in ((1, "loss"), (2, "accuracy")):
+        x, y = _series(records, "batch", key)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"train {key}", line={"width": 1, "color": "#1f77b4"},
+                                 connectgaps=False, legendgroup="train", showlegend=col == 1), row=1, col=col)
+        x, y = _series(records, "epoch", f"val_{key}")
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"validation {key}",
+                                 line={"color": "#ff7f0e"}, connectgaps=False, legendgroup="val",
+                                 showlegend=col == 1), row=1, col=col)
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    fig.update_layout(title=title or None, height=360, margin={"t": 40, "b": 30, "l": 40, "r": 10},
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def overlay_curves(curves: dict[str, list[dict]], key: str = "val_accuracy") -> go.Figure:
+    """One line per run of an epoch metric, for comparing runs."""
+    fig = go.Figure()
+    for name, records in curves.items():
+        x, y = _series(records, "epoch", key)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, connectgaps=False))
+    fig.update_layout(xaxis_title="epoch", yaxis_title=key.replace("_", " "), height=380,
+                      margin={"t": 30, "b": 30, "l": 40, "r": 10})
+    return fig
+
+
+def confusion_heatmap(cm, class_names, normalize: bool = False) -> go.Figure:
+    """Rows are true classes, columns predicted; normalized rows sum to 1."""
+    cm = np.asarray(cm, dtype=float)
+    values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    fig = px.imshow(values, x=list(class_names), y=list(class_names), color_continuous_scale="Blues",
+                    text_auto=".2f" if normalize else "d", aspect="equal",
+                    labels={"x": "predicted", "y": "true", "color": "fraction" if normalize else "images"})
+    fig.update_layout(height=560, margin={"t": 30, "b": 30, "l": 30, "r": 10})
+    fig.update_xaxes(side="bottom", tickangle=-45)
+    return fig
+
+
+def top_k_bar(top: list[dict]) -> go.Figure:
+    labels = [t["label"] for t in top][::-1]
+    probabilities = [t["probability"] for t in top][::-1]
+    fig = go.Figure(go.Bar(x=probabilities, y=labels, orientation="h", text=[f"{p:.1%}" for p in probabilities],
+                           textposition="auto", marker_color="#1f77b4"))
+    fig.update_layout(xaxis={"range": [0, 1], "tickformat": ".0%"}, height=60 + 28 * len(top),
+                      margin={"t": 10, "b": 20, "l": 10, "r": 10})
+    return fig
+
+
+def per_class_bars(per_class: list[dict]) -> go.Figure:
+    rows = [{"class": r["class"], "metric": m, "value": r[m]} for r in per_class for m in ("precision", "recall", "f1")]
+    fig = px.bar(rows, x="class", y="value", color="metric", barmode="group", range_y=[0, 1])
+    fig.update_layout(height=320, margin={"t": 20, "b": 30, "l": 40, "r": 10})
+    return fig
+
+
+def enlarge(image: np.ndarray, scale: int = 4) -> np.ndarray:
+    """Nearest-neighbour enlargement: each pixel becomes a scale x scale block, so nothing is smoothed away."""
+    return np.repeat(np.repeat(np.asarray(image), scale, axis=0), scale, axis=1)
+
+
+def tile(images, columns: int = 8, separator: int = 1, background: int = 255) -> np.ndarray:
+    """Equal-sized uint8 images (N, h, w) or (N, h, w, 3) side by side, `columns` to a row, with `separator` pixels of
+    `background` between them and around none; cells after the last image are left as background."""
+    images = np.asarray(images, dtype=np.uint8)
+    n, h, w = images.shape[:3]
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    grid = np.full((rows * h + (rows - 1) * separator, columns * w + (columns - 1) * separator, *images.shape[3:]),
+                   background, np.uint8)
+    for i, image in enumerate(images):
+        top, left = (i // columns) * (h + separator), (i % columns) * (w + separator)
+        grid[top:top + h, left:left + w] = image
+    return grid
+
+
+def _auto_scale(size: int, target: int) -> int:
+    return max(1, round(target / max(1, size)))
+
+
+def _ramp(stops: list[str], n: int = 256) -> np.ndarray:
+    """(n, 3) uint8: the hex colour stops interpolated linearly."""
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in stops], dtype=np.float64)
+    at = np.linspace(0, len(stops) - 1, n)
+    return np.round(np.stack([np.interp(at, np.arange(len(stops)), rgb[:, k]) for k in range(3)], 1)).astype(np.uint8)
+
+
+VIRIDIS = _ramp(px.colors.sequential.Viridis)  # dark purple (low) to yellow (high): never white, unlike the gaps
+
+
+def feature_map_grid(maps, limit: int = 32, columns: int = 8, scale: int | None = None,
+                     separator: int = 1) -> np.ndarray:
+    """The first `limit` of a layer's maps (channels, H, W) as one RGB uint8 image: each map min-max scaled on its own
+    to 0..255 (a constant map is all low) and coloured with VIRIDIS, enlarged nearest-neighbour `scale` times
+    (default: to about 48 pixels), tiled `columns` to a row with white separators."""
+    maps = np.asarray(maps, dtype=np.float32)[:limit]
+    if not len(maps):
+        raise ValueError("There are no feature maps to draw.")
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    scaled = np.divide(maps - low, span, out=np.zeros_like(maps), where=span > 0)
+    tiles = VIRIDIS[np.round(scaled * 255).astype(np.uint8)]
+    scale = scale or _auto_scale(maps.shape[1], 48)
+    return tile(np.stack([enlarge(t, scale) for t in tiles]), columns, separator)
+
+
+def filter_grid(filters, columns: int = 16, scale: int | None = None, separator: int = 1) -> np.ndarray:
+    """First-layer filters (N, k, k, 3) uint8 (explain.first_layer_filters) as one RGB image: each enlarged
+    nearest-neighbour `scale` times (default: to about 32 pixels), tiled `columns` to a row with white separators."""
+    filters = np.asarray(filters, dtype=np.uint8)
+    if not len(filters):
+        raise ValueError("There are no filters to draw.")
+    scale = scale or _auto_scale(filters.shape[1], 32)
+    return tile(np.stack([enlarge(f, scale) for f in filters]), columns, separator)
+
+
+def clickable_cells(fig, confusion_matrix, class_names):
+    """Plotly cannot select heatmap cells, so st.plotly_chart(on_select=...) never hears a click on one: an invisible
+    marker at the centre of every cell makes a click select that cell (x = predicted class, y = true class). The
+    markers carry the hover text; the heatmap's own is switched off so that only one label shows."""
+    names = list(class_names)
+    fig.add_trace(go.Scatter(
+        x=[pred for _ in names for pred in names], y=[true for true in names for _ in names],
+        customdata=np.asarray(confusion_matrix).reshape(-1), mode="markers", showlegend=False,
+        marker={"size": 30, "opacity": 0}, selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}},
+        hovertemplate="true: %{y}<br>predicted: %{x}<br>images: %{customdata}<extra></extra>"))
+    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "heatmap"})
+    return fig

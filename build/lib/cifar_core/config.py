@@ -1,0 +1,186 @@
+"""TrainConfig: every training setting, defined once with its default, unit, allowed values and help.
+
+The field's metadata is the one source that validate_config, the CLI's flags (`python -m cifar_core train --help`)
+and the Train page's widgets are all made from. Pure Python: no TensorFlow, so a page or the CLI can check a config
+before anything is imported or created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from .spec import SpecError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "one-cycle")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("default", "mirrored", "multiworker")
+MAX_SEED = 2**31 - 1  # Keras seeds NumPy, Python and TensorFlow, and NumPy takes at most 32 bits
+
+
+def setting(default, help: str, *, unit: str = "", low=None, high=None, above=None, below=None, choices=None,
+            step=None, group: str = "basic", label: str = ""):
+    """A dataclass field with its rules. low/high are inclusive bounds, above/below exclusive ones; group says where
+    the Train page shows it: basic, recipe (the airbench recipe's expander) or hidden (kept from the preset)."""
+    return field(default=default, metadata={
+        "help": help, "unit": unit, "low": low, "high": high, "above": above, "below": below, "choices": choices,
+        "step": step, "group": group, "label": label})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = setting(10, "passes over the training images", low=1, high=1000)
+    batch_size: int = setting(128, "images per step (per replica under a distribution strategy)", unit="images",
+                              low=1, high=4096)
+    optimizer: str = setting("adam", "adam, adamw, or sgd (Nesterov)", choices=OPTIMIZERS)
+    learning_rate: float = setting(1e-3, "the peak learning rate", above=0, high=10, step=1e-4)
+    schedule: str = setting("constant", "constant; cosine (decay to 0); one-cycle (linear up, then linear down)",
+                            choices=SCHEDULES)
+    warmup_epochs: float = setting(0.0, "linear warm-up, for cosine (from 0) and one-cycle (from the start "
+                                   "fraction); at most the number of epochs", unit="epochs", low=0, step=0.5,
+                                   label="Warm-up epochs")
+    weight_decay: float = setting(0.0, "decoupled weight decay (adamw, sgd), multiplied by the learning rate",
+                                  low=0, below=1, step=1e-4)
+    label_smoothing: float = setting(0.0, "the share of each label spread over the other classes", low=0, below=1,
+                                     step=0.05)
+    flip: bool = setting(True, "random horizontal flip of training images", label="Random horizontal flip")
+    translate: int = setting(2, "random translation of training images (reflect padding, then crop)",
+                             unit="pixels", low=0, high=8)
+    data: str = setting("", "the data source: sample, keras, or a folder or archive (empty: the default source)",
+                        label="Data source")
+    limit: int | None = setting(None, "train on only the first N training images (empty: all)", unit="images",
+                                low=1, label="Limit training images")
+    minutes: float | None = setting(None, "train for this wall-clock time instead of a number of epochs: the job "
+                                    "times its first steps and fits the schedule's length to the budget (empty: "
+                                    "train the epochs)", unit="minutes", above=0, high=10080, step=1.0,
+                                    label="Time budget (minutes)")
+    precision: str = setting("auto", "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16, else "
+                             "float32", choices=PRECISIONS)
+    momentum: float = setting(0.9, "SGD only: the momentum", low=0, below=1, step=0.05, group="recipe",
+                              label="Momentum (SGD)")
+    bias_lr_scale: float = setting(1.0, "SGD only: BatchNormalization's betas learn this many times faster "
+                                   "(airbench: 64)", unit="x", above=0, high=1000, step=1.0, group="recipe",
+                                   label="BN bias learning-rate ×")
+    start_fraction: float = setting(0.0, "one-cycle: the learning rate at step 0, as a fraction of the peak",
+                                    low=0, high=1, step=0.05, group="recipe", label="One-cycle start (× peak)")
+    end_fraction: float = setting(0.0, "one-cycle: the learning rate at the last step, as a fraction of the peak",
+                                  low=0, high=1, step=0.01, group="recipe", label="One-cycle end (× peak)")
+    lookahead: bool = setting(False, "airbench's lookahead: train on from a moving average of the weights",
+                              group="recipe", label="Lookahead (weight averaging)")
+    tta: bool = setting(False, "evaluate and classify each image together with its mirror image, averaged",
+                        group="recipe", label="Mirror test-time augmentation")
+    seed: int = setting(0, "the random seed of initialisation, shuffling and augmentation", low=0, high=MAX_SEED,
+                        group="hidden")
+    strategy: str = setting("default", "default; mirrored (all local GPUs); multiworker (TF_CONFIG)",
+                            choices=STRATEGIES, group="hidden")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def label(name: str) -> str:
+    """The field's name as the Train page shows it."""
+    return FIELDS[name].metadata["label"] or name.replace("_", " ").capitalize()
+
+
+def kind(name: str) -> type:
+    """bool, int, float or str: the field's type (int for `int | None`)."""
+    annotation = str(FIELDS[name].type)
+    return next(t for t in (bool, int, float, str) if annotation.startswith(t.__name__))
+
+
+def optional(name: str) -> bool:
+    return "None" in str(FIELDS[name].type)
+
+
+def allowed(name: str) -> str:
+    """What the field accepts, as the end of a sentence: 'an integer from 1 to 1000', 'a number in (0, 10]'."""
+    meta = FIELDS[name].metadata
+    if meta["choices"]:
+        return "one of " + ", ".join(meta["choices"])
+    t = kind(name)
+    if t is bool:
+        return "true or false"
+    if t is str:
+        return "a text"
+    noun = "an integer" if t is int else "a number"
+    lo = meta["low"] if meta["low"] is not None else meta["above"]
+    hi = meta["high"] if meta["high"] is not None else meta["below"]
+    if lo is not None and hi is not None:
+        if t is int and meta["above"] is None and meta["below"] is None:
+            text = f"{noun} from {lo} to {hi:,}" if hi >= 10_000 else f"{noun} from {lo} to {hi}"
+        else:
+            text = f"{noun} in {'(' if meta['above'] is not None else '['}{lo}, {hi}" \
+                   f"{')' if meta['below'] is not None else ']'}"
+    elif lo is not None:
+        text = f"{noun} {'above' if meta['above'] is not None else 'of at least'} {lo}"
+    else:
+        text = noun
+    return ("empty or " + text) if optional(name) else text
+
+
+def describe(name: str) -> str:
+    """One line of help: what the field does, its unit and what it accepts (the CLI's --help and the widgets')."""
+    meta = FIELDS[name].metadata
+    unit = f"; in {meta['unit']}" if meta["unit"] and meta["unit"] != "x" else ""
+    return f"{meta['help']}{unit}; {allowed(name)}; default {FIELDS[name].default!r}."
+
+
+def _ok(name: str, value) -> bool:
+    meta, t = FIELDS[name].metadata, kind(name)
+    if value is None:
+        return optional(name)
+    if t is bool:
+        return isinstance(value, bool)
+    if t is str:
+        return isinstance(value, str) and (not meta["choices"] or value in meta["choices"]) and len(value) <= 4096
+    if isinstance(value, bool) or not isinstance(value, (int, float) if t is float else int):
+        return False
+    if t is float and value != value:  # NaN
+        return False
+    return ((meta["low"] is None or value >= meta["low"]) and (meta["high"] is None or value <= meta["high"])
+            and (meta["above"] is None or value > meta["above"]) and (meta["below"] is None or value < meta["below"]))
+
+
+def validate_config(config: TrainConfig) -> TrainConfig:
+    """The config, or SpecError naming the first bad field and what it accepts."""
+    for name in FIELDS:
+        value = getattr(config, name)
+        if not _ok(name, value):
+            raise SpecError(f"The training setting {name} must be {allowed(name)}, got {value!r}.")
+    if config.warmup_epochs > config.epochs:
+        raise SpecError(f"The training setting warmup_epochs must be at most epochs ({config.epochs}), got "
+                        f"{config.warmup_epochs!r}.")
+    if config.minutes is not None and config.schedule == "cosine":
+        raise SpecError("The training setting minutes needs schedule one-cycle or constant: a time budget moves the "
+                        "end of the schedule, and Keras's cosine decay has a fixed length.")
+    if config.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
+        raise SpecError("The training setting strategy 'multiworker' needs the TF_CONFIG environment variable (the "
+                        "cluster's workers and this one's index) on every machine; see the README.")
+    return config
+
+
+def config_from_dict(data) -> TrainConfig:
+    """A TrainConfig from JSON data, checked: unknown keys and bad values are refused naming them."""
+    if not isinstance(data, dict):
+        raise SpecError(f"Training settings must be a JSON object of setting names and values, got "
+                        f"{type(data).__name__}.")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise SpecError(f"Unknown training setting(s) {', '.join(map(str, unknown))}; allowed: "
+                        f"{', '.join(FIELDS)}.")
+    values = {name: float(v) if kind(name) is float and isinstance(v, int) and not isinstance(v, bool) else v
+              for name, v in data.items()}
+    return validate_config(TrainConfig(**values))
+
+
+def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
+    """The same recipe over another number of epochs: the warm-up keeps its share of the schedule."""
+    warmup = round(config.warmup_epochs * epochs / config.epochs, 2) if config.epochs else config.warmup_epochs
+    return dataclasses.replace(config, epochs=epochs, warmup_epochs=warmup)
+
+
+def to_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)

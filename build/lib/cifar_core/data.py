@@ -1,0 +1,361 @@
+"""CIFAR-10 (or any folder of labelled images) as uint8 NumPy arrays, with a fixed validation split.
+
+Sources, chosen by `--data SOURCE` or the CIFAR10_DATA environment variable:
+  keras                      keras.datasets.cifar10.load_data() (downloads once; the default)
+  sample                     the small embedded sample shipped in this package (no download)
+  path/cifar-10-batches-py   the official Python pickles, unpacked
+  path/cifar-10-python.tar.gz  the official archive, read in place
+  path/to/folder             root/train/<class>/*.{png,jpg,...} and optionally root/test/<class>/*
+Images are (N, 32, 32, 3) uint8 in [0, 255]; labels are (N,) int64. The validation split is the last 5,000
+training images for CIFAR-10 and the last 10% for a folder, the same on every load.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import files
+from .images import ImageError, read_image_file, to_input_array
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+CIFAR10_VAL_SIZE = 5_000
+MAX_CLASSES = 1000
+FOLDER_VAL_FRACTION = 0.1
+SAMPLE_PATH = Path(__file__).parent / "assets" / "sample.npz"
+
+
+class DataError(RuntimeError):
+    """Data that cannot be loaded; the message says in a sentence what to do."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    class_names: tuple
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray, str]:
+        """(x, y, split actually used). 'test' falls back to 'val' when the source has no test images, and the
+        returned name says so; training images are never reported as test images."""
+        if name == "test" and self.x_test is not None:
+            return self.x_test, self.y_test, "test"
+        if name in ("test", "val"):
+            return self.x_val, self.y_val, "val"
+        if name == "train":
+            return self.x_train, self.y_train, "train"
+        raise DataError(f"split must be 'test', 'val' or 'train', got {name!r}.")
+
+
+def default_source() -> str:
+    return os.environ.get("CIFAR10_DATA") or "keras"
+
+
+def keras_cifar_dirs() -> list[Path]:
+    """Where keras.datasets.cifar10 keeps CIFAR-10 once downloaded: Keras 3 extracts into
+    datasets/cifar-10-batches-py-target/cifar-10-batches-py, older Keras into datasets/cifar-10-batches-py, under
+    KERAS_HOME (default ~/.keras, or /tmp/.keras when that is not writable)."""
+    homes = [Path(os.environ["KERAS_HOME"])] if os.environ.get("KERAS_HOME") else []
+    homes += [Path.home() / ".keras", Path("/tmp/.keras")]
+    return [home / "datasets" / sub for home in homes
+            for sub in ("cifar-10-batches-py-target/cifar-10-batches-py", "cifar-10-batches-py")]
+
+
+def source_status(source: str | None = None) -> tuple[bool, str]:
+    """(available without a download or a missing path, one sentence saying so) for a data source, without loading
+    it."""
+    source = source or default_source()
+    if source == "sample":
+        return True, "The embedded sample (2,000 CIFAR-10 images) is always available."
+    if source == "keras":
+        found = next((d for d in keras_cifar_dirs() if (d / "data_batch_1").exists()), None)
+        if found:
+            return True, f"CIFAR-10 is available (downloaded by Keras to {found})."
+        return False, ("CIFAR-10 has not been downloaded yet: the first training or evaluation downloads it "
+                       "(about 170 MB) through keras.datasets.")
+    if Path(source).expanduser().exists():
+        return True, f"The data source {source} exists."
+    return False, f"The data source {source} does not exist."
+
+
+def train_images_hint(source: str | None = None, limit: int | None = None) -> int | None:
+    """How many training images a source yields after the validation hold-out, without loading it; None when that
+    is unknown before loading (an image folder) and no limit is set."""
+    source = source or default_source()
+    if source == "sample":
+        with np.load(SAMPLE_PATH) as saved:
+            total = len(saved["y"])
+        count = total - max(1, round(total * FOLDER_VAL_FRACTION))
+    elif source == "keras" or source.endswith((".tar.gz", ".tgz")) or (Path(source) / "data_batch_1").exists():
+        count = 50_000 - CIFAR10_VAL_SIZE
+    else:
+        count = None
+    if limit is not None:
+        return min(limit, count) if count is not None else limit
+    return count
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CIFAR_CORE_CACHE") or Path.home() / ".cache" / "cifar_core")
+
+
+def _hold_out(x: np.ndarray, y: np.ndarray, val_size: int):
+    return x[:-val_size], y[:-val_size], x[-val_size:], y[-val_size:]
+
+
+def load_data(source: str | None = None, *, limit: int | None = None, log=None) -> Dataset:
+    """Loads a source and splits it. `limit` keeps the first N training images (for quick tries); the
+    validation and test splits stay whole so that accuracies remain comparable."""
+    source = source or default_source()
+    if source == "keras":
+        (x_train, y_train), test, names = _load_keras()
+        val_size = CIFAR10_VAL_SIZE
+    elif source == "sample":
+        x, y, names = load_sample()
+        (x_train, y_train), test = (x, y), None
+        val_size = max(1, round(len(x) * FOLDER_VAL_FRACTION))
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise DataError(f"The data source {source!r} does not exist; give 'keras', 'sample', a "
+                            "cifar-10-batches-py folder, the cifar-10-python.tar.gz archive, or an image folder.")
+        if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+            (x_train, y_train), test, names = _load_archive(path)
+            val_size = CIFAR10_VAL_SIZE
+        elif (path / "data_batch_1").exists():
+            (x_train, y_train), test, names = _load_batches(path)
+            val_size = CIFAR10_VAL_SIZE
+        elif path.is_dir():
+            (x_train, y_train), test, names = _load_folder(path, log)
+            val_size = max(1, round(len(x_train) * FOLDER_VAL_FRACTION))
+        else:
+            raise DataError(f"{source!r} is neither a cifar-10-batches-py folder, the cifar-10-python.tar.gz "
+                            "archive, nor an image folder with train/<class>/ inside.")
+    if len(x_train) <= val_size:
+        raise DataError(f"The source {source!r} has only {len(x_train)} training images; at least "
+                        f"{val_size + 1} are needed to hold out a validation split.")
+    x_train, y_train, x_val, y_val = _hold_out(x_train, y_train, val_size)
+    if limit is not None:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    x_test, y_test = test if test is not None else (None, None)
+    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, tuple(names), source)
+
+
+def _load_keras():
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as e:  # any network, HTTP or archive failure: the user needs the same one sentence
+        raise DataError("CIFAR-10 could not be downloaded (" + type(e).__name__ + "); point the tool at local data "
+                        "with --data PATH or CIFAR10_DATA=PATH (a cifar-10-batches-py folder, the "
+                        "cifar-10-python.tar.gz archive or an image folder), or use --data sample.") from None
+    return (x_train, y_train.reshape(-1).astype(np.int64)), (x_test, y_test.reshape(-1).astype(np.int64)), \
+        CIFAR10_CLASSES
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR-10's batch files hold: dicts, lists, bytes, str and int, and NumPy's array
+    reconstruction. Any other global (a __reduce__ calling os.system, say) is refused before it is looked up."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}")
+
+
+def _unpickle_batch(data: bytes):
+    try:
+        batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
+        x = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"])
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or labels.shape != (len(x),) \
+                or labels.dtype.kind not in "iu" or len(x) == 0 or labels.min() < 0 or labels.max() > 9:
+            raise ValueError("wrong structure")
+    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError,
+            MemoryError, RecursionError, OverflowError) as e:
+        raise DataError(f"This is not a CIFAR-10 batch file ({e}); nothing in it was run.") from None
+    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
+
+
+def _join_batches(read) -> tuple:
+    parts = [_unpickle_batch(read(f"data_batch_{i}")) for i in range(1, 6)]
+    train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    return train, _unpickle_batch(read("test_batch")), CIFAR10_CLASSES
+
+
+MAX_BATCH_BYTES = 64 * 2**20  # an official batch file is 31 MB
+
+
+def _load_batches(path: Path):
+    def read(name):
+        with open(path / name, "rb") as f:
+            return f.read(MAX_BATCH_BYTES)
+
+    try:
+        return _join_batches(read)
+    except OSError as e:
+        raise DataError(f"The folder {path.name} is not a complete cifar-10-batches-py folder "
+                        f"({name_of(e)}).") from None
+
+
+def name_of(error: OSError) -> str:
+    return f"{Path(error.filename).name}: {error.strerror}" if error.filename and error.strerror else \
+        (error.strerror or type(error).__name__)
+
+
+def _load_archive(path: Path):
+    def read(name):
+        member = tar.getmember(f"cifar-10-batches-py/{name}")
+        if not member.isfile() or member.size > MAX_BATCH_BYTES:
+            raise ValueError(f"{name} is not a batch file")
+        return tar.extractfile(member).read()
+
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            return _join_batches(read)
+    except (OSError, KeyError, ValueError, EOFError, tarfile.TarError, zipfile.BadZipFile) as e:
+        reason = "it is truncated" if isinstance(e, (EOFError, tarfile.ReadError)) else str(e) or type(e).__name__
+        raise DataError(f"The archive {path.name} is not the official cifar-10-python.tar.gz ({reason}).") from None
+
+
+def _list_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """(class names, [(file, label)]) of root/<class>/*; a loop of symbolic links or an unreadable folder is a
+    DataError naming it."""
+    try:
+        classes = sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
+        per_class = []
+        for label, name in enumerate(classes):
+            found = []
+            for entry in os.scandir(root / name):
+                if entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+                    found.append((entry.path, label))
+            per_class.append(sorted(found))
+    except OSError as e:
+        raise DataError(f"The folder {root.name} cannot be read ({name_of(e)}); a symbolic link that points to "
+                        "itself or a folder without permission can cause this.") from None
+    empty = [name for name, found in zip(classes, per_class) if not found]
+    if empty:
+        raise DataError(f"The class folder(s) {', '.join(empty[:5])} in {root.name} hold no images "
+                        f"({', '.join(IMAGE_EXTENSIONS)}).")
+    # Interleave the classes (first image of each class, then the second, ...) so that the held-out tail
+    # holds every class in proportion, whatever the folder's order.
+    longest = max((len(c) for c in per_class), default=0)
+    ordered = [c[i] for i in range(longest) for c in per_class if i < len(c)]
+    return classes, ordered
+
+
+def _fingerprint(listing: list[tuple[str, int]]) -> str:
+    digest = hashlib.sha256()
+    for path, label in listing:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise DataError(f"The image {Path(path).name} cannot be read ({name_of(e)}); a symbolic link that "
+                            "points to itself can cause this.") from None
+        digest.update(f"{path}\0{label}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _decode_files(listing: list[tuple[str, int]], log=None) -> tuple[np.ndarray, np.ndarray]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def decode(item):
+        path, _ = item
+        try:
+            return to_input_array(read_image_file(path))
+        except ImageError as e:
+            raise DataError(f"The image {Path(path).name} cannot be used: {e}") from None
+
+    images = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for start in range(0, len(listing), 5000):  # in slices, so that a long first decode reports progress
+            images += pool.map(decode, listing[start:start + 5000], chunksize=256)
+            if log and len(listing) > 5000:
+                log(f"Decoding images: {len(images):,} of {len(listing):,}.")
+    x = np.stack(images) if images else np.zeros((0, 32, 32, 3), np.uint8)
+    return x, np.array([label for _, label in listing], dtype=np.int64)
+
+
+def _read_cache(path: Path, count: int):
+    """A cached decode, or None when it is missing, torn or not what the listing says (it is then rebuilt)."""
+    try:
+        with np.load(path) as saved:
+            x, y = saved["x"], saved["y"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+    if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3) or len(x) != count or y.shape != (count,):
+        return None
+    return x, y
+
+
+def _write_cache(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """Writes the decode cache; a cache folder that is read-only or full only means loading without one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # uncompressed: 150 MB for CIFAR-10, loaded in well under a second
+        files.write_atomic(path, write=lambda tmp: np.savez(tmp, x=x, y=y), suffix=".tmp.npz")
+    except OSError:
+        pass
+
+
+def _load_split_folder(folder: Path, classes: list[str] | None = None, log=None):
+    found, listing = _list_folder(folder)
+    if classes is not None and found != classes:
+        raise DataError(f"{folder.name}/ has classes {found}, but train/ has {classes}; they must match.")
+    if len(found) < 2:
+        raise DataError(f"{folder.name} must hold one sub-folder of images per class, at least two classes.")
+    if len(found) > MAX_CLASSES:
+        raise DataError(f"The folder {folder.name} has {len(found):,} class folders; this tool trains on 2 to "
+                        f"{MAX_CLASSES:,} classes.")
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12] + "-" + _fingerprint(listing)
+    cached_path = cache_dir() / f"folder-{key}.npz"
+    cached = _read_cache(cached_path, len(listing))
+    if cached is not None:
+        return cached, found
+    if log:
+        log(f"Decoding {len(listing):,} images in {folder.name}/ once (later loads read the cache).")
+    x, y = _decode_files(listing, log)
+    _write_cache(cached_path, x, y)
+    return (x, y), found
+
+
+def _load_folder(root: Path, log=None):
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    (x_train, y_train), classes = _load_split_folder(train_dir, log=log)
+    test = None
+    if (root / "test").is_dir():
+        test, _ = _load_split_folder(root / "test", classes, log)
+    return (x_train, y_train), test, classes
+
+
+@functools.lru_cache(maxsize=1)
+def load_sample() -> tuple[np.ndarray, np.ndarray, tuple]:
+    """The embedded sample: 2,000 CIFAR-10 validation-split images (never trained on by the shipped model),
+    stored as their original JPEG bytes (see tools/make_sample.py)."""
+    with np.load(SAMPLE_PATH) as saved:
+        blob, offsets = saved["jpeg"].tobytes(), saved["offsets"]
+        x = np.stack([to_input_array(blob[a:b]) for a, b in zip(offsets[:-1], offsets[1:])])
+        return x, saved["y"].astype(np.int64), tuple(str(n) for n in saved["class_names"])

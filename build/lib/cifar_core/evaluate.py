@@ -1,0 +1,185 @@
+"""Evaluation: accuracy, loss, top-3, confusion matrix, per-class precision/recall/F1, and what galleries need.
+
+Metrics are computed with NumPy from the model's probabilities, so every number here can be checked by hand.
+Results are stored in the run's eval.json, keyed by split, so each model and split is evaluated once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from . import data as datasets
+from .files import read_json, write_json
+from .models import DEFAULT_RUN, load_model, resolve_model, tta_for
+from .predict import predict_proba
+
+EVAL_BATCH_SIZE = 500
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """cm[i, j] = number of images of true class i predicted as class j."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return cm
+
+
+def per_class_report(cm: np.ndarray, class_names) -> list[dict]:
+    """Precision, recall and F1 per class from a confusion matrix; 0 where a denominator is 0."""
+    tp = np.diag(cm).astype(float)
+    predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
+    return [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, actual)]
+
+
+def metrics_from_probabilities(probabilities: np.ndarray, y_true: np.ndarray, class_names, split: str,
+                               source: str = "") -> dict:
+    y_true = np.asarray(y_true, dtype=np.int64)
+    n = len(y_true)
+    y_pred = probabilities.argmax(axis=1)
+    picked = np.clip(probabilities[np.arange(n), y_true], 1e-7, 1.0)
+    top3 = np.argsort(-probabilities, axis=1)[:, :3]
+    cm = confusion_matrix(y_true, y_pred, len(class_names))
+    return {
+        "split": split,
+        "source": source,
+        "n": int(n),
+        "accuracy": float((y_pred == y_true).mean()) if n else 0.0,
+        "loss": float(-np.log(picked).mean()) if n else 0.0,
+        "top3_accuracy": float((top3 == y_true[:, None]).any(axis=1).mean()) if n else 0.0,
+        "class_names": list(class_names),
+        "confusion_matrix": cm.tolist(),
+        "per_class": per_class_report(cm, class_names),
+        "predictions": {"true": y_true.tolist(), "pred": y_pred.tolist(),
+                        "confidence": [round(float(c), 5) for c in probabilities.max(axis=1)]},
+    }
+
+
+def predict_batches(model, x: np.ndarray, progress=None, tta: bool = False) -> np.ndarray:
+    chunks = []
+    for start in range(0, len(x), EVAL_BATCH_SIZE):
+        chunks.append(predict_proba(model, x[start:start + EVAL_BATCH_SIZE], tta))
+        if progress:
+            progress(min(1.0, (start + EVAL_BATCH_SIZE) / max(1, len(x))))
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+
+def evaluate_arrays(model, x, y, class_names, split: str, source: str = "", progress=None, tta: bool = False) -> dict:
+    result = metrics_from_probabilities(predict_batches(model, x, progress, tta), y, class_names, split, source)
+    return {**result, "tta": tta}
+
+
+def most_confused_pairs(result: dict, top: int = 5) -> list[dict]:
+    """The off-diagonal cells of the confusion matrix, largest first."""
+    cm = np.asarray(result["confusion_matrix"])
+    names = result["class_names"]
+    cells = [(int(cm[i, j]), i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] > 0]
+    return [{"true": names[i], "pred": names[j], "count": c} for c, i, j in sorted(cells, reverse=True)[:top]]
+
+
+def select_predictions(result: dict, *, misclassified_only=False, true_class=None, pred_class=None,
+                       limit: int = 40) -> list[int]:
+    """Indices into the split for a gallery, most confident first."""
+    names = result["class_names"]
+    p = result["predictions"]
+    true, pred, conf = np.array(p["true"]), np.array(p["pred"]), np.array(p["confidence"])
+    keep = np.ones(len(true), dtype=bool)
+    if misclassified_only:
+        keep &= true != pred
+    if true_class is not None:
+        keep &= true == names.index(true_class)
+    if pred_class is not None:
+        keep &= pred == names.index(pred_class)
+    indices = np.flatnonzero(keep)
+    return indices[np.argsort(-conf[indices], kind="stable")][:limit].tolist()
+
+
+def eval_paths(run_dir: Path) -> list[Path]:
+    """Where a run's evaluations are stored, the one to write first: eval.json in the run, except for a model
+    inside the installed package (the shipped default), whose evaluations go to the user's cache folder (the
+    package may be read-only, and a tracked file must not change); its shipped eval.json is still read."""
+    run_dir = Path(run_dir)
+    package = Path(__file__).resolve().parent
+    if run_dir.resolve() == DEFAULT_RUN.resolve() or package in run_dir.resolve().parents:
+        key = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+        return [datasets.cache_dir() / "evaluations" / f"{key}.json", run_dir / "eval.json"]
+    return [run_dir / "eval.json"]
+
+
+def store_eval(run_dir: Path, result: dict) -> None:
+    path = eval_paths(run_dir)[0]
+    stored = read_json(path, {})
+    stored = stored if isinstance(stored, dict) else {}
+    stored[f"{result['source']}:{result['split']}"] = result
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, stored)
+
+
+def model_fingerprint(path: Path) -> str:
+    """The SHA-256 of a model file: what a stored evaluation describes. Its content, not its modification time, which
+    a git checkout or a copy resets."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _usable(result, class_count: int | None = None) -> bool:
+    """Whether a stored evaluation has the shape the pages read (a torn or edited eval.json is not trusted)."""
+    if not isinstance(result, dict):
+        return False
+    try:
+        names, cm, predictions = result["class_names"], result["confusion_matrix"], result["predictions"]
+        n = result["n"]
+        return (isinstance(names, list) and len(cm) == len(names) and all(len(row) == len(names) for row in cm)
+                and all(len(predictions[k]) == n for k in ("true", "pred", "confidence"))
+                and isinstance(result["accuracy"], float) and isinstance(result["per_class"], list))
+    except (KeyError, TypeError):
+        return False
+
+
+def load_eval(run_dir: Path, source: str, split: str) -> dict | None:
+    """A stored evaluation, if it describes the model file that is there now."""
+    model = Path(run_dir) / "model.keras"
+    if not model.exists():
+        return None
+    fingerprint = None
+    for path in eval_paths(run_dir):
+        stored = read_json(path, {}, max_bytes=64 * 2**20)
+        result = stored.get(f"{source}:{split}") if isinstance(stored, dict) else None
+        if _usable(result):
+            fingerprint = fingerprint or model_fingerprint(model)
+            if result.get("model_sha256") == fingerprint:
+                return result
+    return None
+
+
+def evaluate_model(model_ref: str, split: str = "test", source: str | None = None, runs_dir=None,
+                   progress=None, log=None) -> dict:
+    """Evaluates a model (run id, run directory, .keras file or 'default') on a split of a data source, reusing
+    the stored result for the same model file, source and split."""
+    model_path, run_dir = resolve_model(model_ref, runs_dir)
+    dataset = datasets.load_data(source or None, log=log)
+    x, y, used_split = dataset.split(split)
+    if not len(x):
+        raise datasets.DataError(f"The {used_split} split of this data source has no images to evaluate.")
+    if run_dir is not None:
+        cached = load_eval(run_dir, dataset.source, used_split)
+        if cached:
+            return cached
+    model = load_model(model_path)
+    if model.output_shape[-1] != dataset.num_classes:
+        raise ValueError(f"The model predicts {model.output_shape[-1]} classes but the data source "
+                         f"{dataset.source!r} has {dataset.num_classes}.")
+    result = evaluate_arrays(model, x, y, dataset.class_names, used_split, dataset.source, progress,
+                             tta=tta_for(run_dir))
+    result["model_sha256"] = model_fingerprint(model_path)
+    if run_dir is not None:
+        try:
+            store_eval(run_dir, result)
+        except OSError:
+            pass  # a read-only folder: the result is still returned
+    return result

@@ -1,0 +1,226 @@
+"""Files the project writes and reads: atomic writes, bounded JSON, a full disk as one sentence, and portable locks.
+
+Every file the engine writes goes through write_atomic: a crash or a full disk at any instant leaves the previous
+version whole. Every JSON file it reads goes through parse_json/read_json, which refuse what a torn, hostile or
+mistaken file can hold (duplicate keys, deep nesting, huge numbers, huge files) with a sentence instead of a
+traceback. Locks come from `filelock`: flock on POSIX, LockFileEx on Windows, freed by the kernel when the holder
+dies, however it dies.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+
+import filelock
+
+MAX_JSON_BYTES = 4 * 2**20  # config, status and spec files are a few kB; a spec of 200 layers is about 30 kB
+MAX_JSON_DEPTH = 32
+
+
+class DiskFullError(OSError):
+    """No space left on the device while writing a file; what was written before is kept. Still an OSError (errno
+    ENOSPC), whose message is a sentence for the user rather than "[Errno 28] ..."."""
+
+    def __init__(self, path):
+        super().__init__(errno.ENOSPC, f"The disk is full: {Path(path).name} could not be written; what was saved "
+                         "before is kept. Free some disk space, then try again.")
+
+    def __str__(self):
+        return self.strerror
+
+
+class JSONFileError(ValueError):
+    """A JSON text that cannot be used; the message is a sentence naming what is wrong."""
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether an error, or one it was raised from (Keras and h5py wrap some), is a full disk or quota."""
+    for _ in range(10):
+        if error is None:
+            return False
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(error):  # HDF5 reports it inside a RuntimeError's text
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def temporary_name(path: Path, suffix: str = ".tmp") -> Path:
+    """A hidden name beside path, unique to this writer (process and call), so that concurrent writers of one file
+    never share a temporary file; suffix ".tmp.keras" or ".tmp.npz" for writers that insist on their extension.
+    clear_leftovers recognises it."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str = b"", *, write=None, suffix: str = ".tmp") -> None:
+    """Writes data (or, with write=callable(tmp_path), whatever that writes) to a temporary file, fsyncs it and
+    renames it over path. A full disk raises DiskFullError; the temporary file never stays behind."""
+    path = Path(path)
+    tmp = temporary_name(path, suffix)
+    try:
+        if write is None:
+            with open(tmp, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        _unlink_quietly(tmp)
+        if is_disk_full(e) and not isinstance(e, DiskFullError):
+            raise DiskFullError(path) from e
+        raise
+
+
+def clear_leftovers(folder: str | os.PathLike) -> list[str]:
+    """Removes the temporary files that a killed writer left in folder (hidden, ending in .tmp or .tmp.keras);
+    returns their names."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(".") and entry.name.endswith((".tmp", ".tmp.keras", ".tmp.npz")):
+            _unlink_quietly(Path(entry.path))
+            removed.append(entry.name)
+    return removed
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def clean_floats(value):
+    """NaN and infinities become null: JSON has no spelling for them, and charts show a gap there."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_floats(v) for v in value]
+    return value
+
+
+def dumps(data, indent: int | None = 1) -> str:
+    return json.dumps(clean_floats(data), indent=indent, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike, data) -> None:
+    write_atomic(path, dumps(data))
+
+
+def _no_duplicates(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise JSONFileError(f"the key {key!r} appears twice in one object.")
+        seen[key] = value
+    return seen
+
+
+def _no_constants(name):
+    raise JSONFileError(f"{name} is not a JSON number.")
+
+
+def parse_json(text: str | bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH):
+    """Strict, bounded JSON: at most max_bytes, max_depth levels of nesting, no duplicate keys, no NaN, numbers of
+    at most 100 digits. Raises JSONFileError with a sentence."""
+    if len(text) > max_bytes:
+        raise JSONFileError(f"the file is {len(text):,} bytes; the limit is {max_bytes:,}.")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise JSONFileError("the file is not UTF-8 text.") from None
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:  # nesting depth outside strings, before json recurses into it
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > max_depth:
+                raise JSONFileError(f"it nests more than {max_depth} levels deep.")
+        elif char in "]}":
+            depth -= 1
+
+    def bounded_int(digits):
+        if len(digits.lstrip("-")) > 100:
+            raise JSONFileError("it holds a number of more than 100 digits.")
+        return int(digits)
+
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                          parse_int=bounded_int)
+    except JSONFileError:
+        raise
+    except (ValueError, RecursionError) as e:
+        raise JSONFileError(f"it is not valid JSON ({e}).") from None
+
+
+def read_json(path: str | os.PathLike, default=None, *, max_bytes: int = MAX_JSON_BYTES):
+    """A JSON file's content, or default when it is missing, unreadable, too large or not valid JSON: the readers
+    of run files treat all of those alike."""
+    try:
+        path = Path(path)
+        if path.stat().st_size > max_bytes:
+            return default
+        return parse_json(path.read_bytes(), max_bytes=max_bytes)
+    except (OSError, JSONFileError):
+        return default
+
+
+# ---- locks
+
+def _lock(path: str | os.PathLike):
+    return filelock.FileLock(str(path), timeout=0, thread_local=False)
+
+
+def try_lock(path: str | os.PathLike):
+    """The lock on path held by this process, or None when another process (or another lock object of this one)
+    holds it. Release it with .release()."""
+    lock = _lock(path)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        return None
+    return lock
+
+
+def is_locked(path: str | os.PathLike) -> bool:
+    """Whether some process holds the lock on path (a missing file is no lock)."""
+    if not Path(path).exists():
+        return False
+    lock = try_lock(path)
+    if lock is None:
+        return True
+    lock.release()
+    return False
+
+
+def wait_lock(path: str | os.PathLike):
+    """The lock on path, waiting for it as long as it takes (for short critical sections)."""
+    lock = filelock.FileLock(str(path), timeout=-1, thread_local=False)
+    lock.acquire()
+    return lock

@@ -1,0 +1,105 @@
+"""Image files -> the 32x32 RGB uint8 arrays a model sees: uploads (Classify, Layers, `predict`) and image folders
+(data.py) alike.
+
+Pillow is told to be strict: formats are detected from content (not the file name) and limited to the five the app
+accepts, files over MAX_BYTES are refused before they are read, images over MAX_PIXELS are refused from their header
+before any pixel is decoded, decompression-bomb warnings are errors, and truncated files are refused rather than
+padded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+UPLOAD_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif", "bmp")
+MAX_PIXELS = 50_000_000  # a 48-megapixel phone photo passes; a 10000x10000 bomb does not
+MAX_BYTES = 10 * 1024 * 1024
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageError(ValueError):
+    """A file that is not a usable image; the message is one sentence for the user."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit greyscale: scale the full 0..65535 range to 0..255 rather than clipping at 255.
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.round(values * 255.0 / 65535.0), 0, 255).astype(np.uint8), "L")
+    if image.mode == "F":
+        image = image.convert("L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("LA", "La", "RGBa", "PA"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        # Transparent pixels have no colour of their own: show them on white, as an image viewer does.
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def to_input_array(data: bytes, size: tuple[int, int] = (32, 32)) -> np.ndarray:
+    """Image file bytes -> (height, width, 3) uint8, upright (EXIF orientation applied), centre-cropped to a
+    square and resized. Raises ImageError with a sentence for anything that is not a safe, whole image."""
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"The file is {len(data) / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(f"The image is {width}x{height} pixels; the limit is "
+                                     f"{MAX_PIXELS // 1_000_000} megapixels.")
+                if image.format == "JPEG":
+                    image.draft("RGB", (size[0] * 4, size[1] * 4))  # decode large JPEGs at a reduced scale
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                image = _to_rgb(image)
+                if image.size != size:
+                    image = ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
+                return np.asarray(image, dtype=np.uint8).copy()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"The image is too large to open safely; the limit is {MAX_PIXELS // 1_000_000} "
+                         "megapixels.") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError("This file is not an image in a supported format (PNG, JPEG, WebP, GIF or BMP).") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        reason = "it is truncated" if "truncated" in str(e) else str(e) or type(e).__name__
+        raise ImageError(f"The image is corrupt and cannot be decoded ({reason}).") from None
+
+
+def read_image_file(path: str | os.PathLike) -> bytes:
+    """A file's bytes for to_input_array, its size checked before it is read: a 2 GB file is refused, not loaded.
+    Raises ImageError with one sentence, for a missing or unreadable file too."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_BYTES:
+                raise ImageError(f"The file is {size / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB.")
+            return f.read(MAX_BYTES + 1)
+    except ImageError:
+        raise
+    except IsADirectoryError:
+        raise ImageError("This is a folder, not an image file.") from None
+    except FileNotFoundError:
+        raise ImageError("There is no such file.") from None
+    except OSError as e:
+        raise ImageError(f"The file cannot be read ({e.strerror or type(e).__name__}).") from None
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

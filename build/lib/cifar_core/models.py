@@ -1,0 +1,200 @@
+"""Models: resolving 'default', a run id or a file to a model file, loading it safely, and the serving copy that
+predictions run on.
+
+A model is always rebuilt from its .keras file by Keras with safe_mode=True (no Lambda, no code): the archive's
+members are size-checked first, so a small zip that expands to gigabytes is refused before Keras opens it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import weakref
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import runs
+from .data import CIFAR10_CLASSES
+
+MAX_MODEL_CONFIG_BYTES = 16 * 2**20   # config.json inside a .keras file: report-2-2's is 10 kB
+MAX_MODEL_UNPACKED_BYTES = 2 * 2**30  # all members: the largest model allowed (50 M parameters) is 200 MB
+
+DEFAULT_RUN = Path(__file__).parent / "assets" / "default"
+
+
+def resolve_model(ref: str, runs_dir: str | os.PathLike | None = None, *, allow_paths: bool = True
+                  ) -> tuple[Path, Path | None]:
+    """(model.keras path, run directory or None) for 'default', a run identifier under the runs folder, or (from
+    the command line only) a local run directory or .keras file. Remote locations are refused: Keras would fetch
+    hf:// or gs:// addresses."""
+    ref = str(ref)
+    if ref == "default":
+        return DEFAULT_RUN / "model.keras", DEFAULT_RUN
+    if "://" in ref or "\0" in ref:
+        raise runs.RunError(f"{ref!r} is not a local model; give a run identifier, a run directory or a .keras file.")
+    if runs.RUN_ID.match(ref) and (runs.run_path(ref, runs_dir) / "model.keras").exists():
+        return runs.run_path(ref, runs_dir) / "model.keras", runs.run_path(ref, runs_dir)
+    if not allow_paths:
+        raise runs.RunError(f"{ref!r} is not a run with a trained model.")
+    path = Path(ref)
+    if path.is_dir() and (path / "model.keras").exists():
+        return path / "model.keras", path
+    if path.suffix == ".keras" and path.is_file():
+        return path, None
+    raise runs.RunError(f"No model at {ref!r}; give 'default', a run identifier, a run directory or a .keras file.")
+
+
+def tta_for(run_dir: Path | None) -> bool:
+    """Whether a run's model is meant to be used with test-time flip averaging (its TrainConfig.tta)."""
+    config = (runs.read_config(run_dir)) if run_dir else {}
+    return bool((config.get("train") or {}).get("tta", False))
+
+
+def class_names_for(run_dir: Path | None, num_classes: int) -> tuple:
+    """The class names a model was trained with (from its run's config), else CIFAR-10's for 10 classes."""
+    names = (runs.read_config(run_dir)).get("class_names") if run_dir else None
+    if names and len(names) == num_classes:
+        return tuple(names)
+    return CIFAR10_CLASSES if num_classes == 10 else tuple(f"class {i}" for i in range(num_classes))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model_cached(path: str, mtime_ns: int):
+    import keras
+
+    from . import layers  # noqa: F401  (registers PatchWhitening and Dirac, which saved models may name)
+
+    # safe_mode=True (Keras's default, stated here on purpose): a .keras file with a Lambda layer or arbitrary
+    # code is refused instead of executed.
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    return _float32_on_cpu(model)
+
+
+def _float32_on_cpu(model):
+    """A float32 copy of a model trained in mixed bfloat16, when no GPU is there: the model the Layers page looks
+    inside (Grad-CAM's gradients, feature maps), exactly as its weights say. Predictions run serving_model's
+    faster copy."""
+    import keras
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU") or all(
+            getattr(layer.dtype_policy, "compute_dtype", "float32") == "float32" for layer in model.layers):
+        return model
+
+    def as_float32(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=as_float32)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def load_model(path: str | os.PathLike):
+    """A model from a .keras file, loaded once per file version (path and modification time)."""
+    path = Path(path)
+    if path.suffix != ".keras" or not path.is_file():
+        raise FileNotFoundError(f"No model file at {path}; a model is a .keras file written by training.")
+    check_model_archive(path)
+    try:
+        return _load_model_cached(str(path.resolve()), path.stat().st_mtime_ns)
+    except Exception as e:  # Keras raises many types for a bad file; the user needs one sentence
+        raise ValueError(f"The model file {path.name} cannot be loaded safely: {e}") from None
+
+
+# The output head stays float32 in every copy, as builder.build_model makes it.
+HEAD_LAYERS = ("logits", "logit_scale", "predictions")
+_serving_copies = weakref.WeakKeyDictionary()
+
+
+def serving_model(model):
+    """The copy of a model that predict_proba runs: every BatchNormalization that follows a linear Conv2D or Dense
+    (directly, or through max-pooling when its per-channel scale is positive, since max-pooling commutes with such
+    a map) is folded into that layer's kernel and bias, and on a CPU with bfloat16 it computes in bfloat16. It
+    predicts what the model predicts, to bfloat16's rounding; load_model's model stays the faithful one that the
+    Layers page looks inside. Made once per model; a model that is not a keras.Sequential chain is run as it is."""
+    import keras
+
+    if not isinstance(model, keras.Sequential):
+        return model
+    if model not in _serving_copies:
+        _serving_copies[model] = _fold_batch_norm(model, _serving_policy())
+    return _serving_copies[model]
+
+
+def _serving_policy() -> str:
+    """bfloat16 on a CPU that has it: with BatchNormalization folded away, its casts are gone and bfloat16
+    convolutions pay (the presets' figures, float32 against bfloat16, are in benchmarks/README.md)."""
+    from .device import device_info  # the precision training uses here: float32 for a GPU's serving copy
+
+    return "mixed_bfloat16" if device_info()["precision"] == "mixed_bfloat16" else "float32"
+
+
+def _fold_batch_norm(model, policy: str):
+    import keras
+
+    kept = []  # [layer class, config, weights]
+    for layer in model.layers:
+        config, weights = layer.get_config(), [w.numpy() for w in layer.weights]
+        target = _fold_target(kept, layer) if isinstance(layer, keras.layers.BatchNormalization) else None
+        if target is None:
+            kept.append([type(layer), config, weights])
+            continue
+        scale, shift = _batch_norm_affine(layer)
+        _, target_config, target_weights = kept[target]
+        kernel = target_weights[0] * scale
+        bias = (target_weights[1] if target_config["use_bias"] else 0.0) * scale + shift
+        kept[target][1] = {**target_config, "use_bias": True}
+        kept[target][2] = [kernel.astype("float32"), bias.astype("float32")]
+    copy = keras.Sequential([keras.Input(shape=model.input_shape[1:])], name=model.name)
+    for cls, config, weights in kept:
+        dtype = "float32" if config["name"] in HEAD_LAYERS else policy
+        copy.add(cls.from_config({**config, "dtype": dtype}))
+        copy.layers[-1].set_weights(weights)
+    return copy
+
+
+def _batch_norm_affine(layer):
+    """BatchNormalization at inference as x * scale + shift, per channel."""
+    scale = 1.0 / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
+    if layer.scale:
+        scale = scale * layer.gamma.numpy()
+    shift = -layer.moving_mean.numpy() * scale
+    if layer.center:
+        shift = shift + layer.beta.numpy()
+    return scale, shift
+
+
+def _fold_target(kept, norm):
+    """Index in kept of the linear Conv2D or Dense that norm can be folded into, or None."""
+    if norm.axis not in (-1, len(norm.input.shape) - 1):
+        return None
+    through_pooling = False
+    for index in range(len(kept) - 1, -1, -1):
+        cls, config, _ = kept[index]
+        if cls.__name__ in ("Conv2D", "Dense"):
+            if config.get("activation") != "linear":
+                return None
+            if through_pooling and not (_batch_norm_affine(norm)[0] > 0).all():
+                return None
+            return index
+        if cls.__name__ != "MaxPooling2D":
+            return None
+        through_pooling = True
+    return None
+
+
+def check_model_archive(path: Path) -> None:
+    """Refuses a .keras file that is not a zip archive or whose members would unpack to more than the limits."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise ValueError(f"The model file {path.name} is not a Keras model file (not a .keras archive).") from None
+    sizes = {m.filename: m.file_size for m in members}
+    if "config.json" not in sizes:
+        raise ValueError(f"The model file {path.name} is not a Keras model file (it has no config.json).")
+    if sizes["config.json"] > MAX_MODEL_CONFIG_BYTES or sum(sizes.values()) > MAX_MODEL_UNPACKED_BYTES:
+        raise ValueError(f"The model file {path.name} unpacks to {sum(sizes.values()) / 2**20:,.0f} MB, more than "
+                         "any model this tool builds; it is refused.")

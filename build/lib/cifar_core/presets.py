@@ -1,0 +1,113 @@
+"""Named starting points: the student report's two models, the project's fast CPU design, and a tiny demo net.
+
+Each preset is a ModelSpec plus the TrainConfig it is meant to be trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import TrainConfig
+from .spec import (
+    Activation,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalMaxPooling2D,
+    MaxPooling2D,
+    ModelSpec,
+    PatchWhitening,
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    spec: ModelSpec
+    train: TrainConfig
+    why: str
+
+
+def _conv_block(filters: int) -> tuple:
+    # airbench's block: conv -> pool -> BN -> GELU -> conv -> BN -> GELU. No conv bias (BN has one), no BN scale,
+    # convolutions start as identities (dirac). BN momentum 0.4 in Keras's convention (PyTorch's 0.6): with a few
+    # hundred steps in all, Keras's 0.99 leaves the moving statistics far from the data.
+    conv = Conv2D(filters, 3, padding="same", activation="linear", use_bias=False, kernel_initializer="dirac")
+    norm = BatchNormalization(momentum=0.4, epsilon=1e-12, scale=False)
+    return (conv, MaxPooling2D(2), norm, Activation("gelu"), conv, norm, Activation("gelu"))
+
+
+def _airbench(name: str, widths: tuple) -> ModelSpec:
+    # 32 -> 31 (2x2 whitening, valid) -> 15 -> 7 -> 3 -> 1 (the final 3x3 max-pool).
+    return ModelSpec(name, (PatchWhitening(2), Activation("gelu"), *(layer for w in widths for layer in _conv_block(w)),
+                            MaxPooling2D(3), Flatten()), logit_scale=1 / 9)
+
+
+def _airbench_training(epochs: int) -> TrainConfig:
+    # airbench94's hyperparameters (batch 1024, summed loss, PyTorch SGD) restated for Keras's mean loss and
+    # decoupled weight decay. Learning rate: 11.5 / 7850.7 per summed example, x 1024 = 1.5. Weight decay: airbench
+    # shrinks the weights by 0.0153 * 1024 / 7850.7 = 0.0020 a step through momentum 0.85, which amplifies it by
+    # 1 / (1 - 0.85); Keras's decoupled decay is multiplied by the learning rate: 0.0020 / 0.15 / 1.5 = 0.0089.
+    # BN betas at 64x the learning rate; warm-up over 23% of the steps from 0.2x, then linear decay to 0.07x.
+    return TrainConfig(epochs=epochs, batch_size=1024, optimizer="sgd", learning_rate=1.5, momentum=0.85,
+                       bias_lr_scale=64.0, schedule="one-cycle", warmup_epochs=round(0.23 * epochs, 2),
+                       start_fraction=0.2, end_fraction=0.07, weight_decay=0.0089, label_smoothing=0.2, flip=True,
+                       translate=2, lookahead=True, tta=True)
+
+
+REPORT_2_1 = ModelSpec("report-2-1", (
+    # The report names only the layer counts (five 3x3 convolutions, two max-pooling layers, a dense head);
+    # the widths follow the TensorFlow CNN tutorial the course used.
+    Conv2D(32, 3, padding="valid"), Conv2D(32, 3, padding="valid"), MaxPooling2D(2),
+    Conv2D(64, 3, padding="valid"), Conv2D(64, 3, padding="valid"), MaxPooling2D(2),
+    Conv2D(64, 3, padding="valid"),
+    Flatten(), Dense(64, activation="relu"), Dropout(0.5),
+))
+
+REPORT_2_2 = ModelSpec("report-2-2", (
+    Conv2D(128, 3, padding="same"), BatchNormalization(),
+    Conv2D(256, 3, padding="same"), BatchNormalization(),
+    MaxPooling2D(3, padding="same"), BatchNormalization(),  # 32x32 -> 11x11
+    Conv2D(512, 4, padding="same"), BatchNormalization(),
+    Conv2D(1024, 5, padding="valid"), BatchNormalization(),  # 11x11 -> 7x7
+    MaxPooling2D(7, padding="valid"), BatchNormalization(),  # 7x7 -> 1x1
+    Flatten(), Dense(60, activation="sigmoid"), Dropout(0.001),
+))
+
+# airbench94's network (Jordan, 2024): widths 64/256/256, 9 epochs (a tenth scored no better; the runs are in
+# benchmarks/README.md).
+FAST = _airbench("fast", (64, 256, 256))
+# The same design at a quarter of the width, for a result within minutes on a CPU.
+FAST_SMALL = _airbench("fast-small", (32, 64, 128))
+
+TINY = ModelSpec("tiny", (
+    Conv2D(16, 3, padding="same"), MaxPooling2D(2),
+    Conv2D(32, 3, padding="same"), MaxPooling2D(2),
+    GlobalMaxPooling2D(),
+))
+
+PRESETS = {
+    "report-2-1": Preset(REPORT_2_1, TrainConfig(epochs=5, batch_size=32, optimizer="adam", learning_rate=1e-3,
+                                                 flip=False, translate=0),
+                         "The report's first model (66.6% test accuracy after 5 epochs of Adam, about 50 s on a "
+                         "GTX 1660 Super): the baseline every student starts from."),
+    "report-2-2": Preset(REPORT_2_2, TrainConfig(epochs=5, batch_size=32, optimizer="adam", learning_rate=1e-3,
+                                                 flip=False, translate=0),
+                         "The report's final model, rebuilt from its summary table: 15.6 M parameters, 81.1% test "
+                         "accuracy after 9 minutes on a GPU; big and slow on a CPU, shown for comparison."),
+    "fast": Preset(FAST, _airbench_training(9),
+                   "airbench94's recipe in Keras: patch whitening, conv-pool-BN-GELU blocks, Nesterov SGD with "
+                   "warm-up and linear decay, label smoothing, lookahead and mirror test-time augmentation."),
+    "fast-small": Preset(FAST_SMALL, _airbench_training(12),
+                         "The fast recipe at a quarter of the width, trained 12 epochs: for a result in under six "
+                         "minutes on a CPU."),
+    "tiny": Preset(TINY, TrainConfig(epochs=1, batch_size=64, optimizer="adam", learning_rate=3e-3, translate=0),
+                   "Two small convolutions: trains an epoch on 2,000 images in seconds, for demos and tests."),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    return PRESETS[name]

@@ -1,0 +1,409 @@
+"""The run directory: the record of one training, written by its job and only read by everybody else.
+
+    runs/<run_id>/config.json    spec, training config, then what the job found: data source, class names, device
+                  status.json    state, epoch, step, error, pid
+                  metrics.jsonl  one record a line: kind (batch|epoch), epoch (1-based), step, time, Keras logs
+                  model.keras    the latest good model
+                  eval.json      evaluations, by data source and split
+                  label.json     the name the user gave the run
+                  backup/        keras.callbacks.BackupAndRestore state
+                  tensorboard/   `tensorboard --logdir runs`
+                  lock           held by the job for its whole life (files.try_lock)
+
+Every file is replaced atomically (files.write_atomic). Every reader here is defensive: any file may be missing,
+torn, of the wrong shape or hostile, and a run with such a file is listed with the reason instead of breaking the
+page or the command that lists it.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from . import config as configs
+from . import spec as specs
+from .files import DiskFullError, dumps, is_disk_full, read_json, temporary_name, try_lock, write_json  # noqa: F401
+from .files import is_locked as _is_locked
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+STATES = ("queued", "starting", "running", "stopping", "stopped", "finished", "failed", "interrupted")
+LIVE_STATES = ("starting", "running", "stopping")
+# What a run holds before its job has trained anything: such a folder may be handed to `train --run-dir`.
+FRESH_FILES = {"config.json", "status.json", "label.json", "job.log", "lock"}
+MAX_EPOCH_RECORDS = 10_000
+MAX_BATCH_POINTS = 4_000  # per run, for the curves: more points than a chart's width in pixels
+
+
+class RunError(ValueError):
+    """A run that cannot be opened or written; the message is a sentence for the user."""
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("CIFAR_RUNS_DIR") or "runs")
+
+
+def new_run_id(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")[:40] or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"
+
+
+def run_path(run_id: str, runs_dir: str | os.PathLike | None = None) -> Path:
+    """The directory of a run identifier; only plain identifiers under the runs folder are accepted, never a path,
+    URL or remote location."""
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+        raise RunError(f"{run_id!r} is not a run identifier (letters, digits, '-' and '_' only).")
+    return Path(runs_dir or default_runs_dir()) / run_id
+
+
+# ---- creating a run
+
+def is_fresh(run_dir: Path) -> bool:
+    """Whether run_dir is a run created for a job that has not started training: only the files create_run writes,
+    in state queued or starting. Anything else in an existing folder belongs to somebody."""
+    try:
+        names = set(os.listdir(run_dir))
+    except OSError:
+        return False
+    return names <= FRESH_FILES and "config.json" in names and \
+        read_status(run_dir, raw=True).get("state") in ("queued", "starting")
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """Refuses an existing folder that holds anything, unless it is a fresh run: training into it would overwrite or
+    delete what is there."""
+    run_dir = Path(run_dir)
+    if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+        raise RunError(f"{run_dir} is not a folder; give a new folder for the run, or resume a run with --resume.")
+    if run_dir.is_dir() and any(True for _ in os.scandir(run_dir)) and not is_fresh(run_dir):
+        raise RunError(f"The folder {run_dir} already holds files; nothing in it was touched. Continue a run there "
+                       "with --resume, or give a new folder.")
+
+
+def create_run(run_dir: Path, model_spec: specs.ModelSpec, config: configs.TrainConfig, *, name: str | None = None,
+               state: str = "starting", **facts) -> Path:
+    """Creates the run directory (refusing a folder that holds anything) and writes its config.json, its status and
+    its name: the one place a run comes into being, for the CLI and the pages alike."""
+    specs.validate(model_spec)
+    configs.validate_config(config)
+    run_dir = Path(run_dir)
+    check_new_run_dir(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, spec=specs.to_dict(model_spec), train=configs.to_dict(config),
+                     params=specs.summary(model_spec)["params"], created=time.strftime("%Y-%m-%d %H:%M:%S"),
+                     **facts)
+        if name:
+            rename_run(run_dir, name)
+        write_status(run_dir, state=state, epoch=0, epochs=config.epochs, step=0)
+    except PermissionError:
+        raise RunError(f"The runs folder {run_dir.parent.name or run_dir.parent} is read-only; no run can be "
+                       "created in it.") from None
+    return run_dir
+
+
+def write_config(run_dir: Path, **fields) -> dict:
+    """Merges fields into config.json (the only writer of that file): create_run writes the spec and the settings,
+    the job adds what it found (data source, class names, device)."""
+    config = {**read_config(run_dir), **fields}
+    write_json(Path(run_dir) / "config.json", config)
+    return config
+
+
+# ---- defensive readers
+
+def read_config(run_dir: Path) -> dict:
+    """config.json as a dict ({} when missing or unreadable); its parts are checked by config_problem."""
+    data = read_json(Path(run_dir) / "config.json", {})
+    return data if isinstance(data, dict) else {}
+
+
+def config_problem(run_dir: Path) -> str | None:
+    """Why the run's config.json cannot be read, as a sentence, or None. Its shape is checked here; whether its spec
+    and settings can be trained again is read_spec_and_config's question."""
+    path = Path(run_dir) / "config.json"
+    raw = read_json(path, None)
+    if raw is None:
+        return "its config.json is missing or is not valid JSON." if path.exists() else "it has no config.json."
+    if not isinstance(raw, dict):
+        return "its config.json is not a JSON object."
+    for key in ("spec", "train"):
+        if not isinstance(raw.get(key), dict):
+            return f"its config.json has no {key} object."
+    if not isinstance(raw.get("class_names", []), list):
+        return "its config.json's class_names is not a list."
+    return None
+
+
+def read_spec_and_config(run_dir: Path) -> tuple[specs.ModelSpec, configs.TrainConfig]:
+    """The run's model spec and training settings, checked; RunError with the reason otherwise."""
+    problem = config_problem(run_dir)
+    raw = read_config(run_dir)
+    try:
+        if not problem:
+            return specs.from_dict(raw["spec"]), configs.config_from_dict(raw["train"])
+    except specs.SpecError as e:
+        problem = f"its config.json is not usable: {e}"
+    raise RunError(f"The run {Path(run_dir).name} cannot be used: {problem}")
+
+
+def _number(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9 else 0
+
+
+def _clean_record(record) -> dict | None:
+    """A metrics record as readers may rely on it (kind, epoch >= 1, step >= 0, numbers or None), or None."""
+    if not isinstance(record, dict) or record.get("kind") not in ("batch", "epoch"):
+        return None
+    epoch, step = record.get("epoch"), record.get("step", 0)
+    if _count(epoch) < 1 or (step is not None and not _count(step) and step != 0):
+        return None
+    clean = {"kind": record["kind"], "epoch": epoch, "step": _count(step), "time": _number(record.get("time"))}
+    for key, value in record.items():
+        if key not in clean and isinstance(key, str) and len(key) <= 64:
+            clean[key] = _number(value)
+    return clean
+
+
+def _parse_line(line: bytes):
+    try:
+        return _clean_record(json.loads(line))
+    except (ValueError, RecursionError):
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _read_metrics_cached(path: str, size: int, mtime_ns: int, max_batch_points: int) -> tuple:
+    """Every epoch record and at most max_batch_points evenly spaced batch records, streaming through the file: a
+    gigabyte of metrics costs seconds once, not gigabytes of memory, and is cached while the file is unchanged."""
+    epochs, batches, stride, seen = collections.deque(maxlen=MAX_EPOCH_RECORDS), [], 1, 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if b'"kind": "epoch"' in line or b'"kind":"epoch"' in line:
+                    record = _parse_line(line)
+                else:  # a batch point: only every stride-th is parsed at all
+                    seen += 1
+                    if (seen - 1) % stride:
+                        continue
+                    record = _parse_line(line)
+                if record is None:
+                    continue
+                if record["kind"] == "epoch":
+                    epochs.append(record)
+                else:
+                    batches.append(record)
+                    if len(batches) > max_batch_points:
+                        batches, stride = batches[::2], stride * 2
+    except OSError:
+        pass
+    # A batch point with the epoch records, in order of (epoch, step): the file's own order.
+    merged = sorted([*epochs, *batches], key=lambda r: (r["epoch"], r["kind"] == "epoch", r["step"]))
+    return tuple(merged)
+
+
+def read_metrics(run_dir: Path, max_batch_points: int = MAX_BATCH_POINTS) -> list[dict]:
+    """The run's records, checked and bounded: every epoch record, batch records thinned to max_batch_points; a
+    torn or garbled line is skipped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    return [dict(r) for r in _read_metrics_cached(str(path), st.st_size, st.st_mtime_ns, max_batch_points)]
+
+
+def epoch_records(run_dir: Path) -> list[dict]:
+    return [r for r in read_metrics(run_dir) if r["kind"] == "epoch"]
+
+
+def append_metrics(run_dir: Path, records: list[dict]) -> None:
+    path = Path(run_dir) / "metrics.jsonl"
+    text = "".join(dumps(r, indent=None) + "\n" for r in records)
+    try:
+        with open(path, "a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a torn last line from a crash: start the next record on its own line
+                    text = "\n" + text
+            f.write(text.encode())
+    except OSError as e:  # a partly written line is a torn line: readers skip it, the next append starts anew
+        if is_disk_full(e):
+            raise DiskFullError(path) from e
+        raise
+
+
+def truncate_metrics(run_dir: Path, last_epoch: int) -> list[dict]:
+    """Keeps the records of completed epochs up to last_epoch, each epoch's record once (used on resume, so that
+    every completed epoch appears exactly once); returns the epoch records kept."""
+    path = Path(run_dir) / "metrics.jsonl"
+    tmp = temporary_name(path)
+    kept, seen = [], set()
+    try:
+        with open(tmp, "wb") as out:
+            try:
+                source = open(path, "rb")
+            except FileNotFoundError:
+                source = None
+            if source is not None:
+                with source:
+                    for line in source:
+                        record = _parse_line(line)
+                        if not record or record["epoch"] > last_epoch:
+                            continue
+                        if record["kind"] == "epoch":
+                            if record["epoch"] in seen:
+                                continue
+                            seen.add(record["epoch"])
+                            kept.append(record)
+                        out.write((dumps(record, indent=None) + "\n").encode())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise DiskFullError(path) from e
+        raise
+    return kept
+
+
+# ---- the job's lock, status and stop request
+
+class RunLock:
+    """The lock on run_dir/lock, held by the one job that writes the run; freed by the kernel when the process
+    dies, however it dies."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "lock"
+        self._lock = None
+
+    def acquire(self) -> RunLock:
+        self._lock = try_lock(self.path)
+        if self._lock is None:
+            raise RunError(f"The run {self.path.parent.name} is in use by another job.")
+        return self
+
+    def release(self) -> None:
+        if self._lock:
+            self._lock.release()
+            self._lock = None
+
+
+def is_locked(run_dir: Path) -> bool:
+    return _is_locked(Path(run_dir) / "lock")
+
+
+def write_status(run_dir: Path, **fields) -> dict:
+    status = read_status(run_dir, raw=True)
+    status.update(fields, updated=time.time())
+    write_json(Path(run_dir) / "status.json", status)
+    return status
+
+
+def read_status(run_dir: Path, raw: bool = False) -> dict:
+    """The job's status, its fields checked. A run that says it is live but whose job no longer holds the lock was
+    killed (or died in native code) and reads as 'interrupted'. raw: the file as written, for the job itself."""
+    status = read_json(Path(run_dir) / "status.json", {})
+    status = status if isinstance(status, dict) else {}
+    if raw:
+        return status
+    clean = {k: v for k, v in status.items() if isinstance(k, str)}
+    clean["state"] = status.get("state") if status.get("state") in STATES else "unknown"
+    clean["updated"] = _number(status.get("updated")) or 0.0
+    for key in ("epoch", "epochs", "step", "steps_per_epoch"):
+        clean[key] = _count(status.get(key))
+    clean["time"] = _number(status.get("time")) or 0.0
+    clean["pid"] = _count(status.get("pid")) or None
+    clean["error"] = str(status["error"])[:1000] if status.get("error") is not None else None
+    if clean["state"] in LIVE_STATES and not is_locked(run_dir):
+        if clean["state"] != "starting" or time.time() - clean["updated"] > 60:
+            clean["state"] = "interrupted"
+    return clean
+
+
+def request_stop(run_dir: Path) -> None:
+    (Path(run_dir) / "stop").touch()
+
+
+def stop_requested(run_dir: Path) -> bool:
+    return (Path(run_dir) / "stop").exists()
+
+
+# ---- names, listing, deletion
+
+def run_label(run_dir: Path) -> str:
+    label = (read_json(Path(run_dir) / "label.json", {}) or {})
+    label = label.get("label") if isinstance(label, dict) else None
+    return label[:80] if isinstance(label, str) and label.strip() else Path(run_dir).name
+
+
+def rename_run(run_dir: Path, label: str) -> None:
+    label = str(label).strip()
+    if not 1 <= len(label) <= 80:
+        raise RunError("A run name must be 1 to 80 characters.")
+    try:
+        write_json(Path(run_dir) / "label.json", {"label": label})
+    except PermissionError:
+        raise RunError(f"The run {Path(run_dir).name} is read-only; it cannot be renamed.") from None
+
+
+def delete_run(run_dir: Path) -> None:
+    run_dir = Path(run_dir)
+    if read_status(run_dir).get("state") in LIVE_STATES:
+        raise RunError(f"The run {run_dir.name} is still training; stop it before deleting it.")
+    try:
+        if run_dir.is_symlink():  # the link is the run's entry here; what it points to is somebody else's
+            run_dir.unlink()
+        else:
+            shutil.rmtree(run_dir)
+    except OSError as e:
+        raise RunError(f"The run {run_dir.name} could not be deleted ({e.strerror or type(e).__name__}); check "
+                       "the runs folder's permissions.") from None
+
+
+def summarize(run_dir: Path) -> dict:
+    """One row of the Runs table; `problem` says why the run cannot be used (its other fields are then partial)."""
+    run_dir = Path(run_dir)
+    config, problem = read_config(run_dir), config_problem(run_dir)
+    status = read_status(run_dir)
+    epochs = epoch_records(run_dir)
+    val = [r["val_accuracy"] for r in epochs if r.get("val_accuracy") is not None]
+    spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    name = spec.get("name")
+    return {
+        "run_id": run_dir.name,
+        "name": run_label(run_dir),
+        "model": name if isinstance(name, str) else "?",
+        "params": _count(config.get("params")) or None,
+        "epochs_done": len(epochs),
+        "epochs": _count(train.get("epochs")) or None,
+        "best_val_accuracy": max(val) if val else None,
+        "train_time_s": epochs[-1]["time"] if epochs else None,
+        "state": status["state"] if not problem else "unreadable",
+        "has_model": (run_dir / "model.keras").is_file() and not problem,
+        "created": config.get("created") if isinstance(config.get("created"), str) else None,
+        "problem": problem,
+    }
+
+
+def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Every run folder under runs_dir, newest first, the unreadable ones included with their problem."""
+    root = Path(runs_dir or default_runs_dir())
+    try:
+        entries = [p for p in root.iterdir() if RUN_ID.match(p.name) and p.is_dir()]
+    except OSError:
+        return []
+    rows = [summarize(p) for p in entries if (p / "config.json").exists() or (p / "status.json").exists()]
+    return sorted(rows, key=lambda r: r["run_id"], reverse=True)
