@@ -16,25 +16,54 @@ from . import files, runs
 BATCH_POINT_INTERVAL_S = 0.5  # metrics.jsonl gets at most two batch points a second
 
 
-def restore_backup_metadata(backup_dir: Path) -> tuple[int, str | None]:
-    """The last completed epoch in the BackupAndRestore folder, repairing a torn metadata file from its .bkp copy
-    (Keras itself only falls back on OSError, and a torn JSON raises ValueError)."""
-    meta, prev = backup_dir / "training_metadata.json", backup_dir / "training_metadata.json.bkp"
-    if not meta.exists():
-        return 0, None
+def readable_weights(path: Path) -> bool:
+    """Whether a weights file opens and every array in it reads: a file torn mid-write may open and fail only at
+    the array it lost (h5py then raises OSError, RuntimeError, KeyError or ValueError, by where the tear is)."""
+    import h5py
+
+    def read(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            obj[()]
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(read)
+    except Exception:
+        return False
+    return True
+
+
+def _checkpoint_epoch(meta: Path, weights: Path) -> int | None:
+    """The completed epochs of one BackupAndRestore checkpoint (metadata and weights), or None when either is
+    missing, torn or unreadable."""
     data = runs.read_json(meta)
-    if isinstance(data, dict) and isinstance(data.get("epoch"), int):
-        return data["epoch"], None
-    older = runs.read_json(prev)
+    epoch = data.get("epoch") if isinstance(data, dict) else None
+    if isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= 10**6 and weights.is_file() \
+            and readable_weights(weights):
+        return epoch
+    return None
+
+
+def restore_backup_metadata(backup_dir: Path) -> tuple[int, str | None]:
+    """The last completed epoch in the BackupAndRestore folder, after checking its checkpoint before Keras reads it:
+    a torn or unreadable checkpoint (metadata or weights, a kill or a full disk mid-write, the first epoch's
+    included) falls back to the previous one (.bkp), or, when there is none, the backup is cleared and the run
+    starts again from epoch 1. Keras itself falls back only on an OSError, and not at all without a previous copy."""
+    meta, prev_meta = backup_dir / "training_metadata.json", backup_dir / "training_metadata.json.bkp"
     weights, prev_weights = backup_dir / "latest.weights.h5", backup_dir / "latest.weights.h5.bkp"
-    if isinstance(older, dict) and isinstance(older.get("epoch"), int) and prev_weights.exists():
+    if not any(p.exists() for p in (meta, weights, prev_meta, prev_weights)):
+        return 0, None
+    epoch = _checkpoint_epoch(meta, weights)
+    if epoch is not None:
+        return epoch, None
+    older = _checkpoint_epoch(prev_meta, prev_weights)
+    if older is not None:
         os.replace(prev_weights, weights)
-        runs.write_json(meta, older)
-        return older["epoch"], (f"The backup's metadata was torn; resuming from the previous checkpoint "
-                                f"(epoch {older['epoch']}).")
-    meta.unlink()
-    weights.unlink(missing_ok=True)
-    return 0, "The backup's metadata was torn and no older checkpoint exists; training starts from epoch 1."
+        runs.write_json(meta, runs.read_json(prev_meta))
+        return older, f"The backup was torn; resuming from the previous checkpoint (epoch {older})."
+    for path in (meta, weights, prev_meta, prev_weights):
+        path.unlink(missing_ok=True)
+    return 0, "The backup was torn and no older checkpoint exists; training starts again from epoch 1."
 
 
 def save_model_atomic(model, path: Path) -> None:
@@ -113,6 +142,15 @@ def make_backup(backup_dir: Path, logger):
         def on_epoch_end(self, epoch, logs=None):
             if not logger.stopped:
                 super().on_epoch_end(epoch, logs)
+
+        def _save_model(self):
+            # A full disk inside h5py is a RuntimeError whose text says so: the user gets the one disk-full sentence.
+            try:
+                super()._save_model()
+            except Exception as e:
+                if files.is_disk_full(e) and not isinstance(e, files.DiskFullError):
+                    raise files.DiskFullError(self._weights_path) from e
+                raise
 
         def _load_model(self):
             # A job killed while it wrote latest.weights.h5 leaves a torn file, and h5py reports that as a

@@ -325,13 +325,13 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
             _record_failure(run_dir, "NaN loss: training diverged; the model kept is the last one with finite "
                             "weights. Try a lower learning rate.")
         else:
-            _record_failure(run_dir, str(e) if isinstance(e, files.DiskFullError) else _sentence(e))
+            _record_failure(run_dir, _sentence(e))
         raise
     except MemoryError as e:
         _record_failure(run_dir, "Out of memory: use a smaller batch size or model.")
         raise RuntimeError("Out of memory: use a smaller batch size or model.") from e
     except BaseException as e:
-        _record_failure(run_dir, str(e) if isinstance(e, files.DiskFullError) else _sentence(e))
+        _record_failure(run_dir, _sentence(e))
         raise
 
 
@@ -345,5 +345,9 @@ def _record_failure(run_dir: Path, error: str, failed_on: str | None = None) -> 
 
 
 def _sentence(e: BaseException) -> str:
+    if isinstance(e, files.DiskFullError):
+        return str(e)
+    if files.is_disk_full(e):  # h5py and TensorFlow say it in their own words
+        return str(files.DiskFullError(getattr(e, "filename", None) or "a file"))
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {text}"[:500] if text else type(e).__name__

@@ -29,7 +29,7 @@ def load_dataset(source: str) -> data.Dataset:
 def apply_cell_click(event) -> None:
     """A click on a confusion-matrix cell sets the gallery's true and predicted class filters (once per click)."""
     points = ((event or {}).get("selection") or {}).get("points") or []
-    cell = (points[0].get("y"), points[0].get("x")) if points else None
+    cell = (charts.plain(points[0].get("y")), charts.plain(points[0].get("x"))) if points else None
     if cell and cell != st.session_state.get("cm_applied") and all(isinstance(c, str) for c in cell):
         st.session_state["gal_true"], st.session_state["gal_pred"] = cell
         st.session_state["gal_wrong"] = cell[0] != cell[1]

@@ -22,7 +22,7 @@ table = [{
     "name": r["name"], "model": r["model"], "params": r["params"],
     "epochs": f"{r['epochs_done']}/{r['epochs'] or '?'}",
     "best val accuracy": r["best_val_accuracy"], "train time (s)": r["train_time_s"], "state": r["state"],
-    "saved model": r["has_model"], "run id": r["run_id"],
+    "saved model": r["has_model"], "run id": r["run_id"], "problem": r["problem"] or "",
 } for r in rows]
 event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
                      column_config={"params": st.column_config.NumberColumn(format="localized"),
@@ -45,6 +45,8 @@ run_id = st.selectbox("Run", ids, index=default, key=f"runs_manage_{default}",
                       format_func=ui.run_title)
 run_dir = runs.run_path(run_id)
 row = rows[ids.index(run_id)]
+if row["problem"]:
+    st.warning(ui.md_escape(f"This run cannot be used: {row['problem']} It can still be renamed or deleted."))
 
 c = st.columns(2)
 with c[0]:
@@ -54,16 +56,17 @@ with c[0]:
                            key="download_model")
     else:
         st.caption("This run has no saved model yet.")
-    st.download_button("Download config.json", lambda: (run_dir / "config.json").read_bytes(),
-                       file_name=f"{run_id}-config.json", mime="application/json", on_click="ignore",
-                       key="download_config")
+    if (run_dir / "config.json").is_file():
+        st.download_button("Download config.json", lambda: (run_dir / "config.json").read_bytes(),
+                           file_name=f"{run_id}-config.json", mime="application/json", on_click="ignore",
+                           key="download_config")
 with c[1]:
     label = st.text_input("Name", value=row["name"], key=f"runs_label_{run_id}", max_chars=80)
     if st.button("Rename", key="rename"):
         try:
             runs.rename_run(run_dir, label)
         except (runs.RunError, OSError) as e:
-            st.error(str(e))
+            st.error(ui.md_escape(str(e)))
         else:
             st.rerun()
 

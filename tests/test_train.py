@@ -247,7 +247,7 @@ def test_resume_needs_a_run(tmp_path):
 def test_nan_loss_fails_and_keeps_the_last_good_model(tmp_path, monkeypatch):
     import keras
 
-    def exploding_optimizer(config, steps_per_epoch):
+    def exploding_optimizer(config, steps_per_epoch, schedule=None):
         # a sane first epoch, then a learning rate that overflows the weights
         lr = keras.optimizers.schedules.PiecewiseConstantDecay([steps_per_epoch], [1e-3, 1e30])
         return keras.optimizers.SGD(lr)

@@ -196,8 +196,11 @@ def _start_lock(runs_dir):
     """Serialises starts across sessions and processes: two quick presses of Start (or two browser tabs) cannot
     both see 'no job running' and both launch one."""
     root = Path(runs_dir or runs.default_runs_dir())
-    root.mkdir(parents=True, exist_ok=True)
-    lock = files.wait_lock(root / ".start.lock")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = files.wait_lock(root / ".start.lock")
+    except OSError as e:
+        raise runs.refusal(e, root, "no run can be started in it") from None
     try:
         yield
     finally:

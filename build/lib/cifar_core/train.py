@@ -24,6 +24,7 @@ from .device import device_info, make_strategy, resolve_precision, work_around_m
 # forward multiply-accumulate. The constants and the machine they were fitted on are in benchmarks/README.md.
 TRAIN_SECONDS_PER_IMAGE = 0.094e-3
 TRAIN_SECONDS_PER_MAC = 0.0211e-9
+MAX_BUDGET_EPOCHS = 1000  # under a time budget, fit's epoch limit: the budget ends it long before
 
 
 def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0) -> float:
@@ -126,8 +127,6 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, schedule=None):
         return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
     return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
 
-
-MAX_BUDGET_EPOCHS = 1000  # under a time budget, fit's epoch limit: the budget ends it long before
 
 # ---- the steps of a training job
 
@@ -326,13 +325,13 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
             _record_failure(run_dir, "NaN loss: training diverged; the model kept is the last one with finite "
                             "weights. Try a lower learning rate.")
         else:
-            _record_failure(run_dir, str(e) if isinstance(e, files.DiskFullError) else _sentence(e))
+            _record_failure(run_dir, _sentence(e))
         raise
     except MemoryError as e:
         _record_failure(run_dir, "Out of memory: use a smaller batch size or model.")
         raise RuntimeError("Out of memory: use a smaller batch size or model.") from e
     except BaseException as e:
-        _record_failure(run_dir, str(e) if isinstance(e, files.DiskFullError) else _sentence(e))
+        _record_failure(run_dir, _sentence(e))
         raise
 
 
@@ -346,5 +345,9 @@ def _record_failure(run_dir: Path, error: str, failed_on: str | None = None) -> 
 
 
 def _sentence(e: BaseException) -> str:
+    if isinstance(e, files.DiskFullError):
+        return str(e)
+    if files.is_disk_full(e):  # h5py and TensorFlow say it in their own words
+        return str(files.DiskFullError(getattr(e, "filename", None) or "a file"))
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {text}"[:500] if text else type(e).__name__
