@@ -301,8 +301,8 @@ def start_next(runs_dir=None) -> list[str]:
     try:
         with _start_lock(root):
             return _start_queued(root)
-    except OSError:
-        return []  # a read-only runs folder: nothing can start from it
+    except (OSError, runs.RunError):
+        return []  # a read-only or full runs folder: nothing can start from it
 
 
 def cancel_queued(run_id: str, runs_dir=None) -> None:

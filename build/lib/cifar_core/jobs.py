@@ -79,10 +79,10 @@ def slots() -> int:
 
 def _free_slot(runs_dir) -> int | None:
     """The lowest slot no live job holds, or None when all are busy."""
-    taken = {runs.read_status(runs.run_path(r["run_id"], runs_dir)).get("slot") for r in active_jobs(runs_dir)}
-    taken_count = len(active_jobs(runs_dir))
+    live = active_jobs(runs_dir)
+    taken = {runs.read_status(runs.run_path(r["run_id"], runs_dir)).get("slot") for r in live}
     free = [n for n in range(slots()) if n not in taken]
-    return free[0] if free and taken_count < slots() else None
+    return free[0] if free and len(live) < slots() else None
 
 
 def _spawn(command: list[str], log_path: Path, gpu: str | None = None) -> int:
@@ -241,16 +241,22 @@ def _place(status: dict) -> float:
 
 
 def queued_runs(runs_dir=None) -> list[dict]:
-    """The queued runs, the next to start first (by their place, then by id)."""
-    rows = [r for r in runs.list_runs(runs_dir) if r["state"] == "queued"]
-    places = {r["run_id"]: _place(runs.read_status(runs.run_path(r["run_id"], runs_dir))) for r in rows}
-    return sorted(rows, key=lambda r: (places[r["run_id"]], r["run_id"]))
+    """The queued runs, the next to start first (by their place, then by id): {run_id, queued_at}. Only status.json
+    is read, so the pages may ask on every poll."""
+    root = Path(runs_dir or runs.default_runs_dir())
+    try:
+        entries = [p for p in root.iterdir() if runs.RUN_ID.match(p.name) and p.is_dir()]
+    except OSError:
+        return []
+    statuses = {p.name: runs.read_status(p) for p in entries if (p / "status.json").exists()}
+    rows = [{"run_id": name, "queued_at": _place(status)} for name, status in statuses.items()
+            if status["state"] == "queued" and runs.config_problem(root / name) is None]
+    return sorted(rows, key=lambda r: (r["queued_at"], r["run_id"]))
 
 
 def _next_place(runs_dir) -> float:
     """A place behind every queued run: the time, or just after the last place when a clock went back."""
-    last = max((_place(runs.read_status(runs.run_path(r["run_id"], runs_dir))) for r in queued_runs(runs_dir)),
-               default=0.0)
+    last = max((r["queued_at"] for r in queued_runs(runs_dir)), default=0.0)
     return max(time.time(), last + 1e-3) if last != float("inf") else time.time()
 
 
@@ -295,8 +301,8 @@ def start_next(runs_dir=None) -> list[str]:
     try:
         with _start_lock(root):
             return _start_queued(root)
-    except OSError:
-        return []  # a read-only runs folder: nothing can start from it
+    except (OSError, runs.RunError):
+        return []  # a read-only or full runs folder: nothing can start from it
 
 
 def cancel_queued(run_id: str, runs_dir=None) -> None:
