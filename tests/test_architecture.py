@@ -112,7 +112,15 @@ def test_the_wheel_carries_the_model_the_sample_and_the_console_script(tmp_path)
     """`pip install .` gives a package that works from any folder: the shipped model and sample are package data."""
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
+    import shutil
+
+    source = tmp_path / "source"  # a copy of the tracked files: setuptools writes build/ beside what it builds
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in tracked.split():
+        if name.startswith(("cifar_core/", "pyproject.toml", "README.md")):
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(tmp_path)],
                    check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
