@@ -110,9 +110,8 @@ def test_the_build_pages_keras_code_runs_in_a_fresh_python(name, forbid_project,
 
 def test_the_wheel_carries_the_model_the_sample_and_the_console_script(tmp_path):
     """`pip install .` gives a package that works from any folder: the shipped model and sample are package data."""
-    import zipfile
-
     import shutil
+    import zipfile
 
     source = tmp_path / "source"  # a copy of the tracked files: setuptools writes build/ beside what it builds
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
