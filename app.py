@@ -22,6 +22,7 @@ page = st.navigation([
     st.Page("pages/classify.py", title="Classify"),
     st.Page("pages/layers.py", title="Layers"),
     st.Page("pages/runs.py", title="Runs"),
+    st.Page("pages/sweep.py", title="Sweep"),
 ])
 
 with st.sidebar:

@@ -109,10 +109,15 @@ def setting_widget(name: str, key: str, default):
     return keep(key)
 
 
-def data_source() -> str:
+def data_choice() -> str:
     """The sidebar's data source: one of data.app_sources() (or the app's default when a page runs on its own)."""
     choice = st.session_state.get("data_source") or st.session_state.get("_kept", {}).get("data_source")
     return choice if choice in data.app_sources() else data.app_default()
+
+
+def data_source() -> str:
+    """The sidebar's data source as load_data and TrainConfig.data take it (data.app_source of data_choice())."""
+    return data.app_source(data_choice())
 
 
 def source_picker(key: str, default: str, label: str = "Data source", help_: str | None = None) -> str:
@@ -352,3 +357,36 @@ def compact(count: int) -> str:
 def slug(name: str) -> str:
     """A safe file name stem."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "model"
+
+
+# ---- the job queue (Train and Runs pages)
+
+def queue_controls(run_id: str, key: str) -> bool:
+    """A queued run's place with Move up and Cancel buttons; True when the queue changed (the caller reruns)."""
+    from cifar_core import jobs
+
+    position = jobs.queue_position(run_id)
+    if position is None:
+        return False
+    c = st.columns([3, 1, 1])
+    c[0].info(f"Queued, {jobs.ordinal(position)}: it starts when the job{'s' if position > 1 else ''} ahead "
+              "of it end.")
+    try:
+        if c[1].button("Move up", key=f"{key}_up_{run_id}", disabled=position == 1):
+            jobs.move_up(run_id)
+            return True
+        if c[2].button("Cancel", key=f"{key}_cancel_{run_id}"):
+            jobs.cancel_queued(run_id)
+            return True
+    except runs.RunError as e:
+        st.error(md_escape(str(e)))
+    return False
+
+
+def diff_table(rows: list[dict], name: str, where: bool = False) -> list[dict]:
+    """compare's rows as a table: values shown as text (a column may mix numbers, names and None)."""
+    def shown(value):
+        return "–" if value is None else str(value)
+
+    return [{**({"where": r["where"]} if where else {}), name: r["field"], "A": shown(r["a"]), "B": shown(r["b"])}
+            for r in rows]

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import machine  # first: makes this checkout's cifar_core the one imported
+import machine
 
 from cifar_core.presets import PRESETS, get_preset
 

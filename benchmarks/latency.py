@@ -10,7 +10,7 @@ import io
 import statistics
 import time
 
-import machine  # first: makes this checkout's cifar_core the one imported
+import machine
 
 
 def parse_args():

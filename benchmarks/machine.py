@@ -1,12 +1,8 @@
 """The header line every benchmark prints before its figures: the machine and the settings a figure depends on.
 
-A figure means little without its machine: on a 2-core VM the same `fast` epoch took anywhere from 107 to 149 s, and
-bfloat16 only pays on a CPU with AVX-512 BF16 or AMX. benchmarks/README.md records a figure with the CPU and date
-this line gives.
-
-Importing this module also puts the repository root first on sys.path: `python benchmarks/X.py` puts benchmarks/
-there instead, and the engine would then come from whichever copy of cifar_core is installed (an editable install
-may point at another checkout) rather than from the checkout the script belongs to.
+A figure means little without its machine: a small VM's speed wanders, and bfloat16 only pays on a CPU with AVX-512
+BF16 or AMX. benchmarks/README.md records a figure with the CPU and date this line gives. The engine is the
+installed cifar_core (`pip install -e .` in the clone, as the README's commands do).
 """
 
 from __future__ import annotations
@@ -14,12 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-if sys.path[0] != str(ROOT):
-    sys.path.insert(0, str(ROOT))
 
 
 def header(precision: str) -> dict:
@@ -37,6 +27,8 @@ def header(precision: str) -> dict:
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        # Set to AVX2 on a CPU with AVX-512, oneDNN's kernels are those an AVX2 CPU runs: an emulation, named so.
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "tensorflow": tf.__version__,
         "date": datetime.date.today().isoformat(),
     }

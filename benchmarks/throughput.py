@@ -9,7 +9,7 @@ import argparse
 import statistics
 import time
 
-import machine  # first: makes this checkout's cifar_core the one imported
+import machine
 
 from cifar_core.presets import PRESETS, get_preset
 

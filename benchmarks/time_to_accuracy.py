@@ -6,7 +6,7 @@ none, on the validation split; `split` names the one used. total_time_s is the w
 building, training, saving and that evaluation.
 
     python benchmarks/time_to_accuracy.py --preset fast --data ../shared/datasets/cifar10-jpeg \\
-        [--epochs N] [--precision P]
+        [--epochs N | --minutes M] [--precision P]
 """
 
 import argparse
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import machine  # first: makes this checkout's cifar_core the one imported
+import machine
 
 from cifar_core.config import PRECISIONS
 from cifar_core.presets import PRESETS, get_preset
@@ -28,6 +28,7 @@ def parse_args():
                                                    "(empty: the default source)")
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     parser.add_argument("--precision", choices=PRECISIONS, help="override the preset's precision")
+    parser.add_argument("--minutes", type=float, help="a time budget instead of the epochs (train --minutes)")
     return parser.parse_args()
 
 
@@ -45,6 +46,8 @@ def main():
         config = dataclasses.replace(config, precision=args.precision)
     if args.epochs:
         config = with_epochs(config, args.epochs)
+    if args.minutes:
+        config = dataclasses.replace(config, minutes=args.minutes)
     run_dir = Path(tempfile.mkdtemp(prefix="tta-")) / "run"
     start = time.perf_counter()
     train(preset.spec, config, run_dir, log=lambda m: print(m, flush=True))
@@ -58,6 +61,7 @@ def main():
         print(f"epoch {r['epoch']:>3}  {r['time']:8.1f} s  val_accuracy {r['val_accuracy']:.4f}")
     machine.print_figures(facts.get("precision") or resolve_precision(config.precision), {
         "preset": args.preset, "data": facts.get("data_source", args.data), "epochs": len(epochs),
+        "budget_minutes": config.minutes,
         "val_images": facts.get("data_splits", {}).get("val"),
         "train_time_s": epochs[-1]["time"], "total_time_s": round(total, 1),
         "last_epoch_val_accuracy": epochs[-1]["val_accuracy"],

@@ -1,5 +1,5 @@
-"""Command line: python -m cifar_core train | evaluate | predict | saliency | presets | runs (and standby, which
-the Train page starts).
+"""Command line: python -m cifar_core train | sweep | sweep-worker | evaluate | predict | saliency | presets | runs
+(and standby, which the Train page starts).
 
 A user's mistake (bad spec, missing data, unreadable image) prints one sentence to stderr and exits with status 2
 (1 for predict when some image failed), never a traceback.
@@ -58,8 +58,8 @@ def _read_text(path: str, flag: str) -> bytes:
 
 
 def _cmd_train(args) -> int:
-    from .train import train
-
+    if args.queue:
+        return _cmd_queue(args)
     run_dir = Path(args.run_dir) if args.run_dir else None
     if args.resume or (run_dir and not args.preset and not args.spec):
         if not run_dir:
@@ -75,6 +75,15 @@ def _cmd_train(args) -> int:
         run_dir = run_dir or runs.run_path(runs.new_run_id(model_spec.name), args.runs_dir)
     _say_default_source(config.data)
     try:
+        return _train_foreground(model_spec, config, run_dir, args)
+    finally:
+        _start_next_quietly(run_dir.parent)  # however this job ended, the oldest queued run behind it starts
+
+
+def _train_foreground(model_spec, config, run_dir: Path, args) -> int:
+    from .train import train
+
+    try:
         train(model_spec, config, run_dir, resume=args.resume, log=lambda m: print(m, flush=True), name=args.name)
     except (specs.SpecError, runs.RunError, DataError, files.DiskFullError):
         raise
@@ -83,6 +92,27 @@ def _cmd_train(args) -> int:
         print(run_dir)
         return 1
     print(run_dir)
+    return 0
+
+
+def _start_next_quietly(runs_dir) -> None:
+    from . import jobs
+
+    try:
+        jobs.start_next(runs_dir)
+    except Exception as e:  # the queue is also started by whoever polls next; this job's own outcome stands
+        print(f"The next queued run could not be started from here: {e}", file=sys.stderr)
+
+
+def _cmd_queue(args) -> int:
+    """train --queue: the run is added behind the running jobs (or starts at once in a free slot)."""
+    from . import jobs
+
+    if args.run_dir or args.resume:
+        raise runs.RunError("--queue makes a new run in --runs-dir; it takes neither --run-dir nor --resume.")
+    model_spec, config = _new_run_settings(args)
+    run_id = jobs.start_job(model_spec, config, args.runs_dir, name=args.name)
+    print(runs.run_path(run_id, args.runs_dir))
     return 0
 
 
@@ -207,6 +237,9 @@ def _cmd_presets(args) -> int:
 
 
 def _cmd_runs(args) -> int:
+    from . import jobs
+
+    jobs.start_next(args.runs_dir)  # a queue stalled behind a killed job moves on when somebody looks
     rows = runs.list_runs(args.runs_dir)
     if args.json:
         print(json.dumps(rows))
@@ -219,6 +252,40 @@ def _cmd_runs(args) -> int:
             detail = f"  ({r['problem']})" if r["problem"] else ""
             print(f"{r['run_id']:<40} {r['state']:<12} epochs {r['epochs_done']}/{r['epochs'] or '?'}  "
                   f"best val {acc}{name}{detail}")
+    return 0
+
+
+def _print_sweep(result: dict, as_json: bool) -> None:
+    if as_json:
+        keys = ("number", "state", "value", "params", "run_dir", "seconds")
+        print(json.dumps({"study": result["study"], "best": result["best"],
+                          "trials": [{k: t[k] for k in keys} for t in result["trials"]]}))
+        return
+    for t in result["trials"]:
+        value = f"{t['value']:.4f}" if t["value"] is not None else "-"
+        print(f"trial {t['number']:>3}  {t['state']:<9} {value:>7}  {json.dumps(t['params'])}  {t['run_dir'] or ''}")
+    best = result["best"]
+    print(f"best: trial {best['number']}, validation accuracy {best['value']:.4f}, {best['run_dir']}" if best
+          else "best: no trial has completed.")
+
+
+def _cmd_sweep(args) -> int:
+    from . import sweeps
+
+    model_spec, config = _new_run_settings(args)
+    space = sweeps.parse_space(_read_text(args.space, "--space"), model_spec) if args.space else None
+    result = sweeps.run_sweep(model_spec, config, trials=args.trials, space=space, storage_url=args.storage,
+                              study_name=args.study, runs_dir=args.runs_dir, pruner=args.pruner,
+                              log=lambda m: print(m, flush=True))
+    _print_sweep(result, args.json)
+    return 0
+
+
+def _cmd_sweep_worker(args) -> int:
+    from . import sweeps
+
+    sweeps.work(args.storage, args.study, args.runs_dir, log=lambda m: print(m, flush=True), data=args.data)
+    _print_sweep(sweeps.summary(args.storage, args.study), args.json)
     return 0
 
 
@@ -248,7 +315,31 @@ def main(argv=None) -> int:
     p.add_argument("--run-dir", help="the run's folder: a new one, or with --resume one to continue")
     p.add_argument("--name", help="a display name for the run")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--queue", action="store_true", help="add the run behind the running job and return at once")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("sweep", help="a hyperparameter search (an Optuna study) whose trials are runs")
+    p.add_argument("--preset")
+    p.add_argument("--spec", help="a model spec JSON file")
+    p.add_argument("--space", help="a JSON file of the search space (default: one that suits the model)")
+    p.add_argument("--trials", type=int, required=True, help="how many trials the study has in all")
+    p.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///RUNS_DIR/sweeps.db)")
+    p.add_argument("--study", help="the study's name (default: made from the time and the model)")
+    p.add_argument("--data", help=configs.describe("data"))
+    p.add_argument("--epochs", type=int, help=configs.describe("epochs"))
+    p.add_argument("--limit", type=int, help=configs.describe("limit"))
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    p.add_argument("--runs-dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_sweep, config=None)
+
+    p = sub.add_parser("sweep-worker", help="join a study (from any machine) and train its trials here")
+    p.add_argument("--storage", required=True, help="the study's Optuna storage URL")
+    p.add_argument("--study", required=True)
+    p.add_argument("--data", help="the data source on this machine (default: the study's)")
+    p.add_argument("--runs-dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_sweep_worker)
 
     p = sub.add_parser("evaluate", help="evaluate a model on the test or validation split")
     p.add_argument("model", help="'default', a run id, a run directory or a .keras file")

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 RIGHT, WRONG = "#1a7f37", "#cf222e"
+
+
+def escape(text) -> str:
+    """User text (a run name, a class folder's name, a file name) as Plotly text: Plotly renders a subset of HTML in
+    titles, legends, axis ticks, hover text and annotations (<a href>, <span style>), so <, > and & are escaped and
+    show as themselves. Every figure here passes user text through this, and only here."""
+    return html.escape(str(text), quote=False)
+
+
+def plain(text):
+    """A value Plotly sends back in a selection event (an escaped class name) as the user's text again."""
+    return html.unescape(text) if isinstance(text, str) else text
 
 
 def _series(records, kind, key):
@@ -31,7 +45,7 @@ def training_curves(records: list[dict], steps_per_epoch: int | None = None, tit
                                  showlegend=col == 1), row=1, col=col)
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(range=[0, 1], row=1, col=2)
-    fig.update_layout(title=title or None, height=360, margin={"t": 40, "b": 30, "l": 40, "r": 10},
+    fig.update_layout(title=escape(title) if title else None, height=360, margin={"t": 40, "b": 30, "l": 40, "r": 10},
                       legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -41,7 +55,7 @@ def overlay_curves(curves: dict[str, list[dict]], key: str = "val_accuracy") -> 
     fig = go.Figure()
     for name, records in curves.items():
         x, y = _series(records, "epoch", key)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, connectgaps=False))
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=escape(name), connectgaps=False))
     fig.update_layout(xaxis_title="epoch", yaxis_title=key.replace("_", " "), height=380,
                       margin={"t": 30, "b": 30, "l": 40, "r": 10})
     return fig
@@ -51,7 +65,8 @@ def confusion_heatmap(cm, class_names, normalize: bool = False) -> go.Figure:
     """Rows are true classes, columns predicted; normalized rows sum to 1."""
     cm = np.asarray(cm, dtype=float)
     values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
-    fig = px.imshow(values, x=list(class_names), y=list(class_names), color_continuous_scale="Blues",
+    names = [escape(n) for n in class_names]
+    fig = px.imshow(values, x=names, y=names, color_continuous_scale="Blues",
                     text_auto=".2f" if normalize else "d", aspect="equal",
                     labels={"x": "predicted", "y": "true", "color": "fraction" if normalize else "images"})
     fig.update_layout(height=560, margin={"t": 30, "b": 30, "l": 30, "r": 10})
@@ -60,7 +75,7 @@ def confusion_heatmap(cm, class_names, normalize: bool = False) -> go.Figure:
 
 
 def top_k_bar(top: list[dict]) -> go.Figure:
-    labels = [t["label"] for t in top][::-1]
+    labels = [escape(t["label"]) for t in top][::-1]
     probabilities = [t["probability"] for t in top][::-1]
     fig = go.Figure(go.Bar(x=probabilities, y=labels, orientation="h", text=[f"{p:.1%}" for p in probabilities],
                            textposition="auto", marker_color="#1f77b4"))
@@ -70,7 +85,8 @@ def top_k_bar(top: list[dict]) -> go.Figure:
 
 
 def per_class_bars(per_class: list[dict]) -> go.Figure:
-    rows = [{"class": r["class"], "metric": m, "value": r[m]} for r in per_class for m in ("precision", "recall", "f1")]
+    rows = [{"class": escape(r["class"]), "metric": m, "value": r[m]} for r in per_class
+            for m in ("precision", "recall", "f1")]
     fig = px.bar(rows, x="class", y="value", color="metric", barmode="group", range_y=[0, 1])
     fig.update_layout(height=320, margin={"t": 20, "b": 30, "l": 40, "r": 10})
     return fig
@@ -139,8 +155,9 @@ def filter_grid(filters, columns: int = 16, scale: int | None = None, separator:
 def clickable_cells(fig, confusion_matrix, class_names):
     """Plotly cannot select heatmap cells, so st.plotly_chart(on_select=...) never hears a click on one: an invisible
     marker at the centre of every cell makes a click select that cell (x = predicted class, y = true class). The
-    markers carry the hover text; the heatmap's own is switched off so that only one label shows."""
-    names = list(class_names)
+    markers carry the hover text; the heatmap's own is switched off so that only one label shows. The event's x and y
+    are the escaped names (charts.plain gives the class names back)."""
+    names = [escape(n) for n in class_names]
     fig.add_trace(go.Scatter(
         x=[pred for _ in names for pred in names], y=[true for true in names for _ in names],
         customdata=np.asarray(confusion_matrix).reshape(-1), mode="markers", showlegend=False,

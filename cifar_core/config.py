@@ -52,6 +52,10 @@ class TrainConfig:
                         label="Data source")
     limit: int | None = setting(None, "train on only the first N training images (empty: all)", unit="images",
                                 low=1, label="Limit training images")
+    minutes: float | None = setting(None, "train for this wall-clock time instead of a number of epochs: the job "
+                                    "times its first steps and fits the schedule's length to the budget (empty: "
+                                    "train the epochs)", unit="minutes", above=0, high=10080, step=1.0,
+                                    label="Time budget (minutes)")
     precision: str = setting("auto", "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16, else "
                              "float32", choices=PRECISIONS)
     momentum: float = setting(0.9, "SGD only: the momentum", low=0, below=1, step=0.05, group="recipe",
@@ -149,6 +153,9 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     if config.warmup_epochs > config.epochs:
         raise SpecError(f"The training setting warmup_epochs must be at most epochs ({config.epochs}), got "
                         f"{config.warmup_epochs!r}.")
+    if config.minutes is not None and config.schedule == "cosine":
+        raise SpecError("The training setting minutes needs schedule one-cycle or constant: a time budget moves the "
+                        "end of the schedule, and Keras's cosine decay has a fixed length.")
     if config.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
         raise SpecError("The training setting strategy 'multiworker' needs the TF_CONFIG environment variable (the "
                         "cluster's workers and this one's index) on every machine; see the README.")

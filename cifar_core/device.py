@@ -20,7 +20,14 @@ def cpu_model() -> str:
         return platform.processor() or "CPU"
 
 
+# oneDNN's instruction sets below bfloat16's: with ONEDNN_MAX_CPU_ISA set to one of them, oneDNN runs the kernels of
+# such a CPU, and bfloat16 would then be emulated, slower than float32.
+ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 def cpu_supports_bf16() -> bool:
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ISAS_WITHOUT_BF16:
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -2,9 +2,17 @@
 
 A Streamlit script is re-run on every click and stopped when the user navigates away, so model.fit cannot live in
 it. The job runs in a new session (its own process group), outlives reruns, reloads and closed tabs, and is found
-again through its run directory. One job trains at a time: two would halve each other's speed unseen.
+again through its run directory. One job trains per device (slots): on a CPU one at a time, since two would halve
+each other's speed unseen; on a machine with N GPUs, N at once, each seeing only its own GPU (CUDA_VISIBLE_DEVICES).
 
-A new process spends 3.4 s importing TensorFlow before it can train. So the Train page calls warm_up, which keeps
+The queue is the run directories themselves: Start while every slot is busy creates the run in state `queued`, with
+its place (`queued_at`) in status.json, so the queue survives restarts and reloads. When a job ends, however it ends,
+start_next starts the oldest queued run: the ending job's own process calls it (python -m cifar_core train), and so
+does whoever notices a free slot and a queue (the Train and Runs pages while they poll, `runs`), so that a job killed
+with SIGKILL does not stall the queue. Every start happens under _start_lock, so two tabs pressing Start at once give
+two runs in order, never two jobs in one slot.
+
+A new process spends seconds importing TensorFlow before it can train. So the Train page calls warm_up, which keeps
 one standby process waiting in the runs directory with TensorFlow imported, and Start hands that process the job
 (or spawns a new one when there is none). The standby holds .standby.lock while it waits and lets go of it when it
 takes a job, so a held lock always means a process ready for one.
@@ -13,6 +21,7 @@ takes a job, so a held lock always means a process ready for one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -25,22 +34,63 @@ from . import spec as specs
 from .config import TrainConfig, validate_config
 
 STOP_GRACE_S = 15.0
+ORDINALS = {1: "st", 2: "nd", 3: "rd"}
 STANDBY_IDLE_S = float(os.environ.get("CIFAR_CORE_STANDBY_IDLE_S") or 600)  # a standby unused this long exits
 STANDBY_POLL_S = 0.05
 
 
 def active_job(runs_dir=None) -> dict | None:
-    """The run whose job is alive (holds its lock), if any."""
-    for row in runs.list_runs(runs_dir):
-        if row["state"] in runs.LIVE_STATES:
-            return row
-    return None
+    """The run whose job is alive (holds its lock), if any: the oldest of them when several slots train."""
+    live = active_jobs(runs_dir)
+    return live[-1] if live else None
 
 
-def _spawn(command: list[str], log_path: Path) -> int:
+def active_jobs(runs_dir=None) -> list[dict]:
+    """The runs whose jobs are alive (or starting), newest first."""
+    return [row for row in runs.list_runs(runs_dir) if row["state"] in runs.LIVE_STATES]
+
+
+# ---- devices: one job per slot
+
+@functools.lru_cache(maxsize=1)
+def gpu_ids() -> tuple[str, ...]:
+    """The GPUs jobs may use, as CUDA_VISIBLE_DEVICES entries: the ones this server was given, else those nvidia-smi
+    lists, else none. Asked of nvidia-smi, not TensorFlow, so that a page never imports it."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return tuple(v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1")
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(str(i) for i, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU "))
+
+
+def slots() -> int:
+    """How many jobs train at once: CIFAR_CORE_SLOTS if set (a whole number of at least 1), else one per GPU, else
+    one on the CPU."""
+    setting = os.environ.get("CIFAR_CORE_SLOTS", "").strip()
+    if setting:
+        if not setting.isdigit() or int(setting) < 1:
+            raise runs.RunError(f"CIFAR_CORE_SLOTS must be a whole number of at least 1, got {setting!r}.")
+        return int(setting)
+    return max(1, len(gpu_ids()))
+
+
+def _free_slot(runs_dir) -> int | None:
+    """The lowest slot no live job holds, or None when all are busy."""
+    live = active_jobs(runs_dir)
+    taken = {runs.read_status(runs.run_path(r["run_id"], runs_dir)).get("slot") for r in live}
+    free = [n for n in range(slots()) if n not in taken]
+    return free[0] if free and len(live) < slots() else None
+
+
+def _spawn(command: list[str], log_path: Path, gpu: str | None = None) -> int:
     """Starts `python -m cifar_core COMMAND` in a session (process group) of its own, so that it outlives the
-    page's script runs and can be ended as a whole; returns its pid."""
+    page's script runs and can be ended as a whole; returns its pid. gpu: the one GPU the job may see."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "CIFAR_CORE_LAUNCHED": "1"}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
     package_parent = str(Path(__file__).resolve().parent.parent)  # importable even when not installed
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     detach = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
@@ -51,15 +101,21 @@ def _spawn(command: list[str], log_path: Path) -> int:
     return process.pid
 
 
-def _launch(run_dir: Path, extra: list[str]) -> int:
-    """Hands the job to the waiting standby if there is one, else spawns its process; returns the job's pid.
-    Called under the start lock, which a standby also takes before it gives up waiting."""
+def _launch(run_dir: Path, extra: list[str], slot: int = 0) -> int:
+    """Hands the job to the waiting standby if there is one (on a CPU: the standby's TensorFlow has already chosen
+    its devices), else spawns its process; returns the job's pid. Called under the start lock, which a standby also
+    takes before it gives up waiting."""
     root = run_dir.parent
-    pid = standby_pid(root)
+    gpus = gpu_ids()
+    runs.write_status(run_dir, slot=slot)
+    pid = None if gpus else standby_pid(root)
     if pid:
         runs.write_json(root / ".standby.job.json", {"run_dir": str(run_dir.resolve()), "args": extra})
         return pid
-    return _spawn(["train", "--run-dir", str(run_dir.resolve()), *extra], run_dir / "job.log")
+    command = ["train", "--run-dir", str(run_dir.resolve()), *extra]
+    if gpus:
+        return _spawn(command, run_dir / "job.log", gpus[slot % len(gpus)])
+    return _spawn(command, run_dir / "job.log")
 
 
 def standby_pid(runs_dir=None) -> int | None:
@@ -140,8 +196,11 @@ def _start_lock(runs_dir):
     """Serialises starts across sessions and processes: two quick presses of Start (or two browser tabs) cannot
     both see 'no job running' and both launch one."""
     root = Path(runs_dir or runs.default_runs_dir())
-    root.mkdir(parents=True, exist_ok=True)
-    lock = files.wait_lock(root / ".start.lock")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = files.wait_lock(root / ".start.lock")
+    except OSError as e:
+        raise runs.refusal(e, root, "no run can be started in it") from None
     try:
         yield
     finally:
@@ -149,37 +208,137 @@ def _start_lock(runs_dir):
 
 
 def _refuse_if_busy(runs_dir) -> None:
-    busy = active_job(runs_dir)
-    if busy:
-        raise runs.RunError(f"The run {busy['name']} is training; stop it or wait for it to finish before "
-                            "starting another (two jobs would share the CPU and both crawl).")
+    if _free_slot(runs_dir) is None:
+        busy = active_job(runs_dir)
+        raise runs.RunError(f"The run {busy['name'] if busy else 'ahead'} is training; stop it or wait for it to "
+                            "finish before resuming another (two jobs would share the CPU and both crawl).")
 
 
-def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, name: str | None = None) -> str:
-    """Validates, creates the run directory and starts the job; returns the run id. Raises SpecError for a bad
-    spec or config (nothing is created) and RunError if another job is training."""
+def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, name: str | None = None,
+              **facts) -> str:
+    """Validates, creates the run directory and starts its job, or queues the run when every slot is busy (or
+    runs wait already: they go first); returns the run id. facts go into config.json (a sweep's trial, say).
+    Raises SpecError for a bad spec or config, with nothing created."""
     specs.validate(model_spec)
     validate_config(config)
     with _start_lock(runs_dir):
-        _refuse_if_busy(runs_dir)
         run_id = runs.new_run_id(model_spec.name)
         while runs.run_path(run_id, runs_dir).exists():  # two starts in the same second
             time.sleep(1.0)
             run_id = runs.new_run_id(model_spec.name)
-        run_dir = runs.create_run(runs.run_path(run_id, runs_dir), model_spec, config, name=name)
-        runs.write_status(run_dir, pid=_launch(run_dir, []))
+        run_dir = runs.create_run(runs.run_path(run_id, runs_dir), model_spec, config, name=name, state="queued",
+                                  **facts)
+        runs.write_status(run_dir, queued_at=_next_place(runs_dir))
+        _start_queued(runs_dir)
     return run_id
+
+
+# ---- the queue
+
+def _place(status: dict) -> float:
+    value = status.get("queued_at")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("inf")
+
+
+def queued_runs(runs_dir=None) -> list[dict]:
+    """The queued runs, the next to start first (by their place, then by id): {run_id, queued_at}. Only status.json
+    is read, so the pages may ask on every poll."""
+    root = Path(runs_dir or runs.default_runs_dir())
+    try:
+        entries = [p for p in root.iterdir() if runs.RUN_ID.match(p.name) and p.is_dir()]
+    except OSError:
+        return []
+    statuses = {p.name: runs.read_status(p) for p in entries if (p / "status.json").exists()}
+    rows = [{"run_id": name, "queued_at": _place(status)} for name, status in statuses.items()
+            if status["state"] == "queued" and runs.config_problem(root / name) is None]
+    return sorted(rows, key=lambda r: (r["queued_at"], r["run_id"]))
+
+
+def _next_place(runs_dir) -> float:
+    """A place behind every queued run: the time, or just after the last place when a clock went back."""
+    last = max((r["queued_at"] for r in queued_runs(runs_dir)), default=0.0)
+    return max(time.time(), last + 1e-3) if last != float("inf") else time.time()
+
+
+def queue_position(run_id: str, runs_dir=None) -> int | None:
+    """1 for the next run to start, 2 for the one behind it...; None when the run is not queued."""
+    ids = [r["run_id"] for r in queued_runs(runs_dir)]
+    return ids.index(run_id) + 1 if run_id in ids else None
+
+
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else ORDINALS.get(n % 10, 'th')}"
+
+
+def queue_label(run_id: str, runs_dir=None) -> str:
+    """'queued, 2nd' (the place in the queue), or the run's state."""
+    position = queue_position(run_id, runs_dir)
+    return f"queued, {ordinal(position)}" if position else runs.read_status(runs.run_path(run_id, runs_dir))["state"]
+
+
+def _start_queued(runs_dir) -> list[str]:
+    """Under the start lock: starts the oldest queued runs while a slot is free; returns their ids."""
+    started = []
+    while True:
+        queue, slot = queued_runs(runs_dir), _free_slot(runs_dir)
+        if not queue or slot is None:
+            return started
+        run_dir = runs.run_path(queue[0]["run_id"], runs_dir)
+        runs.write_status(run_dir, state="starting", error=None)
+        try:
+            runs.write_status(run_dir, pid=_launch(run_dir, [], slot))
+        except OSError as e:
+            runs.write_status(run_dir, state="failed", error=f"The job could not be started: {e}.")
+        started.append(run_dir.name)
+
+
+def start_next(runs_dir=None) -> list[str]:
+    """Starts the oldest queued runs while a slot is free (a job ended, or was killed); returns the ids started.
+    Cheap when there is no queue, so pages may call it on every poll."""
+    root = Path(runs_dir or runs.default_runs_dir())
+    if not queued_runs(root):
+        return []
+    try:
+        with _start_lock(root):
+            return _start_queued(root)
+    except (OSError, runs.RunError):
+        return []  # a read-only or full runs folder: nothing can start from it
+
+
+def cancel_queued(run_id: str, runs_dir=None) -> None:
+    """Takes a queued run out of the queue: its folder holds nothing trained, so it is deleted."""
+    run_dir = runs.run_path(run_id, runs_dir)
+    with _start_lock(runs_dir):
+        if runs.read_status(run_dir).get("state") != "queued":
+            raise runs.RunError(f"The run {runs.run_label(run_dir)} is no longer queued.")
+        runs.delete_run(run_dir)
+
+
+def move_up(run_id: str, runs_dir=None) -> None:
+    """Swaps a queued run's place with the run ahead of it (nothing happens to the first)."""
+    with _start_lock(runs_dir):
+        queue = [r["run_id"] for r in queued_runs(runs_dir)]
+        if run_id not in queue:
+            raise runs.RunError(f"The run {run_id} is no longer queued.")
+        at = queue.index(run_id)
+        if at == 0:
+            return
+        here, ahead = runs.run_path(run_id, runs_dir), runs.run_path(queue[at - 1], runs_dir)
+        place_here, place_ahead = _place(runs.read_status(here)), _place(runs.read_status(ahead))
+        runs.write_status(here, queued_at=place_ahead)
+        runs.write_status(ahead, queued_at=place_here if place_here != place_ahead else place_here + 1e-3)
 
 
 def resume_job(run_id: str, runs_dir=None) -> None:
     run_dir = runs.run_path(run_id, runs_dir)
     with _start_lock(runs_dir):
         _refuse_if_busy(runs_dir)
+        slot = _free_slot(runs_dir)
         if runs.read_status(run_dir).get("state") not in ("stopped", "interrupted", "failed"):
             raise runs.RunError("Only a stopped, interrupted or failed run can be resumed.")
         (run_dir / "stop").unlink(missing_ok=True)  # a stop request left by a killed job is not this resume's
         runs.write_status(run_dir, state="starting", error=None)
-        runs.write_status(run_dir, pid=_launch(run_dir, ["--resume"]))
+        runs.write_status(run_dir, pid=_launch(run_dir, ["--resume"], slot))
 
 
 def end_process_group(pid: int) -> None:
@@ -220,6 +379,9 @@ def job_progress(status: dict) -> dict:
     done = epoch - 1 + min(step, steps) / steps if steps and step else epoch
     fraction = min(1.0, max(0.0, done / epochs)) if epochs else 0.0
     elapsed = float(status.get("time") or 0.0)
+    budget = status.get("budget_s")
+    if isinstance(budget, (int, float)) and budget > 0:  # a time budget: the clock is the progress
+        fraction = min(1.0, elapsed / budget)
     remaining = elapsed * (1 - fraction) / fraction if fraction > 0 and elapsed > 0 else None
     return {"fraction": fraction, "elapsed_s": elapsed, "remaining_s": remaining}
 

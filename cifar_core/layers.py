@@ -53,8 +53,8 @@ class PatchWhitening(keras.layers.Layer):
         channel_mean = x.mean(axis=(0, 1, 2), dtype=np.float64)
         channel_std = x.std(axis=(0, 1, 2), dtype=np.float64) + 1e-8
         z = ((x - channel_mean) / channel_std).astype(np.float32)
-        # Each patch as a row in the kernel's (ky, kx, c) order, from k * k shifted contiguous slices: 2.4x faster
-        # than a transposed sliding-window view (0.8 s against 1.9 s for 5,000 CIFAR images, 4.8 M patches).
+        # Each patch as a row in the kernel's (ky, kx, c) order, from k * k shifted contiguous slices: faster than
+        # a transposed sliding-window view, whose copy is strided (benchmarks/README.md).
         shifted = [z[:, dy:h - k + 1 + dy, dx:w - k + 1 + dx] for dy in range(k) for dx in range(k)]
         patches = np.concatenate(shifted, axis=-1).reshape(-1, k * k * c)
         patch_mean = patches.mean(axis=0, dtype=np.float64)
@@ -97,10 +97,9 @@ class Dirac(keras.initializers.VarianceScaling):
 class BatchNormalization(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization trained through TensorFlow's fused kernel (FusedBatchNormV3, as tf.keras 2
     did) for images with channels last; inference and anything else go to Keras's own code. Keras 3 computes the
-    moments and the normalisation as separate operations, in float32 even under mixed bfloat16. Measured on this
-    2-core CPU (2026-11-29, `fast`, batch 256, one training step): 448 against 377 images/s in mixed bfloat16, 309
-    against 260 in float32. As in tf.keras 2, the moving variance averages the batch variance with Bessel's
-    correction."""
+    moments and the normalisation as separate operations, in float32 even under mixed bfloat16; the fused kernel
+    trains a `fast` step about a fifth faster (benchmarks/README.md). As in tf.keras 2, the moving variance averages
+    the batch variance with Bessel's correction."""
 
     def call(self, inputs, training=None, mask=None):
         import tensorflow as tf
@@ -126,9 +125,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 class Activation(keras.layers.Activation):
     """keras.layers.Activation whose "gelu" (exact, erf-based, as Keras's and PyTorch's default) has its derivative
     written out, Phi(x) + x * phi(x), instead of TensorFlow differentiating erf's composite graph. Same values, fewer
-    elementwise passes: measured on this 2-core CPU (2026-11-29, `fast`, batch 1024, mixed bfloat16, one training
-    step), 2.16 s against 2.36 s (474 against 434 images/s); ReLU in its place would take 1.95 s. Every other
-    activation is Keras's own."""
+    elementwise passes, a faster training step (benchmarks/README.md). Every other activation is Keras's own."""
 
     def call(self, inputs):
         if self.activation is not keras.activations.gelu or keras.backend.backend() != "tensorflow":

@@ -124,9 +124,8 @@ def serving_model(model):
 
 
 def _serving_policy() -> str:
-    """bfloat16 on a CPU that has it. With BatchNormalization folded away it was never slower here (10,000
-    images, batch 500, measured 2026-11-29, float32 against bfloat16): fast 11.3 s against 7.7 s, report-2-2 124 s
-    against 64 s, report-2-1 1.75 s against 0.98 s, fast-small 2.7 s against 2.8 s."""
+    """bfloat16 on a CPU that has it: with BatchNormalization folded away, its casts are gone and bfloat16
+    convolutions pay (the presets' figures, float32 against bfloat16, are in benchmarks/README.md)."""
     from .device import device_info  # the precision training uses here: float32 for a GPU's serving copy
 
     return "mixed_bfloat16" if device_info()["precision"] == "mixed_bfloat16" else "float32"

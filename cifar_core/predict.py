@@ -14,8 +14,7 @@ from .models import serving_model
 def predict_proba(model, x: np.ndarray, tta: bool = False) -> np.ndarray:
     """Class probabilities for a batch of uint8 images; with tta, the mean of the probabilities for the images and
     their mirror images (test-time augmentation). Runs serving_model(model) through predict_on_batch, Keras's
-    compiled predict function: measured on this 2-core CPU, 4 ms for one image against 25 ms for an eager
-    model(x)."""
+    compiled predict function, several times faster for one image than an eager model(x) (benchmarks/README.md)."""
     model = serving_model(model)
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 3:

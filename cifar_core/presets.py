@@ -75,14 +75,10 @@ REPORT_2_2 = ModelSpec("report-2-2", (
     Flatten(), Dense(60, activation="sigmoid"), Dropout(0.001),
 ))
 
-# airbench94's network (Jordan, 2024): widths 64/256/256, about 475 images/s in training on this 2-core CPU
-# (bfloat16, batch 1024, fused BatchNormalization, GELU's derivative written out; benchmarks/throughput.py,
-# 2026-11-29). 9 epochs took 18.5 min on this VM (epochs of 96-147 s); 10 took 19.4 min and scored no better
-# (89.78% against 89.62-90.00% for 9).
+# airbench94's network (Jordan, 2024): widths 64/256/256, 9 epochs (a tenth scored no better; the runs are in
+# benchmarks/README.md).
 FAST = _airbench("fast", (64, 256, 256))
-# The same design at a quarter of the width: an epoch of 45,000 images in 21-41 s, so 12 epochs fit in 6 minutes
-# (two runs: 86.7% in 4.5 min, 87.2% in 5.6 min, validation split) where 8 did before GELU's gradient was
-# written out.
+# The same design at a quarter of the width, for a result within minutes on a CPU.
 FAST_SMALL = _airbench("fast-small", (32, 64, 128))
 
 TINY = ModelSpec("tiny", (

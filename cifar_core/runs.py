@@ -18,6 +18,7 @@ page or the command that lists it.
 from __future__ import annotations
 
 import collections
+import errno
 import functools
 import json
 import os
@@ -35,13 +36,27 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 STATES = ("queued", "starting", "running", "stopping", "stopped", "finished", "failed", "interrupted")
 LIVE_STATES = ("starting", "running", "stopping")
 # What a run holds before its job has trained anything: such a folder may be handed to `train --run-dir`.
-FRESH_FILES = {"config.json", "status.json", "label.json", "job.log", "lock"}
+# A stop file is one too: Stop pressed before the job began, which the job honours at its start.
+FRESH_FILES = {"config.json", "status.json", "label.json", "job.log", "lock", "stop"}
 MAX_EPOCH_RECORDS = 10_000
 MAX_BATCH_POINTS = 4_000  # per run, for the curves: more points than a chart's width in pixels
 
 
 class RunError(ValueError):
     """A run that cannot be opened or written; the message is a sentence for the user."""
+
+
+def refusal(error: OSError, folder: str | os.PathLike, what: str) -> OSError | RunError:
+    """A file-system error while changing a run or the runs folder, as the sentence for the user: DiskFullError
+    for a full disk, else a RunError naming the folder, whether it is read-only, and what could not be done."""
+    if isinstance(error, DiskFullError):
+        return error
+    if is_disk_full(error):
+        return DiskFullError(getattr(error, "filename", None) or folder)
+    name = Path(folder).name or str(folder)
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return RunError(f"The folder {name} is read-only; {what}.")
+    return RunError(f"The folder {name} cannot be changed ({error.strerror or type(error).__name__}); {what}.")
 
 
 def default_runs_dir() -> Path:
@@ -101,9 +116,8 @@ def create_run(run_dir: Path, model_spec: specs.ModelSpec, config: configs.Train
         if name:
             rename_run(run_dir, name)
         write_status(run_dir, state=state, epoch=0, epochs=config.epochs, step=0)
-    except PermissionError:
-        raise RunError(f"The runs folder {run_dir.parent.name or run_dir.parent} is read-only; no run can be "
-                       "created in it.") from None
+    except OSError as e:
+        raise refusal(e, run_dir.parent, "no run can be created in it") from None
     return run_dir
 
 
@@ -354,8 +368,8 @@ def rename_run(run_dir: Path, label: str) -> None:
         raise RunError("A run name must be 1 to 80 characters.")
     try:
         write_json(Path(run_dir) / "label.json", {"label": label})
-    except PermissionError:
-        raise RunError(f"The run {Path(run_dir).name} is read-only; it cannot be renamed.") from None
+    except OSError as e:
+        raise refusal(e, run_dir, "the run cannot be renamed") from None
 
 
 def delete_run(run_dir: Path) -> None:
@@ -368,8 +382,7 @@ def delete_run(run_dir: Path) -> None:
         else:
             shutil.rmtree(run_dir)
     except OSError as e:
-        raise RunError(f"The run {run_dir.name} could not be deleted ({e.strerror or type(e).__name__}); check "
-                       "the runs folder's permissions.") from None
+        raise refusal(e, run_dir.parent, f"the run {run_dir.name} could not be deleted") from None
 
 
 def summarize(run_dir: Path) -> dict:

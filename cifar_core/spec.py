@@ -13,11 +13,16 @@ import json
 import math
 from dataclasses import dataclass
 
+from . import files
+
 ACTIVATIONS = ("relu", "gelu", "elu", "sigmoid", "tanh", "linear")
 PADDINGS = ("same", "valid")
 INITIALIZERS = ("glorot_uniform", "he_normal", "dirac")  # dirac: airbench's identity start, see layers.Dirac
 MAX_PARAMS = 50_000_000
 MAX_CLASSES = 1000
+MAX_SPEC_BYTES = 256 * 2**10  # a spec of MAX_LAYERS layers is about 10 kB
+# The Build page redraws every layer's widgets on each edit, and must answer within 2 s; the largest preset has 25.
+MAX_LAYERS = 64
 
 
 class SpecError(ValueError):
@@ -223,6 +228,9 @@ def infer(spec: ModelSpec) -> list[LayerInfo]:
     """Per-layer output shape, parameters and MACs, ending with the implied output layer. Raises SpecError
     naming the first impossible layer."""
     validate_header(spec)
+    if not isinstance(spec.layers, (tuple, list)) or len(spec.layers) > MAX_LAYERS:
+        count = len(spec.layers) if isinstance(spec.layers, (tuple, list)) else "no list of"
+        raise SpecError(f"the spec has {count} layers; the limit is {MAX_LAYERS}.")
     shape, rows = tuple(spec.input_shape), []
     for index, layer in enumerate(spec.layers, start=1):
         if type(layer) not in LAYER_TYPES.values():
@@ -295,7 +303,7 @@ def layer_from_dict(data: dict, index: int = 0):
     if not isinstance(data, dict):
         raise SpecError(f"layer {index}: expected an object with a 'type', got {type(data).__name__}.")
     kind = data.get("type")
-    if kind not in LAYER_TYPES:
+    if not isinstance(kind, str) or kind not in LAYER_TYPES:
         raise SpecError(f"layer {index}: unknown layer type {kind!r}; allowed: {', '.join(LAYER_TYPES)}.")
     cls = LAYER_TYPES[kind]
     allowed = {f.name for f in dataclasses.fields(cls)}
@@ -323,6 +331,8 @@ def from_dict(data: dict) -> ModelSpec:
     layers = data.get("layers", [])
     if not isinstance(layers, list):
         raise SpecError("layers must be a list.")
+    if len(layers) > MAX_LAYERS:
+        raise SpecError(f"the spec has {len(layers):,} layers; the limit is {MAX_LAYERS}.")
     spec = ModelSpec(name=data.get("name", "custom"),
                      layers=tuple(layer_from_dict(d, i) for i, d in enumerate(layers, start=1)),
                      input_shape=_shape_tuple(data.get("input_shape", (32, 32, 3))),
@@ -339,10 +349,12 @@ def to_json(spec: ModelSpec) -> str:
 
 
 def from_json(text: str | bytes) -> ModelSpec:
+    """A spec from JSON text, read by files.parse_json: bounded in size and depth, no duplicate keys, no NaN, no
+    huge numbers; every problem is a SpecError sentence."""
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SpecError(f"the spec is not valid JSON: {e}.") from None
+        data = files.parse_json(text, max_bytes=MAX_SPEC_BYTES)
+    except files.JSONFileError as e:
+        raise SpecError(f"the spec cannot be read: {e}") from None
     return from_dict(data)
 
 
@@ -351,7 +363,7 @@ def replace(spec: ModelSpec, **changes) -> ModelSpec:
 
 
 __all__ = ["ModelSpec", "LayerInfo", "SpecError", "LAYER_TYPES", "ACTIVATIONS", "PADDINGS", "INITIALIZERS",
-           "MAX_PARAMS", "infer",
+           "MAX_PARAMS", "MAX_LAYERS", "infer",
            "validate", "summary", "first_error", "to_dict", "from_dict", "to_json", "from_json", "layer_to_dict",
            "layer_from_dict"] + list(LAYER_TYPES)
 

@@ -24,12 +24,44 @@ from .device import device_info, make_strategy, resolve_precision, work_around_m
 # forward multiply-accumulate. The constants and the machine they were fitted on are in benchmarks/README.md.
 TRAIN_SECONDS_PER_IMAGE = 0.094e-3
 TRAIN_SECONDS_PER_MAC = 0.0211e-9
+MAX_BUDGET_EPOCHS = 1000  # under a time budget, fit's epoch limit: the budget ends it long before
 
 
-def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int) -> float:
-    """A rough time per training epoch (see TRAIN_SECONDS_PER_IMAGE). Raises SpecError for an invalid spec."""
+def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0) -> float:
+    """A time per training epoch: the constants above, times `speed`, this machine's measured ratio to them
+    (measured_speed). Raises SpecError for an invalid spec."""
     macs = specs.summary(model_spec)["macs"]
-    return images * (TRAIN_SECONDS_PER_IMAGE + macs * TRAIN_SECONDS_PER_MAC)
+    return speed * images * (TRAIN_SECONDS_PER_IMAGE + macs * TRAIN_SECONDS_PER_MAC)
+
+
+def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float, int]:
+    """(ratio of measured to estimated epoch time, runs it comes from) on this device: the median over the whole
+    epochs of its most recent runs, the first epoch of each left out (it traces and builds). (1.0, 0) when no run
+    has measured one yet, so that the constants alone are used."""
+    import statistics
+
+    ratios, used = [], 0
+    for row in runs.list_runs(runs_dir):
+        if used >= recent:
+            break
+        run_dir = runs.run_path(row["run_id"], runs_dir)
+        config = runs.read_config(run_dir)
+        images = (config.get("data_splits") or {}).get("train") if isinstance(config.get("data_splits"), dict) else 0
+        if row["problem"] or config.get("device") != device or not isinstance(images, int) or images < 1:
+            continue
+        epochs = runs.epoch_records(run_dir)
+        full = max((r["step"] for r in epochs), default=0)
+        times = [(r["time"], r["step"]) for r in epochs if r["time"] is not None]
+        durations = [b - a for (a, _), (b, step) in zip(times, times[1:]) if step == full and b > a]
+        if not durations:
+            continue
+        try:
+            estimate = estimate_epoch_seconds(specs.from_dict(config["spec"]), images)
+        except specs.SpecError:
+            continue
+        ratios.append(statistics.median(durations) / estimate)
+        used += 1
+    return (statistics.median(ratios), used) if ratios else (1.0, 0)
 
 
 def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, config: TrainConfig):
@@ -63,22 +95,31 @@ def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, con
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int):
+def make_schedule(config: TrainConfig, steps_per_epoch: int, total_steps: int | None = None):
+    """The learning rate: a number (constant) or a Keras schedule over total_steps (default: the epochs' steps);
+    the warm-up keeps its share of the epochs."""
     import keras
 
-    from .schedules import BiasScaledSGD, OneCycle
+    from .schedules import OneCycle
 
-    total = max(1, config.epochs * steps_per_epoch)
-    warmup = int(config.warmup_epochs * steps_per_epoch)
+    total = max(1, total_steps or config.epochs * steps_per_epoch)
+    warmup = int(config.warmup_epochs / config.epochs * total)
     if config.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
+        return keras.optimizers.schedules.CosineDecay(
             0.0 if warmup else config.learning_rate, max(1, total - warmup), alpha=0.0,
             warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
-    elif config.schedule == "one-cycle":
-        lr = OneCycle(config.learning_rate, total, warmup or max(1, total // 5), config.start_fraction,
-                      config.end_fraction)
-    else:
-        lr = config.learning_rate
+    if config.schedule == "one-cycle":
+        return OneCycle(config.learning_rate, total, warmup or max(1, total // 5), config.start_fraction,
+                        config.end_fraction)
+    return config.learning_rate
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int, schedule=None):
+    import keras
+
+    from .schedules import BiasScaledSGD
+
+    lr = make_schedule(config, steps_per_epoch) if schedule is None else schedule
     if config.optimizer == "sgd":
         return BiasScaledSGD(lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None,
                              bias_lr_scale=config.bias_lr_scale)
@@ -134,14 +175,21 @@ def prepare_resume(run_dir: Path, resume: bool, log) -> tuple[int, float]:
     return done_epochs, max((r["time"] or 0.0 for r in kept), default=0.0)
 
 
-def build_and_compile(model_spec, config: TrainConfig, dataset, strategy, steps_per_epoch: int):
+def budget_steps(model_spec, config: TrainConfig, images: int, steps_per_epoch: int) -> int:
+    """A first guess of how many steps fit in the time budget, from the rough per-epoch estimate; the job's
+    TimeBudget callback corrects it from the steps it times."""
+    seconds_per_step = max(1e-3, estimate_epoch_seconds(model_spec, images) / steps_per_epoch)
+    return max(1, int(config.minutes * 60 / seconds_per_step))
+
+
+def build_and_compile(model_spec, config: TrainConfig, dataset, strategy, steps_per_epoch: int, schedule):
     import keras
 
     from .builder import build_model
 
     with strategy.scope():
         model = build_model(model_spec, dataset.x_train)
-        model.compile(optimizer=make_optimizer(config, steps_per_epoch),
+        model.compile(optimizer=make_optimizer(config, steps_per_epoch, schedule),
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                       metrics=["accuracy"])
     if config.strategy == "multiworker":
@@ -149,11 +197,20 @@ def build_and_compile(model_spec, config: TrainConfig, dataset, strategy, steps_
     return model
 
 
-def make_callbacks(run_dir: Path, config: TrainConfig, steps_per_epoch: int, time_offset: float, log):
+def make_callbacks(run_dir: Path, config: TrainConfig, steps_per_epoch: int, time_offset: float, log, schedule):
+    """The fit's callbacks, in order. With a time budget, TimeBudget goes first: it moves the schedule's end (and the
+    lookahead's) to where this machine's speed says the budget ends, and stops the fit there."""
     import keras
 
-    logger = callbacks.make_run_logger(run_dir, steps_per_epoch, config.epochs, time_offset, log)
-    fit_callbacks = [callbacks.make_lookahead(config.epochs * steps_per_epoch)] if config.lookahead else []
+    fit_callbacks, epochs, total_steps = [], config.epochs, config.epochs * steps_per_epoch
+    if config.minutes is not None:
+        budget = callbacks.make_time_budget(config.minutes * 60, time_offset, steps_per_epoch,
+                                            getattr(schedule, "set_length", None))
+        fit_callbacks.append(budget)
+        epochs, total_steps = budget.epochs_estimate, budget.current_total
+    logger = callbacks.make_run_logger(run_dir, steps_per_epoch, epochs, time_offset, log)
+    if config.lookahead:
+        fit_callbacks.append(callbacks.make_lookahead(total_steps))
     fit_callbacks += [
         # raise_error=True: the default only sets stop_training, and later callbacks would then save the NaN weights
         # over the last good model.
@@ -235,16 +292,22 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
 
         keras.utils.set_random_seed(config.seed)
         keras.mixed_precision.set_global_policy(precision)
-        model = build_and_compile(model_spec, config, dataset, strategy, steps_per_epoch)
+        with strategy.scope():
+            total_steps = budget_steps(model_spec, config, len(dataset.x_train), steps_per_epoch) \
+                if config.minutes is not None else None
+            schedule = make_schedule(config, steps_per_epoch, total_steps)
+        model = build_and_compile(model_spec, config, dataset, strategy, steps_per_epoch, schedule)
         train_ds = make_dataset(dataset.x_train, dataset.y_train, dataset.num_classes, global_batch, training=True,
                                 config=config)
         val_ds = make_dataset(dataset.x_val, dataset.y_val, dataset.num_classes, max(global_batch, 256),
                               training=False, config=config)
-        logger, fit_callbacks = make_callbacks(run_dir, config, steps_per_epoch, time_offset, log)
-        runs.write_status(run_dir, state="running", epoch=done_epochs, epochs=config.epochs, step=0,
-                          steps_per_epoch=steps_per_epoch, device=info["device"], precision=precision)
+        logger, fit_callbacks = make_callbacks(run_dir, config, steps_per_epoch, time_offset, log, schedule)
+        epochs = config.epochs if config.minutes is None else MAX_BUDGET_EPOCHS
+        runs.write_status(run_dir, state="running", epoch=done_epochs, epochs=epochs, step=0,
+                          steps_per_epoch=steps_per_epoch, device=info["device"], precision=precision,
+                          budget_s=None if config.minutes is None else config.minutes * 60)
         with strategy.scope():  # where fit finds the strategy when work_around_multiworker_fit has hidden it
-            model.fit(train_ds, epochs=config.epochs, validation_data=val_ds, callbacks=fit_callbacks, verbose=0,
+            model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=fit_callbacks, verbose=0,
                       shuffle=False)  # the dataset shuffles itself, with the run's seed
 
         callbacks.save_model_atomic(model, run_dir / "model.keras")
@@ -262,13 +325,13 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
             _record_failure(run_dir, "NaN loss: training diverged; the model kept is the last one with finite "
                             "weights. Try a lower learning rate.")
         else:
-            _record_failure(run_dir, str(e) if isinstance(e, files.DiskFullError) else _sentence(e))
+            _record_failure(run_dir, _sentence(e))
         raise
     except MemoryError as e:
         _record_failure(run_dir, "Out of memory: use a smaller batch size or model.")
         raise RuntimeError("Out of memory: use a smaller batch size or model.") from e
     except BaseException as e:
-        _record_failure(run_dir, str(e) if isinstance(e, files.DiskFullError) else _sentence(e))
+        _record_failure(run_dir, _sentence(e))
         raise
 
 
@@ -282,5 +345,9 @@ def _record_failure(run_dir: Path, error: str, failed_on: str | None = None) -> 
 
 
 def _sentence(e: BaseException) -> str:
+    if isinstance(e, files.DiskFullError):
+        return str(e)
+    if files.is_disk_full(e):  # h5py and TensorFlow say it in their own words
+        return str(files.DiskFullError(getattr(e, "filename", None) or "a file"))
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {text}"[:500] if text else type(e).__name__

@@ -30,7 +30,7 @@ def load_dataset(source: str) -> data.Dataset:
 def apply_cell_click(event) -> None:
     """A click on a confusion-matrix cell sets the gallery's true and predicted class filters (once per click)."""
     points = ((event or {}).get("selection") or {}).get("points") or []
-    cell = (points[0].get("y"), points[0].get("x")) if points else None
+    cell = (charts.plain(points[0].get("y")), charts.plain(points[0].get("x"))) if points else None
     if cell and cell != st.session_state.get("cm_applied") and all(isinstance(c, str) for c in cell):
         st.session_state["gal_true"], st.session_state["gal_pred"] = cell
         st.session_state["gal_wrong"] = cell[0] != cell[1]
@@ -56,7 +56,7 @@ if st.session_state["eval_model"] not in options:
     st.session_state["eval_model"] = next(iter(options))
 ref = ui.keep_widget(c[0].selectbox, "Model", list(options), format_func=options.get, key="eval_model")
 with c[1]:
-    choice = ui.source_picker("eval_source", ui.data_source())
+    choice = ui.source_picker("eval_source", ui.data_choice())
 ui.kept("eval_split", "test")
 split = ui.keep_widget(c[2].radio, "Split", ["test", "val"], key="eval_split", horizontal=True)
 if c[3].button("Evaluate", type="primary", key="eval_go"):

@@ -15,7 +15,7 @@ st.markdown(
     "inside the network."
 )
 
-choice = ui.data_source()
+choice = ui.data_choice()
 available, message = data.source_status(choice if choice in ("keras", "sample") else data.app_source(choice))
 (st.success if available else st.warning)(message if choice in ("keras", "sample")
                                            else f"The dataset {choice} in this server's data folders.")

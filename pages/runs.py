@@ -1,9 +1,10 @@
-"""Runs: every training run, their curves side by side, downloads, renaming and deletion."""
+"""Runs: every training run, their curves side by side, downloads, renaming and deletion; the queue; what changed
+between two runs."""
 
 import streamlit as st
 
 import ui
-from cifar_core import charts, runs
+from cifar_core import charts, compare, jobs, runs
 
 ui.through_router("pages/runs.py")
 
@@ -21,7 +22,7 @@ table = [{
     "name": r["name"], "model": r["model"], "params": r["params"],
     "epochs": f"{r['epochs_done']}/{r['epochs'] or '?'}",
     "best val accuracy": r["best_val_accuracy"], "train time (s)": r["train_time_s"], "state": r["state"],
-    "saved model": r["has_model"], "run id": r["run_id"],
+    "saved model": r["has_model"], "run id": r["run_id"], "problem": r["problem"] or "",
 } for r in rows]
 event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
                      column_config={"params": st.column_config.NumberColumn(format="localized"),
@@ -44,6 +45,8 @@ run_id = st.selectbox("Run", ids, index=default, key=f"runs_manage_{default}",
                       format_func=ui.run_title)
 run_dir = runs.run_path(run_id)
 row = rows[ids.index(run_id)]
+if row["problem"]:
+    st.warning(ui.md_escape(f"This run cannot be used: {row['problem']} It can still be renamed or deleted."))
 
 c = st.columns(2)
 with c[0]:
@@ -53,16 +56,17 @@ with c[0]:
                            key="download_model")
     else:
         st.caption("This run has no saved model yet.")
-    st.download_button("Download config.json", lambda: (run_dir / "config.json").read_bytes(),
-                       file_name=f"{run_id}-config.json", mime="application/json", on_click="ignore",
-                       key="download_config")
+    if (run_dir / "config.json").is_file():
+        st.download_button("Download config.json", lambda: (run_dir / "config.json").read_bytes(),
+                           file_name=f"{run_id}-config.json", mime="application/json", on_click="ignore",
+                           key="download_config")
 with c[1]:
     label = st.text_input("Name", value=row["name"], key=f"runs_label_{run_id}", max_chars=80)
     if st.button("Rename", key="rename"):
         try:
             runs.rename_run(run_dir, label)
         except (runs.RunError, OSError) as e:
-            st.error(str(e))
+            st.error(ui.md_escape(str(e)))
         else:
             st.rerun()
 
@@ -77,3 +81,53 @@ with st.expander("Delete this run"):
         else:
             st.session_state.pop("train_run", None)
             st.rerun()
+
+
+# ---- the queue: runs waiting for the job ahead of them
+@st.fragment(run_every=2.0 if jobs.queued_runs() else None)
+def queue() -> None:
+    jobs.start_next()  # a job killed outright cannot start the run queued behind it; the page does
+    waiting = jobs.queued_runs()
+    if waiting:
+        st.subheader("Queue")
+    for r in waiting:
+        st.markdown(f"**{ui.md_escape(ui.run_title(r['run_id']))}**")
+        if ui.queue_controls(r["run_id"], "runs_queue"):
+            st.rerun()
+
+
+queue()
+
+# ---- what changed between two runs
+st.subheader("What changed between two runs")
+pair = [r["run_id"] for r in selected[:2]] if len(selected) >= 2 else ids[:2]
+c = st.columns(2)
+first = c[0].selectbox("Run A", ids, index=ids.index(pair[0]) if pair else 0, key="runs_cmp_a",
+                       format_func=ui.run_title)
+second = c[1].selectbox("Run B", ids, index=ids.index(pair[1]) if len(pair) > 1 else 0, key="runs_cmp_b",
+                        format_func=ui.run_title)
+if first == second:
+    st.caption("Pick two different runs (or select two rows in the table).")
+else:
+    diff = compare.compare_runs(runs.run_path(first), runs.run_path(second))
+    if diff["sweep"]:
+        st.markdown(f"Trials {diff['sweep']['trials'][0]} and {diff['sweep']['trials'][1]} of the sweep "
+                    f"**{ui.md_escape(str(diff['sweep']['study']))}**")
+        st.dataframe(ui.diff_table(diff["sweep"]["params"], "parameter"), hide_index=True, key="runs_cmp_params")
+    st.markdown("**Model**")
+    if diff["spec"]:
+        st.dataframe(ui.diff_table(diff["spec"], "field", where=True), hide_index=True, key="runs_cmp_spec")
+    else:
+        st.caption("The same model, layer for layer.")
+    st.markdown("**Training settings**")
+    if diff["train"]:
+        st.dataframe(ui.diff_table(diff["train"], "setting"), hide_index=True, key="runs_cmp_train")
+    else:
+        st.caption("The same training settings.")
+    st.markdown("**Final metrics**")
+    st.dataframe([{"metric": k.replace("_", " "), "A": diff["metrics"]["a"][k], "B": diff["metrics"]["b"][k]}
+                  for k in diff["metrics"]["a"]], hide_index=True, key="runs_cmp_metrics")
+    key = st.selectbox("Curve", list(METRICS), format_func=METRICS.get, key="runs_cmp_metric")
+    st.plotly_chart(charts.overlay_curves({f"A: {ui.run_title(first)}": runs.read_metrics(runs.run_path(first)),
+                                           f"B: {ui.run_title(second)}": runs.read_metrics(runs.run_path(second))},
+                                          key), key="runs_cmp_curves")

@@ -67,7 +67,7 @@ with st.container(border=True):
     for n, name in enumerate(shown):
         with columns[n % 4]:
             if name == "data":  # only what this server offers (data.app_sources), never a typed path
-                source_choice = ui.source_picker(prefix + name, ui.data_source(), label=configs.label(name))
+                source_choice = ui.source_picker(prefix + name, ui.data_choice(), label=configs.label(name))
                 values[name] = data.app_source(source_choice)
             else:
                 values[name] = ui.setting_widget(name, prefix + name, defaults[name])
@@ -89,13 +89,15 @@ except specs.SpecError as e:
 
 info = ui.device()
 images = data.train_images_hint(config.data or None, config.limit)
-per_epoch = train.estimate_epoch_seconds(model_spec, images) if images and not problem else None
+speed, measured_runs = train.measured_speed(info["device"])
+per_epoch = train.estimate_epoch_seconds(model_spec, images, speed) if images and not problem else None
 c = st.columns(3)
 c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
 c[1].metric("Precision", info["precision"] if config.precision == "auto" else config.precision)
-c[2].metric("Time per epoch (rough)", ui.duration(per_epoch) if per_epoch else "unknown",
-            help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), fitted to "
-                 "speeds measured on this project's 2-core CPU; the whole training takes about this x epochs.")
+basis = (f"scaled by the speed this device showed in its last {measured_runs} run(s)" if measured_runs else
+         "fitted to another machine until a run on this device has measured its own speed")
+c[2].metric("Time per epoch (estimate)", ui.duration(per_epoch) if per_epoch else "unknown",
+            help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), {basis}.")
 ui.data_note(source_choice, prefix + "data")
 
 jobs.warm_up()  # a process with TensorFlow already imported, waiting for Start
@@ -126,18 +128,25 @@ if run_id is None:
     st.stop()
 select_run(run_id)
 run_dir = runs.run_path(run_id)
-live = runs.read_status(run_dir).get("state") in runs.LIVE_STATES
+initial_state = runs.read_status(run_dir).get("state")
+live = initial_state in (*runs.LIVE_STATES, "queued")
 
 
 @st.fragment(run_every=1.0 if live else None)
 def monitor() -> None:
+    jobs.start_next()  # a job killed outright cannot start the run queued behind it; the page does
     status = runs.read_status(run_dir)
     state = status.get("state", "unknown")
-    if live and state not in runs.LIVE_STATES:
-        st.rerun()  # the job ended: redraw the whole page (Resume button, final numbers)
+    if live and state not in (*runs.LIVE_STATES, "queued") or (state == "queued") != (initial_state == "queued"):
+        st.rerun()  # the job ended (or the queued run started): redraw the whole page (Resume button, final numbers)
     progress = jobs.job_progress(status)
-    st.subheader(f"{ui.md_escape(runs.run_label(run_dir))}: {state}")
+    st.subheader(f"{ui.md_escape(runs.run_label(run_dir))}: {jobs.queue_label(run_id) if state == 'queued' else state}")
     st.caption(ui.run_settings(run_dir))
+    if state == "queued" and ui.queue_controls(run_id, "train_queue"):
+        if not run_dir.exists():  # cancelled: show the job training now instead
+            st.session_state.pop("train_run", None)
+            st.query_params.pop("run", None)
+        st.rerun()
     steps = status.get("steps_per_epoch")
     # A resumed job redoes its partial epoch; the bar holds its furthest point rather than jump back.
     seen = st.session_state.setdefault("train_progress", {})

@@ -60,3 +60,51 @@ def test_a_training_run_cannot_be_deleted(open_app, runs_with_model):
 def test_without_runs_the_page_points_to_train(open_app):
     at = open_app(RUNS)
     assert "No runs yet" in at.info[0].value and not at.dataframe
+
+
+def test_what_changed_between_two_runs(open_app, runs_with_model):
+    import dataclasses
+    import shutil
+
+    from cifar_core import spec as S
+
+    other = runs_with_model / "20260101-000002-tiny"
+    shutil.copytree(runs_with_model / TINY_RUN_ID, other)
+    config = runs.read_config(other)
+    spec = S.from_dict(config["spec"])
+    wider = dataclasses.replace(spec.layers[0], filters=24)
+    runs.write_config(other, spec=S.to_dict(dataclasses.replace(spec, layers=(wider, *spec.layers[1:]))),
+                      train={**config["train"], "learning_rate": 0.01})
+    at = open_app(RUNS)
+    assert at.selectbox(key="runs_cmp_a").value == "20260101-000002-tiny"
+    assert at.selectbox(key="runs_cmp_b").value == TINY_RUN_ID
+    frames = [f.value for f in at.dataframe]
+    spec_rows = next(f for f in frames if "where" in f.columns).to_dict("records")
+    assert spec_rows == [{"where": "layer 1 (Conv2D)", "field": "filters", "A": "24", "B": "16"}]
+    setting_rows = next(f for f in frames if "setting" in f.columns).to_dict("records")
+    assert setting_rows == [{"setting": "learning_rate", "A": "0.01", "B": "0.003"}]
+    assert "runs_cmp_curves" in {c.key for c in at.get("plotly_chart")}
+
+
+def test_the_queue_moves_up_and_cancels(open_app, app_env, monkeypatch):
+    from cifar_core import jobs
+    from cifar_core.presets import get_preset
+
+    monkeypatch.setenv("CIFAR_CORE_SLOTS", "1")
+    busy = app_env / "20260101-000009-busy"
+    runs.create_run(busy, get_preset("tiny").spec, get_preset("tiny").train, state="running")
+    lock = runs.RunLock(busy).acquire()  # a job training: the slot is taken
+    try:
+        first, second = (jobs.start_job(get_preset("tiny").spec, get_preset("tiny").train, app_env, name=n)
+                         for n in ("first", "second"))
+        at = open_app(RUNS)
+        assert "Queue" in [h.value for h in at.subheader]
+        assert at.button(key=f"runs_queue_up_{first}").disabled  # first already
+        assert not at.button(key=f"runs_queue_up_{second}").disabled
+        at.button(key=f"runs_queue_up_{second}").click().run()
+        assert [r["run_id"] for r in jobs.queued_runs(app_env)] == [second, first]
+        at.button(key=f"runs_queue_cancel_{first}").click().run()
+        assert not at.exception and not (app_env / first).exists()
+        assert [r["run_id"] for r in jobs.queued_runs(app_env)] == [second]
+    finally:
+        lock.release()

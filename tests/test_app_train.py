@@ -1,4 +1,5 @@
-"""AppTest of the Train page: a real (tiny) job started from the page, one job at a time, re-attaching through
+"""AppTest of the Train page: a real (tiny) job started from the page, one job at a time (the next queued),
+re-attaching through
 ?run=, a failed run, and a spec that must not start."""
 
 import re
@@ -37,7 +38,7 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     at.text_input(key="train_name").set_value("page test")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Precision"] in ("float32", "mixed_bfloat16", "mixed_float16")
-    assert metrics["Time per epoch (rough)"].endswith("s")  # 1.6 M MACs x 3 x 1,800 images / 12 GMAC/s ~ 1 s
+    assert metrics["Time per epoch (estimate)"].endswith("s")  # 1.6 M MACs x 3 x 1,800 images / 12 GMAC/s ~ 1 s
     at.button(key="start").click().run()
     assert not at.exception and not at.error, (at.exception, at.error)
     (run,) = runs.list_runs()
@@ -45,11 +46,16 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     assert run_id.endswith("-tiny") and run["name"] == "page test"
     assert at.query_params["run"] == run_id and at.session_state["train_run"] == run_id
     try:
-        # One job at a time: a second start while the first is live is refused with a sentence.
+        # One job at a time: a second start while the first is live is queued behind it, and can be cancelled.
         at.button(key="start").click().run()
-        assert len(at.error) == 1 and "is training" in at.error[0].value
-        assert len(runs.list_runs()) == 1
-        assert at.get("progress") and at.button(key="stop")  # the live view
+        assert not at.exception and not at.error, (at.exception, at.error)
+        queued = at.session_state["train_run"]
+        assert queued != run_id and runs.read_status(app_env / queued)["state"] == "queued"
+        assert plain(at.subheader[0].value).endswith(": queued, 1st")
+        at.button(key=f"train_queue_cancel_{queued}").click().run()
+        assert not at.exception and not (app_env / queued).exists()
+        assert [r["run_id"] for r in runs.list_runs()] == [run_id]
+        assert at.get("progress") and at.button(key="stop")  # the live view of the job training
         status = wait_until_ended(app_env / run_id)
     finally:
         if runs.read_status(app_env / run_id).get("state") in runs.LIVE_STATES:

@@ -68,7 +68,8 @@ def test_the_cycle_finder_finds_one():
 
 def test_the_bottom_modules_import_nothing_above_them():
     graph = engine_graph()
-    assert graph["files"] == graph["images"] == graph["device"] == graph["spec"] == set()
+    assert graph["files"] == graph["images"] == graph["device"] == set()
+    assert graph["spec"] <= {"files"}  # its JSON is read by files.parse_json, the one bounded JSON reader
     assert graph["config"] <= {"spec"}
     assert graph["data"] <= {"files", "images"} and graph["runs"] <= {"files", "spec", "config"}
 
@@ -105,3 +106,30 @@ def test_the_build_pages_keras_code_runs_in_a_fresh_python(name, forbid_project,
     assert done.returncode == 0, done.stderr[-2000:]
     from cifar_core import spec as S
     assert f"params {S.summary(presets.PRESETS[name].spec)['params']}" in done.stdout
+
+
+def test_the_wheel_carries_the_model_the_sample_and_the_console_script(tmp_path):
+    """`pip install .` gives a package that works from any folder: the shipped model and sample are package data."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "source"  # a copy of the tracked files: setuptools writes build/ beside what it builds
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in tracked.split():
+        if name.startswith(("cifar_core/", "pyproject.toml", "README.md")):
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(tmp_path)],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"cifar_core/assets/sample.npz", "cifar_core/assets/default/model.keras",
+            "cifar_core/assets/default/config.json", "cifar_core/__main__.py"} <= names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "cifar-studio = cifar_core.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_the_cli_runs_from_another_folder(tmp_path):
+    done = subprocess.run([sys.executable, "-I", "-m", "cifar_core", "presets", "--json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and '"name": "tiny"' in done.stdout, done.stderr

@@ -7,28 +7,37 @@ from cifar_core import callbacks as C
 from cifar_core import runs
 
 
+def weights_file(path, value: float) -> bytes:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["w"] = np.full(3, value)
+    return path.read_bytes()
+
+
 def test_restore_backup_metadata(tmp_path):
     backup = tmp_path / "backup"
     assert C.restore_backup_metadata(backup) == (0, None)
     backup.mkdir()
     runs.write_json(backup / "training_metadata.json", {"epoch": 3, "batch": 0})
+    weights_file(backup / "latest.weights.h5", 3)
     assert C.restore_backup_metadata(backup) == (3, None)
 
     # torn, with an older checkpoint: that one is used
     (backup / "training_metadata.json").write_text('{"epoch": 4, "ba')
     runs.write_json(backup / "training_metadata.json.bkp", {"epoch": 3, "batch": 0})
-    (backup / "latest.weights.h5").write_bytes(b"epoch 4")
-    (backup / "latest.weights.h5.bkp").write_bytes(b"epoch 3")
+    weights_file(backup / "latest.weights.h5", 4)
+    epoch_3 = weights_file(backup / "latest.weights.h5.bkp", 3)
     epoch, note = C.restore_backup_metadata(backup)
     assert epoch == 3 and "previous checkpoint" in note
-    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 3"
+    assert (backup / "latest.weights.h5").read_bytes() == epoch_3
     assert runs.read_json(backup / "training_metadata.json")["epoch"] == 3
 
     # torn, no older checkpoint: start over
     (backup / "training_metadata.json").write_text("\0\0garbage")
     (backup / "training_metadata.json.bkp").unlink()
     epoch, note = C.restore_backup_metadata(backup)
-    assert epoch == 0 and "starts from epoch 1" in note
+    assert epoch == 0 and "starts again from epoch 1" in note
     assert not (backup / "training_metadata.json").exists() and not (backup / "latest.weights.h5").exists()
 
 

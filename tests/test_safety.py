@@ -57,6 +57,28 @@ case                                              test
                                                   test_safety_browser.py (no <img> in the DOM, no dialog)
 24 twenty predictions: one load, flat memory      test_24_* here; test_predict.py::test_load_model_caches_per_...
 25 two sessions uploading while a job trains      test_safety_browser.py::test_25_*
+
+The second safety issue ("Safe to share, hard to break"), its items numbered on from 26:
+26 a pickle with __reduce__ as a CIFAR batch      test_26_* (folder and .tar.gz; CLI train, evaluate, evaluate_model)
+27 data roots in the app                          test_27_* (with the pages that take a data source)
+28 the server on every interface                  test_28_* (loopback in config.toml; README on sharing)
+29 run and class names as Plotly markup           test_29_* (every chart's user text escaped)
+30 train --run-dir DIR over a folder's files      test_30_* (refused, one sentence, every byte kept)
+31 torn first-epoch backup, death in native code  test_31_* (fallback or fresh start, epochs once, interrupted,
+   a full disk in Keras's backup                  the disk-full sentence); test_callbacks.py::
+                                                  test_restore_backup_metadata
+32 evaluating the shipped model                   test_32_* (the package unchanged; the cache folder instead)
+33 leftovers, Stop at Start, standby, Ctrl-C      test_33_*
+34 one malformed run file                         test_34_* (listed as unreadable with the reason; every page;
+                                                  `runs`; Delete still works; a garbage model.keras)
+35 data-source errors                             test_35_* (one sentence each, no run folder)
+36 the decode cache                               test_36_* (torn, empty, three processes at once, read-only)
+37 bounded work                                   test_37_* (spec JSON, --config, the Build page, 60 MB of
+                                                  metrics, a .keras zip bomb, a 2 GB image file)
+38 file-system errors on pages                    test_38_* (read-only runs folder: Rename, Delete, Start; a
+                                                  symlinked run)
+39 validation gaps                                test_39_* (seed, input_shape, 1,001 classes, duplicate keys,
+                                                  saliency --opacity nan and --out a folder)
 """
 
 import dataclasses
@@ -377,8 +399,8 @@ def test_14_an_exception_inside_the_job(trained_runs, tmp_path):
 
 
 def test_15_start_pressed_twice_at_once_then_a_reload(app_env, monkeypatch):
-    """Two Start presses at the same moment (two threads, as two sessions of one server are): one job, one sentence;
-    a reloaded page (a new session, without ?run=) shows that run."""
+    """Two Start presses at the same moment (two threads, as two sessions of one server are): one job, the other run
+    queued behind it (none lost, none doubled); a reloaded page (a new session, without ?run=) shows the job."""
     from streamlit.testing.v1 import AppTest
 
     spawned = []
@@ -401,10 +423,13 @@ def test_15_start_pressed_twice_at_once_then_a_reload(app_env, monkeypatch):
         t.join(timeout=60)
     run_ids = [o for o in outcomes if isinstance(o, str)]
     refused = [o for o in outcomes if isinstance(o, runs.RunError)]
-    assert len(run_ids) == 1 and len(refused) == 1 and "is training" in str(refused[0])
+    assert len(run_ids) == 2 and not refused
     assert len(spawned) == 1
-    assert [r["run_id"] for r in runs.list_runs()] == run_ids
-    assert [p.name for p in app_env.iterdir() if not p.name.startswith(".")] == run_ids
+    assert sorted(r["run_id"] for r in runs.list_runs()) == sorted(run_ids)
+    assert sorted(p.name for p in app_env.iterdir() if not p.name.startswith(".")) == sorted(run_ids)
+    started = [i for i in run_ids if runs.read_status(app_env / i)["state"] == "starting"]
+    assert len(started) == 1 and [r["run_id"] for r in jobs.queued_runs()] == [i for i in run_ids if i not in started]
+    run_ids = started
 
     reloaded = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
     reloaded.run().switch_page(TRAIN).run()
@@ -705,6 +730,647 @@ def test_24_twenty_predictions_load_the_model_once_and_memory_stays_flat(trained
     assert grown < 50, f"resident memory grew by {grown:.0f} MB over 20 predictions"
     os.utime(path, ns=(time.time_ns(), time.time_ns()))  # a new version of the file is loaded again
     assert models.load_model(path) is not first and len(loads) == 2
+
+
+# ===============================================================================================================
+# The second safety issue: 26 onward (27, data roots in the app, comes with the pages that take a data source).
+
+EVIL_RUN_NAME = '<a href="https://evil.example">log in</a>'
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """The CLI in this process (`python -m cifar_core ARGS`): (exit status, stdout, stderr)."""
+    from cifar_core.__main__ import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_sentence(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def tree_digest(root: Path) -> dict:
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture
+def read_only():
+    """read_only(path): makes a folder unwritable for the rest of the test. As root, permission bits are ignored, so
+    the folder is made immutable (chattr +i) instead; skipped where neither works."""
+    made = []
+
+    def make(path: Path) -> Path:
+        if os.geteuid() == 0:
+            if not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(path)],
+                                                           capture_output=True).returncode:
+                pytest.skip("running as root without chattr: a folder cannot be made read-only")
+        else:
+            path.chmod(0o555)
+        made.append(path)
+        try:
+            (path / ".probe").touch()
+        except OSError:
+            return path
+        pytest.skip("this file system ignores read-only folders")
+
+    yield make
+    for path in made:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+        else:
+            path.chmod(0o755)
+
+
+def evil_pickle(canary: Path) -> bytes:
+    class Evil:
+        def __reduce__(self):
+            return (exec, (f"open({str(canary)!r}, 'w').write('ran')",))
+
+    class EvilSystem:
+        def __reduce__(self):
+            return (os.system, (f"touch {canary}",))
+
+    import pickle
+
+    return pickle.dumps({b"data": Evil(), b"labels": EvilSystem()}, protocol=2)
+
+
+def batches_folder(root: Path, first: bytes) -> Path:
+    """A cifar-10-batches-py folder whose data_batch_1 is `first` (the rest are never reached)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]:
+        (folder / name).write_bytes(first)
+    return folder
+
+
+def batches_archive(root: Path, first: bytes, cut: int | None = None) -> Path:
+    import tarfile
+
+    folder = batches_folder(root / "unpacked", first)
+    archive = root / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    if cut:
+        archive.write_bytes(archive.read_bytes()[:cut])
+    return archive
+
+
+def image_folder(root: Path, classes=("cat", "dog"), per_class: int = 12, test: bool = False) -> Path:
+    x, _, _ = load_sample()
+    for split in ("train", "test") if test else ("train",):
+        for c, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                (root / split / name / f"{i}.png").write_bytes(helpers.image_bytes(x[(c * per_class + i) % len(x)]))
+    return root
+
+
+# ---- 26: pickled data sources run nothing
+
+@pytest.mark.parametrize("kind", ["folder", "archive"])
+def test_26_a_pickle_with_reduce_is_refused_and_runs_nothing(tmp_path, capsys, kind):
+    canary = tmp_path / "canary"
+    blob = evil_pickle(canary)
+    source = batches_folder(tmp_path, blob) if kind == "folder" else batches_archive(tmp_path, blob)
+    runs_dir = tmp_path / "runs"
+    code, _, err = cli(capsys, "train", "--preset", "tiny", "--data", source, "--runs-dir", runs_dir)
+    assert code == 2 and "not a CIFAR-10 batch file" in one_sentence(err) and "nothing in it was run" in err
+    code, _, err = cli(capsys, "evaluate", "default", "--data", source)
+    assert code == 2 and "not a CIFAR-10 batch file" in one_sentence(err)
+    assert not canary.exists() and not runs_dir.exists()
+
+
+def test_26_the_evaluate_path_refuses_it_too(tmp_path):
+    from cifar_core import data
+    from cifar_core.evaluate import evaluate_model
+
+    canary = tmp_path / "canary"
+    source = batches_folder(tmp_path, evil_pickle(canary))
+    with pytest.raises(data.DataError, match="not a CIFAR-10 batch file"):
+        evaluate_model("default", source=str(source))
+    assert not canary.exists()
+
+
+def test_26_no_pickle_is_allowed_anywhere_in_the_engine():
+    for path in (ROOT / "cifar_core").glob("*.py"):
+        text = path.read_text()
+        assert "allow_pickle=True" not in text and "pickle.load(" not in text and "pickle.loads(" not in text, path
+
+
+# ---- 28: the server listens on loopback only
+
+def test_28_the_server_listens_on_loopback_only():
+    server = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["address"] == "127.0.0.1"
+    readme = (ROOT / "README.md").read_text()
+    assert "st.login" in readme and "OIDC" in readme and "reverse proxy" in readme
+
+
+# ---- 29: user text is text in charts, never markup
+
+def test_29_run_and_class_names_are_escaped_in_every_chart():
+    from cifar_core import charts
+
+    record = {"kind": "epoch", "epoch": 1, "step": 1, "time": 1.0, "val_accuracy": 0.5}
+    evil_class = "<a href=x>cat"
+    figures = [
+        charts.overlay_curves({EVIL_RUN_NAME: [record]}),
+        charts.training_curves([record], title=EVIL_RUN_NAME),
+        charts.clickable_cells(charts.confusion_heatmap([[1, 0], [0, 1]], [evil_class, "<b>dog"]), [[1, 0], [0, 1]],
+                               [evil_class, "<b>dog"]),
+        charts.top_k_bar([{"label": evil_class, "probability": 0.9}]),
+        charts.per_class_bars([{"class": evil_class, "precision": 1.0, "recall": 1.0, "f1": 1.0}]),
+    ]
+    for fig in figures:
+        text = fig.to_json()
+        assert "<a" not in text and "<b>" not in text and "\\u003ca" not in text.lower(), text[:300]
+    assert figures[0].data[0].name == '&lt;a href="https://evil.example"&gt;log in&lt;/a&gt;'
+    assert figures[1].layout.title.text.startswith("&lt;a href=")
+    assert list(figures[2].data[0].x)[0] == list(figures[2].data[1].y)[0] == "&lt;a href=x&gt;cat"
+    assert charts.plain(charts.escape(evil_class)) == evil_class
+
+
+# ---- 30: train --run-dir DIR without --resume touches nothing in DIR
+
+def test_30_train_into_a_folder_that_holds_files_is_refused_untouched(tmp_path, trained_runs, capsys):
+    folder = tmp_path / "thesis"
+    (folder / "backup").mkdir(parents=True)
+    (folder / "backup" / "thesis.docx").write_bytes(b"years of work")
+    (folder / "metrics.jsonl").write_text('{"kind": "epoch", "epoch": 1, "step": 1, "time": 1}\n')
+    (folder / "model.keras").write_bytes(b"a model")
+    finished = copy_run(trained_runs, tmp_path / "runs")
+    for target in (folder, finished):
+        before = tree_digest(target)
+        code, out, err = cli(capsys, "train", "--preset", "tiny", "--data", "sample", "--run-dir", target)
+        sentence = one_sentence(err)
+        assert code == 2 and "--resume" in sentence and "nothing in it was touched" in sentence, err
+        assert tree_digest(target) == before
+
+
+# ---- 31: a torn backup falls back; every epoch once; a job dead in native code is interrupted; a full disk
+
+def torn_first_epoch_backup(trained_runs, root: Path, epochs: int = 2) -> Path:
+    """The tiny run killed while its first epoch's backup was written: latest.weights.h5 half written, no
+    metadata and no older checkpoint; status still says running (the job died without a word)."""
+    run = copy_run(trained_runs, root)
+    backup = run / "backup"
+    weights = (backup / "latest.weights.h5").read_bytes()
+    for p in backup.iterdir():
+        p.unlink()
+    (backup / "latest.weights.h5").write_bytes(weights[:len(weights) // 2])
+    config = runs.read_json(run / "config.json")
+    config["train"]["epochs"] = epochs
+    runs.write_json(run / "config.json", config)
+    runs.write_json(run / "status.json", {"state": "running", "epoch": 1, "epochs": epochs, "pid": 2**22 + 7,
+                                          "updated": time.time()})
+    return run
+
+
+def test_31_a_job_dead_in_native_code_reads_interrupted(trained_runs, tmp_path):
+    run = torn_first_epoch_backup(trained_runs, tmp_path / "runs")
+    assert runs.read_status(run)["state"] == "interrupted"  # its lock is free and its pid gone
+    assert runs.summarize(run)["state"] == "interrupted"
+
+
+def test_31_a_torn_first_epoch_backup_resumes_from_a_fresh_start(trained_runs, tmp_path):
+    run = torn_first_epoch_backup(trained_runs, tmp_path / "runs")
+    spec, config = runs.read_spec_and_config(run)
+    log = helpers.train_in_process(spec, config, run, resume=True)
+    assert any("backup" in line and "epoch 1" in line for line in log), log
+    assert [r["epoch"] for r in runs.epoch_records(run)] == [1, 2]
+    assert runs.read_status(run)["state"] == "finished"
+
+
+def test_31_torn_weights_with_metadata_fall_back_to_the_previous_checkpoint(tmp_path):
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    import h5py
+
+    with h5py.File(backup / "latest.weights.h5.bkp", "w") as f:
+        f["w"] = np.ones(3)
+    good = (backup / "latest.weights.h5.bkp").read_bytes()
+    (backup / "latest.weights.h5").write_bytes(good[:len(good) // 2])
+    runs.write_json(backup / "training_metadata.json", {"epoch": 3, "batch": -1})
+    runs.write_json(backup / "training_metadata.json.bkp", {"epoch": 2, "batch": -1})
+    epoch, note = C.restore_backup_metadata(backup)
+    assert epoch == 2 and "previous checkpoint (epoch 2)" in note
+    assert (backup / "latest.weights.h5").read_bytes() == good
+    (backup / "latest.weights.h5").write_bytes(b"torn")  # and no older copy (it became the latest): a fresh start
+    epoch, note = C.restore_backup_metadata(backup)
+    assert epoch == 0 and "epoch 1" in note and not list(backup.iterdir())
+
+
+def test_31_a_full_disk_in_kerass_backup_write_is_the_disk_full_sentence(tmp_path):
+    error = RuntimeError("Unable to synchronously write data (file write failed: time = ..., filename = "
+                         "'latest.weights.h5', file descriptor = 5, errno = 28, error message = 'No space left on "
+                         "device', buf = 0x1, total write size = 8)")
+    from cifar_core import files
+
+    assert files.is_disk_full(error)
+
+    class Model:
+        def save_weights(self, filepath, overwrite=True):
+            raise error
+
+    class Logger:
+        stopped = False
+
+    backup = C.make_backup(tmp_path / "backup", Logger())
+    backup.set_model(Model())
+    with pytest.raises(files.DiskFullError, match="The disk is full"):
+        backup._save_model()
+
+
+# ---- 32: evaluating the shipped model writes nothing into the package
+
+def test_32_evaluating_the_shipped_model_leaves_the_package_unchanged(tmp_path):
+    assets = ROOT / "cifar_core" / "assets"
+    before = tree_digest(assets)
+    folder = image_folder(tmp_path / "images", classes=CIFAR10_CLASSES, per_class=2)
+    env = helpers.cli_env(CIFAR_CORE_CACHE=str(tmp_path / "cache"))
+    for source in ("sample", folder):
+        done = helpers.run_cli("evaluate", "default", "--data", source, "--json", env=env)
+        assert done.returncode == 0, done.stderr
+    assert tree_digest(assets) == before
+    status = subprocess.run(["git", "status", "--porcelain", "--", "cifar_core/assets"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert status.returncode != 0 or status.stdout == ""
+    (stored,) = (tmp_path / "cache" / "evaluations").glob("*.json")
+    assert f"{folder}:val" in json.loads(stored.read_text())
+
+
+# ---- 33: leftovers, Stop right after Start, the standby's parent, Ctrl-C
+
+def test_33_a_save_killed_mid_write_leaves_nothing_at_the_next_start(trained_runs, tmp_path):
+    run = copy_run(trained_runs, tmp_path / "runs")
+    leftover = run / ".model.keras.4242-deadbeef.tmp.keras"
+    leftover.write_bytes(b"half a model")
+    runs.write_status(run, state="stopped")
+    runs.request_stop(run)  # stop again at once: only the start-up (and its clearing) runs
+    spec, config = runs.read_spec_and_config(run)
+    log = helpers.train_in_process(spec, config, run, resume=True)
+    assert "Stopped before the first step." in log and not leftover.exists()
+
+
+def test_33_stop_pressed_right_after_start_is_honoured(app_env):
+    run_id = jobs.start_job(TINY, helpers.tiny_config(epochs=30))
+    time.sleep(0.1)
+    state = jobs.stop_job(run_id, wait_s=120)
+    run = runs.run_path(run_id)
+    assert state == "stopped", jobs.read_job_log(run_id)
+    assert runs.epoch_records(run) == [] and not runs.is_locked(run)
+
+
+def test_33_the_standby_exits_when_the_server_that_started_it_is_gone(tmp_path):
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    # A shell plays the server: it starts the standby with itself as parent and exits at once.
+    shell = subprocess.run(["sh", "-c", f'"{sys.executable}" -m cifar_core standby --runs-dir "{runs_dir}" '
+                                        '--parent $$ >/dev/null 2>&1 & echo $!'],
+                           cwd=ROOT, env=helpers.cli_env(), capture_output=True, text=True, timeout=30)
+    pid = int(shell.stdout.strip())
+
+    def gone():
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
+    helpers.wait_for(gone, timeout=90)  # it imports TensorFlow first (the standby's purpose), then notices
+
+
+def test_33_ctrl_c_in_the_cli_stops_saves_and_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    job = helpers.start_cli("train", "--preset", "tiny", "--data", "sample", "--limit", "300", "--epochs", "200",
+                            "--run-dir", run)
+    helpers.wait_for(lambda: runs.epoch_records(run), timeout=180, process=job)
+    job.send_signal(signal.SIGINT)
+    out, err = job.communicate(timeout=120)
+    assert job.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in out + err
+    assert [line for line in out.splitlines() if "Resume with:" in line] == [
+        f"Stopped; model saved. Resume with: python -m cifar_core train --run-dir {run} --resume"]
+    assert runs.read_status(run)["state"] == "stopped" and (run / "model.keras").is_file()
+    models.load_model(run / "model.keras")
+
+
+# ---- 34: one malformed run file breaks nothing
+
+BAD_RUNS = {
+    "bad-config-list": {"config.json": "[1]"},
+    "bad-train-null": {"config.json": lambda good: {**good, "train": None}},
+    "bad-epoch-no-time": {"metrics.jsonl": '{"kind": "epoch", "epoch": 1, "step": 5, "val_accuracy": 0.3}\n'},
+    "bad-updated": {"status.json": '{"state": "running", "updated": "yesterday", "epoch": "two"}'},
+    "bad-val-high": {"metrics.jsonl": '{"kind": "epoch", "epoch": 1, "step": 5, "time": 1, "val_accuracy": "high"}\n'},
+    "bad-batch-no-step": {"metrics.jsonl": '{"kind": "batch", "epoch": 1, "loss": 2.0}\n'},
+    "bad-model-garbage": {"model.keras": b"PK\x03\x04 not a zip at all"},
+}
+
+
+@pytest.fixture
+def bad_runs(runs_with_model) -> Path:
+    good = runs.read_json(runs_with_model / TINY_RUN_ID / "config.json")
+    for run_id, bad in BAD_RUNS.items():
+        run = shutil.copytree(runs_with_model / TINY_RUN_ID, runs_with_model / f"20260102-000000-{run_id}")
+        for name, content in bad.items():
+            content = content(good) if callable(content) else content
+            content = json.dumps(content) if isinstance(content, dict) else content
+            (run / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return runs_with_model
+
+
+def test_34_malformed_run_files_are_listed_with_their_reason(bad_runs, capsys):
+    rows = {r["run_id"].split("-", 2)[-1]: r for r in runs.list_runs()}
+    assert len(rows) == len(BAD_RUNS) + 1
+    assert rows["bad-config-list"]["state"] == "unreadable" and "not a JSON object" in rows["bad-config-list"][
+        "problem"]
+    assert rows["bad-train-null"]["state"] == "unreadable" and "train" in rows["bad-train-null"]["problem"]
+    assert rows["bad-epoch-no-time"]["train_time_s"] is None and rows["bad-epoch-no-time"]["epochs_done"] == 1
+    assert rows["bad-updated"]["state"] == "interrupted"
+    assert rows["bad-val-high"]["best_val_accuracy"] is None
+    code, out, err = cli(capsys, "runs")
+    assert code == 0 and err == "" and "not a JSON object" in out
+    with pytest.raises(ValueError, match="not a Keras model file"):
+        models.load_model(runs.run_path(rows["bad-model-garbage"]["run_id"]) / "model.keras")
+
+
+@pytest.mark.parametrize("page", ["pages/runs.py", "pages/train.py", "pages/classify.py", "pages/evaluate.py",
+                                  "pages/home.py"])
+def test_34_every_page_works_beside_malformed_runs(bad_runs, open_app, page):
+    at = open_app(page)
+    assert not at.exception, at.exception
+    if page == "pages/runs.py":
+        problems = [r["problem"] for r in at.dataframe[0].value.to_dict("records")]
+        assert sum(bool(p) for p in problems) == 2
+
+
+@pytest.mark.parametrize("page, key", [("pages/classify.py", "cls_model"), ("pages/evaluate.py", "eval_model")])
+def test_34_a_garbage_model_file_is_a_sentence_on_the_pages(bad_runs, open_app, page, key):
+    at = open_app(page, **{key: "20260102-000000-bad-model-garbage"})
+    if page == "pages/evaluate.py":
+        at.button(key="eval_go").click().run()
+    assert not at.exception
+    shown = " ".join(e.value for e in at.error).replace("\\", "")
+    assert "not a Keras model file" in shown and "File not found" not in shown, shown
+
+
+def test_34_an_unreadable_run_can_be_deleted_on_the_runs_page(bad_runs, open_app):
+    run_id = "20260102-000000-bad-config-list"
+    at = open_app("pages/runs.py")
+    manage = next(s for s in at.selectbox if s.key.startswith("runs_manage"))
+    manage.set_value(run_id).run()
+    assert any("cannot be used" in w.value for w in at.warning)
+    at.checkbox(key=f"runs_confirm_{run_id}").check().run()
+    at.button(key="delete").click().run()
+    assert not at.exception and not (bad_runs / run_id).exists()
+
+
+# ---- 35: data-source errors are one sentence before any run folder exists
+
+def data_source_cases(root: Path) -> dict:
+    import pickle
+
+    loop_image = image_folder(root / "loop-image")
+    os.symlink("self.png", loop_image / "train" / "cat" / "self.png")
+    loop_class = image_folder(root / "loop-class")
+    os.symlink("bird", loop_class / "train" / "bird")
+    empty_test = image_folder(root / "empty-test")
+    for name in ("cat", "dog"):
+        (empty_test / "test" / name).mkdir(parents=True)
+    wrong = pickle.dumps({b"data": [1, 2, 3], b"labels": [0]}, protocol=2)
+    return {"loop-image": (loop_image, "self.png"), "loop-class": (loop_class, "bird"),
+            "truncated": (batches_archive(root / "tgz", wrong, cut=200), "truncated"),
+            "wrong-structure": (batches_folder(root / "batches", wrong), "not a CIFAR-10 batch file"),
+            "empty-test": (empty_test, "hold no images"), "missing": (root / "no-such-data", "does not exist")}
+
+
+def test_35_data_source_errors_are_one_sentence_before_any_run_folder(tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    for case, (source, words) in data_source_cases(tmp_path / "data").items():
+        code, _, err = cli(capsys, "train", "--preset", "tiny", "--data", source, "--runs-dir", runs_dir)
+        assert code == 2 and words in one_sentence(err), (case, err)
+        assert not runs_dir.exists() or not list(runs_dir.iterdir()), case
+
+
+# ---- 36: the decode cache
+
+def test_36_a_torn_or_empty_cache_is_rebuilt(tmp_path, monkeypatch):
+    from cifar_core import data
+
+    monkeypatch.setenv("CIFAR_CORE_CACHE", str(tmp_path / "cache"))
+    folder = image_folder(tmp_path / "images")
+    first = data.load_data(str(folder))
+    (cached,) = (tmp_path / "cache").glob("folder-*.npz")
+    for torn in (cached.read_bytes()[:1000], b""):
+        cached.write_bytes(torn)
+        again = data.load_data(str(folder))
+        assert np.array_equal(again.x_train, first.x_train) and cached.stat().st_size > 1000
+
+
+def test_36_three_processes_making_the_first_load_at_once(tmp_path):
+    folder = image_folder(tmp_path / "images", per_class=40)
+    code = ("import sys; from cifar_core import data; d = data.load_data(sys.argv[1]); "
+            "print(len(d.x_train), int(d.x_train.sum()))")
+    env = helpers.cli_env(CIFAR_CORE_CACHE=str(tmp_path / "cache"))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], results
+    assert len({out for out, _ in results}) == 1
+    assert len(list((tmp_path / "cache").glob("folder-*.npz"))) == 1
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]
+
+
+def test_36_a_read_only_cache_folder_means_loading_without_one(tmp_path, monkeypatch, read_only):
+    from cifar_core import data
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    read_only(cache)
+    monkeypatch.setenv("CIFAR_CORE_CACHE", str(cache))
+    dataset = data.load_data(str(image_folder(tmp_path / "images")))
+    assert len(dataset.x_train) + len(dataset.x_val) == 24 and not list(cache.glob("folder-*"))
+
+
+# ---- 37: bounded work for bounded input
+
+def conv_stack(count: int) -> dict:
+    layers = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same"}] * (count - 1)
+    return {"name": "tall", "layers": [*layers, {"type": "GlobalAveragePooling2D"}]}
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"name": "x", "layers": [{"type": ["Conv2D"]}]}', "unknown layer type ['Conv2D']"),
+    ('{"name": "x", "layers": [' + "[" * 5000 + "]" * 5000 + "]}", "nests more than"),
+    ('{"name": "x", "num_classes": 1' + "0" * 5000 + ', "layers": []}', "more than 100 digits"),
+    (json.dumps(conv_stack(S.MAX_LAYERS + 1)), f"{S.MAX_LAYERS + 1} layers; the limit is {S.MAX_LAYERS}"),
+    (json.dumps(conv_stack(2500)), "the limit is"),
+    ('{"name": "x", "name": "y", "layers": []}', "appears twice"),
+    ('{"name": "x", "layers": [], "logit_scale": NaN}', "not a JSON number"),
+])
+def test_37_spec_json_is_bounded_and_its_types_checked(text, words):
+    started = time.perf_counter()
+    with pytest.raises(S.SpecError, match=None) as refused:
+        S.from_json(text)
+    assert words in str(refused.value) and time.perf_counter() - started < 1.0
+    assert S.validate(S.from_json(json.dumps(conv_stack(S.MAX_LAYERS)))).layers  # the largest allowed spec
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "null", '"epochs"', '{"epochs": 2, "epochs": 3}'])
+def test_37_a_config_file_that_is_not_an_object_is_a_sentence(tmp_path, capsys, content):
+    config = tmp_path / "config.json"
+    config.write_text(content)
+    code, _, err = cli(capsys, "train", "--preset", "tiny", "--config", config, "--runs-dir", tmp_path / "runs")
+    assert code == 2 and one_sentence(err).startswith("error: ") and not (tmp_path / "runs").exists()
+
+
+def test_37_the_build_page_answers_an_edit_of_the_largest_spec_quickly(open_app):
+    at = open_app("pages/build.py", spec=S.from_dict(conv_stack(S.MAX_LAYERS)))
+    assert not at.exception
+    at.number_input(key="layer_0_filters").set_value(8)
+    started = time.perf_counter()
+    at.run()
+    assert not at.exception and at.session_state["spec"].layers[0].filters == 8
+    assert time.perf_counter() - started < 2.0 * (1 + (os.getloadavg()[0] > 2))  # a loaded 2-core machine: 4 s
+
+
+def test_37_a_huge_metrics_file_is_listed_in_bounded_time_and_memory(trained_runs, tmp_path):
+    import tracemalloc
+
+    run = copy_run(trained_runs, tmp_path / "runs")
+    line = b'{"kind": "batch", "epoch": 1, "step": 3, "time": 1.5, "loss": 2.25, "accuracy": 0.125}\n'
+    with open(run / "metrics.jsonl", "ab") as f:
+        for _ in range(60):
+            f.write(line * (2**20 // len(line)))  # 60 MB of batch points
+    tracemalloc.start()
+    started = time.perf_counter()
+    rows = runs.list_runs(tmp_path / "runs")
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert rows[0]["epochs_done"] == 1 and seconds < 10 and peak < 20 * 2**20, (seconds, peak)
+    assert len(runs.read_metrics(run)) <= runs.MAX_BATCH_POINTS + 10
+    started = time.perf_counter()
+    runs.list_runs(tmp_path / "runs")  # cached by size and modification time
+    assert time.perf_counter() - started < 0.5
+
+
+def test_37_a_keras_zip_bomb_is_refused_before_unpacking(tmp_path):
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("config.json", "w", force_zip64=True) as member:
+            chunk = b" " * 2**24
+            for _ in range(64):  # 1 GiB of spaces, about 1 MB compressed
+                member.write(chunk)
+        archive.writestr("metadata.json", "{}")
+    assert bomb.stat().st_size < 8 * 2**20
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="unpacks to 1,024 MB"):
+        models.load_model(bomb)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_37_a_2_gb_image_file_is_refused_by_its_size_unread(tmp_path):
+    import tracemalloc
+
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.write(sample_png())
+        f.truncate(2 * 2**30)  # sparse: 2 GB long, a few kB on disk
+    tracemalloc.start()
+    with pytest.raises(images.ImageError, match="2048.0 MB; the limit is 10 MB"):
+        images.read_image_file(huge)
+    assert tracemalloc.get_traced_memory()[1] < 2**20
+    tracemalloc.stop()
+
+
+# ---- 38: file-system errors on pages are sentences
+
+def test_38_rename_and_delete_in_a_read_only_runs_folder(runs_with_model, open_app, read_only):
+    read_only(runs_with_model / TINY_RUN_ID)
+    read_only(runs_with_model)
+    at = open_app("pages/runs.py")
+    at.text_input(key=f"runs_label_{TINY_RUN_ID}").input("new name")
+    at.button(key="rename").click().run()
+    assert not at.exception and "is read-only; the run cannot be renamed" in at.error[0].value.replace("\\", "")
+    at.checkbox(key=f"runs_confirm_{TINY_RUN_ID}").check().run()
+    at.button(key="delete").click().run()
+    assert not at.exception and "could not be deleted" in at.error[0].value.replace("\\", "")
+    assert (runs_with_model / TINY_RUN_ID / "model.keras").is_file()
+
+
+def test_38_start_in_a_read_only_runs_folder(app_env, open_app, read_only):
+    read_only(app_env)
+    at = open_app("pages/train.py")
+    at.button(key="start").click().run()
+    message = at.error[0].value.replace("\\", "") if at.error else ""
+    assert not at.exception and message == "The folder runs is read-only; no run can be started in it.", message
+
+
+def test_38_deleting_a_run_whose_folder_is_a_symlink_removes_the_link_only(trained_runs, app_env, open_app):
+    elsewhere = copy_run(trained_runs, app_env.parent / "elsewhere")
+    (app_env / TINY_RUN_ID).symlink_to(elsewhere, target_is_directory=True)
+    at = open_app("pages/runs.py")
+    at.checkbox(key=f"runs_confirm_{TINY_RUN_ID}").check().run()
+    at.button(key="delete").click().run()
+    assert not at.exception and not (app_env / TINY_RUN_ID).exists()
+    assert (elsewhere / "model.keras").is_file()
+
+
+# ---- 39: validation gaps
+
+@pytest.mark.parametrize("seed", ["-1", str(2**70)])
+def test_39_a_seed_out_of_range_is_refused_before_a_folder(tmp_path, capsys, seed):
+    code, _, err = cli(capsys, "train", "--preset", "tiny", "--data", "sample", "--seed", seed, "--runs-dir",
+                       tmp_path / "runs")
+    assert code == 2 and "seed" in one_sentence(err) and not (tmp_path / "runs").exists()
+
+
+def test_39_an_input_shape_the_data_lacks_is_refused_before_a_folder(tmp_path, capsys):
+    spec = tmp_path / "gray.json"
+    spec.write_text(json.dumps({**S.to_dict(TINY), "input_shape": [32, 32, 1]}))
+    code, _, err = cli(capsys, "train", "--spec", spec, "--data", "sample", "--runs-dir", tmp_path / "runs")
+    assert code == 2 and "input_shape (32, 32, 1) does not match" in one_sentence(err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_39_a_folder_of_1001_classes_names_its_class_count(tmp_path, capsys):
+    png = sample_png(0, 1)
+    for i in range(1001):
+        (tmp_path / "many" / "train" / f"c{i:04d}").mkdir(parents=True)
+        (tmp_path / "many" / "train" / f"c{i:04d}" / "a.png").write_bytes(png)
+    code, _, err = cli(capsys, "train", "--preset", "tiny", "--data", tmp_path / "many", "--runs-dir",
+                       tmp_path / "runs")
+    assert code == 2 and "has 1,001 class folders" in one_sentence(err) and "num_classes" not in err
+
+
+def test_39_duplicate_json_keys_are_refused(tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(S.to_dict(TINY))[:-1] + ', "name": "again"}')
+    code, _, err = cli(capsys, "train", "--spec", spec, "--data", "sample", "--runs-dir", tmp_path / "runs")
+    assert code == 2 and "'name' appears twice" in one_sentence(err)
+
+
+@pytest.mark.parametrize("args, words", [(["--opacity", "nan"], "--opacity must be a number from 0 to 1"),
+                                         (["--opacity", "inf"], "--opacity must be a number from 0 to 1"),
+                                         (["--out", "."], "--out must be a file name")])
+def test_39_saliency_refuses_a_nan_opacity_and_a_folder_as_out(tmp_path, capsys, args, words):
+    out = ["--out", str(tmp_path / "x.png")] if "--out" not in args else []
+    code, _, err = cli(capsys, "saliency", "default", sample_path_png(tmp_path), *args, *out)
+    assert code == 2 and words in one_sentence(err) and not (tmp_path / "x.png").exists()
+
+
+def sample_path_png(root: Path) -> Path:
+    path = root / "cat.png"
+    path.write_bytes(sample_png())
+    return path
 
 
 def test_27_the_app_opens_only_sample_keras_and_datasets_in_the_data_roots(tmp_path, monkeypatch):

@@ -247,7 +247,7 @@ def test_resume_needs_a_run(tmp_path):
 def test_nan_loss_fails_and_keeps_the_last_good_model(tmp_path, monkeypatch):
     import keras
 
-    def exploding_optimizer(config, steps_per_epoch):
+    def exploding_optimizer(config, steps_per_epoch, schedule=None):
         # a sane first epoch, then a learning rate that overflows the weights
         lr = keras.optimizers.schedules.PiecewiseConstantDecay([steps_per_epoch], [1e-3, 1e30])
         return keras.optimizers.SGD(lr)
@@ -281,3 +281,37 @@ def test_invalid_spec_at_the_command_line(tmp_path):
     result = helpers.run_cli("train", "--preset", "tiny", "--epochs", "0", "--runs-dir", tmp_path / "runs", timeout=60)
     assert result.returncode == 2 and "epochs" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_time_budget_ends_on_time_with_the_schedule_at_its_end(tmp_path):
+    """--minutes: the job times its own steps and fits the one-cycle schedule to the budget, so that the run ends
+    within 10% of it and its last step is at the schedule's end learning rate (end_fraction x peak)."""
+    budget_s = 45
+    config = helpers.tiny_config(limit=None, minutes=budget_s / 60, schedule="one-cycle", end_fraction=0.1,
+                                 start_fraction=0.2, warmup_epochs=0.2)
+    helpers.train_in_process(TINY, config, tmp_path / "run")
+    epochs = [r for r in runs.read_metrics(tmp_path / "run") if r["kind"] == "epoch"]
+    assert abs(epochs[-1]["time"] - budget_s) <= 0.1 * budget_s, epochs[-1]["time"]
+    assert len(epochs) > 5  # far more than the preset's 1 epoch: the budget, not the epochs, decided
+    assert epochs[-1]["learning_rate"] == pytest.approx(0.1 * config.learning_rate, rel=1e-3)
+    assert max(r["learning_rate"] for r in epochs) > 0.5 * config.learning_rate  # it went through its peak
+    assert runs.read_status(tmp_path / "run")["state"] == "finished"
+
+
+def test_the_epoch_estimate_learns_this_devices_speed_from_its_runs(tmp_path):
+    def past_run(run_id, device, times, steps=(29, 29, 29)):
+        run = runs.create_run(tmp_path / run_id, TINY, helpers.tiny_config())
+        runs.write_config(run, device=device, data_splits={"train": 1000, "val": 100, "test": 0})
+        runs.append_metrics(run, [{"kind": "epoch", "epoch": e + 1, "step": s, "time": t}
+                                  for e, (t, s) in enumerate(zip(times, steps))])
+
+    estimate = T.estimate_epoch_seconds(TINY, 1000)
+    assert T.measured_speed("CPU: here", tmp_path) == (1.0, 0)  # nothing measured yet: the constants
+    past_run("20260101-000001-a", "CPU: here", [9.0, 9.0 + 2 * estimate, 9.0 + 4 * estimate])  # twice as slow
+    past_run("20260101-000002-b", "CPU: elsewhere", [1.0, 1.0 + estimate / 4, 1.0 + estimate / 2])
+    past_run("20260101-000003-c", "CPU: here", [5.0, 5.0 + 4 * estimate, 5.0 + 4 * estimate + 1],
+             steps=(29, 29, 3))  # the last epoch was cut short by a time budget: not a whole epoch
+    speed, used = T.measured_speed("CPU: here", tmp_path)
+    assert used == 2 and speed == pytest.approx(3.0)  # the median of 2x and 4x; the first epochs left out
+    assert T.estimate_epoch_seconds(TINY, 1000, speed) == pytest.approx(3 * estimate)
+    assert T.measured_speed("CPU: elsewhere", tmp_path) == (pytest.approx(0.25), 1)

@@ -1,0 +1,526 @@
+"""Sweeps: hyperparameter searches that are Optuna studies, whose trials are ordinary runs.
+
+A sweep is an Optuna study (TPE sampler, median pruner on validation accuracy by default) kept in an Optuna storage:
+a SQLite file in the runs folder unless a URL such as postgresql://... is given, which lets several machines share
+one study (`python -m cifar_core sweep-worker --storage URL --study NAME`). The study's user attributes hold what
+a worker needs to join it: the search space (JSON), the base model spec and training settings, and the number of
+trials wanted.
+
+Each trial is a run directory like any other, created with jobs.start_job (so the queue decides when it trains and
+the job process trains it) with its study, trial number and parameters in config.json. The sweep process follows
+the run's metrics.jsonl, reports each epoch's validation accuracy to Optuna and, when the pruner says so, asks the
+job to stop between batches. No search of our own: sampling, pruning and counting trials are Optuna's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import time
+from pathlib import Path
+
+from . import config as configs
+from . import jobs, runs
+from . import spec as specs
+from .files import parse_json, read_json, write_json
+
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+POLL_S = 0.25
+ENDED = ("finished", "stopped", "failed", "interrupted", "unknown")
+# The trials that take a place among the study's n: a worker that finishes a trial asks for no other while the
+# others' running trials fill the study, so two workers sharing 4 trials train 4, not 5 or 6.
+COUNTED = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+
+# The search space: each entry a range {"low", "high", "log"} or a choice {"choices": [...]}.
+# width scales every Conv2D's filters; dropout sets every Dropout's rate; preset picks the starting model (its spec
+# and training settings, before the other entries apply); the rest are TrainConfig fields.
+SPACE_KEYS = {"width": float, "dropout": float, "learning_rate": float, "weight_decay": float,
+              "label_smoothing": float, "epochs": int, "batch_size": int, "optimizer": str, "preset": str}
+WIDTH_RANGE = (0.125, 8.0)
+
+
+class SweepError(specs.SpecError):
+    """A study or search space that cannot be used; the message is a sentence for the user."""
+
+
+class SweepStopped(Exception):
+    """The sweep was asked to stop (its stop file); the trial under way ends as failed."""
+
+
+# ---- the search space
+
+def default_space(model_spec: specs.ModelSpec) -> dict:
+    """A search space that suits most models: filters x0.5..x2, the learning rate over two decades around the
+    usual Adam one, label smoothing, and the dropout rate when the model has Dropout layers."""
+    space = {"width": {"low": 0.5, "high": 2.0, "log": True},
+             "learning_rate": {"low": 3e-4, "high": 1e-2, "log": True},
+             "label_smoothing": {"low": 0.0, "high": 0.2}}
+    if any(isinstance(layer, specs.Dropout) for layer in model_spec.layers):
+        space["dropout"] = {"low": 0.0, "high": 0.6}
+    return space
+
+
+def _check_value(key: str, value) -> None:
+    """A bound or a choice of the space, checked as the setting it becomes would be."""
+    from .presets import PRESETS
+
+    if key == "width":
+        if not WIDTH_RANGE[0] <= value <= WIDTH_RANGE[1]:
+            raise SweepError(f"The search space's width must lie from {WIDTH_RANGE[0]} to {WIDTH_RANGE[1]}, got "
+                             f"{value}.")
+    elif key == "dropout":
+        if not 0 <= value < 1:
+            raise SweepError(f"The search space's dropout must lie in [0, 1), got {value}.")
+    elif key == "preset":
+        if value not in PRESETS:
+            raise SweepError(f"The search space's preset {value!r} is not one of {', '.join(PRESETS)}.")
+    else:
+        configs.validate_config(dataclasses.replace(configs.TrainConfig(), **{key: value}))
+
+
+def check_space(space, model_spec: specs.ModelSpec | None = None) -> dict:
+    """The space, checked: known keys, each a range (numbers, low <= high, log only above 0) or a non-empty list of
+    choices, every value allowed for its setting; SweepError with one sentence otherwise."""
+    if not isinstance(space, dict) or not space:
+        raise SweepError("The search space must be a JSON object with at least one of: " + ", ".join(SPACE_KEYS) + ".")
+    clean = {}
+    for key, entry in space.items():
+        if key not in SPACE_KEYS:
+            raise SweepError(f"The search space has an unknown entry {key!r}; use any of {', '.join(SPACE_KEYS)}.")
+        kind = SPACE_KEYS[key]
+        if not isinstance(entry, dict):
+            raise SweepError(f"The search space's {key} must be an object such as {{\"low\": 1, \"high\": 2}} or "
+                             "{\"choices\": [...]}.")
+        if "choices" in entry:
+            choices = entry["choices"]
+            if set(entry) != {"choices"} or not isinstance(choices, list) or not 1 <= len(choices) <= 50:
+                raise SweepError(f"The search space's {key} choices must be a list of 1 to 50 values, alone.")
+            for value in choices:
+                if not _is_kind(value, kind):
+                    raise SweepError(f"The search space's {key} choices must be {kind.__name__} values, got "
+                                     f"{value!r}.")
+                _check_value(key, value)
+            clean[key] = {"choices": list(choices)}
+            continue
+        if kind is str:
+            raise SweepError(f"The search space's {key} takes {{\"choices\": [...]}}, not a range.")
+        low, high, log = entry.get("low"), entry.get("high"), entry.get("log", False)
+        if set(entry) - {"low", "high", "log"} or not _is_kind(low, kind) or not _is_kind(high, kind) \
+                or not isinstance(log, bool):
+            raise SweepError(f"The search space's {key} must have low and high ({kind.__name__} values) and "
+                             "optionally log (true or false).")
+        if low > high:
+            raise SweepError(f"The search space's {key} has low {low} above high {high}.")
+        if log and low <= 0:
+            raise SweepError(f"The search space's {key} is on a log scale, so low must be above 0, got {low}.")
+        _check_value(key, low)
+        _check_value(key, high)
+        clean[key] = {"low": low, "high": high, "log": log}
+    if model_spec is not None and "dropout" in clean and "preset" not in clean and \
+            not any(isinstance(layer, specs.Dropout) for layer in model_spec.layers):
+        raise SweepError(f"The search space varies dropout, but the model {model_spec.name} has no Dropout layer.")
+    return clean
+
+
+def _is_kind(value, kind) -> bool:
+    if isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def parse_space(text: str | bytes, model_spec: specs.ModelSpec | None = None) -> dict:
+    try:
+        space = parse_json(text)
+    except ValueError as e:
+        raise SweepError(f"The search space is not valid JSON: {e}") from None
+    return check_space(space, model_spec)
+
+
+def suggest(trial, space: dict) -> dict:
+    """The trial's parameters, asked of Optuna entry by entry (so its samplers see the real distributions)."""
+    params = {}
+    for key, entry in space.items():
+        if "choices" in entry:
+            params[key] = trial.suggest_categorical(key, entry["choices"])
+        elif SPACE_KEYS[key] is int:
+            params[key] = trial.suggest_int(key, entry["low"], entry["high"], log=entry["log"])
+        else:
+            params[key] = trial.suggest_float(key, entry["low"], entry["high"], log=entry["log"])
+    return params
+
+
+def apply_params(model_spec: specs.ModelSpec, config: configs.TrainConfig, params: dict):
+    """The spec and settings of a trial: the base (or the chosen preset), filters scaled, dropout and the training
+    fields set. SpecError when the result cannot be trained (too many parameters, say)."""
+    from .presets import get_preset
+
+    if "preset" in params:
+        preset = get_preset(params["preset"])
+        keep = {name: getattr(config, name) for name in ("data", "limit", "epochs")}
+        model_spec, config = preset.spec, dataclasses.replace(preset.train, **keep)
+    layers = []
+    for layer in model_spec.layers:
+        if isinstance(layer, specs.Conv2D) and "width" in params:
+            layer = dataclasses.replace(layer, filters=max(1, round(layer.filters * params["width"])))
+        if isinstance(layer, specs.Dropout) and "dropout" in params:
+            layer = dataclasses.replace(layer, rate=float(params["dropout"]))
+        layers.append(layer)
+    model_spec = specs.validate(dataclasses.replace(model_spec, layers=tuple(layers)))
+    changes = {k: v for k, v in params.items() if k in configs.FIELDS}
+    if "epochs" in changes:
+        config = configs.with_epochs(config, changes.pop("epochs"))
+    config = configs.config_from_dict({**configs.to_dict(config), **changes})
+    return model_spec, config
+
+
+# ---- the study
+
+def default_storage(runs_dir=None) -> str:
+    return "sqlite:///" + str((Path(runs_dir or runs.default_runs_dir()) / "sweeps.db").resolve())
+
+
+def _storage(url: str):
+    """An Optuna RDB storage with heartbeats, so that a trial whose worker died is marked failed, not running
+    forever. Any SQLAlchemy URL Optuna takes works (sqlite:///..., postgresql://...)."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, since 2.9
+    if not isinstance(url, str) or "://" not in url:
+        raise SweepError(f"--storage must be a database URL such as sqlite:///runs/sweeps.db or "
+                         f"postgresql://user@host/db, got {url!r}.")
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(_driver_url(url), heartbeat_interval=30, grace_period=120)
+    except Exception as e:  # a wrong URL, an absent driver, a server that does not answer
+        raise SweepError(f"The sweep storage {redact(url)} cannot be opened: {_first_line(e)}") from None
+
+
+def _driver_url(url: str) -> str:
+    """postgresql://... names SQLAlchemy's psycopg2 driver; the project installs psycopg (3), so a URL that names no
+    driver is given that one when psycopg2 is absent."""
+    import importlib.util
+
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme) and importlib.util.find_spec("psycopg2") is None \
+                and importlib.util.find_spec("psycopg") is not None:
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:300]
+
+
+def check_study_name(name: str) -> str:
+    if not isinstance(name, str) or not STUDY_NAME.match(name):
+        raise SweepError(f"A study name must be 1 to 80 letters, digits, '.', '-' or '_', got {name!r}.")
+    return name
+
+
+def make_pruner(name: str = "median"):
+    import optuna
+
+    if name == "median":
+        # n_startup_trials: small sweeps (10 trials) must get to prune at all.
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise SweepError(f"The pruner must be one of median, hyperband, none; got {name!r}.")
+
+
+def create_study(storage_url: str, study_name: str, model_spec: specs.ModelSpec, config: configs.TrainConfig,
+                 space: dict, trials: int, pruner: str = "median"):
+    """Creates the study (or opens the one of that name, if it was made with the same space and model) and saves
+    with it what a worker needs."""
+    import optuna
+
+    check_study_name(study_name)
+    space = check_space(space, model_spec)
+    if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= 10_000:
+        raise SweepError(f"--trials must be a whole number from 1 to 10,000, got {trials!r}.")
+    specs.validate(model_spec)
+    configs.validate_config(config)
+    make_pruner(pruner)
+    study = optuna.create_study(storage=_storage(storage_url), study_name=study_name, direction="maximize",
+                                sampler=optuna.samplers.TPESampler(), pruner=make_pruner(pruner),
+                                load_if_exists=True)
+    base = {"spec": specs.to_dict(model_spec), "train": configs.to_dict(config)}
+    attrs = study.user_attrs
+    if "space" in attrs and (attrs["space"] != space or attrs.get("base") != base):
+        raise SweepError(f"The study {study_name} already exists with another model or search space; give a new "
+                         "--study name, or join it with sweep-worker.")
+    study.set_user_attr("space", space)
+    study.set_user_attr("base", base)
+    study.set_user_attr("trials", trials)
+    study.set_user_attr("pruner", pruner)
+    return study
+
+
+def load_study(storage_url: str, study_name: str):
+    """The study with its saved settings checked: (study, spec, config, space, trials)."""
+    import optuna
+
+    check_study_name(study_name)
+    storage = _storage(storage_url)
+    try:
+        pruner = optuna.load_study(study_name=study_name, storage=storage).user_attrs.get("pruner", "median")
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.TPESampler(),
+                                  pruner=make_pruner(pruner if isinstance(pruner, str) else "median"))
+    except KeyError:
+        raise SweepError(f"There is no study {study_name} in {redact(storage_url)}.") from None
+    attrs = study.user_attrs
+    base = attrs.get("base")
+    if not isinstance(base, dict) or not isinstance(base.get("spec"), dict) or not isinstance(base.get("train"), dict):
+        raise SweepError(f"The study {study_name} was not made by `python -m cifar_core sweep`: it has no model.")
+    model_spec, config = specs.from_dict(base["spec"]), configs.config_from_dict(base["train"])
+    space = check_space(attrs.get("space"), model_spec)
+    trials = attrs.get("trials")
+    if not isinstance(trials, int) or not 1 <= trials <= 10_000:
+        raise SweepError(f"The study {study_name} has no number of trials.")
+    return study, model_spec, config, space, trials
+
+
+# ---- a worker: trials as queued runs
+
+def _stop_file(runs_dir, study_name: str) -> Path:
+    return Path(runs_dir or runs.default_runs_dir()) / ".sweeps" / f"{study_name}.stop"
+
+
+def _counted_before(study, number: int) -> int:
+    """How many trials ahead of this one take a place among the study's n (surplus ones made by a race of two
+    workers do not)."""
+    import optuna
+
+    states = tuple(getattr(optuna.trial.TrialState, s) for s in COUNTED)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states)
+               if t.number < number and not t.user_attrs.get("surplus"))
+
+
+def make_objective(study, model_spec, config, space, trials: int, runs_dir, log=print):
+    """Optuna's objective: one trial = one run, queued behind any job, followed epoch by epoch."""
+    import optuna
+
+    def objective(trial) -> float:
+        if _counted_before(study, trial.number) >= trials:  # another worker took the last place meanwhile
+            trial.set_user_attr("surplus", True)
+            study.stop()
+            raise optuna.TrialPruned("the study already has its trials")
+        params = suggest(trial, space)
+        trial_spec, trial_config = apply_params(model_spec, config, params)
+        run_id = jobs.start_job(trial_spec, trial_config, runs_dir, name=f"{study.study_name} #{trial.number}",
+                                sweep={"study": study.study_name, "trial": trial.number, "params": params})
+        run_dir = runs.run_path(run_id, runs_dir)
+        trial.set_user_attr("run_dir", str(run_dir.resolve()))
+        trial.set_user_attr("run_id", run_id)
+        log(f"trial {trial.number}: {params} -> {run_dir}")
+        return follow_run(trial, run_dir, runs_dir, study.study_name)
+
+    return objective
+
+
+def follow_run(trial, run_dir: Path, runs_dir, study_name: str) -> float:
+    """Reports each epoch's validation accuracy until the run ends; asks the job to stop when the pruner says so.
+    Returns the best validation accuracy; raises TrialPruned, SweepStopped or RunError (a failed run)."""
+    import optuna
+
+    reported, pruned = set(), False
+    while True:
+        jobs.start_next(runs_dir)  # the job ahead may have been killed, with nobody to start this one
+        state = runs.read_status(run_dir)["state"] if run_dir.is_dir() else "cancelled"
+        for record in runs.epoch_records(run_dir):
+            value = record.get("val_accuracy")
+            if value is not None and record["epoch"] not in reported:
+                reported.add(record["epoch"])
+                trial.report(value, record["epoch"])
+                if not pruned and trial.should_prune():
+                    pruned = True
+                    runs.request_stop(run_dir)
+        if state in ENDED or state == "cancelled":
+            break
+        if _stop_file(runs_dir, study_name).exists():
+            if state == "queued":
+                jobs.cancel_queued(run_dir.name, runs_dir)
+            else:
+                jobs.stop_job(run_dir.name, runs_dir)
+            raise SweepStopped(f"The sweep {study_name} was stopped.")
+        time.sleep(POLL_S)
+    if pruned:
+        raise optuna.TrialPruned(f"pruned after epoch {max(reported)}")
+    best = max((r["val_accuracy"] for r in runs.epoch_records(run_dir) if r.get("val_accuracy") is not None),
+               default=None)
+    if state != "finished" or best is None:
+        status = runs.read_status(run_dir) if run_dir.is_dir() else {}
+        raise runs.RunError(f"The trial's run {run_dir.name} ended {state}: {status.get('error') or 'no result'}")
+    return best
+
+
+def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str | None = None) -> None:
+    """Trains the study's trials here until it has its number (counted across every worker by Optuna's
+    MaxTrialsCallback), or the sweep is stopped."""
+    import optuna
+
+    study, model_spec, config, space, trials = load_study(storage_url, study_name)
+    if data:
+        config = dataclasses.replace(config, data=data)
+    runs_dir = Path(runs_dir or runs.default_runs_dir())
+    stop_file = _stop_file(runs_dir, study_name)
+    stop_file.unlink(missing_ok=True)
+    counted = tuple(getattr(optuna.trial.TrialState, s) for s in COUNTED)
+    if len(study.get_trials(deepcopy=False, states=counted)) >= trials:
+        return
+
+    def stop_when_asked(study, _trial):
+        if stop_file.exists():
+            study.stop()
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study.optimize(make_objective(study, model_spec, config, space, trials, runs_dir, log),
+                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=counted), stop_when_asked],
+                       catch=(runs.RunError, specs.SpecError))
+    except SweepStopped as e:
+        log(str(e))
+    finally:
+        stop_file.unlink(missing_ok=True)
+
+
+def run_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, *, trials: int, space: dict | None = None,
+              storage_url: str | None = None, study_name: str | None = None, runs_dir=None, pruner: str = "median",
+              log=print) -> dict:
+    """Creates (or continues) a study and trains its trials here; returns summary()."""
+    runs_dir = Path(runs_dir or runs.default_runs_dir())
+    storage_url = storage_url or default_storage(runs_dir)
+    study_name = study_name or runs.new_run_id(f"sweep-{model_spec.name}")
+    create_study(storage_url, study_name, model_spec, config, space or default_space(model_spec), trials, pruner)
+    _record_local(runs_dir, study_name, storage_url)
+    work(storage_url, study_name, runs_dir, log)
+    return summary(storage_url, study_name)
+
+
+# ---- reading a study
+
+def summary(storage_url: str, study_name: str) -> dict:
+    """{study, trials: [{number, state, value, params, run_dir, started, seconds}], best: {value, params,
+    run_dir} or None}: the CLI's --json and the Sweep page's table."""
+    import optuna
+
+    check_study_name(study_name)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+    except KeyError:
+        raise SweepError(f"There is no study {study_name} in {redact(storage_url)}.") from None
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        end = t.datetime_complete
+        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
+                     "run_dir": t.user_attrs.get("run_dir"),
+                     "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+                     "seconds": (end - t.datetime_start).total_seconds() if end and t.datetime_start else None})
+    complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
+    best = max(complete, key=lambda r: r["value"]) if complete else None
+    return {"study": study_name, "space": study.user_attrs.get("space"), "trials_wanted": study.user_attrs.get(
+        "trials"), "trials": rows,
+        "best": {k: best[k] for k in ("number", "value", "params", "run_dir")} if best else None}
+
+
+def figures(storage_url: str, study_name: str) -> dict:
+    """Optuna's own Plotly figures of the study: optimisation history, parallel coordinates, parameter importances
+    (the latter two once enough trials are complete)."""
+    import optuna
+    from optuna import visualization as vis
+
+    study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    shown = {"history": vis.plot_optimization_history(study, target_name="validation accuracy")}
+    if complete:
+        shown["parallel"] = vis.plot_parallel_coordinate(study, target_name="validation accuracy")
+    if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
+        try:
+            shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")
+        except (RuntimeError, ValueError, ZeroDivisionError):
+            pass  # importances need parameters that vary among complete trials
+    return shown
+
+
+# ---- sweeps started from the page: a background process each
+
+def _local_path(runs_dir) -> Path:
+    return Path(runs_dir or runs.default_runs_dir()) / ".sweeps"
+
+
+def _record_local(runs_dir, study_name: str, storage_url: str, pid: int | None = None) -> None:
+    """Notes a study run from this runs folder (for the Sweep page's list); the URL is kept without password."""
+    path = _local_path(runs_dir) / f"{study_name}.json"
+    old = read_json(path, {})
+    old = old if isinstance(old, dict) else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {**old, "study": study_name, "storage": storage_url if storage_url == default_storage(runs_dir)
+                      else redact(storage_url), "created": old.get("created") or time.strftime("%Y-%m-%d %H:%M:%S"),
+                      **({"pid": pid} if pid else {})})
+
+
+def local_studies(runs_dir=None) -> list[dict]:
+    """The studies started from this runs folder, newest first: {study, storage, created, pid}."""
+    rows = []
+    for path in sorted(_local_path(runs_dir).glob("*.json")):
+        entry = read_json(path, None)
+        if isinstance(entry, dict) and isinstance(entry.get("study"), str) and STUDY_NAME.match(entry["study"]):
+            rows.append(entry)
+    return sorted(rows, key=lambda r: str(r.get("created")), reverse=True)
+
+
+def start_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, space: dict, trials: int,
+                runs_dir=None, study_name: str | None = None) -> str:
+    """Creates the study in the runs folder's SQLite file and starts `python -m cifar_core sweep-worker` for it as
+    a process of its own (it outlives the page); returns the study name."""
+    runs_dir = Path(runs_dir or runs.default_runs_dir())
+    study_name = study_name or runs.new_run_id(f"sweep-{model_spec.name}")
+    storage_url = default_storage(runs_dir)
+    create_study(storage_url, study_name, model_spec, config, space, trials)
+    _local_path(runs_dir).mkdir(parents=True, exist_ok=True)
+    pid = jobs._spawn(["sweep-worker", "--storage", storage_url, "--study", study_name, "--runs-dir",
+                       str(runs_dir.resolve())], _local_path(runs_dir) / f"{study_name}.log")
+    _record_local(runs_dir, study_name, storage_url, pid)
+    return study_name
+
+
+def sweep_running(runs_dir, study_name: str) -> bool:
+    """Whether the worker started from this folder for the study is alive."""
+    entry = read_json(_local_path(runs_dir) / f"{study_name}.json", {})
+    pid = entry.get("pid") if isinstance(entry, dict) else None
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return os.name == "nt"
+
+
+def stop_sweep(runs_dir, study_name: str) -> None:
+    """Asks the study's workers in this runs folder to stop: the trial under way is stopped (its model saved) and
+    marked failed; no new trial starts."""
+    check_study_name(study_name)
+    path = _stop_file(runs_dir, study_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()

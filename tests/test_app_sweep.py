@@ -1,0 +1,49 @@
+"""AppTest of the Sweep page: a bad range is one sentence with nothing started; a real 2-trial sweep of tiny started
+from the page runs in its own process, then the page shows its trials, Optuna's figures and opens the best trial."""
+
+import helpers
+
+from cifar_core import runs, sweeps
+
+SWEEP = "pages/sweep.py"
+
+
+def test_a_bad_range_is_a_sentence(open_app, app_env):
+    at = open_app(SWEEP)
+    assert any("No sweep yet" in i.value for i in at.info)
+    at.number_input(key="sweep_low_width").set_value(3.0)
+    at.number_input(key="sweep_high_width").set_value(1.0)
+    at.button(key="sweep_start").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "width has low 3.0 above high 1.0" in at.error[0].value.replace("\\", "")
+    assert sweeps.local_studies(app_env) == [] and runs.list_runs(app_env) == []
+
+
+def test_a_sweep_from_the_page(open_app, app_env):
+    at = open_app(SWEEP)
+    at.checkbox(key="sweep_on_label_smoothing").uncheck()
+    at.number_input(key="sweep_trials").set_value(2)
+    at.number_input(key="sweep_limit").set_value(300)
+    at.button(key="sweep_start").click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    study = at.session_state["sweep_study"]
+    assert sweeps.local_studies(app_env)[0]["study"] == study
+    try:
+        helpers.wait_for(lambda: not sweeps.sweep_running(app_env, study), timeout=300, interval=1)
+    finally:
+        if sweeps.sweep_running(app_env, study):
+            sweeps.stop_sweep(app_env, study)
+    summary = sweeps.summary(sweeps.default_storage(app_env), study)
+    assert [t["state"] for t in summary["trials"]] == ["COMPLETE", "COMPLETE"], \
+        (app_env / ".sweeps" / f"{study}.log").read_text()
+    assert set(summary["trials"][0]["params"]) == {"width", "learning_rate"}
+
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table["state"]) == ["COMPLETE", "COMPLETE"] and "param width" in table.columns
+    assert {"sweep_fig_history", "sweep_fig_parallel"} <= {c.key for c in at.get("plotly_chart")}
+    best = summary["best"]["run_dir"].rsplit("/", 1)[-1]
+    at.button(key="sweep_open_train").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["train_run"] == best and at.session_state["spec"].name == "tiny"

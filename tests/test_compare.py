@@ -1,0 +1,59 @@
+"""cifar_core.compare: only the differences, layers aligned by type, settings by field, final metrics, sweep
+parameters; torn files give fewer rows, never an exception."""
+
+import dataclasses
+
+from cifar_core import compare, runs
+from cifar_core import spec as S
+from cifar_core.config import TrainConfig, to_dict
+from cifar_core.presets import get_preset
+
+TINY = get_preset("tiny")
+
+
+def test_spec_diff_aligns_layers_and_shows_only_differences():
+    a = S.to_dict(TINY.spec)
+    wider = list(TINY.spec.layers)
+    wider[2] = dataclasses.replace(wider[2], filters=64)
+    wider.insert(4, S.Dropout(0.1))  # after the second pooling
+    b = S.to_dict(dataclasses.replace(TINY.spec, name="tiny-wide", layers=tuple(wider)))
+    assert compare.spec_diff(a, b) == [
+        {"where": "model", "field": "name", "a": "tiny", "b": "tiny-wide"},
+        {"where": "layer 3 (Conv2D)", "field": "filters", "a": 32, "b": 64},
+        {"where": "layer 5 (Dropout)", "field": "layer", "a": None, "b": "Dropout(rate=0.1)"},
+    ]
+    assert compare.spec_diff(a, a) == []
+    # a field left out means its default, as from_dict reads it
+    short = {**a, "layers": [{"type": "Conv2D", "filters": 16}] + a["layers"][1:]}
+    assert compare.spec_diff(a, short) == []
+    assert compare.spec_diff(a, {"layers": "torn"})[0]["field"] == "name"
+    assert compare.spec_diff(None, None) == []
+
+
+def test_settings_diff_field_by_field():
+    a = to_dict(TINY.train)
+    b = {**a, "learning_rate": 0.01, "epochs": 3}
+    b.pop("flip")  # missing: its default (True), as in tiny
+    assert compare.settings_diff(a, b) == [{"field": "epochs", "a": 1, "b": 3},
+                                           {"field": "learning_rate", "a": 0.003, "b": 0.01}]
+    assert compare.settings_diff({}, to_dict(TrainConfig())) == []
+
+
+def test_compare_runs_of_one_sweep(tmp_path):
+    dirs = []
+    for n, lr in enumerate((1e-3, 1e-2)):
+        run_dir = runs.create_run(tmp_path / f"run{n}", TINY.spec, dataclasses.replace(TINY.train, learning_rate=lr),
+                                  sweep={"study": "s", "trial": n, "params": {"learning_rate": lr}})
+        runs.append_metrics(run_dir, [{"kind": "epoch", "epoch": 1, "step": 5, "time": 2.0 + n, "loss": 2.0,
+                                       "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.25 + n / 10}])
+        dirs.append(run_dir)
+    result = compare.compare_runs(*dirs)
+    assert result["spec"] == []
+    assert result["train"] == [{"field": "learning_rate", "a": 1e-3, "b": 1e-2}]
+    assert result["metrics"]["b"] == {"val_accuracy": 0.35, "val_loss": 2.1, "accuracy": 0.2, "loss": 2.0,
+                                      "best_val_accuracy": 0.35, "epochs_done": 1, "train_time_s": 3.0}
+    assert result["sweep"] == {"study": "s", "trials": (0, 1),
+                               "params": [{"field": "learning_rate", "a": 1e-3, "b": 1e-2}]}
+    (dirs[1] / "config.json").write_text("{torn")
+    torn = compare.compare_runs(*dirs)
+    assert torn["sweep"] is None and torn["metrics"]["b"]["epochs_done"] == 1

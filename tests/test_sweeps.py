@@ -1,0 +1,215 @@
+"""cifar_core.sweeps: the search space (checked, applied to a spec and settings), a real 3-trial sweep of tiny through
+the CLI on SQLite, the pruner stopping a bad trial's job, and two sweep-worker processes sharing one study in a real
+PostgreSQL server."""
+
+import dataclasses
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import helpers
+import optuna
+import pytest
+
+from cifar_core import runs, sweeps
+from cifar_core import spec as S
+from cifar_core.presets import get_preset
+
+TINY = get_preset("tiny")
+
+
+def test_space_is_checked_with_one_sentence_each():
+    assert sweeps.check_space({"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}) == \
+        {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
+    cases = {
+        "unknown entry 'filters'": {"filters": {"low": 1, "high": 2}},
+        "low 0.5 above high 0.1": {"learning_rate": {"low": 0.5, "high": 0.1}},
+        "log scale, so low must be above 0": {"weight_decay": {"low": 0, "high": 0.1, "log": True}},
+        "epochs must have low and high \\(int values\\)": {"epochs": {"low": 1.5, "high": 3}},
+        "optimizer takes": {"optimizer": {"low": 1, "high": 2}},
+        "'huge' is not one of": {"preset": {"choices": ["tiny", "huge"]}},
+        "width must lie from 0.125 to 8.0": {"width": {"low": 0.1, "high": 2}},
+        "label_smoothing": {"label_smoothing": {"low": 0, "high": 1.0}},  # TrainConfig's own rule: below 1
+        "must be a JSON object": [],
+    }
+    for message, space in cases.items():
+        with pytest.raises(S.SpecError, match=message):
+            sweeps.check_space(space)
+    with pytest.raises(S.SpecError, match="the model tiny has no Dropout layer"):
+        sweeps.check_space({"dropout": {"low": 0, "high": 0.5}}, TINY.spec)
+    with pytest.raises(S.SpecError, match="not valid JSON"):
+        sweeps.parse_space(b"{")
+
+
+def test_default_space_suits_the_model():
+    assert "dropout" not in sweeps.default_space(TINY.spec)
+    assert sweeps.default_space(get_preset("report-2-1").spec)["dropout"] == {"low": 0.0, "high": 0.6}
+    for preset in ("tiny", "report-2-1"):
+        sweeps.check_space(sweeps.default_space(get_preset(preset).spec), get_preset(preset).spec)
+
+
+def test_params_applied_to_spec_and_settings():
+    base = dataclasses.replace(TINY.train, data="sample", limit=300)
+    spec, config = sweeps.apply_params(TINY.spec, base, {"width": 1.5, "learning_rate": 0.02, "epochs": 3})
+    assert [layer.filters for layer in spec.layers if isinstance(layer, S.Conv2D)] == [24, 48]  # 16, 32 x 1.5
+    assert config.learning_rate == 0.02 and config.epochs == 3 and config.data == "sample" and config.limit == 300
+    spec, config = sweeps.apply_params(TINY.spec, base, {"preset": "report-2-1", "dropout": 0.125})
+    assert spec.name == "report-2-1" and config.batch_size == 32 and config.data == "sample"
+    assert [layer.rate for layer in spec.layers if isinstance(layer, S.Dropout)] == [0.125]
+    with pytest.raises(S.SpecError):
+        sweeps.apply_params(get_preset("report-2-2").spec, base, {"width": 8.0})  # far beyond the parameter limit
+
+
+def test_redact_and_driver():
+    assert sweeps.redact("postgresql://ann:secret@db:5432/s") == "postgresql://ann:***@db:5432/s"
+    assert sweeps._driver_url("postgresql://ann@db/s").startswith("postgresql+psycopg://") or \
+        __import__("importlib").util.find_spec("psycopg2")
+    with pytest.raises(S.SpecError, match="--storage must be a database URL"):
+        sweeps.create_study("runs/sweeps.db", "s", TINY.spec, TINY.train, {"width": {"low": 1, "high": 2}}, 2)
+    with pytest.raises(S.SpecError, match="A study name must be"):
+        sweeps.check_study_name("../evil")
+
+
+def test_a_three_trial_sweep_of_tiny_on_sqlite(tmp_path):
+    result = helpers.run_cli("sweep", "--preset", "tiny", "--trials", 3, "--data", "sample", "--limit", 300,
+                             "--epochs", 1, "--study", "three", "--runs-dir", tmp_path, "--json", timeout=400)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    trials = summary["trials"]
+    assert [t["number"] for t in trials] == [0, 1, 2] and {t["state"] for t in trials} == {"COMPLETE"}
+    assert len({t["run_dir"] for t in trials}) == 3
+    for t in trials:
+        run_dir = Path(t["run_dir"])
+        assert run_dir.parent == tmp_path.resolve() and runs.read_status(run_dir)["state"] == "finished"
+        assert set(t["params"]) == {"width", "learning_rate", "label_smoothing"}  # the default space for tiny
+        assert runs.read_config(run_dir)["sweep"] == {"study": "three", "trial": t["number"], "params": t["params"]}
+        assert t["value"] == max(r["val_accuracy"] for r in runs.epoch_records(run_dir))
+    best = max(trials, key=lambda t: t["value"])
+    assert summary["best"]["value"] == best["value"] and summary["best"]["run_dir"] == best["run_dir"]
+    assert (tmp_path / "sweeps.db").is_file()  # the default storage: SQLite in the runs folder
+    listed = {r["run_id"] for r in runs.list_runs(tmp_path)}
+    assert {Path(t["run_dir"]).name for t in trials} <= listed  # ordinary runs, on every page
+    study = optuna.load_study(study_name="three", storage=sweeps.default_storage(tmp_path))
+    assert study.user_attrs["trials"] == 3 and "width" in study.user_attrs["space"]
+
+
+def test_the_pruner_stops_a_trial_forced_to_be_bad(tmp_path):
+    """Three earlier trials held 95% validation accuracy at every epoch; a tiny trial on 300 images with a
+    learning rate 100x too low is far below their median after its first epoch, so its job is asked to stop."""
+    storage = sweeps.default_storage(tmp_path)
+    space = {"learning_rate": {"low": 1e-5, "high": 1e-2, "log": True}}
+    base = dataclasses.replace(TINY.train, data="sample", limit=300, epochs=60)
+    study = sweeps.create_study(storage, "prune", TINY.spec, base, space, trials=4)
+    distribution = optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)
+    for _ in range(3):
+        study.add_trial(optuna.trial.create_trial(
+            params={"learning_rate": 3e-3}, distributions={"learning_rate": distribution}, value=0.95,
+            intermediate_values={epoch: 0.95 for epoch in range(1, 61)}))
+    study.enqueue_trial({"learning_rate": 1e-5})
+    with helpers.keras_process_state():
+        sweeps.work(storage, "prune", tmp_path, log=lambda m: None)
+    (trial,) = [t for t in sweeps.summary(storage, "prune")["trials"] if t["number"] == 3]
+    assert trial["state"] == "PRUNED" and trial["params"] == {"learning_rate": 1e-5}
+    run_dir = Path(trial["run_dir"])
+    assert runs.read_status(run_dir)["state"] == "stopped"  # its job stopped between batches, model saved
+    assert 1 <= len(runs.epoch_records(run_dir)) < 60 and (run_dir / "model.keras").is_file()
+    assert len(sweeps.summary(storage, "prune")["trials"]) == 4  # the study had its 4: no fifth was asked for
+
+
+def test_stop_request_ends_a_sweep(tmp_path):
+    storage = sweeps.default_storage(tmp_path)
+    base = dataclasses.replace(TINY.train, data="sample", limit=300, epochs=500)
+    sweeps.create_study(storage, "stopme", TINY.spec, base, {"learning_rate": {"low": 1e-3, "high": 1e-2}}, 5)
+    worker = helpers.start_cli("sweep-worker", "--storage", storage, "--study", "stopme", "--runs-dir", tmp_path)
+    try:
+        helpers.wait_for(lambda: any(r["state"] == "running" for r in runs.list_runs(tmp_path)), 120,
+                         process=worker)
+        sweeps.stop_sweep(tmp_path, "stopme")
+        out, err = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, err
+    (row,) = runs.list_runs(tmp_path)
+    assert row["state"] == "stopped" and row["has_model"]
+    trials = sweeps.summary(storage, "stopme")["trials"]
+    assert [t["state"] for t in trials] == ["FAIL"]  # stopped by the user: no value, and no further trial
+
+
+# ---- a real PostgreSQL, two workers
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def postgres_url():
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("Debian's postgresql server is not installed (/usr/lib/postgresql/*/bin/postgres; .ci/run "
+                    "installs it)")
+    as_user = []
+    folder = Path(tempfile.mkdtemp(prefix="cifar-pg-"))
+    if os.geteuid() == 0:  # the server refuses to run as root
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    user = "postgres" if as_user else pwd.getpwuid(os.getuid()).pw_name
+    port = helpers.free_port()
+    data = folder / "data"
+
+    def run(*command):
+        return subprocess.run([*as_user, *map(str, command)], check=True, capture_output=True, text=True,
+                              timeout=120)
+
+    run(bin_dir / "initdb", "-D", data, "-U", user, "--auth=trust")
+    run(bin_dir / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-o",
+        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+    try:
+        run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", user, "sweeps")
+        yield f"postgresql://{user}@127.0.0.1:{port}/sweeps"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_one_study_in_postgresql(postgres_url, tmp_path):
+    base = dataclasses.replace(TINY.train, data="sample", limit=300, epochs=1)
+    sweeps.create_study(postgres_url, "shared", TINY.spec, base, sweeps.default_space(TINY.spec), trials=4)
+    folders = [tmp_path / "machine-a", tmp_path / "machine-b"]  # two machines: a runs folder each
+    workers = [helpers.start_cli("sweep-worker", "--storage", postgres_url, "--study", "shared", "--runs-dir", f)
+               for f in folders]
+    try:
+        outcomes = [w.communicate(timeout=600) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    assert [w.returncode for w in workers] == [0, 0], [err for _, err in outcomes]
+
+    # A third process reads the study.
+    read = helpers.run_cli("sweep-worker", "--storage", postgres_url, "--study", "shared", "--json",
+                           "--runs-dir", tmp_path / "reader")
+    assert read.returncode == 0, read.stderr
+    trials = json.loads(read.stdout.strip().splitlines()[-1])["trials"]
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    assert len(complete) == 4 and len(trials) == 4, trials
+    assert sorted(t["number"] for t in complete) == [0, 1, 2, 3]
+    run_dirs = [Path(t["run_dir"]) for t in complete]
+    assert len(set(run_dirs)) == 4
+    trained = sorted(p for f in folders for p in f.iterdir() if runs.RUN_ID.match(p.name))
+    assert sorted(run_dirs) == trained  # every trial trained once, in one of the two machines' folders
+    for run_dir in run_dirs:
+        assert runs.read_status(run_dir)["state"] == "finished" and len(runs.epoch_records(run_dir)) == 1
+        assert (run_dir / "job.log").read_text().count("Training on") == 1
+    assert not (tmp_path / "reader").exists() or not any(
+        runs.RUN_ID.match(p.name) for p in (tmp_path / "reader").iterdir())  # the reader trained nothing
