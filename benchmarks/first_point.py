@@ -15,6 +15,7 @@ from pathlib import Path
 
 import machine
 
+from cifar_core import metrics
 from cifar_core.presets import PRESETS, get_preset
 
 TIMEOUT_S = 120  # a job that has not logged a point by then has failed; its job.log in the run says why
@@ -43,7 +44,7 @@ def main():
     start = time.perf_counter()
     run_id = jobs.start_job(preset.spec, dataclasses.replace(preset.train, data=args.data), runs_dir)
     run_dir = runs.run_path(run_id, runs_dir)
-    while not runs.read_metrics(run_dir) and time.perf_counter() - start < TIMEOUT_S:
+    while not metrics.read_metrics(run_dir) and time.perf_counter() - start < TIMEOUT_S:
         time.sleep(0.05)
     seconds = time.perf_counter() - start
     jobs.stop_job(run_id, runs_dir)

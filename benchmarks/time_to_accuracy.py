@@ -17,6 +17,7 @@ from pathlib import Path
 
 import machine
 
+from cifar_core import metrics
 from cifar_core.config import PRECISIONS
 from cifar_core.presets import PRESETS, get_preset
 
@@ -56,7 +57,7 @@ def main():
     # A new run holds exactly one evaluation, the one training stored after saving the model.
     final = next(iter(files.read_json(run_dir / "eval.json", {}).values()))
     facts = runs.read_config(run_dir)
-    epochs = runs.epoch_records(run_dir)
+    epochs = metrics.epoch_records(run_dir)
     for r in epochs:
         print(f"epoch {r['epoch']:>3}  {r['time']:8.1f} s  val_accuracy {r['val_accuracy']:.4f}")
     machine.print_figures(facts.get("precision") or resolve_precision(config.precision), {

@@ -271,9 +271,10 @@ def _print_sweep(result: dict, as_json: bool) -> None:
 
 def _cmd_sweep(args) -> int:
     from . import sweeps
+    from .space import parse_space
 
     model_spec, config = _new_run_settings(args)
-    space = sweeps.parse_space(_read_text(args.space, "--space"), model_spec) if args.space else None
+    space = parse_space(_read_text(args.space, "--space"), model_spec) if args.space else None
     result = sweeps.run_sweep(model_spec, config, trials=args.trials, space=space, storage_url=args.storage,
                               study_name=args.study, runs_dir=args.runs_dir, pruner=args.pruner,
                               log=lambda m: print(m, flush=True))

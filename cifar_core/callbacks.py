@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import files, runs
+from . import files, metrics, runs
 
 BATCH_POINT_INTERVAL_S = 0.5  # metrics.jsonl gets at most two batch points a second
 
@@ -110,7 +110,7 @@ def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs, time_offset: fl
                 self.last_point = now
                 record = {"kind": "batch", "epoch": self.epoch, "step": batch + 1, "time": self._now(),
                           **{k: float(v) for k, v in (logs or {}).items()}}
-                runs.append_metrics(run_dir, [record])
+                metrics.append_metrics(run_dir, [record])
                 runs.write_status(run_dir, state="running", epoch=self.epoch, epochs=planned(), step=batch + 1,
                                   steps_per_epoch=steps_per_epoch, time=record["time"])
             if runs.stop_requested(run_dir) or _SIGNALLED:
@@ -127,7 +127,7 @@ def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs, time_offset: fl
             if optimizer is not None:  # where the schedule stands: a time budget's test reads it
                 record["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
             save_model_atomic(self.model, run_dir / "model.keras")
-            runs.append_metrics(run_dir, [record])
+            metrics.append_metrics(run_dir, [record])
             runs.write_status(run_dir, state="running", epoch=epoch + 1, epochs=planned(), step=self.steps_done,
                               steps_per_epoch=steps_per_epoch, time=record["time"])
             if log:

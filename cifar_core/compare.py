@@ -13,7 +13,7 @@ import difflib
 from pathlib import Path
 
 from . import config as configs
-from . import runs
+from . import metrics, runs
 from . import spec as specs
 
 HEADER = ("name", "input_shape", "num_classes", "logit_scale")
@@ -83,7 +83,7 @@ def settings_diff(a: dict, b: dict) -> list[dict]:
 
 def final_metrics(run_dir: Path) -> dict:
     """The last epoch's metrics, the best validation accuracy, epochs done and training time."""
-    epochs = runs.epoch_records(run_dir)
+    epochs = metrics.epoch_records(run_dir)
     last = epochs[-1] if epochs else {}
     row = {key: last.get(key) for key in FINAL_METRICS}
     val = [r["val_accuracy"] for r in epochs if r.get("val_accuracy") is not None]

@@ -17,10 +17,7 @@ page or the command that lists it.
 
 from __future__ import annotations
 
-import collections
 import errno
-import functools
-import json
 import os
 import re
 import shutil
@@ -28,8 +25,9 @@ import time
 from pathlib import Path
 
 from . import config as configs
+from . import metrics
 from . import spec as specs
-from .files import DiskFullError, dumps, is_disk_full, read_json, temporary_name, try_lock, write_json  # noqa: F401
+from .files import DiskFullError, is_disk_full, read_json, try_lock, write_json  # noqa: F401
 from .files import is_locked as _is_locked
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
@@ -38,8 +36,6 @@ LIVE_STATES = ("starting", "running", "stopping")
 # What a run holds before its job has trained anything: such a folder may be handed to `train --run-dir`.
 # A stop file is one too: Stop pressed before the job began, which the job honours at its start.
 FRESH_FILES = {"config.json", "status.json", "label.json", "job.log", "lock", "stop"}
-MAX_EPOCH_RECORDS = 10_000
-MAX_BATCH_POINTS = 4_000  # per run, for the curves: more points than a chart's width in pixels
 
 
 class RunError(ValueError):
@@ -166,132 +162,6 @@ def read_spec_and_config(run_dir: Path) -> tuple[specs.ModelSpec, configs.TrainC
     raise RunError(f"The run {Path(run_dir).name} cannot be used: {problem}")
 
 
-def _number(value):
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _count(value) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9 else 0
-
-
-def _clean_record(record) -> dict | None:
-    """A metrics record as readers may rely on it (kind, epoch >= 1, step >= 0, numbers or None), or None."""
-    if not isinstance(record, dict) or record.get("kind") not in ("batch", "epoch"):
-        return None
-    epoch, step = record.get("epoch"), record.get("step", 0)
-    if _count(epoch) < 1 or (step is not None and not _count(step) and step != 0):
-        return None
-    clean = {"kind": record["kind"], "epoch": epoch, "step": _count(step), "time": _number(record.get("time"))}
-    for key, value in record.items():
-        if key not in clean and isinstance(key, str) and len(key) <= 64:
-            clean[key] = _number(value)
-    return clean
-
-
-def _parse_line(line: bytes):
-    try:
-        return _clean_record(json.loads(line))
-    except (ValueError, RecursionError):
-        return None
-
-
-@functools.lru_cache(maxsize=64)
-def _read_metrics_cached(path: str, size: int, mtime_ns: int, max_batch_points: int) -> tuple:
-    """Every epoch record and at most max_batch_points evenly spaced batch records, streaming through the file: a
-    gigabyte of metrics costs seconds once, not gigabytes of memory, and is cached while the file is unchanged."""
-    epochs, batches, stride, seen = collections.deque(maxlen=MAX_EPOCH_RECORDS), [], 1, 0
-    try:
-        with open(path, "rb") as f:
-            for line in f:
-                if b'"kind": "epoch"' in line or b'"kind":"epoch"' in line:
-                    record = _parse_line(line)
-                else:  # a batch point: only every stride-th is parsed at all
-                    seen += 1
-                    if (seen - 1) % stride:
-                        continue
-                    record = _parse_line(line)
-                if record is None:
-                    continue
-                if record["kind"] == "epoch":
-                    epochs.append(record)
-                else:
-                    batches.append(record)
-                    if len(batches) > max_batch_points:
-                        batches, stride = batches[::2], stride * 2
-    except OSError:
-        pass
-    # A batch point with the epoch records, in order of (epoch, step): the file's own order.
-    merged = sorted([*epochs, *batches], key=lambda r: (r["epoch"], r["kind"] == "epoch", r["step"]))
-    return tuple(merged)
-
-
-def read_metrics(run_dir: Path, max_batch_points: int = MAX_BATCH_POINTS) -> list[dict]:
-    """The run's records, checked and bounded: every epoch record, batch records thinned to max_batch_points; a
-    torn or garbled line is skipped."""
-    path = Path(run_dir) / "metrics.jsonl"
-    try:
-        st = path.stat()
-    except OSError:
-        return []
-    return [dict(r) for r in _read_metrics_cached(str(path), st.st_size, st.st_mtime_ns, max_batch_points)]
-
-
-def epoch_records(run_dir: Path) -> list[dict]:
-    return [r for r in read_metrics(run_dir) if r["kind"] == "epoch"]
-
-
-def append_metrics(run_dir: Path, records: list[dict]) -> None:
-    path = Path(run_dir) / "metrics.jsonl"
-    text = "".join(dumps(r, indent=None) + "\n" for r in records)
-    try:
-        with open(path, "a+b") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a torn last line from a crash: start the next record on its own line
-                    text = "\n" + text
-            f.write(text.encode())
-    except OSError as e:  # a partly written line is a torn line: readers skip it, the next append starts anew
-        if is_disk_full(e):
-            raise DiskFullError(path) from e
-        raise
-
-
-def truncate_metrics(run_dir: Path, last_epoch: int) -> list[dict]:
-    """Keeps the records of completed epochs up to last_epoch, each epoch's record once (used on resume, so that
-    every completed epoch appears exactly once); returns the epoch records kept."""
-    path = Path(run_dir) / "metrics.jsonl"
-    tmp = temporary_name(path)
-    kept, seen = [], set()
-    try:
-        with open(tmp, "wb") as out:
-            try:
-                source = open(path, "rb")
-            except FileNotFoundError:
-                source = None
-            if source is not None:
-                with source:
-                    for line in source:
-                        record = _parse_line(line)
-                        if not record or record["epoch"] > last_epoch:
-                            continue
-                        if record["kind"] == "epoch":
-                            if record["epoch"] in seen:
-                                continue
-                            seen.add(record["epoch"])
-                            kept.append(record)
-                        out.write((dumps(record, indent=None) + "\n").encode())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(e):
-            raise DiskFullError(path) from e
-        raise
-    return kept
-
-
 # ---- the job's lock, status and stop request
 
 class RunLock:
@@ -334,11 +204,11 @@ def read_status(run_dir: Path, raw: bool = False) -> dict:
         return status
     clean = {k: v for k, v in status.items() if isinstance(k, str)}
     clean["state"] = status.get("state") if status.get("state") in STATES else "unknown"
-    clean["updated"] = _number(status.get("updated")) or 0.0
+    clean["updated"] = metrics.number(status.get("updated")) or 0.0
     for key in ("epoch", "epochs", "step", "steps_per_epoch"):
-        clean[key] = _count(status.get(key))
-    clean["time"] = _number(status.get("time")) or 0.0
-    clean["pid"] = _count(status.get("pid")) or None
+        clean[key] = metrics.count(status.get(key))
+    clean["time"] = metrics.number(status.get("time")) or 0.0
+    clean["pid"] = metrics.count(status.get("pid")) or None
     clean["error"] = str(status["error"])[:1000] if status.get("error") is not None else None
     if clean["state"] in LIVE_STATES and not is_locked(run_dir):
         if clean["state"] != "starting" or time.time() - clean["updated"] > 60:
@@ -390,7 +260,7 @@ def summarize(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     config, problem = read_config(run_dir), config_problem(run_dir)
     status = read_status(run_dir)
-    epochs = epoch_records(run_dir)
+    epochs = metrics.epoch_records(run_dir)
     val = [r["val_accuracy"] for r in epochs if r.get("val_accuracy") is not None]
     spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
@@ -399,9 +269,9 @@ def summarize(run_dir: Path) -> dict:
         "run_id": run_dir.name,
         "name": run_label(run_dir),
         "model": name if isinstance(name, str) else "?",
-        "params": _count(config.get("params")) or None,
+        "params": metrics.count(config.get("params")) or None,
         "epochs_done": len(epochs),
-        "epochs": _count(train.get("epochs")) or None,
+        "epochs": metrics.count(train.get("epochs")) or None,
         "best_val_accuracy": max(val) if val else None,
         "train_time_s": epochs[-1]["time"] if epochs else None,
         "state": status["state"] if not problem else "unreadable",

@@ -15,16 +15,16 @@ job to stop between batches. No search of our own: sampling, pruning and countin
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import time
 from pathlib import Path
 
 from . import config as configs
-from . import jobs, runs
+from . import jobs, metrics, runs
 from . import spec as specs
-from .files import parse_json, read_json, write_json
+from .files import read_json, write_json
+from .space import SweepError, apply_params, check_space, default_space, suggest
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 POLL_S = 0.25
@@ -33,148 +33,8 @@ ENDED = ("finished", "stopped", "failed", "interrupted", "unknown")
 # others' running trials fill the study, so two workers sharing 4 trials train 4, not 5 or 6.
 COUNTED = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
 
-# The search space: each entry a range {"low", "high", "log"} or a choice {"choices": [...]}.
-# width scales every Conv2D's filters; dropout sets every Dropout's rate; preset picks the starting model (its spec
-# and training settings, before the other entries apply); the rest are TrainConfig fields.
-SPACE_KEYS = {"width": float, "dropout": float, "learning_rate": float, "weight_decay": float,
-              "label_smoothing": float, "epochs": int, "batch_size": int, "optimizer": str, "preset": str}
-WIDTH_RANGE = (0.125, 8.0)
-
-
-class SweepError(specs.SpecError):
-    """A study or search space that cannot be used; the message is a sentence for the user."""
-
-
 class SweepStopped(Exception):
     """The sweep was asked to stop (its stop file); the trial under way ends as failed."""
-
-
-# ---- the search space
-
-def default_space(model_spec: specs.ModelSpec) -> dict:
-    """A search space that suits most models: filters x0.5..x2, the learning rate over two decades around the
-    usual Adam one, label smoothing, and the dropout rate when the model has Dropout layers."""
-    space = {"width": {"low": 0.5, "high": 2.0, "log": True},
-             "learning_rate": {"low": 3e-4, "high": 1e-2, "log": True},
-             "label_smoothing": {"low": 0.0, "high": 0.2}}
-    if any(isinstance(layer, specs.Dropout) for layer in model_spec.layers):
-        space["dropout"] = {"low": 0.0, "high": 0.6}
-    return space
-
-
-def _check_value(key: str, value) -> None:
-    """A bound or a choice of the space, checked as the setting it becomes would be."""
-    from .presets import PRESETS
-
-    if key == "width":
-        if not WIDTH_RANGE[0] <= value <= WIDTH_RANGE[1]:
-            raise SweepError(f"The search space's width must lie from {WIDTH_RANGE[0]} to {WIDTH_RANGE[1]}, got "
-                             f"{value}.")
-    elif key == "dropout":
-        if not 0 <= value < 1:
-            raise SweepError(f"The search space's dropout must lie in [0, 1), got {value}.")
-    elif key == "preset":
-        if value not in PRESETS:
-            raise SweepError(f"The search space's preset {value!r} is not one of {', '.join(PRESETS)}.")
-    else:
-        configs.validate_config(dataclasses.replace(configs.TrainConfig(), **{key: value}))
-
-
-def check_space(space, model_spec: specs.ModelSpec | None = None) -> dict:
-    """The space, checked: known keys, each a range (numbers, low <= high, log only above 0) or a non-empty list of
-    choices, every value allowed for its setting; SweepError with one sentence otherwise."""
-    if not isinstance(space, dict) or not space:
-        raise SweepError("The search space must be a JSON object with at least one of: " + ", ".join(SPACE_KEYS) + ".")
-    clean = {}
-    for key, entry in space.items():
-        if key not in SPACE_KEYS:
-            raise SweepError(f"The search space has an unknown entry {key!r}; use any of {', '.join(SPACE_KEYS)}.")
-        kind = SPACE_KEYS[key]
-        if not isinstance(entry, dict):
-            raise SweepError(f"The search space's {key} must be an object such as {{\"low\": 1, \"high\": 2}} or "
-                             "{\"choices\": [...]}.")
-        if "choices" in entry:
-            choices = entry["choices"]
-            if set(entry) != {"choices"} or not isinstance(choices, list) or not 1 <= len(choices) <= 50:
-                raise SweepError(f"The search space's {key} choices must be a list of 1 to 50 values, alone.")
-            for value in choices:
-                if not _is_kind(value, kind):
-                    raise SweepError(f"The search space's {key} choices must be {kind.__name__} values, got "
-                                     f"{value!r}.")
-                _check_value(key, value)
-            clean[key] = {"choices": list(choices)}
-            continue
-        if kind is str:
-            raise SweepError(f"The search space's {key} takes {{\"choices\": [...]}}, not a range.")
-        low, high, log = entry.get("low"), entry.get("high"), entry.get("log", False)
-        if set(entry) - {"low", "high", "log"} or not _is_kind(low, kind) or not _is_kind(high, kind) \
-                or not isinstance(log, bool):
-            raise SweepError(f"The search space's {key} must have low and high ({kind.__name__} values) and "
-                             "optionally log (true or false).")
-        if low > high:
-            raise SweepError(f"The search space's {key} has low {low} above high {high}.")
-        if log and low <= 0:
-            raise SweepError(f"The search space's {key} is on a log scale, so low must be above 0, got {low}.")
-        _check_value(key, low)
-        _check_value(key, high)
-        clean[key] = {"low": low, "high": high, "log": log}
-    if model_spec is not None and "dropout" in clean and "preset" not in clean and \
-            not any(isinstance(layer, specs.Dropout) for layer in model_spec.layers):
-        raise SweepError(f"The search space varies dropout, but the model {model_spec.name} has no Dropout layer.")
-    return clean
-
-
-def _is_kind(value, kind) -> bool:
-    if isinstance(value, bool):
-        return False
-    if kind is float:
-        return isinstance(value, (int, float)) and math.isfinite(value)
-    return isinstance(value, kind)
-
-
-def parse_space(text: str | bytes, model_spec: specs.ModelSpec | None = None) -> dict:
-    try:
-        space = parse_json(text)
-    except ValueError as e:
-        raise SweepError(f"The search space is not valid JSON: {e}") from None
-    return check_space(space, model_spec)
-
-
-def suggest(trial, space: dict) -> dict:
-    """The trial's parameters, asked of Optuna entry by entry (so its samplers see the real distributions)."""
-    params = {}
-    for key, entry in space.items():
-        if "choices" in entry:
-            params[key] = trial.suggest_categorical(key, entry["choices"])
-        elif SPACE_KEYS[key] is int:
-            params[key] = trial.suggest_int(key, entry["low"], entry["high"], log=entry["log"])
-        else:
-            params[key] = trial.suggest_float(key, entry["low"], entry["high"], log=entry["log"])
-    return params
-
-
-def apply_params(model_spec: specs.ModelSpec, config: configs.TrainConfig, params: dict):
-    """The spec and settings of a trial: the base (or the chosen preset), filters scaled, dropout and the training
-    fields set. SpecError when the result cannot be trained (too many parameters, say)."""
-    from .presets import get_preset
-
-    if "preset" in params:
-        preset = get_preset(params["preset"])
-        keep = {name: getattr(config, name) for name in ("data", "limit", "epochs")}
-        model_spec, config = preset.spec, dataclasses.replace(preset.train, **keep)
-    layers = []
-    for layer in model_spec.layers:
-        if isinstance(layer, specs.Conv2D) and "width" in params:
-            layer = dataclasses.replace(layer, filters=max(1, round(layer.filters * params["width"])))
-        if isinstance(layer, specs.Dropout) and "dropout" in params:
-            layer = dataclasses.replace(layer, rate=float(params["dropout"]))
-        layers.append(layer)
-    model_spec = specs.validate(dataclasses.replace(model_spec, layers=tuple(layers)))
-    changes = {k: v for k, v in params.items() if k in configs.FIELDS}
-    if "epochs" in changes:
-        config = configs.with_epochs(config, changes.pop("epochs"))
-    config = configs.config_from_dict({**configs.to_dict(config), **changes})
-    return model_spec, config
 
 
 # ---- the study
@@ -343,7 +203,7 @@ def follow_run(trial, run_dir: Path, runs_dir, study_name: str) -> float:
     while True:
         jobs.start_next(runs_dir)  # the job ahead may have been killed, with nobody to start this one
         state = runs.read_status(run_dir)["state"] if run_dir.is_dir() else "cancelled"
-        for record in runs.epoch_records(run_dir):
+        for record in metrics.epoch_records(run_dir):
             value = record.get("val_accuracy")
             if value is not None and record["epoch"] not in reported:
                 reported.add(record["epoch"])
@@ -362,7 +222,7 @@ def follow_run(trial, run_dir: Path, runs_dir, study_name: str) -> float:
         time.sleep(POLL_S)
     if pruned:
         raise optuna.TrialPruned(f"pruned after epoch {max(reported)}")
-    best = max((r["val_accuracy"] for r in runs.epoch_records(run_dir) if r.get("val_accuracy") is not None),
+    best = max((r["val_accuracy"] for r in metrics.epoch_records(run_dir) if r.get("val_accuracy") is not None),
                default=None)
     if state != "finished" or best is None:
         status = runs.read_status(run_dir) if run_dir.is_dir() else {}

@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import callbacks, files, runs
+from . import callbacks, files, metrics, runs
 from . import data as datasets
 from . import spec as specs
 from .config import TrainConfig, validate_config
@@ -49,7 +49,7 @@ def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float,
         images = (config.get("data_splits") or {}).get("train") if isinstance(config.get("data_splits"), dict) else 0
         if row["problem"] or config.get("device") != device or not isinstance(images, int) or images < 1:
             continue
-        epochs = runs.epoch_records(run_dir)
+        epochs = metrics.epoch_records(run_dir)
         full = max((r["step"] for r in epochs), default=0)
         times = [(r["time"], r["step"]) for r in epochs if r["time"] is not None]
         durations = [b - a for (a, _), (b, step) in zip(times, times[1:]) if step == full and b > a]
@@ -170,7 +170,7 @@ def prepare_resume(run_dir: Path, resume: bool, log) -> tuple[int, float]:
     done_epochs, note = callbacks.restore_backup_metadata(backup_dir)
     if note:
         log(note)
-    kept = runs.truncate_metrics(run_dir, done_epochs)
+    kept = metrics.truncate_metrics(run_dir, done_epochs)
     log(f"Resuming after epoch {done_epochs}.")
     return done_epochs, max((r["time"] or 0.0 for r in kept), default=0.0)
 

@@ -4,7 +4,7 @@ between two runs."""
 import streamlit as st
 
 import ui
-from cifar_core import charts, compare, jobs, runs
+from cifar_core import charts, compare, jobs, metrics, runs
 
 ui.through_router("pages/runs.py")
 
@@ -33,7 +33,7 @@ selected = [rows[i] for i in event.selection.rows if i < len(rows)]
 st.subheader("Compare curves")
 if selected:
     key = st.selectbox("Metric", list(METRICS), format_func=METRICS.get, key="runs_metric")
-    curves = {ui.run_title(r["run_id"]): runs.read_metrics(runs.run_path(r["run_id"])) for r in selected}
+    curves = {ui.run_title(r["run_id"]): metrics.read_metrics(runs.run_path(r["run_id"])) for r in selected}
     st.plotly_chart(charts.overlay_curves(curves, key), key="runs_overlay")
 else:
     st.caption("Select rows in the table to overlay their curves.")
@@ -128,6 +128,6 @@ else:
     st.dataframe([{"metric": k.replace("_", " "), "A": diff["metrics"]["a"][k], "B": diff["metrics"]["b"][k]}
                   for k in diff["metrics"]["a"]], hide_index=True, key="runs_cmp_metrics")
     key = st.selectbox("Curve", list(METRICS), format_func=METRICS.get, key="runs_cmp_metric")
-    st.plotly_chart(charts.overlay_curves({f"A: {ui.run_title(first)}": runs.read_metrics(runs.run_path(first)),
-                                           f"B: {ui.run_title(second)}": runs.read_metrics(runs.run_path(second))},
+    st.plotly_chart(charts.overlay_curves({f"A: {ui.run_title(first)}": metrics.read_metrics(runs.run_path(first)),
+                                           f"B: {ui.run_title(second)}": metrics.read_metrics(runs.run_path(second))},
                                           key), key="runs_cmp_curves")

@@ -5,7 +5,7 @@ only reads its run directory, so it re-attaches after navigation or a reload (?r
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, jobs, presets, runs, train
+from cifar_core import charts, data, jobs, metrics, presets, runs, train
 from cifar_core import config as configs
 from cifar_core import spec as specs
 
@@ -158,14 +158,14 @@ def monitor() -> None:
     c = st.columns(3)
     c[0].metric("Elapsed", ui.duration(progress["elapsed_s"]))
     c[1].metric("Remaining (estimate)", ui.duration(progress["remaining_s"]) if state in runs.LIVE_STATES else "–")
-    epoch_rows = [r for r in runs.read_metrics(run_dir) if r.get("kind") == "epoch"]
+    epoch_rows = [r for r in metrics.read_metrics(run_dir) if r.get("kind") == "epoch"]
     best = max((r["val_accuracy"] for r in epoch_rows if r.get("val_accuracy") is not None), default=None)
     c[2].metric("Best validation accuracy", f"{best:.1%}" if best is not None else "–")
     if state in runs.LIVE_STATES and st.button("Stop", key="stop"):
         with st.spinner("Stopping: the job finishes its batch and saves its model…"):
             jobs.stop_job(run_id)
         st.rerun()
-    st.plotly_chart(charts.training_curves(runs.read_metrics(run_dir), steps), key="curves")
+    st.plotly_chart(charts.training_curves(metrics.read_metrics(run_dir), steps), key="curves")
 
 
 monitor()

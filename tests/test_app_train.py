@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cifar_core import runs
+from cifar_core import metrics, runs
 from cifar_core import spec as specs
 
 TRAIN = "pages/train.py"
@@ -36,9 +36,9 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     assert at.number_input(key="tc_tiny_epochs").value == 1
     at.selectbox(key="tc_tiny_data").set_value("sample")
     at.text_input(key="train_name").set_value("page test")
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Precision"] in ("float32", "mixed_bfloat16", "mixed_float16")
-    assert metrics["Time per epoch (estimate)"].endswith("s")  # 1.6 M MACs x 3 x 1,800 images / 12 GMAC/s ~ 1 s
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Precision"] in ("float32", "mixed_bfloat16", "mixed_float16")
+    assert tiles["Time per epoch (estimate)"].endswith("s")  # 1.6 M MACs x 3 x 1,800 images / 12 GMAC/s ~ 1 s
     at.button(key="start").click().run()
     assert not at.exception and not at.error, (at.exception, at.error)
     (run,) = runs.list_runs()
@@ -150,7 +150,7 @@ def test_stop_asks_the_live_job_to_stop_and_then_offers_resume(open_app, app_env
     runs.write_json(run_dir / "config.json", {"spec": specs.to_dict(specs.ModelSpec("live")), "train": {}})
     lock = runs.RunLock(run_dir).acquire()
     runs.write_status(run_dir, state="running", epoch=1, epochs=4, step=5, steps_per_epoch=10, time=30.0)
-    runs.append_metrics(run_dir, [{"kind": "batch", "epoch": 1, "step": 5, "time": 30.0, "loss": 2.0,
+    metrics.append_metrics(run_dir, [{"kind": "batch", "epoch": 1, "step": 5, "time": 30.0, "loss": 2.0,
                                    "accuracy": 0.2}])
 
     def job():
@@ -167,8 +167,8 @@ def test_stop_asks_the_live_job_to_stop_and_then_offers_resume(open_app, app_env
         assert plain(at.subheader[0].value) == "20260101-000000-live: running"
         bar = at.get("progress")[0].proto
         assert (bar.value, bar.text) == (12, "epoch 1/4, step 5/10")  # 1.5 of 4 epochs, as a percentage
-        metrics = {m.label: m.value for m in at.metric}
-        assert metrics["Elapsed"] == "30 s" and metrics["Remaining (estimate)"] == "3 min 30 s"
+        tiles = {m.label: m.value for m in at.metric}
+        assert tiles["Elapsed"] == "30 s" and tiles["Remaining (estimate)"] == "3 min 30 s"
         assert "resume" not in {b.key for b in at.button}
         at.button(key="stop").click().run()
         assert not at.exception, at.exception

@@ -71,7 +71,8 @@ def test_the_bottom_modules_import_nothing_above_them():
     assert graph["files"] == graph["images"] == graph["device"] == set()
     assert graph["spec"] <= {"files"}  # its JSON is read by files.parse_json, the one bounded JSON reader
     assert graph["config"] <= {"spec"}
-    assert graph["data"] <= {"files", "images"} and graph["runs"] <= {"files", "spec", "config"}
+    assert graph["data"] <= {"files", "images"} and graph["runs"] <= {"files", "spec", "config", "metrics"}
+    assert graph["metrics"] <= {"files"} and graph["space"] <= {"files", "spec", "config", "presets"}
 
 
 def test_the_engine_imports_no_streamlit_and_the_pages_no_tensorflow():

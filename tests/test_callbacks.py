@@ -4,7 +4,7 @@ real training (the trainings themselves are in test_train.py)."""
 import numpy as np
 
 from cifar_core import callbacks as C
-from cifar_core import runs
+from cifar_core import metrics, runs
 
 
 def weights_file(path, value: float) -> bytes:
@@ -64,7 +64,7 @@ def test_run_logger_points_epochs_and_stop(tmp_path, monkeypatch):
     for batch in range(3):
         logger.on_train_batch_end(batch, {"loss": float("nan") if batch == 2 else 1.0, "accuracy": np.float32(0.5)})
     logger.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4})
-    records = runs.read_metrics(tmp_path)
+    records = metrics.read_metrics(tmp_path)
     assert [(r["kind"], r["epoch"], r["step"]) for r in records] == [("batch", 1, 1), ("batch", 1, 3), ("epoch", 1, 3)]
     assert records[1]["loss"] is None  # NaN is written as null
     assert records[2]["val_accuracy"] == 0.4 and (tmp_path / "model.keras").read_bytes() == b"a whole model"
@@ -75,7 +75,7 @@ def test_run_logger_points_epochs_and_stop(tmp_path, monkeypatch):
     logger.on_train_batch_end(0, {"loss": 1.0})
     assert logger.stopped and logger.model.stop_training
     logger.on_epoch_end(1, {"loss": 1.0})  # a stopped epoch leaves no epoch point
-    assert [r["kind"] for r in runs.read_metrics(tmp_path)].count("epoch") == 1
+    assert [r["kind"] for r in metrics.read_metrics(tmp_path)].count("epoch") == 1
     assert runs.read_json(tmp_path / "status.json")["state"] == "stopping"
 
 

@@ -3,7 +3,7 @@ parameters; torn files give fewer rows, never an exception."""
 
 import dataclasses
 
-from cifar_core import compare, runs
+from cifar_core import compare, metrics, runs
 from cifar_core import spec as S
 from cifar_core.config import TrainConfig, to_dict
 from cifar_core.presets import get_preset
@@ -44,7 +44,7 @@ def test_compare_runs_of_one_sweep(tmp_path):
     for n, lr in enumerate((1e-3, 1e-2)):
         run_dir = runs.create_run(tmp_path / f"run{n}", TINY.spec, dataclasses.replace(TINY.train, learning_rate=lr),
                                   sweep={"study": "s", "trial": n, "params": {"learning_rate": lr}})
-        runs.append_metrics(run_dir, [{"kind": "epoch", "epoch": 1, "step": 5, "time": 2.0 + n, "loss": 2.0,
+        metrics.append_metrics(run_dir, [{"kind": "epoch", "epoch": 1, "step": 5, "time": 2.0 + n, "loss": 2.0,
                                        "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.25 + n / 10}])
         dirs.append(run_dir)
     result = compare.compare_runs(*dirs)

@@ -1,8 +1,6 @@
 """cifar_core.runs: atomic JSON, metrics.jsonl after a crash, the run lock across processes, status, identifiers and
 model references, and the runs table."""
 
-import json
-import math
 import os
 import signal
 import subprocess
@@ -12,94 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from cifar_core import models, runs
+from cifar_core import metrics, models, runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# files
-
-
-def test_write_json_round_trip(tmp_path):
-    runs.write_json(tmp_path / "a.json", {"x": [1, 2.5, "s"], "y": None})
-    assert runs.read_json(tmp_path / "a.json") == {"x": [1, 2.5, "s"], "y": None}
-    assert runs.read_json(tmp_path / "missing.json", {"d": 1}) == {"d": 1}
-    (tmp_path / "torn.json").write_text('{"x": ')
-    assert runs.read_json(tmp_path / "torn.json", "default") == "default"
-
-
-def test_nan_and_infinity_become_null(tmp_path):
-    runs.write_json(tmp_path / "a.json", {"loss": math.nan, "xs": [math.inf, -math.inf, 1.5], "d": {"v": math.nan}})
-    text = (tmp_path / "a.json").read_text()
-    assert "NaN" not in text and "Infinity" not in text
-    assert json.loads(text) == {"loss": None, "xs": [None, None, 1.5], "d": {"v": None}}
-    runs.append_metrics(tmp_path, [{"kind": "batch", "epoch": 1, "loss": math.nan, "accuracy": math.inf}])
-    line = (tmp_path / "metrics.jsonl").read_text()
-    assert "NaN" not in line and "Infinity" not in line
-    assert runs.read_metrics(tmp_path) == [{"kind": "batch", "epoch": 1, "step": 0, "time": None, "loss": None,
-                                            "accuracy": None}]
-
-
-def test_torn_metrics_line(tmp_path):
-    first = [{"kind": "batch", "epoch": 1, "step": 1, "time": 0.5, "loss": 2.0},
-             {"kind": "epoch", "epoch": 1, "step": 5, "time": 1.0}]
-    runs.append_metrics(tmp_path, first)
-    with open(tmp_path / "metrics.jsonl", "ab") as f:
-        f.write(b'{"kind": "batch", "epoch": 2, "st')  # the crash
-    assert runs.read_metrics(tmp_path) == first
-    later = {"kind": "batch", "epoch": 2, "step": 1, "time": 1.5, "loss": 1.5}
-    runs.append_metrics(tmp_path, [later])
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 4
-    assert lines[2] == '{"kind": "batch", "epoch": 2, "st'
-    assert json.loads(lines[3]) == later
-    assert runs.read_metrics(tmp_path) == first + [later]
-
-
-def test_garbled_and_non_object_lines_are_skipped(tmp_path):
-    (tmp_path / "metrics.jsonl").write_bytes(b'{"kind": "epoch", "epoch": 1}\n\xff\xfe\x00garbage\n3\n[1]\n\n'
-                                             b'{"epoch": 2}\n{"kind": "epoch", "epoch": 2, "time": "late"}\n')
-    assert runs.read_metrics(tmp_path) == [{"kind": "epoch", "epoch": 1, "step": 0, "time": None},
-                                           {"kind": "epoch", "epoch": 2, "step": 0, "time": None}]
-    assert runs.read_metrics(tmp_path / "nowhere") == []
-
-
-@pytest.mark.parametrize("record", [{"kind": "batch", "epoch": 0}, {"kind": "batch", "epoch": "1"},
-                                    {"kind": "batch", "epoch": 1, "step": -1}, {"kind": "batch", "epoch": True},
-                                    {"kind": "lap", "epoch": 1}, {"epoch": 1}])
-def test_records_readers_cannot_rely_on_are_skipped(tmp_path, record):
-    (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
-    assert runs.read_metrics(tmp_path) == []
-
-
-def test_metric_values_that_are_not_numbers_read_as_gaps(tmp_path):
-    runs.append_metrics(tmp_path, [{"kind": "epoch", "epoch": 1, "step": 3, "time": 2, "val_accuracy": "high"}])
-    assert runs.read_metrics(tmp_path) == [{"kind": "epoch", "epoch": 1, "step": 3, "time": 2.0,
-                                            "val_accuracy": None}]
-
-
-def test_batch_points_are_thinned_and_every_epoch_kept(tmp_path):
-    records = [{"kind": "batch", "epoch": 1 + i // 100, "step": i % 100 + 1, "time": i} for i in range(1000)]
-    records += [{"kind": "epoch", "epoch": e, "step": 100, "time": 100 * e} for e in range(1, 11)]
-    runs.append_metrics(tmp_path, records)
-    read = runs.read_metrics(tmp_path, max_batch_points=100)
-    batches = [r for r in read if r["kind"] == "batch"]
-    assert [r["epoch"] for r in read if r["kind"] == "epoch"] == list(range(1, 11))
-    assert 50 <= len(batches) <= 100
-    assert [r["time"] for r in batches] == sorted(r["time"] for r in batches)  # evenly spaced, in order
-
-
-def test_truncate_metrics(tmp_path):
-    records = [{"kind": k, "epoch": e, "step": 1, "time": float(e)} for e in (1, 2, 3) for k in ("batch", "epoch")]
-    runs.append_metrics(tmp_path, records)
-    runs.append_metrics(tmp_path, [records[1]])  # epoch 1 recorded twice (a resume that redid it)
-    with open(tmp_path / "metrics.jsonl", "a") as f:
-        f.write('{"torn')
-    kept = runs.truncate_metrics(tmp_path, 2)
-    assert kept == [records[1], records[3]]
-    assert runs.read_metrics(tmp_path) == records[:4]  # every completed epoch exactly once
-    assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
+# the lock and the status
 
 
 def test_write_status_merges(tmp_path):
@@ -108,9 +25,6 @@ def test_write_status_merges(tmp_path):
     assert status["state"] == "running" and status["epoch"] == 2 and abs(status["updated"] - time.time()) < 60
     assert runs.read_json(tmp_path / "status.json")["epoch"] == 2
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# the lock and the status
 
 
 def test_second_acquire_raises(tmp_path):
@@ -236,7 +150,7 @@ def make_run(root, run_id, state, epochs, val, spec_name="tiny", model=True):
     for e, v in enumerate(val, start=1):
         records += [{"kind": "batch", "epoch": e, "step": 1, "time": e - 0.5, "loss": 1.0},
                     {"kind": "epoch", "epoch": e, "step": 2, "time": float(e), "val_accuracy": v}]
-    runs.append_metrics(run, records)
+    metrics.append_metrics(run, records)
     if model:
         (run / "model.keras").write_bytes(b"zip")
     return run

@@ -103,7 +103,7 @@ from conftest import TINY_RUN_ID
 
 from cifar_core import callbacks as C
 from cifar_core import config as configs
-from cifar_core import images, jobs, models, predict, runs
+from cifar_core import images, jobs, metrics, models, predict, runs
 from cifar_core import spec as S
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES, load_sample
@@ -355,7 +355,7 @@ def test_11_sigkill_after_epoch_2_then_resume_starts_at_epoch_3(tmp_path):
                          cwd=ROOT, env=helpers.cli_env(), capture_output=True, text=True, timeout=240)
     assert job.returncode == -signal.SIGKILL, job.stderr
     assert runs.read_status(run)["state"] == "interrupted"
-    killed = runs.read_metrics(run)
+    killed = metrics.read_metrics(run)
     assert [r["epoch"] for r in killed if r["kind"] == "epoch"] == [1, 2]
     assert [r["step"] for r in killed if r["kind"] == "batch" and r["epoch"] == 3] == [1, 2]  # the killed epoch
 
@@ -363,7 +363,7 @@ def test_11_sigkill_after_epoch_2_then_resume_starts_at_epoch_3(tmp_path):
     config = configs.config_from_dict(saved["train"])
     log = helpers.train_in_process(S.from_dict(saved["spec"]), config, run, resume=True)
     assert "Resuming after epoch 2." in log
-    records = runs.read_metrics(run)
+    records = metrics.read_metrics(run)
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3]  # each epoch exactly once
     kept = [r for r in killed if r["epoch"] <= 2]
     assert records[:len(kept)] == kept  # epochs 1-2 as they were
@@ -521,13 +521,13 @@ def test_17_killed_during_a_model_save(trained_runs, app_env, open_app):
 def test_18_nan_metrics_are_gaps_in_the_charts(tmp_path):
     from cifar_core import charts
 
-    runs.append_metrics(tmp_path, [
+    metrics.append_metrics(tmp_path, [
         {"kind": "batch", "epoch": 1, "step": 1, "loss": 2.0, "accuracy": 0.1},
         {"kind": "batch", "epoch": 1, "step": 2, "loss": float("nan"), "accuracy": float("inf")},
         {"kind": "batch", "epoch": 1, "step": 3, "loss": 1.5, "accuracy": 0.3},
         {"kind": "epoch", "epoch": 1, "step": 3, "val_loss": float("nan"), "val_accuracy": 0.2},
         {"kind": "epoch", "epoch": 2, "step": 3, "val_loss": 1.0, "val_accuracy": 0.4}])
-    records = runs.read_metrics(tmp_path)
+    records = metrics.read_metrics(tmp_path)
     fig = charts.training_curves(records, steps_per_epoch=3)
     by_name = {(t.name, t.xaxis): t for t in fig.data}
     train_loss = by_name[("train loss", "x")]
@@ -611,7 +611,7 @@ def test_20_disk_full_during_training(trained_runs, tmp_path, monkeypatch):
                                "Free some disk space, then try again.")
     assert (run / "model.keras").read_bytes() == model_before
     assert models.load_model(run / "model.keras").count_params() == 5418
-    assert [r["epoch"] for r in runs.read_metrics(run) if r["kind"] == "epoch"] == [1]
+    assert [r["epoch"] for r in metrics.read_metrics(run) if r["kind"] == "epoch"] == [1]
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp.keras")] and not runs.is_locked(run)
 
 
@@ -944,7 +944,7 @@ def test_31_a_torn_first_epoch_backup_resumes_from_a_fresh_start(trained_runs, t
     spec, config = runs.read_spec_and_config(run)
     log = helpers.train_in_process(spec, config, run, resume=True)
     assert any("backup" in line and "epoch 1" in line for line in log), log
-    assert [r["epoch"] for r in runs.epoch_records(run)] == [1, 2]
+    assert [r["epoch"] for r in metrics.epoch_records(run)] == [1, 2]
     assert runs.read_status(run)["state"] == "finished"
 
 
@@ -1025,7 +1025,7 @@ def test_33_stop_pressed_right_after_start_is_honoured(app_env):
     state = jobs.stop_job(run_id, wait_s=120)
     run = runs.run_path(run_id)
     assert state == "stopped", jobs.read_job_log(run_id)
-    assert runs.epoch_records(run) == [] and not runs.is_locked(run)
+    assert metrics.epoch_records(run) == [] and not runs.is_locked(run)
 
 
 def test_33_the_standby_exits_when_the_server_that_started_it_is_gone(tmp_path):
@@ -1050,7 +1050,7 @@ def test_33_ctrl_c_in_the_cli_stops_saves_and_says_how_to_resume(tmp_path):
     run = tmp_path / "run"
     job = helpers.start_cli("train", "--preset", "tiny", "--data", "sample", "--limit", "300", "--epochs", "200",
                             "--run-dir", run)
-    helpers.wait_for(lambda: runs.epoch_records(run), timeout=180, process=job)
+    helpers.wait_for(lambda: metrics.epoch_records(run), timeout=180, process=job)
     job.send_signal(signal.SIGINT)
     out, err = job.communicate(timeout=120)
     assert job.returncode == 0, err
@@ -1256,7 +1256,7 @@ def test_37_a_huge_metrics_file_is_listed_in_bounded_time_and_memory(trained_run
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert rows[0]["epochs_done"] == 1 and seconds < 10 and peak < 20 * 2**20, (seconds, peak)
-    assert len(runs.read_metrics(run)) <= runs.MAX_BATCH_POINTS + 10
+    assert len(metrics.read_metrics(run)) <= metrics.MAX_BATCH_POINTS + 10
     started = time.perf_counter()
     runs.list_runs(tmp_path / "runs")  # cached by size and modification time
     assert time.perf_counter() - started < 0.5

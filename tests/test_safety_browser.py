@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from conftest import TINY_RUN_ID
 
-from cifar_core import data, images, jobs, models, predict, runs
+from cifar_core import data, images, jobs, metrics, models, predict, runs
 from cifar_core.presets import get_preset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,7 +145,7 @@ def test_25_two_sessions_classify_while_a_job_trains(stack):
                 pages[key] = page
             for page in pages.values():
                 page.get_by_role("heading", name="Classify images").wait_for()
-            metrics_before = len(runs.read_metrics(run_dir))
+            metrics_before = len(metrics.read_metrics(run_dir))
 
             # both sessions upload, then both wait: their scripts run at the same time, beside the training job
             for key, page in pages.items():
@@ -188,7 +188,7 @@ def test_25_two_sessions_classify_while_a_job_trains(stack):
 
     # the job trained on meanwhile, and Stop ends it cleanly
     assert runs.read_status(run_dir)["state"] == "running"
-    helpers.wait_for(lambda: len(runs.read_metrics(run_dir)) > metrics_before, timeout=30)
+    helpers.wait_for(lambda: len(metrics.read_metrics(run_dir)) > metrics_before, timeout=30)
     asked = time.time()
     assert jobs.stop_job(stack["run_id"], stack["runs_dir"]) == "stopped"
     assert time.time() - asked < 15

@@ -15,53 +15,12 @@ import helpers
 import optuna
 import pytest
 
-from cifar_core import runs, sweeps
+from cifar_core import metrics, runs, sweeps
+from cifar_core import space as spaces
 from cifar_core import spec as S
 from cifar_core.presets import get_preset
 
 TINY = get_preset("tiny")
-
-
-def test_space_is_checked_with_one_sentence_each():
-    assert sweeps.check_space({"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}) == \
-        {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
-    cases = {
-        "unknown entry 'filters'": {"filters": {"low": 1, "high": 2}},
-        "low 0.5 above high 0.1": {"learning_rate": {"low": 0.5, "high": 0.1}},
-        "log scale, so low must be above 0": {"weight_decay": {"low": 0, "high": 0.1, "log": True}},
-        "epochs must have low and high \\(int values\\)": {"epochs": {"low": 1.5, "high": 3}},
-        "optimizer takes": {"optimizer": {"low": 1, "high": 2}},
-        "'huge' is not one of": {"preset": {"choices": ["tiny", "huge"]}},
-        "width must lie from 0.125 to 8.0": {"width": {"low": 0.1, "high": 2}},
-        "label_smoothing": {"label_smoothing": {"low": 0, "high": 1.0}},  # TrainConfig's own rule: below 1
-        "must be a JSON object": [],
-    }
-    for message, space in cases.items():
-        with pytest.raises(S.SpecError, match=message):
-            sweeps.check_space(space)
-    with pytest.raises(S.SpecError, match="the model tiny has no Dropout layer"):
-        sweeps.check_space({"dropout": {"low": 0, "high": 0.5}}, TINY.spec)
-    with pytest.raises(S.SpecError, match="not valid JSON"):
-        sweeps.parse_space(b"{")
-
-
-def test_default_space_suits_the_model():
-    assert "dropout" not in sweeps.default_space(TINY.spec)
-    assert sweeps.default_space(get_preset("report-2-1").spec)["dropout"] == {"low": 0.0, "high": 0.6}
-    for preset in ("tiny", "report-2-1"):
-        sweeps.check_space(sweeps.default_space(get_preset(preset).spec), get_preset(preset).spec)
-
-
-def test_params_applied_to_spec_and_settings():
-    base = dataclasses.replace(TINY.train, data="sample", limit=300)
-    spec, config = sweeps.apply_params(TINY.spec, base, {"width": 1.5, "learning_rate": 0.02, "epochs": 3})
-    assert [layer.filters for layer in spec.layers if isinstance(layer, S.Conv2D)] == [24, 48]  # 16, 32 x 1.5
-    assert config.learning_rate == 0.02 and config.epochs == 3 and config.data == "sample" and config.limit == 300
-    spec, config = sweeps.apply_params(TINY.spec, base, {"preset": "report-2-1", "dropout": 0.125})
-    assert spec.name == "report-2-1" and config.batch_size == 32 and config.data == "sample"
-    assert [layer.rate for layer in spec.layers if isinstance(layer, S.Dropout)] == [0.125]
-    with pytest.raises(S.SpecError):
-        sweeps.apply_params(get_preset("report-2-2").spec, base, {"width": 8.0})  # far beyond the parameter limit
 
 
 def test_redact_and_driver():
@@ -87,7 +46,7 @@ def test_a_three_trial_sweep_of_tiny_on_sqlite(tmp_path):
         assert run_dir.parent == tmp_path.resolve() and runs.read_status(run_dir)["state"] == "finished"
         assert set(t["params"]) == {"width", "learning_rate", "label_smoothing"}  # the default space for tiny
         assert runs.read_config(run_dir)["sweep"] == {"study": "three", "trial": t["number"], "params": t["params"]}
-        assert t["value"] == max(r["val_accuracy"] for r in runs.epoch_records(run_dir))
+        assert t["value"] == max(r["val_accuracy"] for r in metrics.epoch_records(run_dir))
     best = max(trials, key=lambda t: t["value"])
     assert summary["best"]["value"] == best["value"] and summary["best"]["run_dir"] == best["run_dir"]
     assert (tmp_path / "sweeps.db").is_file()  # the default storage: SQLite in the runs folder
@@ -116,7 +75,7 @@ def test_the_pruner_stops_a_trial_forced_to_be_bad(tmp_path):
     assert trial["state"] == "PRUNED" and trial["params"] == {"learning_rate": 1e-5}
     run_dir = Path(trial["run_dir"])
     assert runs.read_status(run_dir)["state"] == "stopped"  # its job stopped between batches, model saved
-    assert 1 <= len(runs.epoch_records(run_dir)) < 60 and (run_dir / "model.keras").is_file()
+    assert 1 <= len(metrics.epoch_records(run_dir)) < 60 and (run_dir / "model.keras").is_file()
     assert len(sweeps.summary(storage, "prune")["trials"]) == 4  # the study had its 4: no fifth was asked for
 
 
@@ -184,7 +143,7 @@ def postgres_url():
 
 def test_two_workers_share_one_study_in_postgresql(postgres_url, tmp_path):
     base = dataclasses.replace(TINY.train, data="sample", limit=300, epochs=1)
-    sweeps.create_study(postgres_url, "shared", TINY.spec, base, sweeps.default_space(TINY.spec), trials=4)
+    sweeps.create_study(postgres_url, "shared", TINY.spec, base, spaces.default_space(TINY.spec), trials=4)
     folders = [tmp_path / "machine-a", tmp_path / "machine-b"]  # two machines: a runs folder each
     workers = [helpers.start_cli("sweep-worker", "--storage", postgres_url, "--study", "shared", "--runs-dir", f)
                for f in folders]
@@ -209,7 +168,7 @@ def test_two_workers_share_one_study_in_postgresql(postgres_url, tmp_path):
     trained = sorted(p for f in folders for p in f.iterdir() if runs.RUN_ID.match(p.name))
     assert sorted(run_dirs) == trained  # every trial trained once, in one of the two machines' folders
     for run_dir in run_dirs:
-        assert runs.read_status(run_dir)["state"] == "finished" and len(runs.epoch_records(run_dir)) == 1
+        assert runs.read_status(run_dir)["state"] == "finished" and len(metrics.epoch_records(run_dir)) == 1
         assert (run_dir / "job.log").read_text().count("Training on") == 1
     assert not (tmp_path / "reader").exists() or not any(
         runs.RUN_ID.match(p.name) for p in (tmp_path / "reader").iterdir())  # the reader trained nothing

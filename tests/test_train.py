@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cifar_core import config as configs
-from cifar_core import runs
+from cifar_core import metrics, runs
 from cifar_core import spec as S
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES
@@ -90,7 +90,7 @@ def test_last_partial_batch_is_kept(images):
 
 
 def epoch_points(run_dir):
-    return [r["epoch"] for r in runs.read_metrics(run_dir) if r["kind"] == "epoch"]
+    return [r["epoch"] for r in metrics.read_metrics(run_dir) if r["kind"] == "epoch"]
 
 
 def test_tiny_run_is_complete():
@@ -105,7 +105,7 @@ def test_tiny_run_is_complete():
     assert status["state"] == "finished" and status["epoch"] == 1 and status["error"] is None
     assert not runs.is_locked(run)
 
-    records = runs.read_metrics(run)
+    records = metrics.read_metrics(run)
     steps = math.ceil(300 / 64)
     batch = [r for r in records if r["kind"] == "batch"]
     epoch = [r for r in records if r["kind"] == "epoch"]
@@ -192,7 +192,7 @@ def test_kill_then_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming after epoch" in resumed.stdout
     assert runs.read_status(run)["state"] == "finished"
-    records = runs.read_metrics(run)
+    records = metrics.read_metrics(run)
     assert epoch_points(run) == [1, 2, 3, 4, 5]
     epochs_in_order = [r["epoch"] for r in records]
     assert epochs_in_order == sorted(epochs_in_order)  # no stale points of the killed epoch
@@ -290,7 +290,7 @@ def test_a_time_budget_ends_on_time_with_the_schedule_at_its_end(tmp_path):
     config = helpers.tiny_config(limit=None, minutes=budget_s / 60, schedule="one-cycle", end_fraction=0.1,
                                  start_fraction=0.2, warmup_epochs=0.2)
     helpers.train_in_process(TINY, config, tmp_path / "run")
-    epochs = [r for r in runs.read_metrics(tmp_path / "run") if r["kind"] == "epoch"]
+    epochs = [r for r in metrics.read_metrics(tmp_path / "run") if r["kind"] == "epoch"]
     assert abs(epochs[-1]["time"] - budget_s) <= 0.1 * budget_s, epochs[-1]["time"]
     assert len(epochs) > 5  # far more than the preset's 1 epoch: the budget, not the epochs, decided
     assert epochs[-1]["learning_rate"] == pytest.approx(0.1 * config.learning_rate, rel=1e-3)
@@ -302,7 +302,7 @@ def test_the_epoch_estimate_learns_this_devices_speed_from_its_runs(tmp_path):
     def past_run(run_id, device, times, steps=(29, 29, 29)):
         run = runs.create_run(tmp_path / run_id, TINY, helpers.tiny_config())
         runs.write_config(run, device=device, data_splits={"train": 1000, "val": 100, "test": 0})
-        runs.append_metrics(run, [{"kind": "epoch", "epoch": e + 1, "step": s, "time": t}
+        metrics.append_metrics(run, [{"kind": "epoch", "epoch": e + 1, "step": s, "time": t}
                                   for e, (t, s) in enumerate(zip(times, steps))])
 
     estimate = T.estimate_epoch_seconds(TINY, 1000)

@@ -1,0 +1,140 @@
+"""metrics.jsonl, the run's curve: one JSON record a line, appended by its job, read by everybody else.
+
+    {"kind": "batch" | "epoch", "epoch": 1-based, "step", "time": seconds since the start, then Keras's logs:
+     loss, accuracy, and on epoch records val_loss, val_accuracy, learning_rate}
+
+Records are checked as they are read (kind, epoch >= 1, step >= 0, numbers or None: a torn, garbled or hostile line
+is skipped or shows as a gap), and the file is streamed, every epoch record kept and the batch points thinned, so
+that a file of any size is read in bounded memory, once while it is unchanged.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import os
+from pathlib import Path
+
+from .files import DiskFullError, dumps, is_disk_full, write_atomic
+
+MAX_EPOCH_RECORDS = 10_000
+MAX_BATCH_POINTS = 4_000  # per run, for the curves: more points than a chart's width in pixels
+
+
+def number(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9 else 0
+
+
+def clean_record(record) -> dict | None:
+    """A metrics record as readers may rely on it (kind, epoch >= 1, step >= 0, numbers or None), or None."""
+    if not isinstance(record, dict) or record.get("kind") not in ("batch", "epoch"):
+        return None
+    epoch, step = record.get("epoch"), record.get("step", 0)
+    if count(epoch) < 1 or (step is not None and not count(step) and step != 0):
+        return None
+    clean = {"kind": record["kind"], "epoch": epoch, "step": count(step), "time": number(record.get("time"))}
+    for key, value in record.items():
+        if key not in clean and isinstance(key, str) and len(key) <= 64:
+            clean[key] = number(value)
+    return clean
+
+
+def _parse_line(line: bytes):
+    try:
+        return clean_record(json.loads(line))
+    except (ValueError, RecursionError):
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _read_metrics_cached(path: str, size: int, mtime_ns: int, max_batch_points: int) -> tuple:
+    """Every epoch record and at most max_batch_points evenly spaced batch records, streaming through the file: a
+    gigabyte of metrics costs seconds once, not gigabytes of memory, and is cached while the file is unchanged."""
+    epochs, batches, stride, seen = collections.deque(maxlen=MAX_EPOCH_RECORDS), [], 1, 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if b'"kind": "epoch"' in line or b'"kind":"epoch"' in line:
+                    record = _parse_line(line)
+                else:  # a batch point: only every stride-th is parsed at all
+                    seen += 1
+                    if (seen - 1) % stride:
+                        continue
+                    record = _parse_line(line)
+                if record is None:
+                    continue
+                if record["kind"] == "epoch":
+                    epochs.append(record)
+                else:
+                    batches.append(record)
+                    if len(batches) > max_batch_points:
+                        batches, stride = batches[::2], stride * 2
+    except OSError:
+        pass
+    # A batch point with the epoch records, in order of (epoch, step): the file's own order.
+    merged = sorted([*epochs, *batches], key=lambda r: (r["epoch"], r["kind"] == "epoch", r["step"]))
+    return tuple(merged)
+
+
+def read_metrics(run_dir: Path, max_batch_points: int = MAX_BATCH_POINTS) -> list[dict]:
+    """The run's records, checked and bounded: every epoch record, batch records thinned to max_batch_points; a
+    torn or garbled line is skipped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    return [dict(r) for r in _read_metrics_cached(str(path), st.st_size, st.st_mtime_ns, max_batch_points)]
+
+
+def epoch_records(run_dir: Path) -> list[dict]:
+    return [r for r in read_metrics(run_dir) if r["kind"] == "epoch"]
+
+
+def append_metrics(run_dir: Path, records: list[dict]) -> None:
+    path = Path(run_dir) / "metrics.jsonl"
+    text = "".join(dumps(r, indent=None) + "\n" for r in records)
+    try:
+        with open(path, "a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a torn last line from a crash: start the next record on its own line
+                    text = "\n" + text
+            f.write(text.encode())
+    except OSError as e:  # a partly written line is a torn line: readers skip it, the next append starts anew
+        if is_disk_full(e):
+            raise DiskFullError(path) from e
+        raise
+
+
+def truncate_metrics(run_dir: Path, last_epoch: int) -> list[dict]:
+    """Keeps the records of completed epochs up to last_epoch, each epoch's record once (used on resume, so that
+    every completed epoch appears exactly once); returns the epoch records kept. Streamed through
+    files.write_atomic, so a kill midway leaves the old file."""
+    path = Path(run_dir) / "metrics.jsonl"
+    kept, seen = [], set()
+
+    def write(tmp):
+        with open(tmp, "wb") as out:
+            if not path.exists():
+                return
+            with open(path, "rb") as source:
+                for line in source:
+                    record = _parse_line(line)
+                    if not record or record["epoch"] > last_epoch:
+                        continue
+                    if record["kind"] == "epoch":
+                        if record["epoch"] in seen:
+                            continue
+                        seen.add(record["epoch"])
+                        kept.append(record)
+                    out.write((dumps(record, indent=None) + "\n").encode())
+
+    write_atomic(path, write=write)
+    return kept

@@ -1,0 +1,78 @@
+"""cifar_core.metrics: metrics.jsonl after a crash, records checked as they are read, thinned batch points, and the
+truncation a resume makes."""
+
+import json
+import math
+
+import pytest
+
+from cifar_core import metrics
+
+
+def test_nan_and_infinity_become_null(tmp_path):
+    metrics.append_metrics(tmp_path, [{"kind": "batch", "epoch": 1, "loss": math.nan, "accuracy": math.inf}])
+    line = (tmp_path / "metrics.jsonl").read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    assert metrics.read_metrics(tmp_path) == [{"kind": "batch", "epoch": 1, "step": 0, "time": None, "loss": None,
+                                            "accuracy": None}]
+
+
+def test_torn_metrics_line(tmp_path):
+    first = [{"kind": "batch", "epoch": 1, "step": 1, "time": 0.5, "loss": 2.0},
+             {"kind": "epoch", "epoch": 1, "step": 5, "time": 1.0}]
+    metrics.append_metrics(tmp_path, first)
+    with open(tmp_path / "metrics.jsonl", "ab") as f:
+        f.write(b'{"kind": "batch", "epoch": 2, "st')  # the crash
+    assert metrics.read_metrics(tmp_path) == first
+    later = {"kind": "batch", "epoch": 2, "step": 1, "time": 1.5, "loss": 1.5}
+    metrics.append_metrics(tmp_path, [later])
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    assert lines[2] == '{"kind": "batch", "epoch": 2, "st'
+    assert json.loads(lines[3]) == later
+    assert metrics.read_metrics(tmp_path) == first + [later]
+
+
+def test_garbled_and_non_object_lines_are_skipped(tmp_path):
+    (tmp_path / "metrics.jsonl").write_bytes(b'{"kind": "epoch", "epoch": 1}\n\xff\xfe\x00garbage\n3\n[1]\n\n'
+                                             b'{"epoch": 2}\n{"kind": "epoch", "epoch": 2, "time": "late"}\n')
+    assert metrics.read_metrics(tmp_path) == [{"kind": "epoch", "epoch": 1, "step": 0, "time": None},
+                                           {"kind": "epoch", "epoch": 2, "step": 0, "time": None}]
+    assert metrics.read_metrics(tmp_path / "nowhere") == []
+
+
+@pytest.mark.parametrize("record", [{"kind": "batch", "epoch": 0}, {"kind": "batch", "epoch": "1"},
+                                    {"kind": "batch", "epoch": 1, "step": -1}, {"kind": "batch", "epoch": True},
+                                    {"kind": "lap", "epoch": 1}, {"epoch": 1}])
+def test_records_readers_cannot_rely_on_are_skipped(tmp_path, record):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    assert metrics.read_metrics(tmp_path) == []
+
+
+def test_metric_values_that_are_not_numbers_read_as_gaps(tmp_path):
+    metrics.append_metrics(tmp_path, [{"kind": "epoch", "epoch": 1, "step": 3, "time": 2, "val_accuracy": "high"}])
+    assert metrics.read_metrics(tmp_path) == [{"kind": "epoch", "epoch": 1, "step": 3, "time": 2.0,
+                                            "val_accuracy": None}]
+
+
+def test_batch_points_are_thinned_and_every_epoch_kept(tmp_path):
+    records = [{"kind": "batch", "epoch": 1 + i // 100, "step": i % 100 + 1, "time": i} for i in range(1000)]
+    records += [{"kind": "epoch", "epoch": e, "step": 100, "time": 100 * e} for e in range(1, 11)]
+    metrics.append_metrics(tmp_path, records)
+    read = metrics.read_metrics(tmp_path, max_batch_points=100)
+    batches = [r for r in read if r["kind"] == "batch"]
+    assert [r["epoch"] for r in read if r["kind"] == "epoch"] == list(range(1, 11))
+    assert 50 <= len(batches) <= 100
+    assert [r["time"] for r in batches] == sorted(r["time"] for r in batches)  # evenly spaced, in order
+
+
+def test_truncate_metrics(tmp_path):
+    records = [{"kind": k, "epoch": e, "step": 1, "time": float(e)} for e in (1, 2, 3) for k in ("batch", "epoch")]
+    metrics.append_metrics(tmp_path, records)
+    metrics.append_metrics(tmp_path, [records[1]])  # epoch 1 recorded twice (a resume that redid it)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"torn')
+    kept = metrics.truncate_metrics(tmp_path, 2)
+    assert kept == [records[1], records[3]]
+    assert metrics.read_metrics(tmp_path) == records[:4]  # every completed epoch exactly once
+    assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
