@@ -8,7 +8,7 @@ ui.through_router(), which sends such a run here once; this script then forwards
 import streamlit as st
 
 import ui
-from cifar_core import data
+from cifar_core import sources
 
 # No Material icons on the pages: Streamlit makes a page's icon the tab's favicon, and fetches a Material icon for
 # that from fonts.gstatic.com, a request to another host (which fails offline). An emoji favicon is drawn in the page.
@@ -26,7 +26,7 @@ page = st.navigation([
 ])
 
 with st.sidebar:
-    ui.source_picker("data_source", data.app_default(),
+    ui.source_picker("data_source", sources.app_default(),
                      help_="CIFAR-10 from Keras, the embedded sample (always available), or a dataset in the "
                            "folders this server offers (its data roots).")
     info = ui.device()

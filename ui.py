@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from cifar_core import config as configs
-from cifar_core import data, explain, files, models, runs
+from cifar_core import data, explain, files, models, runs, sources
 from cifar_core import device as devices
 from cifar_core import spec as specs
 
@@ -110,19 +110,19 @@ def setting_widget(name: str, key: str, default):
 
 
 def data_choice() -> str:
-    """The sidebar's data source: one of data.app_sources() (or the app's default when a page runs on its own)."""
+    """The sidebar's data source: one of sources.app_sources() (or the app's default when a page runs on its own)."""
     choice = st.session_state.get("data_source") or st.session_state.get("_kept", {}).get("data_source")
-    return choice if choice in data.app_sources() else data.app_default()
+    return choice if choice in sources.app_sources() else sources.app_default()
 
 
 def data_source() -> str:
-    """The sidebar's data source as load_data and TrainConfig.data take it (data.app_source of data_choice())."""
-    return data.app_source(data_choice())
+    """The sidebar's data source as load_data and TrainConfig.data take it (sources.app_source of data_choice())."""
+    return sources.app_source(data_choice())
 
 
 def source_picker(key: str, default: str, label: str = "Data source", help_: str | None = None) -> str:
-    """A selectbox of the data sources the app offers (data.app_sources), its choice kept across pages."""
-    options = data.app_sources()
+    """A selectbox of the data sources the app offers (sources.app_sources), its choice kept across pages."""
+    options = sources.app_sources()
     if kept(key, default) not in options:
         st.session_state[key] = default if default in options else "sample"
     st.selectbox(label, list(options), format_func=options.get, key=key, help=help_)
@@ -138,7 +138,7 @@ def choose_source(key: str, choice: str) -> None:
 def data_note(choice: str, key: str) -> None:
     """One line naming the data used, with one click to download CIFAR-10 (where it can be had) or to use another
     dataset this server offers; `key` is the picker the click changes."""
-    options = data.app_sources()
+    options = sources.app_sources()
     fallback = data.resolve_default_source()[1] if choice == "sample" else None
     st.caption(f"Data: {md_escape(options.get(choice, choice))}."
                + (" CIFAR-10 is not downloaded and cannot be downloaded here (no network)." if fallback else ""))
@@ -179,7 +179,7 @@ def run_settings(run_dir) -> str:
         model_spec, config = runs.read_spec_and_config(run_dir)
     except (runs.RunError, ValueError):
         return "This run's settings cannot be read."
-    source = data.app_label(config.data) if config.data else "the default data source"
+    source = sources.app_label(config.data) if config.data else "the default data source"
     epochs = f"{config.epochs} epoch" + ("" if config.epochs == 1 else "s")
     return (f"This run's settings: model {md_escape(model_spec.name)}, {epochs}, batch size "
             f"{config.batch_size}, data {md_escape(source)}" + (f" (first {config.limit:,} images)" if config.limit

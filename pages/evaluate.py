@@ -4,7 +4,7 @@ gallery of its predictions."""
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, evaluate
+from cifar_core import charts, data, evaluate, sources
 
 ui.through_router("pages/evaluate.py")
 
@@ -67,7 +67,7 @@ if st.session_state.get("eval_request") != (ref, split, choice):
     st.stop()
 
 try:
-    source = data.app_source(choice)
+    source = sources.app_source(choice)
     with st.spinner("Loading the data and the model…"):
         result = run_evaluation(ref, split, source, ui.model_mtime(ref))
 except (data.DataError, ValueError, OSError) as e:  # RunError is a ValueError
@@ -78,7 +78,7 @@ names = result["class_names"]
 if split == "test" and result["split"] == "val":
     st.info("This data source has no test split, so the validation split is evaluated instead.")
 st.caption(f"Evaluated on the {'test' if result['split'] == 'test' else 'validation'} split of "
-           f"{ui.md_escape(data.app_label(result['source']))}: {result['n']:,} images.")
+           f"{ui.md_escape(sources.app_label(result['source']))}: {result['n']:,} images.")
 m = st.columns(4)
 m[0].metric("Accuracy", f"{result['accuracy']:.1%}")
 m[1].metric("Loss", f"{result['loss']:.3f}")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from cifar_core import data
+from cifar_core import sources
 
 ui.through_router("pages/home.py")
 
@@ -16,7 +16,7 @@ st.markdown(
 )
 
 choice = ui.data_choice()
-available, message = data.source_status(choice if choice in ("keras", "sample") else data.app_source(choice))
+available, message = sources.source_status(choice if choice in ("keras", "sample") else sources.app_source(choice))
 (st.success if available else st.warning)(message if choice in ("keras", "sample")
                                            else f"The dataset {choice} in this server's data folders.")
 ui.data_note(choice, "data_source")

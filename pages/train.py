@@ -5,7 +5,7 @@ only reads its run directory, so it re-attaches after navigation or a reload (?r
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, jobs, metrics, presets, runs, train
+from cifar_core import charts, data, jobs, metrics, presets, runs, sources, train
 from cifar_core import config as configs
 from cifar_core import spec as specs
 
@@ -37,7 +37,8 @@ def retrain_on(run_dir, key: str) -> None:
     """A run that failed on its data: the same model and settings, trained as a new run on the chosen source."""
     try:
         model_spec, config = runs.read_spec_and_config(run_dir)
-        config = configs.config_from_dict({**configs.to_dict(config), "data": data.app_source(st.session_state[key])})
+        source = sources.app_source(st.session_state[key])
+        config = configs.config_from_dict({**configs.to_dict(config), "data": source})
         select_run(jobs.start_job(model_spec, config, name=runs.run_label(run_dir)))
     except (specs.SpecError, runs.RunError, data.DataError, OSError) as e:
         st.session_state["retrain_error"] = str(e)
@@ -66,9 +67,9 @@ with st.container(border=True):
     columns = st.columns(4)
     for n, name in enumerate(shown):
         with columns[n % 4]:
-            if name == "data":  # only what this server offers (data.app_sources), never a typed path
+            if name == "data":  # only what this server offers (sources.app_sources), never a typed path
                 source_choice = ui.source_picker(prefix + name, ui.data_choice(), label=configs.label(name))
-                values[name] = data.app_source(source_choice)
+                values[name] = sources.app_source(source_choice)
             else:
                 values[name] = ui.setting_widget(name, prefix + name, defaults[name])
     ui.kept("train_name", "")

@@ -103,7 +103,7 @@ from conftest import TINY_RUN_ID
 
 from cifar_core import callbacks as C
 from cifar_core import config as configs
-from cifar_core import images, jobs, metrics, models, predict, runs
+from cifar_core import images, jobs, metrics, models, predict, runs, sources
 from cifar_core import spec as S
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES, load_sample
@@ -486,6 +486,7 @@ from cifar_core.callbacks import save_model_atomic
 from cifar_core import config as configs
 from cifar_core import images
 from cifar_core import models
+from cifar_core import sources
 
 class Model:
     def save(self, path):
@@ -1385,22 +1386,22 @@ def test_27_the_app_opens_only_sample_keras_and_datasets_in_the_data_roots(tmp_p
     (root / "loop").symlink_to(root / "loop")
     monkeypatch.setenv("CIFAR_DATA_ROOTS", str(root))
     monkeypatch.setattr(data, "can_download", lambda: False)
-    offered = data.app_sources()
+    offered = sources.app_sources()
     assert list(offered) == ["sample", "data/cats"]
-    assert data.app_source("data/cats") == str(root / "cats") and data.app_source("sample") == "sample"
+    assert sources.app_source("data/cats") == str(root / "cats") and sources.app_source("sample") == "sample"
     refused = ["/etc", "/root/.ssh/id_rsa", "../secret", "data/../secret", "data/escape", "data/loop", str(outside),
                str(root / "cats"), "data/cats/../../secret", "data", "keras/..", ""]
     for choice in refused:
         with pytest.raises(data.DataError) as caught:
-            data.app_source(choice)
+            sources.app_source(choice)
         assert str(caught.value) == ("That data source is not offered by this server; choose CIFAR-10, the sample "
                                      "or a dataset in the server's data folders.")
     # Nothing the app shows of a data source names a server path: labels, the default, the Home page's status.
-    shown = [*offered, *offered.values(), data.app_default(), data.app_label(str(root / "cats")),
-             data.source_status("sample")[1], data.source_status("keras")[1]]
+    shown = [*offered, *offered.values(), sources.app_default(), sources.app_label(str(root / "cats")),
+             sources.source_status("sample")[1], sources.source_status("keras")[1]]
     assert not [text for text in shown if "/" in text.replace("data/cats", "")]
     # With no setting, the root is ./data; an empty setting offers no folder at all.
     monkeypatch.delenv("CIFAR_DATA_ROOTS")
-    assert data.data_roots() == [Path("data").resolve()]
+    assert sources.data_roots() == [Path("data").resolve()]
     monkeypatch.setenv("CIFAR_DATA_ROOTS", "")
-    assert data.data_roots() == [] and list(data.app_sources()) == ["sample"]
+    assert sources.data_roots() == [] and list(sources.app_sources()) == ["sample"]

@@ -1,0 +1,119 @@
+"""The data sources the web app offers, and how a page names one: keras, sample, and the datasets that lie directly
+in the data roots set by whoever runs the server. Nothing else is opened from a page, and no sentence here names a
+server path; the command line takes any path (its user is the machine's own).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import data
+
+
+def source_status(source: str | None = None) -> tuple[bool, str]:
+    """(available without a download or a missing path, one sentence saying so) for a data source, without loading
+    it. The sentence names no server path."""
+    source = source or data.default_source()
+    if source == "sample":
+        counts = data.sample_counts()
+        return True, (f"The embedded sample ({counts['train']:,} training and {counts['test']:,} test CIFAR-10 "
+                      "images) is always available.")
+    if source == "keras":
+        if data.keras_downloaded():
+            return True, "CIFAR-10 is available (downloaded by Keras)."
+        if data.can_download():
+            return False, ("CIFAR-10 has not been downloaded yet: the first training or evaluation downloads it "
+                           "(about 170 MB) through keras.datasets.")
+        return False, "CIFAR-10 has not been downloaded, and it cannot be downloaded here (no network)."
+    if Path(source).expanduser().exists():
+        return True, f"The data source {Path(source).name} exists."
+    return False, f"The data source {Path(source).name} does not exist."
+
+
+def data_roots() -> list[Path]:
+    """The folders whose datasets the web app may open, set by whoever runs the server: CIFAR_DATA_ROOTS
+    (os.pathsep-separated), by default ./data. The CLI takes any path; only the app is confined to these."""
+    raw = os.environ.get("CIFAR_DATA_ROOTS")
+    parts = raw.split(os.pathsep) if raw is not None else ["data"]
+    return [Path(p).expanduser().resolve() for p in parts if p.strip()]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a loop of symbolic links
+        return False
+
+
+def _looks_like_dataset(path: Path) -> bool:
+    try:
+        if path.is_file():
+            return path.name.endswith((".tar.gz", ".tgz"))
+        return path.is_dir() and ((path / "train").is_dir() or (path / "data_batch_1").is_file()
+                                  or any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(path)))
+    except OSError:
+        return False
+
+
+def _root_sources() -> dict[str, Path]:
+    """{choice: path} of the datasets in the data roots: a root that is a dataset itself, and each folder or
+    archive directly inside a root, named 'root/entry'. Anything resolving outside its root is left out."""
+    found = {}
+    for root in data_roots():
+        if not root.is_dir():
+            continue
+        if (root / "train").is_dir() or (root / "data_batch_1").is_file():
+            found.setdefault(root.name, root)
+            continue
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if not entry.name.startswith(".") and _inside(path, root) and _looks_like_dataset(path):
+                found.setdefault(f"{root.name}/{entry.name}", path)
+    return found
+
+
+def app_sources() -> dict[str, str]:
+    """{choice: label} of every data source the web app offers, in the order to show them."""
+    counts = data.sample_counts()
+    options = {}
+    if data.keras_downloaded():
+        options["keras"] = "CIFAR-10 (downloaded)"
+    elif data.can_download():
+        options["keras"] = "CIFAR-10 (downloads about 170 MB on first use)"
+    options["sample"] = f"sample: {counts['train']:,} training + {counts['test']:,} test CIFAR-10 images"
+    options.update({choice: f"folder {choice}" for choice in _root_sources()})
+    return options
+
+
+def app_source(choice: str) -> str:
+    """The source load_data takes for one of app_sources(); anything else is refused with a sentence that repeats
+    no path."""
+    if choice in ("keras", "sample"):
+        return choice
+    path = _root_sources().get(choice)
+    if path is None or not any(_inside(path, root) for root in data_roots()):
+        raise data.DataError("That data source is not offered by this server; choose CIFAR-10, the sample or a dataset "
+                        "in the server's data folders.")
+    return str(path)
+
+
+def app_default() -> str:
+    """The web app's first data source: the default source when the app offers it, else the sample."""
+    source = data.default_source()
+    if source in app_sources():
+        return source
+    by_path = {str(p): c for c, p in _root_sources().items()}
+    return by_path.get(str(Path(source).expanduser().resolve()), "sample")
+
+
+def app_label(source: str) -> str:
+    """A data source as a page may name it: its app choice, or the last part of a path (never a whole path)."""
+    if source in ("keras", "sample"):
+        return {"keras": "CIFAR-10", "sample": "the embedded sample"}[source]
+    by_path = {str(p): c for c, p in _root_sources().items()}
+    return by_path.get(str(Path(source).expanduser().resolve()), Path(source).name)
