@@ -14,7 +14,7 @@ METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss",
 st.title("Runs")
 rows = runs.list_runs()
 if not rows:
-    st.info(f"No runs yet in {runs.default_runs_dir()}. Start one on the Train page.")
+    st.info("No runs yet: start one on the Train page (the tiny preset on the sample takes seconds).")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
@@ -71,7 +71,7 @@ with c[1]:
             st.rerun()
 
 with st.expander("Delete this run"):
-    st.text(f"Deletes {run_dir} with its model, curves and logs. This cannot be undone.")
+    st.text(f"Deletes the run {run_id} with its model, curves and logs. This cannot be undone.")
     sure = st.checkbox("Yes, delete it", key=f"runs_confirm_{run_id}")
     if st.button("Delete", type="primary", key="delete", disabled=not sure):
         try:
