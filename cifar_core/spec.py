@@ -114,6 +114,18 @@ INT_RANGES = {"filters": (1, 4096), "kernel_size": (1, 11), "strides": (1, 8), "
               "units": (1, 100_000)}
 
 
+# Allowed ranges of each float field, (low, high, as written), open where the written range is open; the Build page's
+# number inputs take their bounds from float_bounds, so they allow exactly what validation does.
+BELOW_ONE, ABOVE_ZERO = math.nextafter(1.0, 0.0), math.nextafter(0.0, 1.0)
+FLOAT_RANGES = {"momentum": (0.0, BELOW_ONE, "[0, 1)"), "rate": (0.0, BELOW_ONE, "[0, 1)"),
+                "epsilon": (ABOVE_ZERO, BELOW_ONE, "(0, 1)")}
+
+
+def float_bounds(name: str) -> tuple[float, float]:
+    """The smallest and largest value a float field takes (its open bounds made the nearest floats inside)."""
+    return FLOAT_RANGES[name][:2]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A CNN for 32x32 images: inputs are rescaled from [0, 255] to [0, 1], then `layers`, then the implied
@@ -157,15 +169,10 @@ def _check_layer_fields(index: int, layer) -> None:
             raise SpecError(f"{where}: {f.name} must be true or false, got {value!r}.")
         if f.name == "kernel_initializer" and value not in INITIALIZERS:
             raise SpecError(f"{where}: kernel_initializer must be one of {', '.join(INITIALIZERS)}, got {value!r}.")
-        if f.name == "epsilon" and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                    or not 0 < value < 1):
-            raise SpecError(f"{where}: epsilon must be a number in (0, 1), got {value!r}.")
-        if f.name == "momentum" and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                     or not 0 <= value < 1):
-            raise SpecError(f"{where}: momentum must be a number in [0, 1), got {value!r}.")
-        if f.name == "rate" and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                 or not 0 <= value < 1):
-            raise SpecError(f"{where}: rate must be a number in [0, 1), got {value!r}.")
+        if f.name in FLOAT_RANGES:
+            low, high = float_bounds(f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise SpecError(f"{where}: {f.name} must be a number in {FLOAT_RANGES[f.name][2]}, got {value!r}.")
 
 
 def _spatial_out(size: int, window: int, stride: int, padding: str) -> int:

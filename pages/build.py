@@ -12,9 +12,9 @@ ui.through_router("pages/build.py")
 
 SCRATCH = "scratch"
 CURRENT = "current"
-# Float fields: (min, max, step, format); integer fields use specs.INT_RANGES.
-FLOATS = {"momentum": (0.0, 0.9999, 0.01, "%.4f"), "rate": (0.0, 0.999, 0.05, "%.3f"),
-          "epsilon": (1e-12, 0.5, 1e-4, "%.1e")}
+# The float fields' steps and formats; their bounds are the spec's own (specs.float_bounds), the integers'
+# specs.INT_RANGES.
+FLOAT_WIDGETS = {"momentum": (0.01, "%.4f"), "rate": (0.05, "%.3f"), "epsilon": (1e-4, "%.1e")}
 
 
 def set_spec(new: specs.ModelSpec) -> None:
@@ -78,8 +78,8 @@ def apply_table() -> None:
 
 def field_widget(i: int, layer, name: str):
     key, value = f"layer_{i}_{name}", getattr(layer, name)
-    if name in FLOATS:
-        low, high, step, fmt = FLOATS[name]
+    if name in specs.FLOAT_RANGES:
+        (low, high), (step, fmt) = specs.float_bounds(name), FLOAT_WIDGETS[name]
         st.session_state.setdefault(key, min(max(float(value), low), high))
         return float(st.number_input(name, low, high, step=step, format=fmt, key=key))
     st.session_state.setdefault(key, value)

@@ -165,6 +165,9 @@ def test_the_fast_preset_edits_its_airbench_fields(open_app):
     assert at.selectbox(key="layer_1_activation").value == "gelu"  # Activation
     assert at.selectbox(key="layer_2_kernel_initializer").value == "dirac"
     assert at.checkbox(key="layer_4_scale").value is False and at.number_input(key="layer_4_epsilon").value == 1e-12
+    for name in ("momentum", "epsilon"):  # the inputs allow exactly what the spec does: no range of their own
+        widget = at.number_input(key=f"layer_4_{name}")
+        assert (widget.min, widget.max) == specs.float_bounds(name)
     assert at.number_input(key="spec_logit_scale").value == pytest.approx(1 / 9)
     assert total_params(at) == 1_973_954
     code = at.code[0].value

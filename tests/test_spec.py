@@ -3,6 +3,7 @@ messages of invalid specs, and the JSON round trip."""
 
 import json
 import math
+import re
 
 import pytest
 
@@ -399,3 +400,15 @@ def test_new_fields_are_checked(layer, word):
 @pytest.mark.parametrize("scale", [0, -1.0, 11, True, "1/9"])
 def test_logit_scale_range(scale):
     assert "logit_scale must be a number in (0, 10]" in _error(S.ModelSpec("b", (S.Flatten(),), logit_scale=scale))
+
+
+def test_the_build_pages_float_bounds_are_the_specs_own():
+    """One source for each float field's range: what validation allows is what the Build page's inputs allow."""
+    for name, (low, high, written) in S.FLOAT_RANGES.items():
+        assert S.float_bounds(name) == (low, high)
+        layer = S.BatchNormalization if name in ("momentum", "epsilon") else S.Dropout
+        S.validate(S.ModelSpec("x", (S.Conv2D(4), layer(**{name: high}), S.Flatten())))
+        S.validate(S.ModelSpec("x", (S.Conv2D(4), layer(**{name: low}), S.Flatten())))
+        for outside in (written.startswith("(") and 0.0 or -0.1, 1.0):
+            with pytest.raises(S.SpecError, match=f"{name} must be a number in {re.escape(written)}"):
+                S.validate(S.ModelSpec("x", (S.Conv2D(4), layer(**{name: outside}), S.Flatten())))
