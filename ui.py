@@ -369,8 +369,8 @@ def queue_controls(run_id: str, key: str) -> bool:
     if position is None:
         return False
     c = st.columns([3, 1, 1])
-    c[0].info(f"Queued, {jobs.ordinal(position)}: it starts when the job{'s' if position > 1 else ''} ahead "
-              "of it end.")
+    ahead = "the jobs ahead of it end" if position > 1 else "the job ahead of it ends"
+    c[0].info(f"Queued, {jobs.ordinal(position)}: it starts when {ahead}.")
     try:
         if c[1].button("Move up", key=f"{key}_up_{run_id}", disabled=position == 1):
             jobs.move_up(run_id)

@@ -22,10 +22,15 @@ pytestmark = helpers.needs_chromium()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def runs_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def server(runs_dir):
     port = helpers.free_port()
     # As a user runs it, with the standby process that Start hands its job to (it exits after 120 s unused).
-    env = {**os.environ, "CIFAR_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), "CIFAR10_DATA": "sample",
+    env = {**os.environ, "CIFAR_RUNS_DIR": str(runs_dir), "CIFAR10_DATA": "sample",
            "CIFAR_CORE_STANDBY": "1", "CIFAR_CORE_STANDBY_IDLE_S": "120"}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
@@ -121,3 +126,54 @@ def test_at_400_px_build_shows_totals_and_diagram_first_and_no_request_leaves_th
     assert diagram["y"] < first_layer["y"] and diagram["width"] > 200  # the diagram too, and not squeezed to nothing
     assert width <= 400  # nothing wider than the screen
     assert not elsewhere, elsewhere
+
+
+def _fill(page, label: str, value: str) -> None:
+    field = page.get_by_label(label, exact=True).first
+    field.fill(value)
+    field.press("Enter")
+    page.wait_for_timeout(500)  # the rerun the new value causes
+
+
+def test_runs_queued_behind_a_job_a_sweep_and_what_changed(server, page, runs_dir):
+    """Issue 16's path for a person: three runs started while a job trains wait in a queue and train in order; a
+    sweep of tiny is a form and a button, with Optuna's figures; two runs side by side show what changed."""
+    from cifar_core import runs
+
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{server}/train")
+    page.get_by_role("heading", name="New run").wait_for()
+    _choose(page, "Model", "preset tiny")
+    _fill(page, "Time budget (minutes)", "0.3")  # a job that trains for 18 s: long enough to queue behind
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("running", exact=False).first.wait_for(timeout=60_000)
+    _fill(page, "Time budget (minutes)", "")
+    for place in ("1st", "2nd", "3rd"):
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text(f"Queued, {place}", exact=False).first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "train-queue.png"), full_page=True)
+
+    def all_finished():
+        rows = runs.list_runs(runs_dir)
+        return len(rows) >= 4 and all(r["state"] == "finished" for r in rows) and rows
+
+    rows = helpers.wait_for(all_finished, timeout=240, interval=1.0)
+    finished_at = [runs.read_status(runs_dir / r["run_id"])["updated"] for r in sorted(rows, key=lambda r: r["run_id"])]
+    assert finished_at == sorted(finished_at)  # one slot: each started when the one ahead had ended, in order
+
+    page.goto(f"{server}/runs")
+    page.get_by_role("heading", name="What changed between two runs").wait_for()
+    page.get_by_text("Training settings", exact=True).wait_for()
+    page.get_by_text("minutes").first.wait_for()  # the first run had a time budget, the others none
+    page.screenshot(path=str(ARTIFACTS / "runs-compare.png"), full_page=True)
+
+    page.goto(f"{server}/sweep")
+    page.get_by_role("heading", name="Sweep").wait_for()
+    _fill(page, "Trials", "3")
+    _fill(page, "Limit training images (0: all)", "300")
+    page.get_by_role("button", name="Start sweep").click()
+    page.get_by_text("3/3 trials", exact=False).first.wait_for(timeout=240_000)
+    page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=60_000)  # Optuna's figures, drawn
+    page.get_by_role("button", name="Open the best trial in Train").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "sweep.png"), full_page=True)
+
