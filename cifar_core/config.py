@@ -32,6 +32,10 @@ def setting(default, help: str, *, unit: str = "", low=None, high=None, above=No
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = setting(10, "passes over the training images", low=1, high=1000)
+    minutes: float | None = setting(None, "train for this wall-clock time instead of a number of epochs: the job "
+                                    "times its first steps and fits the schedule's length to the budget (empty: "
+                                    "train the epochs)", unit="minutes", above=0, high=10080, step=1.0,
+                                    label="Time budget (minutes)")
     batch_size: int = setting(128, "images per step (per replica under a distribution strategy)", unit="images",
                               low=1, high=4096)
     optimizer: str = setting("adam", "adam, adamw, or sgd (Nesterov)", choices=OPTIMIZERS)
@@ -52,10 +56,6 @@ class TrainConfig:
                         label="Data source")
     limit: int | None = setting(None, "train on only the first N training images (empty: all)", unit="images",
                                 low=1, label="Limit training images")
-    minutes: float | None = setting(None, "train for this wall-clock time instead of a number of epochs: the job "
-                                    "times its first steps and fits the schedule's length to the budget (empty: "
-                                    "train the epochs)", unit="minutes", above=0, high=10080, step=1.0,
-                                    label="Time budget (minutes)")
     precision: str = setting("auto", "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16, else "
                              "float32", choices=PRECISIONS)
     momentum: float = setting(0.9, "SGD only: the momentum", low=0, below=1, step=0.05, group="recipe",

@@ -64,22 +64,23 @@ defaults = configs.to_dict(base)
 shown = [n for n in configs.FIELDS if configs.FIELDS[n].metadata["group"] == "basic"]
 values = {}
 with st.container(border=True):
-    columns = st.columns(4)
+    # Filled column by column, so that on a phone, where the columns stack, the fields keep their order.
+    columns, per_column = st.columns(4), -(-(len(shown) + 1) // 4)
     for n, name in enumerate(shown):
-        with columns[n % 4]:
+        with columns[n // per_column]:
             if name == "data":  # only what this server offers (sources.app_sources), never a typed path
                 source_choice = ui.source_picker(prefix + name, ui.data_choice(), label=configs.label(name))
                 values[name] = sources.app_source(source_choice)
             else:
                 values[name] = ui.setting_widget(name, prefix + name, defaults[name])
     ui.kept("train_name", "")
-    run_name = columns[len(shown) % 4].text_input("Run name (optional)", key="train_name", max_chars=80)
+    run_name = columns[-1].text_input("Run name (optional)", key="train_name", max_chars=80)
     ui.keep("train_name")
     with st.expander("More (the fast presets' airbench recipe)"):
-        columns = st.columns(3)
         recipe = [n for n in configs.FIELDS if configs.FIELDS[n].metadata["group"] == "recipe"]
+        columns, per_column = st.columns(3), -(-len(recipe) // 3)
         for n, name in enumerate(recipe):
-            with columns[n % 3]:
+            with columns[n // per_column]:
                 values[name] = ui.setting_widget(name, prefix + name, defaults[name])
 try:
     config = configs.config_from_dict({**defaults, **values, "data": str(values["data"] or "").strip()})
