@@ -96,16 +96,17 @@ def setting_widget(name: str, key: str, default):
     elif kind is str:
         st.text_input(label, key=key, help=help_)
     else:
-        low = meta["low"] if meta["low"] is not None else None
-        high = meta["high"] if meta["high"] is not None else None
+        low, high = meta["low"], meta["high"]
+        # An optional field (empty: all images, no time budget) is made with value=None, which is what lets the
+        # user clear it again in the browser; its value itself comes from the session state, as kept() set it.
+        empty = {"value": None, "placeholder": "all" if name == "limit" else "none"} if configs.optional(name) else {}
         if kind is float:
             step = meta["step"] or 0.01
             decimals = max(2, len(f"{step:.10f}".rstrip("0").split(".")[1]) + 1)
             st.number_input(label, None if low is None else float(low), None if high is None else float(high),
-                            step=float(step), format=f"%.{decimals}f", key=key, help=help_)
+                            step=float(step), format=f"%.{decimals}f", key=key, help=help_, **empty)
         else:
-            st.number_input(label, low, high, step=1, key=key, help=help_,
-                            placeholder="all" if configs.optional(name) else None)
+            st.number_input(label, low, high, step=1, key=key, help=help_, **empty)
     return keep(key)
 
 

@@ -129,10 +129,26 @@ def test_at_400_px_build_shows_totals_and_diagram_first_and_no_request_leaves_th
 
 
 def _fill(page, label: str, value: str) -> None:
-    field = page.get_by_label(label, exact=True).first
-    field.fill(value)
-    field.press("Enter")
+    """Types into the one field of that label. While a rerun redraws the page, Streamlit shows the old widgets beside
+    the new ones for a moment (a new model gives its settings new keys), so wait until there is exactly one."""
+    from playwright.sync_api import Error, expect
+
+    field = page.get_by_label(label, exact=True)
+    for _ in range(20):  # a live page reruns every second, so the moment can pass between the count and the typing
+        expect(field).to_have_count(1, timeout=60_000)
+        try:
+            field.fill(value, timeout=2_000)
+            field.press("Enter", timeout=2_000)
+            break
+        except Error:
+            page.wait_for_timeout(300)
     page.wait_for_timeout(500)  # the rerun the new value causes
+
+    def shown():  # as the field formats it: "0.3" shows as 0.30
+        text = field.input_value()
+        return text == value if not value or not text else float(text) == float(value)
+
+    helpers.wait_for(shown, timeout=10)
 
 
 def test_runs_queued_behind_a_job_a_sweep_and_what_changed(server, page, runs_dir):
