@@ -231,6 +231,18 @@ def _infer_one(index: int, layer, shape: tuple) -> tuple[tuple, int, int, int]:
     raise SpecError(f"{where}: unknown layer type {kind!r}.")
 
 
+def _layer_rows(spec: ModelSpec):
+    """Each layer's LayerInfo in turn; SpecError at the first impossible layer (its fields, or the shape it gets)."""
+    shape = tuple(spec.input_shape)
+    for index, layer in enumerate(spec.layers, start=1):
+        if type(layer) not in LAYER_TYPES.values():
+            raise SpecError(f"layer {index}: unknown layer type {type(layer).__name__!r}; allowed: "
+                            f"{', '.join(LAYER_TYPES)}.")
+        _check_layer_fields(index, layer)
+        shape, params, frozen, macs = _infer_one(index, layer, shape)
+        yield LayerInfo(index, type(layer).__name__, shape, params, frozen, macs)
+
+
 def infer(spec: ModelSpec) -> list[LayerInfo]:
     """Per-layer output shape, parameters and MACs, ending with the implied output layer. Raises SpecError
     naming the first impossible layer."""
@@ -238,14 +250,8 @@ def infer(spec: ModelSpec) -> list[LayerInfo]:
     if not isinstance(spec.layers, (tuple, list)) or len(spec.layers) > MAX_LAYERS:
         count = len(spec.layers) if isinstance(spec.layers, (tuple, list)) else "no list of"
         raise SpecError(f"the spec has {count} layers; the limit is {MAX_LAYERS}.")
-    shape, rows = tuple(spec.input_shape), []
-    for index, layer in enumerate(spec.layers, start=1):
-        if type(layer) not in LAYER_TYPES.values():
-            raise SpecError(f"layer {index}: unknown layer type {type(layer).__name__!r}; allowed: "
-                            f"{', '.join(LAYER_TYPES)}.")
-        _check_layer_fields(index, layer)
-        shape, params, frozen, macs = _infer_one(index, layer, shape)
-        rows.append(LayerInfo(index, type(layer).__name__, shape, params, frozen, macs))
+    rows = list(_layer_rows(spec))
+    shape = rows[-1].output_shape if rows else tuple(spec.input_shape)
     if len(shape) != 1:
         where = (f"{layer_name(len(spec.layers), spec.layers[-1])} is the last layer and outputs" if spec.layers
                  else "the spec has no layers, and its input is")
@@ -378,21 +384,16 @@ __all__ = ["ModelSpec", "LayerInfo", "SpecError", "LAYER_TYPES", "ACTIVATIONS", 
 def infer_prefix(spec: ModelSpec) -> list[LayerInfo]:
     """The Build page's rows while a model is invalid: every layer up to and including the first impossible one,
     whose output_shape is None (so that the user sees where the image shrank to nothing)."""
+    rows = []
     try:
         validate_header(spec)
     except SpecError:
-        return []
-    shape, rows = tuple(spec.input_shape), []
-    for index, layer in enumerate(spec.layers, start=1):
-        try:
-            if type(layer) not in LAYER_TYPES.values():
-                raise SpecError(f"layer {index}: unknown layer type.")
-            _check_layer_fields(index, layer)
-            shape, params, frozen, macs = _infer_one(index, layer, shape)
-        except SpecError:
-            rows.append(LayerInfo(index, type(layer).__name__, None, 0, 0, 0))
-            break
-        rows.append(LayerInfo(index, type(layer).__name__, shape, params, frozen, macs))
+        return rows
+    try:
+        rows.extend(_layer_rows(spec))
+    except SpecError:
+        if len(rows) < len(spec.layers):
+            rows.append(LayerInfo(len(rows) + 1, type(spec.layers[len(rows)]).__name__, None, 0, 0, 0))
     return rows
 
 
