@@ -38,3 +38,27 @@ def print_figures(precision: str, figures: dict) -> None:
     """Two JSON lines: the machine header, then the figures measured on it."""
     print(json.dumps({"machine": header(precision)}))
     print(json.dumps(figures), flush=True)
+
+
+def synthetic_images(count: int, num_classes: int = 10):
+    """(x, y): random uint8 images and labels, the same on every run (seed 0), for the throughput benchmarks."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8), rng.integers(0, num_classes, count)
+
+
+def compiled_preset(preset, policy: str, x, steps_per_epoch: int):
+    """The preset's model built (its whitening adapted to x) and compiled as its training compiles it, under a
+    precision policy."""
+    import keras
+
+    from cifar_core.builder import build_model
+    from cifar_core.train import make_optimizer
+
+    keras.mixed_precision.set_global_policy(policy)
+    model = build_model(preset.spec, x)
+    model.compile(optimizer=make_optimizer(preset.train, steps_per_epoch),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.train.label_smoothing))
+    return model
+

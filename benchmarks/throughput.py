@@ -26,26 +26,18 @@ def main():
     args = parse_args()
     # TensorFlow only now, so that --help answers at once.
     import keras
-    import numpy as np
 
-    from cifar_core.builder import build_model
     from cifar_core.callbacks import make_lookahead
     from cifar_core.device import resolve_precision
-    from cifar_core.train import make_dataset, make_optimizer
+    from cifar_core.train import make_dataset
 
     preset = get_preset(args.preset)
     config = preset.train
     precision = resolve_precision(config.precision)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
-    y = rng.integers(0, 10, args.images)
+    x, y = machine.synthetic_images(args.images)
 
     def compiled(policy):
-        keras.mixed_precision.set_global_policy(policy)
-        model = build_model(preset.spec, x)
-        model.compile(optimizer=make_optimizer(config, args.images // config.batch_size),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing))
-        return model
+        return machine.compiled_preset(preset, policy, x, args.images // config.batch_size)
 
     ours = compiled(precision)
     dataset = make_dataset(x, y, 10, config.batch_size, training=True, config=config)

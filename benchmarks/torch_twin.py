@@ -70,26 +70,17 @@ def torch_twin(widths, batch_size: int, logit_scale: float, threads: int):
 
 def main():
     args = parse_args()
-    import keras
-    import numpy as np
     import tensorflow as tf
     import torch
 
-    from cifar_core.builder import build_model
     from cifar_core.device import resolve_precision
-    from cifar_core.train import make_dataset, make_optimizer
+    from cifar_core.train import make_dataset
 
     preset = get_preset(args.preset)
     config = preset.train
     precision = resolve_precision(args.precision)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
-    y = rng.integers(0, 10, args.images)
-
-    keras.mixed_precision.set_global_policy(precision)
-    ours = build_model(preset.spec, x)
-    ours.compile(optimizer=make_optimizer(config, args.images // config.batch_size),
-                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing))
+    x, y = machine.synthetic_images(args.images)
+    ours = machine.compiled_preset(preset, precision, x, args.images // config.batch_size)
     dataset = make_dataset(x, y, 10, config.batch_size, training=True, config=config)
     widths = [layer.filters for layer in preset.spec.layers if type(layer).__name__ == "Conv2D"][::2]
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
