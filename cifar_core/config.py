@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .spec import SpecError
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 SCHEDULES = ("constant", "cosine", "one-cycle")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -38,7 +38,8 @@ class TrainConfig:
                                     label="Time budget (minutes)")
     batch_size: int = setting(128, "images per step (per replica under a distribution strategy)", unit="images",
                               low=1, high=4096)
-    optimizer: str = setting("adam", "adam, adamw, or sgd (Nesterov)", choices=OPTIMIZERS)
+    optimizer: str = setting("adam", "adam, adamw, sgd (Nesterov), or muon (Nesterov SGD, with Muon's "
+                             "orthogonalised step for the convolution kernels)", choices=OPTIMIZERS)
     learning_rate: float = setting(1e-3, "the peak learning rate", above=0, high=10, step=1e-4)
     schedule: str = setting("constant", "constant; cosine (decay to 0); one-cycle (linear up, then linear down)",
                             choices=SCHEDULES)
@@ -58,9 +59,14 @@ class TrainConfig:
                                 low=1, label="Limit training images")
     precision: str = setting("auto", "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16, else "
                              "float32", choices=PRECISIONS)
-    momentum: float = setting(0.9, "SGD only: the momentum", low=0, below=1, step=0.05, group="recipe",
+    momentum: float = setting(0.9, "SGD and Muon: the momentum of the SGD part", low=0, below=1, step=0.05,
+                              group="recipe",
                               label="Momentum (SGD)")
-    bias_lr_scale: float = setting(1.0, "SGD only: BatchNormalization's betas learn this many times faster "
+    filter_learning_rate: float = setting(0.24, "Muon only: the peak step of the convolution kernels, whose "
+                                          "norms are held fixed; it follows the schedule's shape",
+                                          above=0, high=10, step=0.01, group="recipe",
+                                          label="Filter learning rate (Muon)")
+    bias_lr_scale: float = setting(1.0, "SGD and Muon: BatchNormalization's betas learn this many times faster "
                                    "(airbench: 64)", unit="x", above=0, high=1000, step=1.0, group="recipe",
                                    label="BN bias learning-rate ×")
     start_fraction: float = setting(0.0, "one-cycle: the learning rate at step 0, as a fraction of the peak",

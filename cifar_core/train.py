@@ -109,7 +109,7 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int, total_steps: int | 
             0.0 if warmup else config.learning_rate, max(1, total - warmup), alpha=0.0,
             warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
     if config.schedule == "one-cycle":
-        return OneCycle(config.learning_rate, total, warmup or max(1, total // 5), config.start_fraction,
+        return OneCycle(config.learning_rate, total, max(1, warmup), config.start_fraction,
                         config.end_fraction)
     return config.learning_rate
 
@@ -117,9 +117,13 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int, total_steps: int | 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int, schedule=None):
     import keras
 
-    from .schedules import BiasScaledSGD
+    from .schedules import BiasScaledSGD, MuonSGD
 
     lr = make_schedule(config, steps_per_epoch) if schedule is None else schedule
+    if config.optimizer == "muon":
+        return MuonSGD(lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None,
+                       bias_lr_scale=config.bias_lr_scale, filter_learning_rate=config.filter_learning_rate,
+                       peak_learning_rate=config.learning_rate)
     if config.optimizer == "sgd":
         return BiasScaledSGD(lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None,
                              bias_lr_scale=config.bias_lr_scale)
@@ -297,8 +301,10 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
                 if config.minutes is not None else None
             schedule = make_schedule(config, steps_per_epoch, total_steps)
         model = build_and_compile(model_spec, config, dataset, strategy, steps_per_epoch, schedule)
+        # One iterator for the whole fit (repeat, and fit's steps_per_epoch): a new one each epoch stalled the
+        # first step of an epoch by up to 40 s with `fast` (benchmarks/README.md).
         train_ds = make_dataset(dataset.x_train, dataset.y_train, dataset.num_classes, global_batch, training=True,
-                                config=config)
+                                config=config).repeat()
         val_ds = make_dataset(dataset.x_val, dataset.y_val, dataset.num_classes, max(global_batch, 256),
                               training=False, config=config)
         logger, fit_callbacks = make_callbacks(run_dir, config, steps_per_epoch, time_offset, log, schedule)
@@ -307,7 +313,8 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
                           steps_per_epoch=steps_per_epoch, device=info["device"], precision=precision,
                           budget_s=None if config.minutes is None else config.minutes * 60)
         with strategy.scope():  # where fit finds the strategy when work_around_multiworker_fit has hidden it
-            model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=fit_callbacks, verbose=0,
+            model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+                      callbacks=fit_callbacks, verbose=0,
                       shuffle=False)  # the dataset shuffles itself, with the run's seed
 
         callbacks.save_model_atomic(model, run_dir / "model.keras")

@@ -40,7 +40,7 @@ def test_allowed_reads_the_bounds_from_the_field():
     assert configs.allowed("learning_rate") == "a number in (0, 10]"
     assert configs.allowed("momentum") == "a number in [0, 1)"
     assert configs.allowed("limit") == "empty or an integer of at least 1"
-    assert configs.allowed("optimizer") == "one of adam, adamw, sgd"
+    assert configs.allowed("optimizer") == "one of adam, adamw, sgd, muon"
     assert configs.allowed("seed") == "an integer from 0 to 2,147,483,647"
     assert configs.describe("translate") == ("random translation of training images (reflect padding, then crop); "
                                              "in pixels; an integer from 0 to 8; default 2.")
@@ -53,9 +53,9 @@ def test_every_field_has_help_and_a_group():
 
 
 def test_with_epochs_keeps_the_warm_up_share():
-    config = configs.with_epochs(get_preset("fast").train, 4)
-    assert (config.epochs, config.warmup_epochs) == (4, 0.92)  # 23% of the schedule, as in the 9-epoch preset
-    configs.validate_config(configs.with_epochs(get_preset("fast").train, 1))
+    config = configs.with_epochs(get_preset("fast-small").train, 4)
+    assert (config.epochs, config.warmup_epochs) == (4, 0.92)  # 23% of the schedule, as in the 12-epoch preset
+    configs.validate_config(configs.with_epochs(get_preset("fast-small").train, 1))
 
 
 def test_config_from_dict_refuses_unknown_settings_and_other_shapes():

@@ -4,22 +4,29 @@ import pytest
 
 from cifar_core import presets
 from cifar_core import spec as S
-from cifar_core.config import validate_config, with_epochs
+from cifar_core.config import validate_config
 
 
 def test_the_five_presets_in_workflow_order():
     assert list(presets.PRESETS) == ["report-2-1", "report-2-2", "fast", "fast-small", "tiny"]
 
 
-def test_fast_and_fast_small_share_airbench_recipe():
+def test_fast_trains_as_airbench94_muon_and_fast_small_as_airbench94():
     fast, small = presets.get_preset("fast"), presets.get_preset("fast-small")
-    assert with_epochs(fast.train, small.train.epochs) == small.train
     config = fast.train
+    assert (config.epochs, config.batch_size, config.optimizer, config.learning_rate, config.filter_learning_rate,
+            config.momentum, config.bias_lr_scale, config.weight_decay, config.label_smoothing) == \
+        (8, 2000, "muon", 1.65, 0.24, 0.85, 64.0, 0.016, 0.2)
+    # no warm-up: from the peak straight down to 0, and no lookahead
+    assert (config.warmup_epochs, config.start_fraction, config.end_fraction, config.lookahead, config.tta) == \
+        (0.0, 1.0, 0.0, False, True)
+    config = small.train
     assert (config.batch_size, config.optimizer, config.momentum, config.bias_lr_scale, config.label_smoothing) == \
         (1024, "sgd", 0.85, 64.0, 0.2)
     assert config.lookahead and config.tta and config.warmup_epochs == pytest.approx(0.23 * config.epochs, abs=0.01)
-    assert fast.spec.logit_scale == pytest.approx(1 / 9)
-    assert type(fast.spec.layers[0]).__name__ == "PatchWhitening"
+    for preset in (fast, small):
+        assert preset.spec.logit_scale == pytest.approx(1 / 9)
+        assert type(preset.spec.layers[0]).__name__ == "PatchWhitening"
 
 
 @pytest.mark.parametrize("name", list(presets.PRESETS))

@@ -315,3 +315,18 @@ def test_the_epoch_estimate_learns_this_devices_speed_from_its_runs(tmp_path):
     assert used == 2 and speed == pytest.approx(3.0)  # the median of 2x and 4x; the first epochs left out
     assert T.estimate_epoch_seconds(TINY, 1000, speed) == pytest.approx(3 * estimate)
     assert T.measured_speed("CPU: elsewhere", tmp_path) == (pytest.approx(0.25), 1)
+
+
+def test_one_cycle_without_warm_up_decays_from_the_start():
+    config = configs.TrainConfig(epochs=2, learning_rate=1.65, schedule="one-cycle", warmup_epochs=0.0,
+                                 start_fraction=1.0, end_fraction=0.0)
+    schedule = T.make_schedule(config, steps_per_epoch=50)  # 100 steps, linearly from 1.65 to 0
+    assert [round(float(schedule(s)), 4) for s in (0, 50, 100)] == [1.65, 0.8333, 0.0]
+
+
+def test_the_muon_optimizer_gets_the_settings():
+    config = configs.TrainConfig(optimizer="muon", learning_rate=1.65, momentum=0.85, filter_learning_rate=0.3,
+                                 bias_lr_scale=64.0, weight_decay=0.016)
+    optimizer = T.make_optimizer(config, steps_per_epoch=10)
+    assert (type(optimizer).__name__, optimizer.filter_learning_rate, optimizer.peak_learning_rate,
+            optimizer.bias_lr_scale, optimizer.momentum, optimizer.nesterov) == ("MuonSGD", 0.3, 1.65, 64.0, 0.85, True)
