@@ -68,7 +68,8 @@ class BiasScaledSGD(keras.optimizers.SGD):
 def orthogonalize(g, steps: int = 3):
     """Muon's Newton-Schulz iteration (Jordan, 2024): g (rows, columns) -> roughly the orthogonal matrix U V^T of
     its singular value decomposition, with singular values spread over about 0.5-1.5, which trains as well. Runs on
-    the short side: a few matrix products of at most 256 x 2304 for `fast`, under 1% of a training step."""
+    the short side: for `fast`, a few products of at most 256 x 2304, too cheap to measure next to a training step
+    (benchmarks/README.md)."""
     ops = keras.ops
     a, b, c = 3.4445, -4.7750, 2.0315
     tall = g.shape[0] > g.shape[1]
