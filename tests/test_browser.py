@@ -145,7 +145,10 @@ def _fill(page, label: str, value: str) -> None:
     page.wait_for_timeout(500)  # the rerun the new value causes
 
     def shown():  # as the field formats it: "0.3" shows as 0.30
-        text = field.input_value()
+        try:
+            text = field.input_value(timeout=2_000)
+        except Error:  # another rerun drawing the old field beside the new one: look again
+            return False
         return text == value if not value or not text else float(text) == float(value)
 
     helpers.wait_for(shown, timeout=10)
