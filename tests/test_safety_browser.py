@@ -192,6 +192,6 @@ def test_25_two_sessions_classify_while_a_job_trains(stack):
     asked = time.time()
     assert jobs.stop_job(stack["run_id"], stack["runs_dir"]) == "stopped"
     assert time.time() - asked < 15
-    helpers.wait_for(lambda: not _group_alive(job_pid), timeout=10)
+    helpers.wait_for(lambda: not _group_alive(job_pid), timeout=30)  # TensorFlow's teardown is slow under load
     assert models.load_model(run_dir / "model.keras").output_shape == (None, 10)
     assert time.time() - started < 150

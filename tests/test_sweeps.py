@@ -143,7 +143,9 @@ def postgres_url():
 
 def test_two_workers_share_one_study_in_postgresql(postgres_url, tmp_path):
     base = dataclasses.replace(TINY.train, data="sample", limit=300, epochs=1)
-    sweeps.create_study(postgres_url, "shared", TINY.spec, base, spaces.default_space(TINY.spec), trials=4)
+    # no pruner: the median pruner may prune the 4th trial (one epoch, reported once), and this is about sharing
+    sweeps.create_study(postgres_url, "shared", TINY.spec, base, spaces.default_space(TINY.spec), trials=4,
+                        pruner="none")
     folders = [tmp_path / "machine-a", tmp_path / "machine-b"]  # two machines: a runs folder each
     workers = [helpers.start_cli("sweep-worker", "--storage", postgres_url, "--study", "shared", "--runs-dir", f)
                for f in folders]
