@@ -60,8 +60,7 @@ class TrainConfig:
     precision: str = setting("auto", "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with bfloat16, else "
                              "float32", choices=PRECISIONS)
     momentum: float = setting(0.9, "SGD and Muon: the momentum of the SGD part", low=0, below=1, step=0.05,
-                              group="recipe",
-                              label="Momentum (SGD)")
+                              group="recipe", label="Momentum (SGD)")
     filter_learning_rate: float = setting(0.24, "Muon only: the peak step of the convolution kernels, whose "
                                           "norms are held fixed; it follows the schedule's shape",
                                           above=0, high=10, step=0.01, group="recipe",

@@ -101,6 +101,13 @@ class MuonSGD(BiasScaledSGD):
     def is_filter(variable) -> bool:
         return len(variable.shape) == 4
 
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        if self.momentum == 0:  # SGD keeps no buffers then, and the kernels' own momentum still needs its own
+            self.momentums = self.add_optimizer_variables(variables, "momentum")
+
     def _use_weight_decay(self, variable):
         return not self.is_filter(variable) and super()._use_weight_decay(variable)
 

@@ -97,6 +97,17 @@ def test_muon_steps_a_kernel_along_its_orthogonalised_gradient_at_a_fixed_norm()
     np.testing.assert_allclose(np.asarray(kernel), normalized - 0.075 * step, atol=1e-4)  # no weight decay
 
 
+def test_muon_keeps_its_kernel_momentum_when_the_sgd_part_has_none():
+    grad = np.ones((1, 1, 2, 2), "float32")
+    kernel = keras.Variable(np.eye(2, dtype="float32").reshape(1, 1, 2, 2) * np.sqrt(2), name="kernel")
+    optimizer = MuonSGD(1.0, momentum=0.0, filter_learning_rate=0.1, peak_learning_rate=1.0)
+    optimizer.apply([grad], [kernel])
+    optimizer.apply([grad], [kernel])
+    # Muon's buffer (momentum 0.6) after two equal gradients: 1, then 0.6 + 1 times the gradient
+    (buffer,) = optimizer.momentums
+    np.testing.assert_allclose(np.asarray(buffer), 1.6 * grad, atol=1e-6)
+
+
 def test_muon_takes_bias_scaled_sgd_steps_for_everything_else():
     ours = [keras.Variable(np.ones(3), name="beta"), keras.Variable(np.ones((4, 2)), name="kernel")]
     plain = [keras.Variable(np.ones(3), name="beta"), keras.Variable(np.ones((4, 2)), name="kernel")]
