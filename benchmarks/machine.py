@@ -62,3 +62,27 @@ def compiled_preset(preset, policy: str, x, steps_per_epoch: int):
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=preset.train.label_smoothing))
     return model
 
+
+
+def step_clock():
+    """A Keras callback that stamps the end of every training step, for steady_rate."""
+    import time
+
+    import keras
+
+    class StepClock(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.stamps = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.stamps.append(time.perf_counter())
+
+    return StepClock()
+
+
+def steady_rate(stamps, images: int, batch_size: int) -> float:
+    """Images a second from the end of a round's first step to the end of its last: what a long training run sees.
+    The first step also pays for what each new fit or loop sets up once (a new tf.data iterator took seconds with
+    `fast`), which one training run pays only once (benchmarks/README.md)."""
+    sizes = [min(batch_size, images - start) for start in range(0, images, batch_size)]
+    return sum(sizes[1:len(stamps)]) / (stamps[-1] - stamps[0])

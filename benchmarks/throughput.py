@@ -1,6 +1,7 @@
 """Training throughput: the project's loop (tf.data, batched augmentation, precision policy, and the preset's
 lookahead) against plain float32 `model.fit` on NumPy arrays, for the same model, alternated in one process so both
-see the same machine state. Prints each round's images/s, then the machine header and the medians.
+see the same machine state. Prints each round's images/s, then the machine header and the medians, of whole rounds
+and of each round's steady state (from the end of its first step).
 
     python benchmarks/throughput.py --preset fast [--images 8192] [--rounds 3]
 """
@@ -50,19 +51,25 @@ def main():
     plain.fit(x_float[:warm], y_onehot[:warm], batch_size=config.batch_size, verbose=0)
 
     rates = {"project": [], "plain_float32_fit": []}
+    steady = {"project": [], "plain_float32_fit": []}
     for _ in range(args.rounds):
-        start = time.perf_counter()
-        ours.fit(dataset, verbose=0, callbacks=extras)
-        rates["project"].append(args.images / (time.perf_counter() - start))
-        start = time.perf_counter()
-        plain.fit(x_float, y_onehot, batch_size=config.batch_size, verbose=0)
-        rates["plain_float32_fit"].append(args.images / (time.perf_counter() - start))
-        print({k: round(v[-1]) for k, v in rates.items()}, flush=True)
+        for name, run in (("project", lambda clock: ours.fit(dataset, verbose=0, callbacks=[*extras, clock])),
+                          ("plain_float32_fit", lambda clock: plain.fit(x_float, y_onehot, verbose=0, callbacks=[clock],
+                                                                        batch_size=config.batch_size))):
+            clock, start = machine.step_clock(), time.perf_counter()
+            run(clock)
+            rates[name].append(args.images / (time.perf_counter() - start))
+            steady[name].append(machine.steady_rate(clock.stamps, args.images, config.batch_size))
+        print({k: round(v[-1]) for k, v in rates.items()}, "steady", {k: round(v[-1]) for k, v in steady.items()},
+              flush=True)
     medians = {k: statistics.median(v) for k, v in rates.items()}
+    steady_medians = {k: statistics.median(v) for k, v in steady.items()}
     machine.print_figures(precision, {
         "preset": args.preset, "precision": precision, "images": args.images, "rounds": args.rounds,
         "images_per_s": {k: round(v, 1) for k, v in medians.items()},
-        "ratio": round(medians["project"] / medians["plain_float32_fit"], 3)})
+        "ratio": round(medians["project"] / medians["plain_float32_fit"], 3),
+        "steady_images_per_s": {k: round(v, 1) for k, v in steady_medians.items()},
+        "steady_ratio": round(steady_medians["project"] / steady_medians["plain_float32_fit"], 3)})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The `fast` (or `fast-small`) network written directly in PyTorch, trained side by side with the project's own
 loop in one process, rounds alternated, so that both see the same machine state. Prints each round's images/s, then
-the machine header and the medians.
+the machine header and the medians, of whole rounds and of each round's steady state (from the end of its first
+step).
 
     pip install torch==2.13.0   # optional: a benchmark dependency only, never needed by the product
     python benchmarks/torch_twin.py --preset fast [--images 4096] [--rounds 3] [--precision float32]
@@ -56,7 +57,7 @@ def torch_twin(widths, batch_size: int, logit_scale: float, threads: int):
                                 nesterov=True, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.2)
 
-    def epoch(x, y):
+    def epoch(x, y, stamps):
         model.train()
         for start in range(0, len(x), batch_size):
             logits = model(x[start:start + batch_size]) * logit_scale
@@ -64,6 +65,7 @@ def torch_twin(widths, batch_size: int, logit_scale: float, threads: int):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            stamps.append(time.perf_counter())
 
     return epoch
 
@@ -89,22 +91,29 @@ def main():
     y_torch = torch.from_numpy(y).long()
 
     ours.fit(dataset.take(2), verbose=0)  # tracing and oneDNN's first-call set-up stay out of the timed rounds
-    twin(x_torch[:2 * config.batch_size], y_torch[:2 * config.batch_size])
+    twin(x_torch[:2 * config.batch_size], y_torch[:2 * config.batch_size], [])
     rates = {"project": [], "pytorch_twin": []}
+    steady = {"project": [], "pytorch_twin": []}
     for _ in range(args.rounds):
-        start = time.perf_counter()
-        ours.fit(dataset, verbose=0)
+        clock, start = machine.step_clock(), time.perf_counter()
+        ours.fit(dataset, verbose=0, callbacks=[clock])
         rates["project"].append(args.images / (time.perf_counter() - start))
-        start = time.perf_counter()
-        twin(x_torch, y_torch)
+        steady["project"].append(machine.steady_rate(clock.stamps, args.images, config.batch_size))
+        stamps, start = [], time.perf_counter()
+        twin(x_torch, y_torch, stamps)
         rates["pytorch_twin"].append(args.images / (time.perf_counter() - start))
-        print({k: round(v[-1]) for k, v in rates.items()}, flush=True)
+        steady["pytorch_twin"].append(machine.steady_rate(stamps, args.images, config.batch_size))
+        print({k: round(v[-1]) for k, v in rates.items()}, "steady", {k: round(v[-1]) for k, v in steady.items()},
+              flush=True)
     medians = {k: statistics.median(v) for k, v in rates.items()}
+    steady_medians = {k: statistics.median(v) for k, v in steady.items()}
     machine.print_figures(precision, {
         "preset": args.preset, "precision": precision, "images": args.images, "rounds": args.rounds,
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "images_per_s": {k: round(v, 1) for k, v in medians.items()},
-        "ratio": round(medians["project"] / medians["pytorch_twin"], 3)})
+        "ratio": round(medians["project"] / medians["pytorch_twin"], 3),
+        "steady_images_per_s": {k: round(v, 1) for k, v in steady_medians.items()},
+        "steady_ratio": round(steady_medians["project"] / steady_medians["pytorch_twin"], 3)})
 
 
 if __name__ == "__main__":

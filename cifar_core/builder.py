@@ -31,6 +31,8 @@ def _keras_layer(layer):
         return custom.Activation(**kwargs)
     if kwargs.get("kernel_initializer") == "dirac":
         kwargs["kernel_initializer"] = custom.Dirac()
+    if isinstance(layer, specs.Conv2D):
+        return custom.Conv2D(**kwargs)
     return getattr(keras.layers, type(layer).__name__)(**kwargs)
 
 

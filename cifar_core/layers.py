@@ -1,6 +1,7 @@
 """Layers the builder uses beyond Keras's own: airbench's fixed patch-whitening first layer and the identity
 ("Dirac") initialisation of its convolutions, a BatchNormalization that trains through TensorFlow's fused
-kernel, and an Activation whose GELU has a hand-written gradient.
+kernel, an Activation whose GELU has a hand-written gradient, and a Conv2D whose kernel gradient on small bfloat16
+maps is nine matrix products.
 
 All are registered as serialisable, so a saved model.keras loads with safe_mode=True wherever this module is
 imported (models.py imports it).
@@ -91,6 +92,59 @@ class Dirac(keras.initializers.VarianceScaling):
             eye[k_h // 2, k_w // 2, i, i] = 1.0
             keep[:, :, :, i] = 0.0
         return kernel * keras.ops.cast(keep, kernel.dtype) + keras.ops.cast(eye, kernel.dtype)
+
+
+@keras.saving.register_keras_serializable(package="cifar_core")
+class Conv2D(keras.layers.Conv2D):
+    """keras.layers.Conv2D whose kernel gradient, for a 3x3 "same" convolution of stride 1 over a map of at most
+    NINE_TAPS_MAX_PIXELS pixels in bfloat16 on a CPU, is nine matrix products of shifted input slices with the
+    output gradient, one per kernel tap. There oneDNN's bfloat16 Conv2DBackpropFilter takes 3-6x the forward
+    convolution's time, and the products take about 40% less than it; in float32, and on larger maps, TensorFlow's
+    own gradient is as fast or faster, and is used (benchmarks/README.md). Same values, to bfloat16's rounding."""
+
+    def convolution_op(self, inputs, kernel):
+        if not _nine_taps_pay(self, inputs):
+            return super().convolution_op(inputs, kernel)
+        return _conv_nine_taps(inputs, keras.ops.cast(kernel, inputs.dtype))
+
+
+NINE_TAPS_MAX_PIXELS = 64  # 7x7 and 3x3 maps gain; 15x15 lose (benchmarks/README.md)
+
+
+def _nine_taps_pay(layer, inputs) -> bool:
+    shape = tuple(inputs.shape)
+    return (keras.backend.backend() == "tensorflow" and len(shape) == 4 and None not in shape[1:3]
+            and shape[1] * shape[2] <= NINE_TAPS_MAX_PIXELS
+            and keras.backend.standardize_dtype(inputs.dtype) == "bfloat16"
+            and tuple(layer.kernel_size) == (3, 3) and tuple(layer.strides) == (1, 1)
+            and tuple(layer.dilation_rate) == (1, 1) and layer.padding == "same" and layer.groups == 1
+            and layer.data_format == "channels_last" and not _has_gpu())
+
+
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def _conv_nine_taps(x, kernel):
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(upstream):
+            input_gradient = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=kernel, out_backprop=upstream, strides=[1, 1, 1, 1], padding="SAME")
+            height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+            padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+            rows = tf.reshape(upstream, [-1, upstream.shape[-1]])
+            taps = [tf.matmul(tf.reshape(padded[:, i:i + height, j:j + width], [-1, channels]), rows,
+                              transpose_a=True) for i in range(3) for j in range(3)]
+            return input_gradient, tf.reshape(tf.stack(taps), tf.shape(kernel))
+
+        return tf.nn.conv2d(x, kernel, 1, "SAME"), grad
+
+    return conv(x, kernel)
 
 
 @keras.saving.register_keras_serializable(package="cifar_core")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ("throughput", "time_to_accuracy", "latency", "first_point", "torch_twin")
+SCRIPTS = ("throughput", "time_to_accuracy", "latency", "first_point", "torch_twin", "profile_step")
 README = ROOT / "benchmarks" / "README.md"
 
 

@@ -1,12 +1,12 @@
 """cifar_core.layers: PatchWhitening whitens patches exactly, Dirac starts convolutions as identities, the fused
-BatchNormalization computes what Keras's does, the Activation's GELU has the right values and derivative, and all
-survive a save and a safe load."""
+BatchNormalization computes what Keras's does, the Activation's GELU has the right values and derivative, the
+Conv2D's nine-tap kernel gradient is the convolution's, and all survive a save and a safe load."""
 
 import keras
 import numpy as np
 
-from cifar_core import models
-from cifar_core.layers import Activation, BatchNormalization, Dirac, PatchWhitening
+from cifar_core import layers, models
+from cifar_core.layers import Activation, BatchNormalization, Conv2D, Dirac, PatchWhitening
 
 
 def _correlated_images(n=300, size=12, seed=0):
@@ -72,15 +72,71 @@ def test_a_model_with_all_four_saves_and_loads_safely(tmp_path):
     from cifar_core.models import load_model
 
     model = keras.Sequential([keras.Input((8, 8, 3)), PatchWhitening(),
-                              keras.layers.Conv2D(4, 3, kernel_initializer=Dirac()), BatchNormalization(),
+                              Conv2D(4, 3, kernel_initializer=Dirac()), BatchNormalization(),
                               Activation("gelu"), keras.layers.Flatten()])
     model.layers[0].adapt(_correlated_images(50, 8))
     model.layers[2].moving_mean.assign([0.1, -0.2, 0.3, 0.0])
     x = _correlated_images(4, 8, seed=1)
     model.save(tmp_path / "m.keras")
     again = load_model(tmp_path / "m.keras")
-    assert type(again.layers[2]) is BatchNormalization and type(again.layers[3]) is Activation
+    assert type(again.layers[1]) is Conv2D and type(again.layers[2]) is BatchNormalization
+    assert type(again.layers[3]) is Activation
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-5)
+
+
+def _conv_gradients(conv, x, upstream):
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = conv(x)
+        total = tf.reduce_sum(tf.cast(out, "float32") * upstream)
+    return out, tape.gradient(total, [x, conv.kernel])
+
+
+def test_nine_tap_kernel_gradient_by_numpy_under_mixed_bfloat16():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 7, 7, 5)).astype("float32")
+    upstream = rng.normal(size=(3, 7, 7, 6)).astype("float32")
+    policy = keras.mixed_precision.global_policy().name
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        conv = Conv2D(6, 3, padding="same", use_bias=False)
+        conv.build(x.shape)
+        assert layers._nine_taps_pay(conv, keras.ops.cast(x, "bfloat16"))
+        out, (input_gradient, kernel_gradient) = _conv_gradients(conv, x, upstream)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    # the reference, in float64 from the bfloat16 values the layer computed with
+    xb = np.asarray(keras.ops.cast(keras.ops.cast(x, "bfloat16"), "float32"), np.float64)
+    kb = np.asarray(keras.ops.cast(keras.ops.cast(conv.kernel, "bfloat16"), "float32"), np.float64)
+    ub = np.asarray(keras.ops.cast(keras.ops.cast(upstream, "bfloat16"), "float32"), np.float64)
+    padded = np.pad(xb, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    expected = np.stack([np.einsum("nhwc,nhwo->co", padded[:, i:i + 7, j:j + 7], ub)
+                         for i in range(3) for j in range(3)]).reshape(3, 3, 5, 6)
+    outputs = sum(np.einsum("nhwc,co->nhwo", padded[:, i:i + 7, j:j + 7], kb[i, j]) for i in range(3) for j in range(3))
+    flipped = np.pad(ub, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    expected_input = sum(np.einsum("nhwo,co->nhwc", flipped[:, 2 - i:9 - i, 2 - j:9 - j], kb[i, j])
+                         for i in range(3) for j in range(3))
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(np.asarray(kernel_gradient, np.float64), expected, atol=0.02 * scale)
+    np.testing.assert_allclose(np.asarray(out, np.float32), outputs, atol=0.02 * np.abs(outputs).max())
+    np.testing.assert_allclose(np.asarray(input_gradient, np.float64), expected_input,
+                               atol=0.02 * np.abs(expected_input).max())
+
+
+def test_nine_taps_only_where_they_pay():
+    def conv_pays(shape, dtype="bfloat16", **kwargs):
+        conv = Conv2D(4, kwargs.pop("kernel_size", 3), **{"padding": "same", **kwargs})
+        return layers._nine_taps_pay(conv, keras.ops.zeros(shape, dtype))
+
+    assert conv_pays((2, 7, 7, 3)) and conv_pays((2, 3, 3, 3)) and conv_pays((2, 8, 8, 3))
+    assert not conv_pays((2, 15, 15, 3))  # larger maps: TensorFlow's own gradient is faster
+    assert not conv_pays((2, 7, 7, 3), "float32")  # and in float32
+    assert not conv_pays((2, 7, 7, 3), padding="valid")
+    assert not conv_pays((2, 7, 7, 3), kernel_size=5)
+    assert not conv_pays((2, 7, 7, 3), strides=2)
 
 
 def test_fused_batch_normalization_by_hand():
