@@ -99,8 +99,9 @@ class Conv2D(keras.layers.Conv2D):
     """keras.layers.Conv2D whose kernel gradient, for a 3x3 "same" convolution of stride 1 over a map of at most
     NINE_TAPS_MAX_PIXELS pixels in bfloat16 on a CPU, is nine matrix products of shifted input slices with the
     output gradient, one per kernel tap. There oneDNN's bfloat16 Conv2DBackpropFilter takes 3-6x the forward
-    convolution's time, and the products take about 40% less than it; in float32, and on larger maps, TensorFlow's
-    own gradient is as fast or faster, and is used (benchmarks/README.md). Same values, to bfloat16's rounding."""
+    convolution's time, and the products take about 40% less than it. On larger maps they lose, and in float32 they
+    gain little or lose (only on the 3x3 map with oneDNN limited to AVX2 did they gain), so TensorFlow's own gradient
+    is used there (benchmarks/README.md). Same values, to bfloat16's rounding."""
 
     def convolution_op(self, inputs, kernel):
         if not _nine_taps_pay(self, inputs):

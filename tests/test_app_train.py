@@ -125,9 +125,9 @@ def test_the_form_survives_a_visit_to_another_page(open_app):
 def test_the_fast_preset_brings_its_airbench_settings(open_app):
     at = open_app(TRAIN, train_model="fast")
     assert not at.exception, at.exception
-    assert at.number_input(key="tc_fast_batch_size").value == 2000
+    assert at.number_input(key="tc_fast_batch_size").value == 1000
     assert at.selectbox(key="tc_fast_optimizer").value == "muon"
-    assert at.number_input(key="tc_fast_filter_learning_rate").value == 0.24
+    assert at.number_input(key="tc_fast_filter_learning_rate").value == 0.17
     assert at.number_input(key="tc_fast_momentum").value == 0.85
     assert at.number_input(key="tc_fast_bias_lr_scale").value == 64.0
     assert at.number_input(key="tc_fast_start_fraction").value == 1.0

@@ -16,7 +16,7 @@ def test_fast_trains_as_airbench94_muon_and_fast_small_as_airbench94():
     config = fast.train
     assert (config.epochs, config.batch_size, config.optimizer, config.learning_rate, config.filter_learning_rate,
             config.momentum, config.bias_lr_scale, config.weight_decay, config.label_smoothing) == \
-        (8, 2000, "muon", 1.65, 0.24, 0.85, 64.0, 0.016, 0.2)
+        (8, 1000, "muon", 0.825, 0.17, 0.85, 64.0, 0.016, 0.2)
     # no warm-up: from the peak straight down to 0, and no lookahead
     assert (config.warmup_epochs, config.start_fraction, config.end_fraction, config.lookahead, config.tta) == \
         (0.0, 1.0, 0.0, False, True)
