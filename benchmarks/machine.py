@@ -63,7 +63,6 @@ def compiled_preset(preset, policy: str, x, steps_per_epoch: int):
     return model
 
 
-
 def step_clock():
     """A Keras callback that stamps the end of every training step, for steady_rate."""
     import time

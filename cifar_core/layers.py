@@ -12,6 +12,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from .device import device_info
+
 
 @keras.saving.register_keras_serializable(package="cifar_core")
 class PatchWhitening(keras.layers.Layer):
@@ -119,13 +121,7 @@ def _nine_taps_pay(layer, inputs) -> bool:
             and keras.backend.standardize_dtype(inputs.dtype) == "bfloat16"
             and tuple(layer.kernel_size) == (3, 3) and tuple(layer.strides) == (1, 1)
             and tuple(layer.dilation_rate) == (1, 1) and layer.padding == "same" and layer.groups == 1
-            and layer.data_format == "channels_last" and not _has_gpu())
-
-
-def _has_gpu() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
+            and layer.data_format == "channels_last" and not device_info()["gpus"])
 
 
 def _conv_nine_taps(x, kernel):
