@@ -17,6 +17,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 SCHEDULES = ("constant", "cosine", "one-cycle")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
+TTA_MODES = ("off", "mirror", "mirror-shift")
 MAX_SEED = 2**31 - 1  # Keras seeds NumPy, Python and TensorFlow, and NumPy takes at most 32 bits
 
 
@@ -50,7 +51,8 @@ class TrainConfig:
                                   low=0, below=1, step=1e-4)
     label_smoothing: float = setting(0.0, "the share of each label spread over the other classes", low=0, below=1,
                                      step=0.05)
-    flip: bool = setting(True, "random horizontal flip of training images", label="Random horizontal flip")
+    flip: bool = setting(True, "horizontal flip of training images: a random half in the first epoch, then each "
+                         "image every other epoch (airbench's alternating flip)", label="Horizontal flip")
     translate: int = setting(2, "random translation of training images (reflect padding, then crop)",
                              unit="pixels", low=0, high=8)
     data: str = setting("", "the data source: sample, keras, or a folder or archive (empty: the default source)",
@@ -75,8 +77,10 @@ class TrainConfig:
                                   low=0, high=1, step=0.01, group="recipe", label="One-cycle end (× peak)")
     lookahead: bool = setting(False, "airbench's lookahead: train on from a moving average of the weights",
                               group="recipe", label="Lookahead (weight averaging)")
-    tta: bool = setting(False, "evaluate and classify each image together with its mirror image, averaged",
-                        group="recipe", label="Mirror test-time augmentation")
+    tta: str = setting("off", "test-time augmentation when evaluating and classifying: off; mirror (each image "
+                       "and its mirror image, their probabilities averaged); mirror-shift (airbench's: the mirror "
+                       "pair, averaged with the pair shifted a pixel up-left and down-right; three times mirror's "
+                       "work)", choices=TTA_MODES, group="recipe", label="Test-time augmentation")
     seed: int = setting(0, "the random seed of initialisation, shuffling and augmentation", low=0, high=MAX_SEED,
                         group="hidden")
     strategy: str = setting("default", "default; mirrored (all local GPUs); multiworker (TF_CONFIG)",
@@ -177,9 +181,19 @@ def config_from_dict(data) -> TrainConfig:
     if unknown:
         raise SpecError(f"Unknown training setting(s) {', '.join(map(str, unknown))}; allowed: "
                         f"{', '.join(FIELDS)}.")
+    if isinstance(data.get("tta"), bool):
+        data = {**data, "tta": tta_mode(data["tta"])}
     values = {name: float(v) if kind(name) is float and isinstance(v, int) and not isinstance(v, bool) else v
               for name, v in data.items()}
     return validate_config(TrainConfig(**values))
+
+
+def tta_mode(value) -> str:
+    """A stored tta setting or evaluation's as one of TTA_MODES: runs from before the modes stored true (mirror) or
+    false; anything else unknown is off."""
+    if value is True:
+        return "mirror"
+    return value if isinstance(value, str) and value in TTA_MODES else "off"
 
 
 def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datasets
+from .config import tta_mode
 from .files import read_json, write_json
 from .models import DEFAULT_RUN, load_model, resolve_model, tta_for
 from .predict import predict_proba
@@ -60,7 +61,7 @@ def metrics_from_probabilities(probabilities: np.ndarray, y_true: np.ndarray, cl
     }
 
 
-def predict_batches(model, x: np.ndarray, progress=None, tta: bool = False) -> np.ndarray:
+def predict_batches(model, x: np.ndarray, progress=None, tta: str = "off") -> np.ndarray:
     chunks = []
     for start in range(0, len(x), EVAL_BATCH_SIZE):
         chunks.append(predict_proba(model, x[start:start + EVAL_BATCH_SIZE], tta))
@@ -69,7 +70,8 @@ def predict_batches(model, x: np.ndarray, progress=None, tta: bool = False) -> n
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
-def evaluate_arrays(model, x, y, class_names, split: str, source: str = "", progress=None, tta: bool = False) -> dict:
+def evaluate_arrays(model, x, y, class_names, split: str, source: str = "", progress=None,
+                    tta: str = "off") -> dict:
     result = metrics_from_probabilities(predict_batches(model, x, progress, tta), y, class_names, split, source)
     return {**result, "tta": tta}
 
@@ -142,7 +144,8 @@ def _usable(result, class_count: int | None = None) -> bool:
 
 
 def load_eval(run_dir: Path, source: str, split: str) -> dict | None:
-    """A stored evaluation, if it describes the model file that is there now."""
+    """A stored evaluation, if it describes the model file that is there now, with the test-time augmentation its
+    run's config names now."""
     model = Path(run_dir) / "model.keras"
     if not model.exists():
         return None
@@ -152,7 +155,7 @@ def load_eval(run_dir: Path, source: str, split: str) -> dict | None:
         result = stored.get(f"{source}:{split}") if isinstance(stored, dict) else None
         if _usable(result):
             fingerprint = fingerprint or model_fingerprint(model)
-            if result.get("model_sha256") == fingerprint:
+            if result.get("model_sha256") == fingerprint and tta_mode(result.get("tta")) == tta_for(run_dir):
                 return result
     return None
 

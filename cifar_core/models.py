@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
+from .config import tta_mode
 from .data import CIFAR10_CLASSES
 
 MAX_MODEL_CONFIG_BYTES = 16 * 2**20   # config.json inside a .keras file: report-2-2's is 10 kB
@@ -46,10 +47,12 @@ def resolve_model(ref: str, runs_dir: str | os.PathLike | None = None, *, allow_
     raise runs.RunError(f"No model at {ref!r}; give 'default', a run identifier, a run directory or a .keras file.")
 
 
-def tta_for(run_dir: Path | None) -> bool:
-    """Whether a run's model is meant to be used with test-time flip averaging (its TrainConfig.tta)."""
+def tta_for(run_dir: Path | None) -> str:
+    """The test-time augmentation a run's model is meant to be used with (its TrainConfig.tta): off, mirror or
+    mirror-shift."""
     config = (runs.read_config(run_dir)) if run_dir else {}
-    return bool((config.get("train") or {}).get("tta", False))
+    train = config.get("train")
+    return tta_mode(train.get("tta") if isinstance(train, dict) else None)
 
 
 def class_names_for(run_dir: Path | None, num_classes: int) -> tuple:

@@ -39,9 +39,8 @@ ref = ui.keep_widget(c[0].selectbox, "Model", list(options), format_func=options
 k = ui.keep_widget(c[1].slider, "Top-k", 1, 10, key="cls_k")
 opacity = ui.keep_widget(c[2].slider, "Heatmap opacity", 0.0, 1.0, step=0.05, key="cls_opacity")
 model, class_names, tta, _ = ui.model_or_stop(ref)
-if tta:
-    st.caption("This model was trained for test-time augmentation: each image is classified together with its "
-               "mirror image, and the two predictions are averaged.")
+if tta != "off":
+    st.caption("This model was trained for test-time augmentation: " + predict.TTA_SENTENCES[tta])
 
 mode = ui.keep_widget(st.radio, "Images", ["upload", "sample"], horizontal=True, key="cls_mode",
                       format_func={"upload": "Upload images", "sample": "Embedded sample images"}.get)

@@ -4,7 +4,8 @@ gallery of its predictions."""
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, evaluate, sources
+from cifar_core import charts, data, evaluate, predict, sources
+from cifar_core.config import tta_mode
 
 ui.through_router("pages/evaluate.py")
 
@@ -84,9 +85,9 @@ m[0].metric("Accuracy", f"{result['accuracy']:.1%}")
 m[1].metric("Loss", f"{result['loss']:.3f}")
 m[2].metric("Top-3 accuracy", f"{result['top3_accuracy']:.1%}")
 m[3].metric(f"Images ({result['split']})", f"{result['n']:,}")
-if result.get("tta"):
-    st.caption("With test-time augmentation, as this model was trained to be used: each image's prediction is the "
-               "average over the image and its mirror image.")
+if tta_mode(result.get("tta")) != "off":
+    st.caption("With test-time augmentation, as this model was trained to be used: "
+               + predict.TTA_SENTENCES[tta_mode(result.get("tta"))])
 
 left, right = st.columns([3, 2], gap="large")
 with left:

@@ -17,7 +17,7 @@ from cifar_core.presets import get_preset
                                           ("optimizer", "rmsprop"), ("translate", 9), ("flip", "yes"),
                                           ("limit", 0), ("precision", "float8"), ("warmup_epochs", 20),
                                           ("momentum", 1.0), ("bias_lr_scale", 0), ("start_fraction", 1.5),
-                                          ("end_fraction", -0.1), ("lookahead", "yes"), ("tta", 1), ("seed", -1),
+                                          ("end_fraction", -0.1), ("lookahead", "yes"), ("tta", 1), ("tta", True), ("tta", "shift"), ("seed", -1),
                                           ("seed", 2**70), ("learning_rate", float("nan")), ("epochs", True),
                                           ("data", 3)])
 def test_validate_config_refuses(field, value):
@@ -80,3 +80,11 @@ def test_a_bad_flag_value_is_one_sentence(capsys, tmp_path):
     assert capsys.readouterr().err == ("error: The training setting seed must be an integer from 0 to 2,147,483,647, "
                                        "got -1.\n")
     assert not list(tmp_path.iterdir())
+
+
+def test_runs_saved_before_the_tta_modes_still_read():
+    assert configs.config_from_dict({"tta": True}).tta == "mirror"
+    assert configs.config_from_dict({"tta": False}).tta == "off"
+    assert configs.config_from_dict({"tta": "mirror-shift"}).tta == "mirror-shift"
+    assert [configs.tta_mode(v) for v in (True, False, None, "mirror", "tilt", 1)] == \
+        ["mirror", "off", "off", "mirror", "off", "off"]

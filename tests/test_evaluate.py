@@ -1,5 +1,6 @@
 """cifar_core.evaluate: every metric against a plain reference computed here, galleries, stored evaluations."""
 
+import json
 import math
 import os
 import shutil
@@ -194,6 +195,22 @@ def test_evaluate_model_stores_and_reuses(run_copy, monkeypatch):
     assert E.load_eval(run_copy, "sample", "val") is None
     with pytest.raises(AssertionError, match="stored evaluation"):
         E.evaluate_model(str(run_copy), split="val", source="sample")
+
+
+def test_a_stored_evaluation_with_another_tta_is_stale(run_copy):
+    (run_copy / "eval.json").unlink()
+    first = E.evaluate_model(str(run_copy), split="val", source="sample")
+    assert first["tta"] == "off" and E.load_eval(run_copy, "sample", "val")
+    config = helpers_read_json(run_copy / "config.json")
+    config["train"]["tta"] = "mirror-shift"
+    (run_copy / "config.json").write_text(json.dumps(config))
+    assert E.load_eval(run_copy, "sample", "val") is None
+    again = E.evaluate_model(str(run_copy), split="val", source="sample")
+    assert again["tta"] == "mirror-shift" and E.load_eval(run_copy, "sample", "val")["tta"] == "mirror-shift"
+    config["train"]["tta"] = True  # a run saved before the modes: mirror
+    (run_copy / "config.json").write_text(json.dumps(config))
+    assert E.load_eval(run_copy, "sample", "val") is None
+    assert E.evaluate_model(str(run_copy), split="val", source="sample")["tta"] == "mirror"
 
 
 def test_evaluate_model_refuses_a_class_count_mismatch(run_copy, tmp_path, monkeypatch):

@@ -280,11 +280,27 @@ def test_tta_averages_the_image_and_its_mirror(untrained_tiny):
     mirrored = x[:, :, ::-1]
     plain, flipped = predict.predict_proba(untrained_tiny, x), predict.predict_proba(untrained_tiny, mirrored)
     assert np.abs(plain - flipped).max() > 1e-4  # the model itself is not mirror-symmetric
-    averaged = predict.predict_proba(untrained_tiny, x, tta=True)
+    averaged = predict.predict_proba(untrained_tiny, x, tta="mirror")
     np.testing.assert_allclose(averaged, (plain + flipped) / 2, atol=1e-6)
-    np.testing.assert_allclose(predict.predict_proba(untrained_tiny, mirrored, tta=True), averaged, atol=1e-6)
-    one = predict.classify(untrained_tiny, NAMES, [("a.png", helpers.image_bytes(x[0]))], k=1, tta=True)[0]["top"]
+    np.testing.assert_allclose(predict.predict_proba(untrained_tiny, mirrored, tta="mirror"), averaged, atol=1e-6)
+    one = predict.classify(untrained_tiny, NAMES, [("a.png", helpers.image_bytes(x[0]))], k=1, tta="mirror")[0]["top"]
     assert one[0]["probability"] == pytest.approx(float(averaged[0].max()), abs=1e-5)
+
+
+def test_mirror_shift_tta_weighs_the_shifted_pairs_as_one_half(untrained_tiny):
+    x = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    up_left, down_right = padded[:, :32, :32], padded[:, 2:, 2:]
+    assert np.array_equal(up_left[:, 1:, 1:], x[:, :31, :31]) and np.array_equal(down_right[:, :31, :31], x[:, 1:, 1:])
+
+    def pair(images):
+        return (predict.predict_proba(untrained_tiny, images) + predict.predict_proba(untrained_tiny, images[:, :, ::-1])) / 2
+
+    expected = pair(x) / 2 + (pair(up_left) + pair(down_right)) / 4
+    got = predict.predict_proba(untrained_tiny, x, tta="mirror-shift")
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert np.abs(got - pair(x)).max() > 1e-5  # the shifts change the answer
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_classify_all_bad_does_not_call_the_model():
