@@ -1,5 +1,5 @@
 """Image files -> the 32x32 RGB uint8 arrays a model sees: uploads (Classify, Layers, `predict`) and image folders
-(data.py) alike.
+(readers.py) alike.
 
 Pillow is told to be strict: formats are detected from content (not the file name) and limited to the five the app
 accepts, files over MAX_BYTES are refused before they are read, images over MAX_PIXELS are refused from their header

@@ -1,5 +1,5 @@
-"""Shared helpers of the cifar_core tests (test_spec ... test_cli): image bytes, the CLI in a subprocess, and one tiny
-trained run shared by the whole session.
+"""Shared helpers of the cifar_core tests (test_spec ... test_cli): image bytes, a made-up image folder and CIFAR-10
+batch files, the CLI in a subprocess, and one tiny trained run shared by the whole session.
 
 pytest puts tests/ on sys.path (pyproject.toml's pythonpath), so the tests `import helpers`.
 """
@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import io
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,72 @@ def image_bytes(image, format: str = "PNG", **save_args) -> bytes:
 def solid(color, size=(32, 32)) -> np.ndarray:
     """A (height, width, 3) uint8 image of one colour; size is (width, height) like PIL."""
     return np.broadcast_to(np.asarray(color, np.uint8), (size[1], size[0], 3)).copy()
+
+
+# A made-up image folder and the official CIFAR-10 batch files: test_readers reads them, and test_data loads them too
+# for the hold-out and the splits.
+
+CLASSES = ("cat", "dog", "frog")
+PER_CLASS = 10
+
+
+def colour(label: int, index: int, split: str = "train") -> tuple:
+    """Every image is one solid colour that says which file it is."""
+    return (40 + 80 * label, 5 + 20 * index, 60 if split == "train" else 200)
+
+
+def make_folder(root, with_test=True):
+    """root/train/<class>/img00..img09 (img03 is a JPEG, img05 is 48x40, img07 is 64x64), a stray text file and a
+    hidden folder; root/test/<class>/ with 2 images each."""
+    for split, count in (("train", PER_CLASS), ("test", 2)):
+        if split == "test" and not with_test:
+            continue
+        for label, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                size = {5: (48, 40), 7: (64, 64)}.get(i, (32, 32))
+                ext, fmt = ("jpg", "JPEG") if i == 3 else ("png", "PNG")
+                (folder / f"img{i:02d}.{ext}").write_bytes(
+                    image_bytes(solid(colour(label, i, split), size), fmt, **(
+                        {"quality": 95} if fmt == "JPEG" else {})))
+            (folder / "notes.txt").write_text("not an image")
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    return root
+
+
+def identify(image: np.ndarray, split: str = "train") -> tuple[int, int]:
+    """(label, index) of a decoded solid image, by nearest colour."""
+    assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+    spread = np.ptp(image.reshape(-1, 3).astype(int), axis=0).max()
+    assert spread <= 4, "a solid image stays solid"
+    mean = image.reshape(-1, 3).mean(axis=0)
+    candidates = [(label, i) for label in range(len(CLASSES)) for i in range(PER_CLASS)]
+    best = min(candidates, key=lambda c: np.abs(mean - colour(*c, split)).sum())
+    assert np.abs(mean - colour(*best, split)).max() <= 4
+    return best
+
+
+BATCH = 8  # images per synthetic batch; the real ones hold 10,000
+
+
+def official_batches(seed=0):
+    """Five training batches and a test batch in the official format: a dict with b"data", an (N, 3072) uint8 array
+    of the red, then green, then blue 32x32 planes, row by row, and b"labels", a list of ints."""
+    from cifar_core import data
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (6 * BATCH, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 6 * BATCH).tolist()
+    blobs = {}
+    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        part = images[b * BATCH:(b + 1) * BATCH]
+        blobs[name] = pickle.dumps({
+            b"batch_label": name.encode(), b"labels": labels[b * BATCH:(b + 1) * BATCH],
+            b"data": part.transpose(0, 3, 1, 2).reshape(len(part), 3072),
+            b"filenames": [f"{name}_{i}.png".encode() for i in range(len(part))]}, protocol=2)
+    blobs["batches.meta"] = pickle.dumps({b"label_names": [c.encode() for c in data.CIFAR10_CLASSES]}, protocol=2)
+    return images, np.array(labels), blobs
 
 
 def cli_env(**extra) -> dict:

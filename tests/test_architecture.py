@@ -71,7 +71,8 @@ def test_the_bottom_modules_import_nothing_above_them():
     assert graph["files"] == graph["images"] == graph["device"] == set()
     assert graph["spec"] <= {"files"}  # its JSON is read by files.parse_json, the one bounded JSON reader
     assert graph["config"] <= {"spec"}
-    assert graph["data"] <= {"files", "images"} and graph["runs"] <= {"files", "spec", "config", "metrics"}
+    assert graph["readers"] <= {"files", "images"} and graph["data"] <= {"readers", "images"}
+    assert graph["runs"] <= {"files", "spec", "config", "metrics"}
     assert graph["metrics"] <= {"files"} and graph["space"] <= {"files", "spec", "config", "presets"}
 
 

@@ -1,57 +1,12 @@
-"""cifar_core.data: image folders (class names, resizing, the fixed validation split, the decode cache), the official
-CIFAR-10 pickles (folder and archive), the keras source when the download fails, test/val splits, the embedded
-sample."""
+"""cifar_core.data: choosing a source (the keras source when the download fails, the default and its fallback to the
+sample), the validation hold-out and the limit, test/val splits, the embedded sample. The file formats themselves are
+tested in test_readers.py."""
 
-import io
-import os
-import pickle
-import tarfile
-
-import helpers
 import numpy as np
 import pytest
+from helpers import identify, make_folder, official_batches
 
 from cifar_core import data
-
-CLASSES = ("cat", "dog", "frog")
-PER_CLASS = 10
-
-
-def colour(label: int, index: int, split: str = "train") -> tuple:
-    """Every image is one solid colour that says which file it is."""
-    return (40 + 80 * label, 5 + 20 * index, 60 if split == "train" else 200)
-
-
-def make_folder(root, with_test=True):
-    """root/train/<class>/img00..img09 (img03 is a JPEG, img05 is 48x40, img07 is 64x64), a stray text file and a
-    hidden folder; root/test/<class>/ with 2 images each."""
-    for split, count in (("train", PER_CLASS), ("test", 2)):
-        if split == "test" and not with_test:
-            continue
-        for label, name in enumerate(CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                size = {5: (48, 40), 7: (64, 64)}.get(i, (32, 32))
-                ext, fmt = ("jpg", "JPEG") if i == 3 else ("png", "PNG")
-                (folder / f"img{i:02d}.{ext}").write_bytes(
-                    helpers.image_bytes(helpers.solid(colour(label, i, split), size), fmt, **(
-                        {"quality": 95} if fmt == "JPEG" else {})))
-            (folder / "notes.txt").write_text("not an image")
-    (root / "train" / ".ipynb_checkpoints").mkdir()
-    return root
-
-
-def identify(image: np.ndarray, split: str = "train") -> tuple[int, int]:
-    """(label, index) of a decoded solid image, by nearest colour."""
-    assert image.shape == (32, 32, 3) and image.dtype == np.uint8
-    spread = np.ptp(image.reshape(-1, 3).astype(int), axis=0).max()
-    assert spread <= 4, "a solid image stays solid"
-    mean = image.reshape(-1, 3).mean(axis=0)
-    candidates = [(label, i) for label in range(len(CLASSES)) for i in range(PER_CLASS)]
-    best = min(candidates, key=lambda c: np.abs(mean - colour(*c, split)).sum())
-    assert np.abs(mean - colour(*best, split)).max() <= 4
-    return best
 
 
 @pytest.fixture
@@ -61,208 +16,14 @@ def cache(tmp_path, monkeypatch):
     return path
 
 
-def test_folder_classes_shapes_and_split(tmp_path, cache):
-    root = make_folder(tmp_path / "images")
-    ds = data.load_data(str(root))
-    assert ds.class_names == CLASSES and ds.num_classes == 3 and ds.source == str(root)
-    # 30 training files; 10% = 3 held out: the last three of the interleaved order (cat0 dog0 frog0 cat1 ...)
-    assert ds.x_train.shape == (27, 32, 32, 3) and ds.x_val.shape == (3, 32, 32, 3)
-    assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int64
-    order = [(label, i) for i in range(PER_CLASS) for label in range(3)]
-    assert [identify(x) for x in ds.x_train] == order[:27]
-    assert ds.y_train.tolist() == [label for label, _ in order[:27]]
-    assert [identify(x) for x in ds.x_val] == [(0, 9), (1, 9), (2, 9)]
-    assert sorted(ds.y_val.tolist()) == [0, 1, 2]  # balanced: one per class
-    assert ds.x_test.shape == (6, 32, 32, 3)
-    assert [identify(x, "test") for x in ds.x_test] == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
-    x, y, name = ds.split("test")
-    assert name == "test" and x is ds.x_test and y.tolist() == [0, 1, 2, 0, 1, 2]
-
-
-def test_folder_split_is_the_same_on_every_load(tmp_path, monkeypatch):
-    root = make_folder(tmp_path / "images")
-    monkeypatch.setenv("CIFAR_CORE_CACHE", str(tmp_path / "c1"))
-    first = data.load_data(str(root))
-    monkeypatch.setenv("CIFAR_CORE_CACHE", str(tmp_path / "c2"))  # decoded again, from scratch
-    second = data.load_data(str(root))
-    for a, b in ((first.x_train, second.x_train), (first.x_val, second.x_val), (first.y_val, second.y_val)):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_folder_without_train_subfolder(tmp_path, cache):
-    root = make_folder(tmp_path / "images", with_test=False) / "train"
-    ds = data.load_data(str(root))
-    assert ds.class_names == CLASSES and len(ds.x_train) == 27 and ds.x_test is None
+# ---------------------------------------------------------------------------------------------------------------
+# the validation hold-out and the limit
 
 
 def test_limit_keeps_validation_whole(tmp_path, cache):
     root = make_folder(tmp_path / "images")
     ds = data.load_data(str(root), limit=5)
     assert len(ds.x_train) == 5 and len(ds.x_val) == 3 and len(ds.x_test) == 6
-
-
-def test_resized_images_are_32x32(tmp_path, cache):
-    root = tmp_path / "images"
-    for name in ("a", "b"):
-        (root / name).mkdir(parents=True)
-        for i in range(6):
-            # left half black, right half white, 100x60: centre-cropped to 60x60, then 32x32
-            image = np.zeros((60, 100, 3), np.uint8)
-            image[:, 50:] = 255
-            (root / name / f"{i}.png").write_bytes(helpers.image_bytes(image))
-    ds = data.load_data(str(root))
-    assert ds.x_train.shape[1:] == (32, 32, 3)
-    image = ds.x_train[0].astype(int)
-    assert image[:, :12].max() <= 5 and image[:, 20:].min() >= 250  # the edge stays in the middle
-
-
-def test_cache_hit_and_invalidation(tmp_path, cache, monkeypatch):
-    root = make_folder(tmp_path / "images")
-    calls = []
-    real = data._decode_files
-
-    def counting(listing, log=None):
-        calls.append(len(listing))
-        return real(listing, log)
-
-    monkeypatch.setattr(data, "_decode_files", counting)
-    first = data.load_data(str(root))
-    assert calls == [30, 6]  # train and test decoded once
-    assert len(list(cache.glob("folder-*.npz"))) == 2
-
-    def must_not_decode(listing, log=None):
-        raise AssertionError("decoded although cached")
-
-    monkeypatch.setattr(data, "_decode_files", must_not_decode)
-    second = data.load_data(str(root))
-    np.testing.assert_array_equal(first.x_train, second.x_train)
-    np.testing.assert_array_equal(first.x_test, second.x_test)
-    np.testing.assert_array_equal(first.y_val, second.y_val)
-
-    # a changed file (new mtime) invalidates the train cache only
-    changed = root / "train" / "dog" / "img04.png"
-    changed.write_bytes(helpers.image_bytes(helpers.solid((1, 2, 3))))
-    st = changed.stat()
-    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
-    calls.clear()
-    monkeypatch.setattr(data, "_decode_files", counting)
-    third = data.load_data(str(root))
-    assert calls == [30]
-    index = [(label, i) for i in range(PER_CLASS) for label in range(3)].index((1, 4))
-    assert third.x_train[index].reshape(-1, 3).mean(axis=0).round().tolist() == [1, 2, 3]
-
-
-def test_cache_invalidated_by_mtime_alone(tmp_path, cache, monkeypatch):
-    root = make_folder(tmp_path / "images", with_test=False)
-    data.load_data(str(root))
-    path = root / "train" / "cat" / "img00.png"
-    st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # same bytes, new mtime
-    calls = []
-    real = data._decode_files
-    monkeypatch.setattr(data, "_decode_files", lambda listing, log=None: calls.append(len(listing)) or real(listing))
-    data.load_data(str(root))
-    assert calls == [30]
-
-
-def test_corrupt_image_names_the_file(tmp_path, cache):
-    root = make_folder(tmp_path / "images", with_test=False)
-    (root / "train" / "dog" / "img02.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(data.DataError, match=r"img02\.png"):
-        data.load_data(str(root))
-
-
-def test_folder_errors(tmp_path, cache):
-    one = tmp_path / "one" / "train" / "only"
-    one.mkdir(parents=True)
-    (one / "a.png").write_bytes(helpers.image_bytes(helpers.solid((1, 1, 1))))
-    with pytest.raises(data.DataError, match="at least two classes"):
-        data.load_data(str(tmp_path / "one"))
-    root = make_folder(tmp_path / "images")
-    (root / "test" / "frog").rename(root / "test" / "toad")
-    with pytest.raises(data.DataError, match="must match"):
-        data.load_data(str(root))
-    with pytest.raises(data.DataError, match="does not exist"):
-        data.load_data(str(tmp_path / "nowhere"))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The official pickles
-
-BATCH = 8  # images per synthetic batch; the real ones hold 10,000
-
-
-def official_batches(seed=0):
-    """Five training batches and a test batch in the official format: a dict with b"data", an (N, 3072) uint8 array
-    of the red, then green, then blue 32x32 planes, row by row, and b"labels", a list of ints."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (6 * BATCH, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, 6 * BATCH).tolist()
-    blobs = {}
-    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
-        part = images[b * BATCH:(b + 1) * BATCH]
-        blobs[name] = pickle.dumps({
-            b"batch_label": name.encode(), b"labels": labels[b * BATCH:(b + 1) * BATCH],
-            b"data": part.transpose(0, 3, 1, 2).reshape(len(part), 3072),
-            b"filenames": [f"{name}_{i}.png".encode() for i in range(len(part))]}, protocol=2)
-    blobs["batches.meta"] = pickle.dumps({b"label_names": [c.encode() for c in data.CIFAR10_CLASSES]}, protocol=2)
-    return images, np.array(labels), blobs
-
-
-@pytest.fixture
-def small_val(monkeypatch):
-    monkeypatch.setattr(data, "CIFAR10_VAL_SIZE", 10)
-
-
-def check_official(ds, images, labels):
-    n_train = 5 * BATCH
-    np.testing.assert_array_equal(ds.x_train, images[:n_train - 10])
-    np.testing.assert_array_equal(ds.x_val, images[n_train - 10:n_train])
-    np.testing.assert_array_equal(ds.x_test, images[n_train:])
-    assert ds.y_train.tolist() == labels[:n_train - 10].tolist()
-    assert ds.y_val.tolist() == labels[n_train - 10:n_train].tolist()
-    assert ds.y_test.tolist() == labels[n_train:].tolist()
-    assert ds.y_train.dtype == np.int64 and ds.x_train.dtype == np.uint8
-    assert ds.class_names == data.CIFAR10_CLASSES
-
-
-def test_batches_folder(tmp_path, small_val):
-    images, labels, blobs = official_batches()
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    for name, blob in blobs.items():
-        (folder / name).write_bytes(blob)
-    ds = data.load_data(str(folder))
-    check_official(ds, images, labels)
-    # a pixel's channels come from the three planes: red at [i], green at [1024 + i], blue at [2048 + i]
-    raw = pickle.loads(blobs["data_batch_1"], encoding="bytes")[b"data"]
-    assert ds.x_train[2, 1, 5].tolist() == [raw[2, 37], raw[2, 1024 + 37], raw[2, 2048 + 37]]
-
-
-def test_archive(tmp_path, small_val):
-    images, labels, blobs = official_batches(seed=1)
-    archive = tmp_path / "cifar-10-python.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for name, blob in blobs.items():
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    check_official(data.load_data(str(archive)), images, labels)
-
-
-def test_incomplete_batches_and_bad_archive(tmp_path, small_val):
-    _, _, blobs = official_batches()
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    for name, blob in blobs.items():
-        if name != "data_batch_3":
-            (folder / name).write_bytes(blob)
-    with pytest.raises(data.DataError, match="not a complete cifar-10-batches-py"):
-        data.load_data(str(folder))
-    bad = tmp_path / "cifar-10-python.tar.gz"
-    bad.write_bytes(b"not a gzip file at all")
-    with pytest.raises(data.DataError, match="not the official"):
-        data.load_data(str(bad))
 
 
 def test_too_few_training_images(tmp_path):

@@ -1,5 +1,5 @@
 """Builds cifar_core/assets/sample.npz: 2,000 training and 1,000 test images (200 and 100 a class), all from the
-validation split of an image folder (the last 10% of data._list_folder's interleaved order: for
+validation split of an image folder (the last 10% of readers.list_folder's interleaved order: for
 /work/shared/datasets/cifar10-jpeg, the 5,000 images the shipped default model never trained on).
 
 The images are the folder's own JPEG files, stored byte for byte (no second lossy encoding). data.load_data("sample")
@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's cifar_core
-from cifar_core import data  # noqa: E402
+from cifar_core import data, readers  # noqa: E402
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 200, 100
 
 root = Path(sys.argv[1]) / "train"
-classes, listing = data._list_folder(root)
+classes, listing = readers.list_folder(root)
 held_out = listing[-round(len(listing) * data.FOLDER_VAL_FRACTION):]
 train, test = [], []
 for label in range(len(classes)):

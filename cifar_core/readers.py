@@ -1,0 +1,215 @@
+"""The file formats a data source comes in, read into uint8 arrays: CIFAR-10's official pickles, in a folder or the
+tar.gz read in place, through a restricted unpickler; image folders, decoded once into a cache.
+
+data.py chooses the source and splits it; this module only reads files, so that each format's limits and refusals
+sit beside its reader. DataError is defined here, the lowest module that raises it, and data.py imports it from here
+(callers keep writing data.DataError).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import files
+from .images import ImageError, read_image_file, to_input_array
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+MAX_CLASSES = 1000
+MAX_BATCH_BYTES = 64 * 2**20  # an official batch file is 31 MB
+
+
+class DataError(RuntimeError):
+    """Data that cannot be loaded; the message says in a sentence what to do."""
+
+
+def name_of(error: OSError) -> str:
+    return f"{Path(error.filename).name}: {error.strerror}" if error.filename and error.strerror else \
+        (error.strerror or type(error).__name__)
+
+
+# ---- CIFAR-10's official pickles
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR-10's batch files hold: dicts, lists, bytes, str and int, and NumPy's array
+    reconstruction. Any other global (a __reduce__ calling os.system, say) is refused before it is looked up."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}")
+
+
+def _unpickle_batch(data: bytes):
+    try:
+        batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
+        x = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"])
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or labels.shape != (len(x),) \
+                or labels.dtype.kind not in "iu" or len(x) == 0 or labels.min() < 0 or labels.max() > 9:
+            raise ValueError("wrong structure")
+    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError,
+            MemoryError, RecursionError, OverflowError) as e:
+        raise DataError(f"This is not a CIFAR-10 batch file ({e}); nothing in it was run.") from None
+    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
+
+
+def _join_batches(read) -> tuple:
+    parts = [_unpickle_batch(read(f"data_batch_{i}")) for i in range(1, 6)]
+    train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    return train, _unpickle_batch(read("test_batch"))
+
+
+def load_batches(path: Path):
+    """((x_train, y_train), (x_test, y_test)) of a cifar-10-batches-py folder."""
+
+    def read(name):
+        with open(path / name, "rb") as f:
+            return f.read(MAX_BATCH_BYTES)
+
+    try:
+        return _join_batches(read)
+    except OSError as e:
+        raise DataError(f"The folder {path.name} is not a complete cifar-10-batches-py folder "
+                        f"({name_of(e)}).") from None
+
+
+def load_archive(path: Path):
+    """((x_train, y_train), (x_test, y_test)) of cifar-10-python.tar.gz, read in place: nothing is extracted."""
+
+    def read(name):
+        member = tar.getmember(f"cifar-10-batches-py/{name}")
+        if not member.isfile() or member.size > MAX_BATCH_BYTES:
+            raise ValueError(f"{name} is not a batch file")
+        return tar.extractfile(member).read()
+
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            return _join_batches(read)
+    except (OSError, KeyError, ValueError, EOFError, tarfile.TarError, zipfile.BadZipFile) as e:
+        reason = "it is truncated" if isinstance(e, (EOFError, tarfile.ReadError)) else str(e) or type(e).__name__
+        raise DataError(f"The archive {path.name} is not the official cifar-10-python.tar.gz ({reason}).") from None
+
+
+# ---- image folders
+
+def list_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """(class names, [(file, label)]) of root/<class>/*; a loop of symbolic links or an unreadable folder is a
+    DataError naming it."""
+    try:
+        classes = sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith("."))
+        per_class = []
+        for label, name in enumerate(classes):
+            found = []
+            for entry in os.scandir(root / name):
+                if entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+                    found.append((entry.path, label))
+            per_class.append(sorted(found))
+    except OSError as e:
+        raise DataError(f"The folder {root.name} cannot be read ({name_of(e)}); a symbolic link that points to "
+                        "itself or a folder without permission can cause this.") from None
+    empty = [name for name, found in zip(classes, per_class) if not found]
+    if empty:
+        raise DataError(f"The class folder(s) {', '.join(empty[:5])} in {root.name} hold no images "
+                        f"({', '.join(IMAGE_EXTENSIONS)}).")
+    # Interleave the classes (first image of each class, then the second, ...) so that the held-out tail
+    # holds every class in proportion, whatever the folder's order.
+    longest = max((len(c) for c in per_class), default=0)
+    ordered = [c[i] for i in range(longest) for c in per_class if i < len(c)]
+    return classes, ordered
+
+
+def _fingerprint(listing: list[tuple[str, int]]) -> str:
+    digest = hashlib.sha256()
+    for path, label in listing:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise DataError(f"The image {Path(path).name} cannot be read ({name_of(e)}); a symbolic link that "
+                            "points to itself can cause this.") from None
+        digest.update(f"{path}\0{label}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _decode_files(listing: list[tuple[str, int]], log=None) -> tuple[np.ndarray, np.ndarray]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def decode(item):
+        path, _ = item
+        try:
+            return to_input_array(read_image_file(path))
+        except ImageError as e:
+            raise DataError(f"The image {Path(path).name} cannot be used: {e}") from None
+
+    images = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for start in range(0, len(listing), 5000):  # in slices, so that a long first decode reports progress
+            images += pool.map(decode, listing[start:start + 5000], chunksize=256)
+            if log and len(listing) > 5000:
+                log(f"Decoding images: {len(images):,} of {len(listing):,}.")
+    x = np.stack(images) if images else np.zeros((0, 32, 32, 3), np.uint8)
+    return x, np.array([label for _, label in listing], dtype=np.int64)
+
+
+def _read_cache(path: Path, count: int):
+    """A cached decode, or None when it is missing, torn or not what the listing says (it is then rebuilt)."""
+    try:
+        with np.load(path) as saved:
+            x, y = saved["x"], saved["y"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+    if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3) or len(x) != count or y.shape != (count,):
+        return None
+    return x, y
+
+
+def _write_cache(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """Writes the decode cache; a cache folder that is read-only or full only means loading without one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # uncompressed: 150 MB for CIFAR-10, loaded in well under a second
+        files.write_atomic(path, write=lambda tmp: np.savez(tmp, x=x, y=y), suffix=".tmp.npz")
+    except OSError:
+        pass
+
+
+def _load_split_folder(folder: Path, cache: Path, classes: list[str] | None = None, log=None):
+    found, listing = list_folder(folder)
+    if classes is not None and found != classes:
+        raise DataError(f"{folder.name}/ has classes {found}, but train/ has {classes}; they must match.")
+    if len(found) < 2:
+        raise DataError(f"{folder.name} must hold one sub-folder of images per class, at least two classes.")
+    if len(found) > MAX_CLASSES:
+        raise DataError(f"The folder {folder.name} has {len(found):,} class folders; this tool trains on 2 to "
+                        f"{MAX_CLASSES:,} classes.")
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12] + "-" + _fingerprint(listing)
+    cached_path = cache / f"folder-{key}.npz"
+    cached = _read_cache(cached_path, len(listing))
+    if cached is not None:
+        return cached, found
+    if log:
+        log(f"Decoding {len(listing):,} images in {folder.name}/ once (later loads read the cache).")
+    x, y = _decode_files(listing, log)
+    _write_cache(cached_path, x, y)
+    return (x, y), found
+
+
+def load_folder(root: Path, cache: Path, log=None):
+    """((x_train, y_train), (x_test, y_test) or None, class names) of root/train/<class>/* (or root/<class>/*) and
+    root/test/<class>/*; each split is decoded once into the folder `cache`, later loads read it from there."""
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    (x_train, y_train), classes = _load_split_folder(train_dir, cache, log=log)
+    test = None
+    if (root / "test").is_dir():
+        test, _ = _load_split_folder(root / "test", cache, classes, log)
+    return (x_train, y_train), test, classes
