@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from cifar_core import config as configs
-from cifar_core import data, explain, files, models, runs, sources
+from cifar_core import data, explain, files, models, runs, sources, spec_io
 from cifar_core import device as devices
 from cifar_core import spec as specs
 
@@ -298,12 +298,12 @@ def save_draft(spec) -> str:
     draft_id = st.session_state.get("draft_id")
     if not draft_id or not _DRAFT_ID.match(draft_id):
         draft_id = st.session_state["draft_id"] = secrets.token_urlsafe(12)
-    text = specs.to_json(spec)
+    text = spec_io.to_json(spec)
     if st.session_state.get("draft_saved") != text:
         try:
             path = _draft_path(draft_id)
             path.parent.mkdir(parents=True, exist_ok=True)
-            files.write_json(path, specs.to_dict(spec))
+            files.write_json(path, spec_io.to_dict(spec))
             st.session_state["draft_saved"] = text
         except OSError:
             pass  # a read-only runs folder: the draft lives in this session only
@@ -316,7 +316,7 @@ def load_draft(draft_id: str | None):
         return None
     raw = files.read_json(_draft_path(draft_id))
     try:
-        spec = specs.from_dict(raw) if raw is not None else None
+        spec = spec_io.from_dict(raw) if raw is not None else None
     except (specs.SpecError, TypeError, ValueError):
         return None
     if spec is not None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import config as configs
-from . import files, runs
+from . import files, runs, shapes, spec_io
 from . import spec as specs
 from .data import DataError
 from .images import ImageError
@@ -34,7 +34,7 @@ def _new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
         preset = get_preset(args.preset)
         model_spec, config = preset.spec, preset.train
     else:
-        model_spec, config = specs.from_json(_read_text(args.spec, "--spec")), configs.TrainConfig()
+        model_spec, config = spec_io.from_json(_read_text(args.spec, "--spec")), configs.TrainConfig()
     if args.config:
         changes = files.parse_json(_read_text(args.config, "--config"))
         if not isinstance(changes, dict):
@@ -230,7 +230,7 @@ def _cmd_standby(args) -> int:
 def _cmd_presets(args) -> int:
     from .presets import PRESETS
 
-    rows = [{"name": n, "params": specs.summary(p.spec)["params"], "why": p.why} for n, p in PRESETS.items()]
+    rows = [{"name": n, "params": shapes.summary(p.spec)["params"], "why": p.why} for n, p in PRESETS.items()]
     print(json.dumps(rows) if args.json else "\n".join(f"{r['name']:<12} {r['params']:>12,}  {r['why']}"
                                                        for r in rows))
     return 0

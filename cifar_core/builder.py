@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import shapes
 from . import spec as specs
 
 
@@ -45,7 +46,7 @@ def build_model(spec: specs.ModelSpec, x_train=None):
     """
     import keras
 
-    specs.validate(spec)
+    shapes.validate(spec)
     layers = [keras.Input(shape=tuple(spec.input_shape)), keras.layers.Rescaling(1.0 / 255)]
     layers += [_keras_layer(layer) for layer in spec.layers]
     if spec.logit_scale == 1:
@@ -83,7 +84,7 @@ def _format_args(layer) -> str:
 
 def to_keras_source(spec: specs.ModelSpec) -> str:
     """A readable, runnable `keras.Sequential([...])` block that builds the same model as build_model(spec)."""
-    specs.validate(spec)
+    shapes.validate(spec)
     custom = [name for name, used in (
         ("PatchWhitening", any(isinstance(layer, specs.PatchWhitening) for layer in spec.layers)),
         ("Dirac", any(getattr(layer, "kernel_initializer", "") == "dirac" for layer in spec.layers))) if used]

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import files, runs
+from . import files, runs, shapes
 from . import spec as specs
 from .config import TrainConfig, validate_config
 
@@ -219,7 +219,7 @@ def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, n
     """Validates, creates the run directory and starts its job, or queues the run when every slot is busy (or
     runs wait already: they go first); returns the run id. facts go into config.json (a sweep's trial, say).
     Raises SpecError for a bad spec or config, with nothing created."""
-    specs.validate(model_spec)
+    shapes.validate(model_spec)
     validate_config(config)
     with _start_lock(runs_dir):
         run_id = runs.new_run_id(model_spec.name)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from . import config as configs
-from . import metrics
+from . import metrics, shapes, spec_io
 from . import spec as specs
 from .files import DiskFullError, is_disk_full, read_json, try_lock, write_json  # noqa: F401
 from .files import is_locked as _is_locked
@@ -100,14 +100,14 @@ def create_run(run_dir: Path, model_spec: specs.ModelSpec, config: configs.Train
                state: str = "starting", **facts) -> Path:
     """Creates the run directory (refusing a folder that holds anything) and writes its config.json, its status and
     its name: the one place a run comes into being, for the CLI and the pages alike."""
-    specs.validate(model_spec)
+    shapes.validate(model_spec)
     configs.validate_config(config)
     run_dir = Path(run_dir)
     check_new_run_dir(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, spec=specs.to_dict(model_spec), train=configs.to_dict(config),
-                     params=specs.summary(model_spec)["params"], created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        write_config(run_dir, spec=spec_io.to_dict(model_spec), train=configs.to_dict(config),
+                     params=shapes.summary(model_spec)["params"], created=time.strftime("%Y-%m-%d %H:%M:%S"),
                      **facts)
         if name:
             rename_run(run_dir, name)
@@ -156,7 +156,7 @@ def read_spec_and_config(run_dir: Path) -> tuple[specs.ModelSpec, configs.TrainC
     raw = read_config(run_dir)
     try:
         if not problem:
-            return specs.from_dict(raw["spec"]), configs.config_from_dict(raw["train"])
+            return spec_io.from_dict(raw["spec"]), configs.config_from_dict(raw["train"])
     except specs.SpecError as e:
         problem = f"its config.json is not usable: {e}"
     raise RunError(f"The run {Path(run_dir).name} cannot be used: {problem}")

@@ -16,6 +16,7 @@ import dataclasses
 import math
 
 from . import config as configs
+from . import shapes
 from . import spec as specs
 from .files import parse_json
 
@@ -149,7 +150,7 @@ def apply_params(model_spec: specs.ModelSpec, config: configs.TrainConfig, param
         if isinstance(layer, specs.Dropout) and "dropout" in params:
             layer = dataclasses.replace(layer, rate=float(params["dropout"]))
         layers.append(layer)
-    model_spec = specs.validate(dataclasses.replace(model_spec, layers=tuple(layers)))
+    model_spec = shapes.validate(dataclasses.replace(model_spec, layers=tuple(layers)))
     changes = {k: v for k, v in params.items() if k in configs.FIELDS}
     if "epochs" in changes:
         config = configs.with_epochs(config, changes.pop("epochs"))

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import config as configs
-from . import jobs, metrics, runs
+from . import jobs, metrics, runs, shapes, spec_io
 from . import spec as specs
 from .files import read_json, write_json
 from .space import SweepError, apply_params, check_space, default_space, suggest
@@ -114,13 +114,13 @@ def create_study(storage_url: str, study_name: str, model_spec: specs.ModelSpec,
     space = check_space(space, model_spec)
     if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= 10_000:
         raise SweepError(f"--trials must be a whole number from 1 to 10,000, got {trials!r}.")
-    specs.validate(model_spec)
+    shapes.validate(model_spec)
     configs.validate_config(config)
     make_pruner(pruner)
     study = optuna.create_study(storage=_storage(storage_url), study_name=study_name, direction="maximize",
                                 sampler=optuna.samplers.TPESampler(), pruner=make_pruner(pruner),
                                 load_if_exists=True)
-    base = {"spec": specs.to_dict(model_spec), "train": configs.to_dict(config)}
+    base = {"spec": spec_io.to_dict(model_spec), "train": configs.to_dict(config)}
     attrs = study.user_attrs
     if "space" in attrs and (attrs["space"] != space or attrs.get("base") != base):
         raise SweepError(f"The study {study_name} already exists with another model or search space; give a new "
@@ -148,7 +148,7 @@ def load_study(storage_url: str, study_name: str):
     base = attrs.get("base")
     if not isinstance(base, dict) or not isinstance(base.get("spec"), dict) or not isinstance(base.get("train"), dict):
         raise SweepError(f"The study {study_name} was not made by `python -m cifar_core sweep`: it has no model.")
-    model_spec, config = specs.from_dict(base["spec"]), configs.config_from_dict(base["train"])
+    model_spec, config = spec_io.from_dict(base["spec"]), configs.config_from_dict(base["train"])
     space = check_space(attrs.get("space"), model_spec)
     trials = attrs.get("trials")
     if not isinstance(trials, int) or not 1 <= trials <= 10_000:

@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import callbacks, files, metrics, runs
+from . import callbacks, files, metrics, runs, shapes, spec_io
 from . import data as datasets
 from . import spec as specs
 from .config import TrainConfig, validate_config
@@ -30,7 +30,7 @@ MAX_BUDGET_EPOCHS = 1000  # under a time budget, fit's epoch limit: the budget e
 def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0) -> float:
     """A time per training epoch: the constants above, times `speed`, this machine's measured ratio to them
     (measured_speed). Raises SpecError for an invalid spec."""
-    macs = specs.summary(model_spec)["macs"]
+    macs = shapes.summary(model_spec)["macs"]
     return speed * images * (TRAIN_SECONDS_PER_IMAGE + macs * TRAIN_SECONDS_PER_MAC)
 
 
@@ -56,7 +56,7 @@ def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float,
         if not durations:
             continue
         try:
-            estimate = estimate_epoch_seconds(specs.from_dict(config["spec"]), images)
+            estimate = estimate_epoch_seconds(spec_io.from_dict(config["spec"]), images)
         except specs.SpecError:
             continue
         ratios.append(statistics.median(durations) / estimate)
@@ -159,7 +159,7 @@ def fit_spec_to_data(model_spec: specs.ModelSpec, dataset: datasets.Dataset) -> 
     if tuple(model_spec.input_shape) != dataset.x_train.shape[1:]:
         raise specs.SpecError(f"input_shape {tuple(model_spec.input_shape)} does not match the data's images, "
                               f"which are {' × '.join(map(str, dataset.x_train.shape[1:]))}.")
-    return specs.validate(dataclasses.replace(model_spec, num_classes=dataset.num_classes))
+    return shapes.validate(dataclasses.replace(model_spec, num_classes=dataset.num_classes))
 
 
 def record_facts(run_dir: Path, dataset: datasets.Dataset, info: dict, precision: str, replicas: int) -> None:
@@ -260,7 +260,7 @@ def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, re
     """Trains into run_dir and returns it. A new run's data is loaded before its folder is created, so a bad spec,
     config, folder or data source is refused (SpecError, RunError, DataError) with nothing created. run_dir may be a
     fresh run that jobs.start_job created; any other folder that holds files is refused."""
-    specs.validate(model_spec)
+    shapes.validate(model_spec)
     validate_config(config)
     run_dir = Path(run_dir)
     dataset = None

@@ -5,7 +5,7 @@ import dataclasses
 import streamlit as st
 
 import ui
-from cifar_core import builder, charts, presets
+from cifar_core import builder, charts, presets, shapes, spec_io
 from cifar_core import spec as specs
 
 ui.through_router("pages/build.py")
@@ -53,7 +53,7 @@ def upload_spec() -> None:
     file = st.session_state.get("spec_upload")
     if file is not None:
         try:
-            set_spec(specs.from_json(file.getvalue()))
+            set_spec(spec_io.from_json(file.getvalue()))
             st.session_state["start_from"] = CURRENT  # "Start from" names what is now being edited
         except specs.SpecError as e:
             st.session_state["upload_error"] = f"This spec cannot be loaded: {e}"
@@ -68,7 +68,7 @@ def apply_table() -> None:
         rows[int(i)] = {**rows[int(i)], **change}
     rows += [{"type": "Conv2D", "settings": "", **added} for added in edits.get("added_rows", [])]
     try:
-        layers = tuple(specs.layer_from_settings(r["type"], r.get("settings"), n) for n, r in enumerate(rows, 1))
+        layers = tuple(spec_io.layer_from_settings(r["type"], r.get("settings"), n) for n, r in enumerate(rows, 1))
     except (specs.SpecError, TypeError) as e:
         st.session_state["table_error"] = ui.sentence(str(e))
         return
@@ -128,7 +128,7 @@ with editor:
     compact = ui.keep_widget(st.toggle, "Compact table editor (one row a layer)", key="build_compact")
     new_layers, slots = [], []
     if compact:
-        st.session_state["compact_rows"] = [{"type": type(layer).__name__, "settings": specs.layer_settings(layer)}
+        st.session_state["compact_rows"] = [{"type": type(layer).__name__, "settings": spec_io.layer_settings(layer)}
                                             for layer in spec.layers]
         st.data_editor(st.session_state["compact_rows"], key="compact_table", num_rows="dynamic", hide_index=False,
                        on_change=apply_table, width="stretch", column_config={
@@ -173,7 +173,7 @@ with editor:
 spec = specs.replace(spec, name=name, layers=tuple(new_layers), logit_scale=float(logit_scale))
 st.session_state["spec"] = spec
 st.query_params["draft"] = ui.save_draft(spec)  # a reload of this page keeps the model being edited
-error = specs.first_error(spec)
+error = shapes.first_error(spec)
 st.session_state["spec_valid"] = error is None
 st.session_state["spec_error"] = error[1] if error else None
 if error:
@@ -181,12 +181,12 @@ if error:
     (slots[index - 1] if index and index <= len(slots) else general_slot).error(ui.sentence(message))
 
 with summary:
-    rows = specs.infer_prefix(spec) if error else specs.infer(spec)
+    rows = shapes.infer_prefix(spec) if error else shapes.infer(spec)
     if error:
         st.warning("The model is not valid yet: the shapes below stop at the failing layer (in red), and the Keras "
                    "code appears once it is valid. The Train page will not start it.")
     else:
-        totals = specs.summary(spec)
+        totals = shapes.summary(spec)
         metrics = st.columns(3)
         metrics[0].metric("Parameters", ui.compact(totals["params"]), help=f"{totals['params']:,}")
         metrics[1].metric("Non-trainable", ui.compact(totals["non_trainable_params"]),
@@ -209,5 +209,5 @@ with summary:
     with tabs[2]:
         if not error:
             st.code(builder.to_keras_source(spec), language="python")
-            st.download_button("Download spec JSON", specs.to_json(spec), file_name=f"{ui.slug(spec.name)}.json",
+            st.download_button("Download spec JSON", spec_io.to_json(spec), file_name=f"{ui.slug(spec.name)}.json",
                                mime="application/json", on_click="ignore", key="download_spec")

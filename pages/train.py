@@ -5,7 +5,7 @@ only reads its run directory, so it re-attaches after navigation or a reload (?r
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, jobs, metrics, presets, runs, sources, train
+from cifar_core import charts, data, jobs, metrics, presets, runs, shapes, sources, train
 from cifar_core import config as configs
 from cifar_core import spec as specs
 
@@ -55,7 +55,7 @@ choice = ui.keep_widget(st.selectbox, "Model", choices, key="train_model", forma
     f"from the Build page: {st.session_state['spec'].name}" if c == BUILD else f"preset {c}"))
 model_spec = st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
 base = presets.PRESETS[model_spec.name].train if model_spec.name in presets.PRESETS else configs.TrainConfig()
-problem = specs.first_error(model_spec)
+problem = shapes.first_error(model_spec)
 if problem:
     st.error(f"This model cannot be trained: {problem[1]} Fix it on the Build page.")
 

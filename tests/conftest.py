@@ -76,7 +76,7 @@ def flat_run(app_env) -> Path:
     page that shows what a model makes of an image."""
     import keras
 
-    from cifar_core import runs
+    from cifar_core import runs, spec_io
     from cifar_core import spec as S
     from cifar_core.builder import build_model
 
@@ -89,7 +89,7 @@ def flat_run(app_env) -> Path:
         build_model(spec).save(run_dir / "model.keras")
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    runs.write_json(run_dir / "config.json", {"spec": S.to_dict(spec), "train": {}})
+    runs.write_json(run_dir / "config.json", {"spec": spec_io.to_dict(spec), "train": {}})
     runs.write_status(run_dir, state="finished")
     return app_env
 

@@ -1,5 +1,6 @@
 """Shared helpers of the cifar_core tests (test_spec ... test_cli): image bytes, a made-up image folder and CIFAR-10
-batch files, the CLI in a subprocess, and one tiny trained run shared by the whole session.
+batch files, the CLI in a subprocess, one tiny trained run shared by the whole session, and specs of every layer
+type with their Keras models built once.
 
 pytest puts tests/ on sys.path (pyproject.toml's pythonpath), so the tests `import helpers`.
 """
@@ -20,6 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from cifar_core import spec as S
+from cifar_core import spec_io
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -203,6 +207,43 @@ def tiny_run() -> Path:
 def tiny_run_log() -> list[str]:
     tiny_run()
     return _TINY_RUN["log"]
+
+
+# Specs that together use every layer type and most options: test_shapes checks their inference against Keras,
+# test_spec_io their JSON round trip.
+ALL_TYPES = [
+    S.ModelSpec("all-a", (
+        S.Conv2D(8, 3, strides=2, padding="valid", activation="elu", use_bias=False),
+        S.MaxPooling2D(3, strides=2, padding="same"),
+        S.AveragePooling2D(2),
+        S.BatchNormalization(momentum=0.9),
+        S.LayerNormalization(),
+        S.Dense(6, activation="gelu"),
+        S.Dropout(0.3),
+        S.Flatten(),
+        S.Dense(12, activation="sigmoid", use_bias=False),
+    )),
+    S.ModelSpec("all-b", (S.Conv2D(4, 5, padding="valid", activation="linear"), S.AveragePooling2D(3),
+                          S.GlobalAveragePooling2D())),
+    S.ModelSpec("all-c", (S.Conv2D(4, 3, strides=3), S.MaxPooling2D(2, strides=1), S.GlobalMaxPooling2D()),
+                input_shape=(24, 20, 1), num_classes=2),
+    S.ModelSpec("all-d", (S.PatchWhitening(3), S.Activation("gelu"),
+                          S.Conv2D(6, 3, activation="linear", kernel_initializer="dirac"),
+                          S.BatchNormalization(epsilon=1e-5, scale=False), S.GlobalAveragePooling2D()),
+                logit_scale=0.5),
+]
+
+
+_BUILT = {}
+
+
+def built(spec):
+    from cifar_core.builder import build_model
+
+    key = spec_io.to_json(spec)
+    if key not in _BUILT:
+        _BUILT[key] = build_model(spec)
+    return _BUILT[key]
 
 
 # Real-browser tests: Debian's Chromium driven by Playwright (no browser download), started with the flags this

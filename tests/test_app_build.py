@@ -3,7 +3,7 @@
 import helpers
 import pytest
 
-from cifar_core import presets
+from cifar_core import presets, shapes, spec_io
 from cifar_core import spec as specs
 
 pytestmark = pytest.mark.usefixtures("app_env")
@@ -53,7 +53,7 @@ def test_every_preset_loads_with_its_parameter_count(open_app):
     for name, preset in presets.PRESETS.items():
         load(at, name)
         assert not at.exception and not errors(at)
-        assert total_params(at) == specs.summary(preset.spec)["params"], name
+        assert total_params(at) == shapes.summary(preset.spec)["params"], name
         assert at.session_state["spec"] == preset.spec
         assert at.session_state["spec_valid"] is True
     load(at, "report-2-2")
@@ -144,11 +144,11 @@ def test_layers_can_be_edited_moved_and_removed(open_app):
 
 def test_a_spec_json_round_trips_and_a_bad_one_is_refused(open_app):
     at = open_app(BUILD)
-    text = specs.to_json(presets.PRESETS["report-2-1"].spec)
+    text = spec_io.to_json(presets.PRESETS["report-2-1"].spec)
     at.file_uploader(key="spec_upload").set_value(("model.json", text.encode(), "application/json")).run()
     assert at.session_state["spec"] == presets.PRESETS["report-2-1"].spec
     assert at.selectbox(key="start_from").value == "current"  # "Start from" names the uploaded model, not fast
-    assert total_params(at) == specs.summary(presets.PRESETS["report-2-1"].spec)["params"]
+    assert total_params(at) == shapes.summary(presets.PRESETS["report-2-1"].spec)["params"]
     bad = text.replace('"Flatten"', '"Flattened"')
     at.file_uploader(key="spec_upload").set_value(("bad.json", bad.encode(), "application/json")).run()
     assert "unknown layer type" in errors(at)[0]
@@ -206,9 +206,9 @@ def test_the_compact_editor_shows_one_row_a_layer(open_app):
     assert len(at.session_state["compact_rows"]) == 5
     # Each row's settings read back into the same layer, so an edit of the table becomes the stack.
     for layer in presets.PRESETS["fast"].spec.layers:
-        assert specs.layer_from_settings(type(layer).__name__, specs.layer_settings(layer), 1) == layer
+        assert spec_io.layer_from_settings(type(layer).__name__, spec_io.layer_settings(layer), 1) == layer
     with pytest.raises(specs.SpecError, match="Layer 2 .Conv2D.: write its settings as name=value"):
-        specs.layer_from_settings("Conv2D", "filters 8", 2)
+        spec_io.layer_from_settings("Conv2D", "filters 8", 2)
 
 
 def test_a_reload_keeps_the_model_being_edited(open_app, app_env):

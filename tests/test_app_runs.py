@@ -66,14 +66,14 @@ def test_what_changed_between_two_runs(open_app, runs_with_model):
     import dataclasses
     import shutil
 
-    from cifar_core import spec as S
+    from cifar_core import spec_io
 
     other = runs_with_model / "20260101-000002-tiny"
     shutil.copytree(runs_with_model / TINY_RUN_ID, other)
     config = runs.read_config(other)
-    spec = S.from_dict(config["spec"])
+    spec = spec_io.from_dict(config["spec"])
     wider = dataclasses.replace(spec.layers[0], filters=24)
-    runs.write_config(other, spec=S.to_dict(dataclasses.replace(spec, layers=(wider, *spec.layers[1:]))),
+    runs.write_config(other, spec=spec_io.to_dict(dataclasses.replace(spec, layers=(wider, *spec.layers[1:]))),
                       train={**config["train"], "learning_rate": 0.01})
     at = open_app(RUNS)
     assert at.selectbox(key="runs_cmp_a").value == "20260101-000002-tiny"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cifar_core import metrics, runs
+from cifar_core import metrics, runs, spec_io
 from cifar_core import spec as specs
 
 TRAIN = "pages/train.py"
@@ -78,7 +78,7 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
 def test_a_failed_run_shows_its_error_and_offers_resume(open_app, app_env):
     run_dir = app_env / "20260101-000000-broken"
     run_dir.mkdir()
-    runs.write_json(run_dir / "config.json", {"spec": specs.to_dict(specs.ModelSpec("broken")), "train": {}})
+    runs.write_json(run_dir / "config.json", {"spec": spec_io.to_dict(specs.ModelSpec("broken")), "train": {}})
     runs.write_status(run_dir, state="failed", epoch=0, epochs=3, error="DataError: the data vanished.")
     at = open_app(TRAIN)
     assert at.selectbox(key="train_show_None").value is None  # no job is live and none was chosen
@@ -96,7 +96,7 @@ def test_a_run_that_failed_on_its_data_offers_another_data_source_not_resume(ope
     run_dir = app_env / "20260101-000000-nodata"
     run_dir.mkdir()
     spec = specs.ModelSpec("nodata", (specs.GlobalAveragePooling2D(),))
-    runs.write_json(run_dir / "config.json", {"spec": specs.to_dict(spec), "train": {"data": "keras", "epochs": 1}})
+    runs.write_json(run_dir / "config.json", {"spec": spec_io.to_dict(spec), "train": {"data": "keras", "epochs": 1}})
     runs.write_status(run_dir, state="failed", epoch=0, epochs=1, failed_on="data",
                       error="CIFAR-10 could not be downloaded (no network connection).")
     at = open_app(TRAIN, train_run=run_dir.name)
@@ -149,7 +149,7 @@ def test_stop_asks_the_live_job_to_stop_and_then_offers_resume(open_app, app_env
 
     run_dir = app_env / "20260101-000000-live"
     run_dir.mkdir()
-    runs.write_json(run_dir / "config.json", {"spec": specs.to_dict(specs.ModelSpec("live")), "train": {}})
+    runs.write_json(run_dir / "config.json", {"spec": spec_io.to_dict(specs.ModelSpec("live")), "train": {}})
     lock = runs.RunLock(run_dir).acquire()
     runs.write_status(run_dir, state="running", epoch=1, epochs=4, step=5, steps_per_epoch=10, time=30.0)
     metrics.append_metrics(run_dir, [{"kind": "batch", "epoch": 1, "step": 5, "time": 30.0, "loss": 2.0,

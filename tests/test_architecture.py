@@ -68,12 +68,13 @@ def test_the_cycle_finder_finds_one():
 
 def test_the_bottom_modules_import_nothing_above_them():
     graph = engine_graph()
-    assert graph["files"] == graph["images"] == graph["device"] == set()
-    assert graph["spec"] <= {"files"}  # its JSON is read by files.parse_json, the one bounded JSON reader
+    assert graph["files"] == graph["images"] == graph["device"] == graph["spec"] == set()
+    assert graph["shapes"] <= {"spec"}
+    assert graph["spec_io"] <= {"files", "spec", "shapes"}  # files.parse_json, the one bounded JSON reader
     assert graph["config"] <= {"spec"}
     assert graph["readers"] <= {"files", "images"} and graph["data"] <= {"readers", "images"}
-    assert graph["runs"] <= {"files", "spec", "config", "metrics"}
-    assert graph["metrics"] <= {"files"} and graph["space"] <= {"files", "spec", "config", "presets"}
+    assert graph["runs"] <= {"files", "spec", "shapes", "spec_io", "config", "metrics"}
+    assert graph["metrics"] <= {"files"} and graph["space"] <= {"files", "spec", "shapes", "config", "presets"}
 
 
 def test_the_engine_imports_no_streamlit_and_the_pages_no_tensorflow():
@@ -106,8 +107,8 @@ def test_the_build_pages_keras_code_runs_in_a_fresh_python(name, forbid_project,
     """)
     done = run_elsewhere(code, tmp_path, forbid_project)
     assert done.returncode == 0, done.stderr[-2000:]
-    from cifar_core import spec as S
-    assert f"params {S.summary(presets.PRESETS[name].spec)['params']}" in done.stdout
+    from cifar_core import shapes
+    assert f"params {shapes.summary(presets.PRESETS[name].spec)['params']}" in done.stdout
 
 
 def test_the_wheel_carries_the_model_the_sample_and_the_console_script(tmp_path):

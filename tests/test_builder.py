@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from cifar_core import shapes
 from cifar_core import spec as S
 from cifar_core.builder import build_model, to_keras_source
 from cifar_core.presets import PRESETS
@@ -26,7 +27,7 @@ def _exec_source(spec):
 @pytest.mark.parametrize("spec", [p.spec for p in PRESETS.values()] + [EVERY_TYPE], ids=lambda s: s.name)
 def test_source_builds_the_same_model(spec):
     from_source, built = _exec_source(spec), build_model(spec)
-    assert from_source.count_params() == built.count_params() == S.summary(spec)["params"]
+    assert from_source.count_params() == built.count_params() == shapes.summary(spec)["params"]
     assert [type(layer).__name__ for layer in from_source.layers] == [type(layer).__name__ for layer in built.layers]
     assert [tuple(layer.output.shape) for layer in from_source.layers] == \
         [tuple(layer.output.shape) for layer in built.layers]

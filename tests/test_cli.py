@@ -8,7 +8,7 @@ import helpers
 import numpy as np
 import pytest
 
-from cifar_core import spec as S
+from cifar_core import shapes
 from cifar_core.__main__ import main
 from cifar_core.presets import PRESETS
 
@@ -18,7 +18,7 @@ def test_presets_json():
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["name"] for r in rows] == list(PRESETS) and len(rows) == 5
-    assert {r["name"]: r["params"] for r in rows} == {n: S.summary(p.spec)["params"] for n, p in PRESETS.items()}
+    assert {r["name"]: r["params"] for r in rows} == {n: shapes.summary(p.spec)["params"] for n, p in PRESETS.items()}
     assert {r["name"]: r["params"] for r in rows}["report-2-2"] == 15_579_550
     assert all(r["why"] for r in rows)
 

@@ -3,7 +3,7 @@ parameters; torn files give fewer rows, never an exception."""
 
 import dataclasses
 
-from cifar_core import compare, metrics, runs
+from cifar_core import compare, metrics, runs, spec_io
 from cifar_core import spec as S
 from cifar_core.config import TrainConfig, to_dict
 from cifar_core.presets import get_preset
@@ -12,11 +12,11 @@ TINY = get_preset("tiny")
 
 
 def test_spec_diff_aligns_layers_and_shows_only_differences():
-    a = S.to_dict(TINY.spec)
+    a = spec_io.to_dict(TINY.spec)
     wider = list(TINY.spec.layers)
     wider[2] = dataclasses.replace(wider[2], filters=64)
     wider.insert(4, S.Dropout(0.1))  # after the second pooling
-    b = S.to_dict(dataclasses.replace(TINY.spec, name="tiny-wide", layers=tuple(wider)))
+    b = spec_io.to_dict(dataclasses.replace(TINY.spec, name="tiny-wide", layers=tuple(wider)))
     assert compare.spec_diff(a, b) == [
         {"where": "model", "field": "name", "a": "tiny", "b": "tiny-wide"},
         {"where": "layer 3 (Conv2D)", "field": "filters", "a": 32, "b": 64},

@@ -2,8 +2,7 @@
 
 import pytest
 
-from cifar_core import presets
-from cifar_core import spec as S
+from cifar_core import presets, shapes
 from cifar_core.config import validate_config
 
 
@@ -33,7 +32,7 @@ def test_fast_trains_as_airbench94_muon_and_fast_small_as_airbench94():
 def test_each_preset_is_valid_named_and_explained(name):
     preset = presets.get_preset(name)
     assert preset.spec.name == name
-    S.validate(preset.spec)
+    shapes.validate(preset.spec)
     validate_config(preset.train)
     assert preset.why.endswith(".") and len(preset.why) > 40
 

@@ -20,14 +20,15 @@ case                                              test
                                                   ::test_mode_cmyk_jpeg, ::test_animations_use_the_first_frame
  6 EXIF orientation 6                             test_predict.py::test_exif_orientation_6_is_made_upright
  7 a file over the size limit                     test_07_* here; test_safety_browser.py (HTTP 413, server up)
- 8 impossible specs and settings                  test_08_* here; test_spec.py::test_pooling_collapse_names_the_layer,
-                                                  ::test_conv_filters_zero, ::test_dropout_rate_out_of_range,
+ 8 impossible specs and settings                  test_08_* here; test_shapes.py::test_pooling_collapse_names_the_layer;
+                                                  test_spec.py::test_conv_filters_zero,
+                                                  ::test_dropout_rate_out_of_range,
                                                   ::test_unknown_activation_lists_the_allowed_ones;
                                                   test_config.py::test_validate_config_refuses,
                                                   ::test_invalid_spec_at_the_command_line;
                                                   test_jobs.py::test_start_job_refuses_invalid_input_before_creating_...
- 9 over 50 million parameters                     test_09_* here; test_spec.py::test_over_the_parameter_limit
-10 unknown keys or layer types; preset round trip test_spec.py::test_unknown_layer_type_in_json,
+ 9 over 50 million parameters                     test_09_* here; test_shapes.py::test_over_the_parameter_limit
+10 unknown keys or layer types; preset round trip test_spec_io.py::test_unknown_layer_type_in_json,
                                                   ::test_unknown_key_in_a_layer, ::test_malformed_json ('colour'),
                                                   ::test_json_round_trip (spec -> JSON -> spec -> model, same count);
                                                   test_config.py::test_config_from_dict_refuses_unknown_settings
@@ -103,7 +104,7 @@ from conftest import TINY_RUN_ID
 
 from cifar_core import callbacks as C
 from cifar_core import config as configs
-from cifar_core import images, jobs, metrics, models, predict, runs, sources
+from cifar_core import images, jobs, metrics, models, predict, runs, shapes, sources, spec_io
 from cifar_core import spec as S
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES, load_sample
@@ -364,7 +365,7 @@ def test_11_sigkill_after_epoch_2_then_resume_starts_at_epoch_3(tmp_path):
 
     saved = runs.read_json(run / "config.json")
     config = configs.config_from_dict(saved["train"])
-    log = helpers.train_in_process(S.from_dict(saved["spec"]), config, run, resume=True)
+    log = helpers.train_in_process(spec_io.from_dict(saved["spec"]), config, run, resume=True)
     assert "Resuming after epoch 2." in log
     records = metrics.read_metrics(run)
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3]  # each epoch exactly once
@@ -1222,9 +1223,9 @@ def conv_stack(count: int) -> dict:
 def test_37_spec_json_is_bounded_and_its_types_checked(text, words):
     started = time.perf_counter()
     with pytest.raises(S.SpecError, match=None) as refused:
-        S.from_json(text)
+        spec_io.from_json(text)
     assert words in str(refused.value) and time.perf_counter() - started < 1.0
-    assert S.validate(S.from_json(json.dumps(conv_stack(S.MAX_LAYERS)))).layers  # the largest allowed spec
+    assert shapes.validate(spec_io.from_json(json.dumps(conv_stack(S.MAX_LAYERS)))).layers  # the largest allowed spec
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", "null", '"epochs"', '{"epochs": 2, "epochs": 3}'])
@@ -1236,7 +1237,7 @@ def test_37_a_config_file_that_is_not_an_object_is_a_sentence(tmp_path, capsys, 
 
 
 def test_37_the_build_page_answers_an_edit_of_the_largest_spec_quickly(open_app):
-    at = open_app("pages/build.py", spec=S.from_dict(conv_stack(S.MAX_LAYERS)))
+    at = open_app("pages/build.py", spec=spec_io.from_dict(conv_stack(S.MAX_LAYERS)))
     assert not at.exception
     at.number_input(key="layer_0_filters").set_value(8)
     started = time.perf_counter()
@@ -1339,7 +1340,7 @@ def test_39_a_seed_out_of_range_is_refused_before_a_folder(tmp_path, capsys, see
 
 def test_39_an_input_shape_the_data_lacks_is_refused_before_a_folder(tmp_path, capsys):
     spec = tmp_path / "gray.json"
-    spec.write_text(json.dumps({**S.to_dict(TINY), "input_shape": [32, 32, 1]}))
+    spec.write_text(json.dumps({**spec_io.to_dict(TINY), "input_shape": [32, 32, 1]}))
     code, _, err = cli(capsys, "train", "--spec", spec, "--data", "sample", "--runs-dir", tmp_path / "runs")
     assert code == 2 and "input_shape (32, 32, 1) does not match" in one_sentence(err)
     assert not (tmp_path / "runs").exists()
@@ -1357,7 +1358,7 @@ def test_39_a_folder_of_1001_classes_names_its_class_count(tmp_path, capsys):
 
 def test_39_duplicate_json_keys_are_refused(tmp_path, capsys):
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(S.to_dict(TINY))[:-1] + ', "name": "again"}')
+    spec.write_text(json.dumps(spec_io.to_dict(TINY))[:-1] + ', "name": "again"}')
     code, _, err = cli(capsys, "train", "--spec", spec, "--data", "sample", "--runs-dir", tmp_path / "runs")
     assert code == 2 and "'name' appears twice" in one_sentence(err)
 

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from cifar_core import config as configs
-from cifar_core import metrics, runs
-from cifar_core import spec as S
+from cifar_core import metrics, runs, spec_io
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES
 from cifar_core.presets import get_preset
@@ -116,7 +115,7 @@ def epoch_points(run_dir):
 def test_tiny_run_is_complete():
     run = helpers.tiny_run()
     config = runs.read_json(run / "config.json")
-    assert S.from_dict(config["spec"]) == TINY
+    assert spec_io.from_dict(config["spec"]) == TINY
     assert config["train"]["epochs"] == 1 and config["train"]["limit"] == 300 and config["train"]["data"] == "sample"
     assert config["class_names"] == list(CIFAR10_CLASSES) and config["params"] == 5418
     assert config["data_source"] == "sample" and "tensorflow" in config["versions"]

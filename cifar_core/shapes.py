@@ -1,0 +1,181 @@
+"""Shapes, parameter counts and multiply-accumulates (MACs) of a spec, inferred layer by layer in pure Python, and
+the validation that rests on them.
+
+The Build page shows them on every keystroke, so this imports no TensorFlow; tests check them against Keras for every
+preset. A spec is valid exactly when its inference succeeds, which is why validate lives here and not in spec.py:
+spec.py holds the vocabulary this walks over and imports nothing back, so the arrow is shapes -> spec only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .spec import (
+    LAYER_TYPES,
+    MAX_LAYERS,
+    MAX_PARAMS,
+    Activation,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
+    LayerNormalization,
+    MaxPooling2D,
+    ModelSpec,
+    PatchWhitening,
+    SpecError,
+    check_layer_fields,
+    layer_name,
+    validate_header,
+)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of the Build page's table: what `model.summary()` would say about a layer, plus MACs."""
+    index: int  # 1-based position in the spec; the implied output layer is len(layers) + 1
+    type: str
+    output_shape: tuple
+    params: int
+    non_trainable_params: int
+    macs: int  # multiply-accumulates per image, forward pass (convolutions and dense layers only)
+
+
+def _spatial_out(size: int, window: int, stride: int, padding: str) -> int:
+    if padding == "same":
+        return math.ceil(size / stride)
+    return (size - window) // stride + 1 if size >= window else 0
+
+
+def _infer_one(index: int, layer, shape: tuple) -> tuple[tuple, int, int, int]:
+    """Returns (output_shape, params, non_trainable_params, macs) or raises SpecError."""
+    where = layer_name(index, layer)
+    kind = type(layer).__name__
+    channels = shape[-1]
+    if isinstance(layer, (Conv2D, MaxPooling2D, GlobalMaxPooling2D, GlobalAveragePooling2D)) and len(shape) != 3:
+        raise SpecError(f"{where} needs a 3-D (height, width, channels) input, but its input is {shape}; "
+                        "put it before Flatten and Dense layers.")
+    if isinstance(layer, PatchWhitening):
+        if index != 1:
+            raise SpecError(f"{where} must be the first layer: it is set from the images themselves.")
+        k = layer.kernel_size
+        if k > min(shape[:2]):
+            raise SpecError(f"{where}: kernel_size {k} does not fit the {shape[0]}x{shape[1]} input.")
+        filters = 2 * channels * k * k
+        h, w = shape[0] - k + 1, shape[1] - k + 1
+        params = k * k * channels * filters + filters
+        return (h, w, filters), params, params, h * w * k * k * channels * filters
+    if isinstance(layer, Conv2D):
+        k, s = layer.kernel_size, layer.strides
+        h, w = (_spatial_out(d, k, s, layer.padding) for d in shape[:2])
+        if h < 1 or w < 1:
+            raise SpecError(f"{where}: a {k}x{k} kernel with padding 'valid' does not fit its {shape[0]}x{shape[1]} "
+                            "input; use a smaller kernel_size or padding 'same'.")
+        params = k * k * channels * layer.filters + (layer.filters if layer.use_bias else 0)
+        return (h, w, layer.filters), params, 0, h * w * k * k * channels * layer.filters
+    if isinstance(layer, MaxPooling2D):  # and AveragePooling2D
+        p, s = layer.pool_size, layer.strides or layer.pool_size
+        h, w = (_spatial_out(d, p, s, layer.padding) for d in shape[:2])
+        if h < 1 or w < 1:
+            raise SpecError(f"{where}: pool_size {p} with padding 'valid' does not fit its {shape[0]}x{shape[1]} "
+                            "input; the image has shrunk too far. Remove a pooling layer or use padding 'same'.")
+        return (h, w, channels), 0, 0, 0
+    if isinstance(layer, (GlobalMaxPooling2D, GlobalAveragePooling2D)):
+        return (channels,), 0, 0, 0
+    if isinstance(layer, BatchNormalization):
+        return shape, (4 if layer.scale else 3) * channels, 2 * channels, 0
+    if isinstance(layer, LayerNormalization):
+        return shape, 2 * channels, 0, 0
+    if isinstance(layer, (Activation, Dropout)):
+        return shape, 0, 0, 0
+    if isinstance(layer, Flatten):
+        return (math.prod(shape),), 0, 0, 0
+    if isinstance(layer, Dense):  # like Keras, a Dense on a 3-D input acts on the last axis
+        positions = math.prod(shape[:-1])
+        params = channels * layer.units + (layer.units if layer.use_bias else 0)
+        return shape[:-1] + (layer.units,), params, 0, positions * channels * layer.units
+    raise SpecError(f"{where}: unknown layer type {kind!r}.")
+
+
+def _layer_rows(spec: ModelSpec):
+    """Each layer's LayerInfo in turn; SpecError at the first impossible layer (its fields, or the shape it gets)."""
+    shape = tuple(spec.input_shape)
+    for index, layer in enumerate(spec.layers, start=1):
+        if type(layer) not in LAYER_TYPES.values():
+            raise SpecError(f"layer {index}: unknown layer type {type(layer).__name__!r}; allowed: "
+                            f"{', '.join(LAYER_TYPES)}.")
+        check_layer_fields(index, layer)
+        shape, params, frozen, macs = _infer_one(index, layer, shape)
+        yield LayerInfo(index, type(layer).__name__, shape, params, frozen, macs)
+
+
+def infer(spec: ModelSpec) -> list[LayerInfo]:
+    """Per-layer output shape, parameters and MACs, ending with the implied output layer. Raises SpecError
+    naming the first impossible layer."""
+    validate_header(spec)
+    if not isinstance(spec.layers, (tuple, list)) or len(spec.layers) > MAX_LAYERS:
+        count = len(spec.layers) if isinstance(spec.layers, (tuple, list)) else "no list of"
+        raise SpecError(f"the spec has {count} layers; the limit is {MAX_LAYERS}.")
+    rows = list(_layer_rows(spec))
+    shape = rows[-1].output_shape if rows else tuple(spec.input_shape)
+    if len(shape) != 1:
+        where = (f"{layer_name(len(spec.layers), spec.layers[-1])} is the last layer and outputs" if spec.layers
+                 else "the spec has no layers, and its input is")
+        raise SpecError(f"{where} {shape}, but the output layer needs a 1-D input; "
+                        "end the stack with Flatten, GlobalAveragePooling2D or GlobalMaxPooling2D.")
+    out = Dense(units=spec.num_classes)
+    _, params, _, macs = _infer_one(len(spec.layers) + 1, out, shape)
+    rows.append(LayerInfo(len(spec.layers) + 1, "Dense (output)", (spec.num_classes,), params, 0, macs))
+    total = sum(r.params for r in rows)
+    if total > MAX_PARAMS:
+        largest = max(rows, key=lambda r: r.params)
+        raise SpecError(f"the model has {total:,} parameters; the limit is {MAX_PARAMS:,}, and layer {largest.index} "
+                        f"({largest.type}) alone has {largest.params:,}. Use fewer filters or units, or pool before "
+                        "Flatten.")
+    return rows
+
+
+def validate(spec: ModelSpec) -> ModelSpec:
+    infer(spec)
+    return spec
+
+
+def summary(spec: ModelSpec) -> dict:
+    rows = infer(spec)
+    return {"params": sum(r.params for r in rows),
+            "non_trainable_params": sum(r.non_trainable_params for r in rows),
+            "macs": sum(r.macs for r in rows)}
+
+
+def first_error(spec: ModelSpec) -> tuple[int | None, str] | None:
+    """(1-based layer index or None for the whole spec, message) of the first problem, or None if valid."""
+    try:
+        infer(spec)
+    except SpecError as e:
+        text = str(e)
+        index = int(text.split()[1]) if text.startswith("layer ") and text.split()[1].isdigit() else None
+        return index, text
+    return None
+
+
+def infer_prefix(spec: ModelSpec) -> list[LayerInfo]:
+    """The Build page's rows while a model is invalid: every layer up to and including the first impossible one,
+    whose output_shape is None (so that the user sees where the image shrank to nothing)."""
+    rows = []
+    try:
+        validate_header(spec)
+    except SpecError:
+        return rows
+    try:
+        rows.extend(_layer_rows(spec))
+    except SpecError:
+        if len(rows) < len(spec.layers):
+            rows.append(LayerInfo(len(rows) + 1, type(spec.layers[len(rows)]).__name__, None, 0, 0, 0))
+    return rows
+
+
+__all__ = ["LayerInfo", "infer", "validate", "summary", "first_error"]
