@@ -220,8 +220,8 @@ def model_mtime(ref: str) -> int:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def load_model(ref: str, model_mtime_ns: int):
-    """(model, class names, whether it is used with mirror TTA) of a model reference, loaded once per file version
-    (pass model_mtime(ref))."""
+    """(model, class names, its test-time augmentation: off, mirror or mirror-shift) of a model reference, loaded
+    once per file version (pass model_mtime(ref))."""
     path, run_dir = models.resolve_model(ref, allow_paths=False)
     model = models.load_model(path)
     return model, models.class_names_for(run_dir, model.output_shape[-1]), models.tta_for(run_dir)

@@ -67,7 +67,7 @@ def main():
         "train_time_s": epochs[-1]["time"], "total_time_s": round(total, 1),
         "last_epoch_val_accuracy": epochs[-1]["val_accuracy"],
         "final_accuracy": final["accuracy"], "split": final["split"], "final_images": final["n"],
-        "final_tta": final.get("tta", False), "run_dir": str(run_dir)})
+        "final_tta": final.get("tta", "off"), "run_dir": str(run_dir)})
 
 
 if __name__ == "__main__":

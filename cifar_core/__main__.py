@@ -299,7 +299,7 @@ def _add_config_flags(parser) -> None:
                                 help=configs.describe(name))
         else:
             parser.add_argument(flag, dest=name, type=kind, default=None, help=configs.describe(name),
-                                metavar=name.upper())
+                                metavar=name.upper(), choices=configs.FIELDS[name].metadata["choices"])
 
 
 def main(argv=None) -> int:

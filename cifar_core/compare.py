@@ -75,6 +75,7 @@ def settings_diff(a: dict, b: dict) -> list[dict]:
     """Rows {field, a, b} for the TrainConfig fields whose values differ (a missing field counts as its default);
     unknown keys are compared too, after the known ones."""
     a, b = (a if isinstance(a, dict) else {}), (b if isinstance(b, dict) else {})
+    a, b = ({**c, "tta": configs.tta_mode(c["tta"])} if "tta" in c else c for c in (a, b))  # tta true is mirror
     defaults = configs.to_dict(configs.TrainConfig())
     keys = list(configs.FIELDS) + sorted(k for k in {**a, **b} if k not in configs.FIELDS and isinstance(k, str))
     return [{"field": k, "a": a.get(k, defaults.get(k)), "b": b.get(k, defaults.get(k))} for k in keys

@@ -51,8 +51,7 @@ class TrainConfig:
                                   low=0, below=1, step=1e-4)
     label_smoothing: float = setting(0.0, "the share of each label spread over the other classes", low=0, below=1,
                                      step=0.05)
-    flip: bool = setting(True, "horizontal flip of training images: a random half in the first epoch, then each "
-                         "image every other epoch (airbench's alternating flip)", label="Horizontal flip")
+    flip: bool = setting(True, "random horizontal flip of training images", label="Random horizontal flip")
     translate: int = setting(2, "random translation of training images (reflect padding, then crop)",
                              unit="pixels", low=0, high=8)
     data: str = setting("", "the data source: sample, keras, or a folder or archive (empty: the default source)",

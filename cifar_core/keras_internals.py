@@ -15,6 +15,10 @@ PRIVATE_USES = (
     ("keras.optimizers.Optimizer", "_trainable_variables",
      "schedules.BiasScaledSGD reads it when apply() is called without variables, to find the BatchNormalization "
      "betas."),
+    ("keras.optimizers.Optimizer", "_use_weight_decay",
+     "schedules.MuonSGD overrides it to keep the convolution kernels, whose norm it resets, out of the decay."),
+    ("keras.optimizers.Optimizer", "_get_variable_index",
+     "schedules.MuonSGD finds a kernel's momentum buffer with it."),
 )
 
 

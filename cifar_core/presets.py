@@ -54,7 +54,7 @@ def _airbench_training(epochs: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=1024, optimizer="sgd", learning_rate=1.5, momentum=0.85,
                        bias_lr_scale=64.0, schedule="one-cycle", warmup_epochs=round(0.23 * epochs, 2),
                        start_fraction=0.2, end_fraction=0.07, weight_decay=0.0089, label_smoothing=0.2, flip=True,
-                       translate=2, lookahead=True, tta="mirror-shift")
+                       translate=2, lookahead=True, tta="mirror")
 
 
 def _muon_training(epochs: int) -> TrainConfig:
@@ -71,7 +71,7 @@ def _muon_training(epochs: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=1000, optimizer="muon", learning_rate=0.825, momentum=0.85,
                        filter_learning_rate=0.17, bias_lr_scale=64.0, schedule="one-cycle", warmup_epochs=0.0,
                        start_fraction=1.0, end_fraction=0.0, weight_decay=0.016, label_smoothing=0.2, flip=True,
-                       translate=2, lookahead=False, tta="mirror-shift")
+                       translate=2, lookahead=False, tta="mirror")
 
 
 REPORT_2_1 = ModelSpec("report-2-1", (

@@ -122,7 +122,7 @@ def create_study(storage_url: str, study_name: str, model_spec: specs.ModelSpec,
                                 load_if_exists=True)
     base = {"spec": spec_io.to_dict(model_spec), "train": configs.to_dict(config)}
     attrs = study.user_attrs
-    if "space" in attrs and (attrs["space"] != space or attrs.get("base") != base):
+    if "space" in attrs and (attrs["space"] != space or not _same_base(attrs.get("base"), base)):
         raise SweepError(f"The study {study_name} already exists with another model or search space; give a new "
                          "--study name, or join it with sweep-worker.")
     study.set_user_attr("space", space)
@@ -130,6 +130,16 @@ def create_study(storage_url: str, study_name: str, model_spec: specs.ModelSpec,
     study.set_user_attr("trials", trials)
     study.set_user_attr("pruner", pruner)
     return study
+
+
+def _same_base(stored, base: dict) -> bool:
+    """Whether a study's stored model and settings are `base`, read as a spec and a config: a study saved before a
+    setting existed, or with an older spelling of one (tta true), holds the same recipe."""
+    try:
+        return {"spec": spec_io.to_dict(spec_io.from_dict(stored["spec"])),
+                "train": configs.to_dict(configs.config_from_dict(stored["train"]))} == base
+    except (KeyError, TypeError, specs.SpecError):
+        return False
 
 
 def load_study(storage_url: str, study_name: str):

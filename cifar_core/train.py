@@ -64,34 +64,23 @@ def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float,
     return (statistics.median(ratios), used) if ratios else (1.0, 0)
 
 
-def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, config: TrainConfig,
-                 epochs: int | None = 1, first_epoch: int = 0):
-    """uint8 images -> batches of (float32 images in [0, 255], one-hot labels). Training streams `epochs` shuffled
-    passes (None: without end) from epoch `first_epoch` (0-based), which the flip needs: airbench's alternating flip
-    mirrors a random half of the images in the first epoch and then each image every other epoch, which learns
-    faster than a fresh coin each time (Jordan 2024, section 3.6). Augmentation runs on whole batches (one gather per
-    axis), so it costs little next to a training step."""
-    import numpy as np
+def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, config: TrainConfig):
+    """uint8 images -> batches of (float32 images in [0, 255], one-hot labels). Augmentation runs on whole batches
+    (one gather per axis), so it costs little next to a training step."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y, np.arange(len(x))))
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=False)
-    if training:
-        ds = ds.repeat(epochs)
     pad = config.translate if training else 0
     flip = config.flip and training
     seed = tf.random.Generator.from_seed(config.seed) if training else None
-    steps_per_epoch = -(-len(x) // batch_size)
-    mirrored_first = tf.constant(np.random.default_rng(config.seed).random(len(x)) < 0.5)
 
-    def prepare(step, batch):
-        images, labels, index = batch
+    def prepare(images, labels):
         images = tf.cast(images, tf.float32)
         if flip:
-            odd = (first_epoch + step // steps_per_epoch) % 2 == 1
-            mirrored = tf.not_equal(tf.gather(mirrored_first, index), odd)[:, None, None, None]
+            mirrored = seed.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
             images = tf.where(mirrored, tf.reverse(images, axis=[2]), images)
         if pad:
             n, size = tf.shape(images)[0], tf.shape(images)[1]
@@ -103,7 +92,7 @@ def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, con
             images = tf.gather(images, cols, axis=2, batch_dims=1)
         return images, tf.one_hot(labels, num_classes)
 
-    return ds.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def make_schedule(config: TrainConfig, steps_per_epoch: int, total_steps: int | None = None):
@@ -315,7 +304,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
         # One iterator for the whole fit (repeat, and fit's steps_per_epoch): a new one each epoch stalled the
         # first step of an epoch by up to 40 s with `fast` (benchmarks/README.md).
         train_ds = make_dataset(dataset.x_train, dataset.y_train, dataset.num_classes, global_batch, training=True,
-                                config=config, epochs=None, first_epoch=done_epochs)
+                                config=config).repeat()
         val_ds = make_dataset(dataset.x_val, dataset.y_val, dataset.num_classes, max(global_batch, 256),
                               training=False, config=config)
         logger, fit_callbacks = make_callbacks(run_dir, config, steps_per_epoch, time_offset, log, schedule)

@@ -37,6 +37,10 @@ def test_settings_diff_field_by_field():
     assert compare.settings_diff(a, b) == [{"field": "epochs", "a": 1, "b": 3},
                                            {"field": "learning_rate", "a": 0.003, "b": 0.01}]
     assert compare.settings_diff({}, to_dict(TrainConfig())) == []
+    # a run saved before the TTA modes (tta true) used the mirror, as tta "mirror" does now
+    assert compare.settings_diff({**a, "tta": True}, {**a, "tta": "mirror"}) == []
+    assert compare.settings_diff({**a, "tta": False}, {**a, "tta": "mirror"}) == [
+        {"field": "tta", "a": "off", "b": "mirror"}]
 
 
 def test_compare_runs_of_one_sweep(tmp_path):

@@ -17,7 +17,8 @@ from cifar_core.presets import get_preset
                                           ("optimizer", "rmsprop"), ("translate", 9), ("flip", "yes"),
                                           ("limit", 0), ("precision", "float8"), ("warmup_epochs", 20),
                                           ("momentum", 1.0), ("bias_lr_scale", 0), ("start_fraction", 1.5),
-                                          ("end_fraction", -0.1), ("lookahead", "yes"), ("tta", 1), ("tta", True), ("tta", "shift"), ("seed", -1),
+                                          ("end_fraction", -0.1), ("lookahead", "yes"), ("tta", 1), ("tta", True),
+                                          ("tta", "shift"), ("seed", -1),
                                           ("seed", 2**70), ("learning_rate", float("nan")), ("epochs", True),
                                           ("data", 3)])
 def test_validate_config_refuses(field, value):

@@ -294,7 +294,8 @@ def test_mirror_shift_tta_weighs_the_shifted_pairs_as_one_half(untrained_tiny):
     assert np.array_equal(up_left[:, 1:, 1:], x[:, :31, :31]) and np.array_equal(down_right[:, :31, :31], x[:, 1:, 1:])
 
     def pair(images):
-        return (predict.predict_proba(untrained_tiny, images) + predict.predict_proba(untrained_tiny, images[:, :, ::-1])) / 2
+        mirrored = images[:, :, ::-1]
+        return (predict.predict_proba(untrained_tiny, images) + predict.predict_proba(untrained_tiny, mirrored)) / 2
 
     expected = pair(x) / 2 + (pair(up_left) + pair(down_right)) / 4
     got = predict.predict_proba(untrained_tiny, x, tta="mirror-shift")

@@ -18,11 +18,12 @@ def test_fast_trains_as_airbench94_muon_and_fast_small_as_airbench94():
         (8, 1000, "muon", 0.825, 0.17, 0.85, 64.0, 0.016, 0.2)
     # no warm-up: from the peak straight down to 0, and no lookahead
     assert (config.warmup_epochs, config.start_fraction, config.end_fraction, config.lookahead, config.tta) == \
-        (0.0, 1.0, 0.0, False, "mirror-shift")
+        (0.0, 1.0, 0.0, False, "mirror")
     config = small.train
     assert (config.batch_size, config.optimizer, config.momentum, config.bias_lr_scale, config.label_smoothing) == \
         (1024, "sgd", 0.85, 64.0, 0.2)
-    assert config.lookahead and config.tta == "mirror-shift" and config.warmup_epochs == pytest.approx(0.23 * config.epochs, abs=0.01)
+    assert config.lookahead and config.tta == "mirror"
+    assert config.warmup_epochs == pytest.approx(0.23 * config.epochs, abs=0.01)
     for preset in (fast, small):
         assert preset.spec.logit_scale == pytest.approx(1 / 9)
         assert type(preset.spec.layers[0]).__name__ == "PatchWhitening"

@@ -52,7 +52,7 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _clear_images(model, class_names, count: int, tta: bool) -> list[tuple[bytes, str]]:
+def _clear_images(model, class_names, count: int, tta: str) -> list[tuple[bytes, str]]:
     """(PNG upload, expected top-1, as Classify computes it: with the model's test-time augmentation) for `count`
     sample images whose top-1 leads the runner-up by a clear margin, so that no rounding between two processes can
     decide the comparison."""

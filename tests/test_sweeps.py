@@ -19,6 +19,7 @@ from cifar_core import metrics, runs, sweeps
 from cifar_core import space as spaces
 from cifar_core import spec as S
 from cifar_core.presets import get_preset
+from cifar_core.space import SweepError
 
 TINY = get_preset("tiny")
 
@@ -31,6 +32,20 @@ def test_redact_and_driver():
         sweeps.create_study("runs/sweeps.db", "s", TINY.spec, TINY.train, {"width": {"low": 1, "high": 2}}, 2)
     with pytest.raises(S.SpecError, match="A study name must be"):
         sweeps.check_study_name("../evil")
+
+
+def test_a_study_saved_before_a_setting_existed_opens_again(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    space = {"learning_rate": {"low": 1e-3, "high": 1e-2}}
+    study = sweeps.create_study(storage, "old", TINY.spec, TINY.train, space, 2)
+    old = study.user_attrs["base"]
+    old["train"].pop("minutes")
+    old["train"]["tta"] = False
+    study.set_user_attr("base", old)
+    sweeps.create_study(storage, "old", TINY.spec, TINY.train, space, 2)  # the same recipe: opened again
+    other = dataclasses.replace(TINY.train, learning_rate=0.5)
+    with pytest.raises(SweepError, match="already exists with another model"):
+        sweeps.create_study(storage, "old", TINY.spec, other, space, 2)
 
 
 def test_a_three_trial_sweep_of_tiny_on_sqlite(tmp_path):
