@@ -66,7 +66,7 @@ def test_home_reports_whether_keras_has_downloaded_cifar10(open_app, monkeypatch
 
 
 def test_no_page_loads_tensorflow_when_imported():
-    """The router, ui.py and the pages import nothing that loads TensorFlow or Keras at import time (cifar_core
+    """The router, ui and the pages import nothing that loads TensorFlow or Keras at import time (cifar_core
     imports them inside functions; cifar_core.schedules imports Keras at the top, so no page may import it)."""
     import ast
     import subprocess
@@ -74,7 +74,7 @@ def test_no_page_loads_tensorflow_when_imported():
 
     from conftest import ROOT
 
-    files = [ROOT / "app.py", ROOT / "ui.py", *sorted((ROOT / "pages").glob("*.py"))]
+    files = [ROOT / "app.py", *sorted((ROOT / "ui").glob("*.py")), *sorted((ROOT / "pages").glob("*.py"))]
     modules = set()
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
@@ -84,8 +84,9 @@ def test_no_page_loads_tensorflow_when_imported():
                 modules |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
     assert not {m for m in modules if m.split(".")[0] in ("tensorflow", "keras")}
     assert "cifar_core.schedules" not in modules
-    imported = sorted(m for m in modules if m == "ui" or (m.startswith("cifar_core.")
-                                                          and (ROOT / "cifar_core" / f"{m[11:]}.py").exists()))
+    imported = sorted(m for m in modules if m == "ui"
+                      or (m.startswith("ui.") and (ROOT / "ui" / f"{m[3:]}.py").exists())
+                      or (m.startswith("cifar_core.") and (ROOT / "cifar_core" / f"{m[11:]}.py").exists()))
     assert "cifar_core.jobs" in imported and "ui" in imported
     check = (f"import sys; import {', '.join(imported)}; "
              "loaded = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(loaded); sys.exit(bool(loaded))")
