@@ -89,6 +89,11 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
+def fields_in(group: str) -> list[str]:
+    """The names of one group's fields (basic, recipe or hidden: setting's `group`), in TrainConfig's order."""
+    return [name for name, f in FIELDS.items() if f.metadata["group"] == group]
+
+
 def label(name: str) -> str:
     """The field's name as the Train page shows it."""
     return FIELDS[name].metadata["label"] or name.replace("_", " ").capitalize()

@@ -21,6 +21,7 @@ takes a job, so a held lock always means a process ready for one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -37,6 +38,8 @@ STOP_GRACE_S = 15.0
 ORDINALS = {1: "st", 2: "nd", 3: "rd"}
 STANDBY_IDLE_S = float(os.environ.get("CIFAR_CORE_STANDBY_IDLE_S") or 600)  # a standby unused this long exits
 STANDBY_POLL_S = 0.05
+RESUMABLE_STATES = ("stopped", "interrupted", "failed")
+WATCHED_STATES = (*runs.LIVE_STATES, "queued")  # a run whose page polls it: its job trains, or waits for a slot
 
 
 def active_job(runs_dir=None) -> dict | None:
@@ -48,6 +51,19 @@ def active_job(runs_dir=None) -> dict | None:
 def active_jobs(runs_dir=None) -> list[dict]:
     """The runs whose jobs are alive (or starting), newest first."""
     return [row for row in runs.list_runs(runs_dir) if row["state"] in runs.LIVE_STATES]
+
+
+def shown_run(candidates, runs_dir=None) -> str | None:
+    """The run the Train page shows: the first of `candidates` (run ids or None, most wanted first) that names a run
+    with a status, else the run whose job trains now, else None."""
+    for run_id in candidates:
+        try:
+            if run_id and (runs.run_path(run_id, runs_dir) / "status.json").exists():
+                return run_id
+        except runs.RunError:
+            pass
+    active = active_job(runs_dir)
+    return active["run_id"] if active else None
 
 
 # ---- devices: one job per slot
@@ -329,12 +345,20 @@ def move_up(run_id: str, runs_dir=None) -> None:
         runs.write_status(ahead, queued_at=place_here if place_here != place_ahead else place_here + 1e-3)
 
 
+def retrain(run_dir: Path, source: str, runs_dir=None) -> str:
+    """A run that failed on its data trained again as a new run, under its name: the same model and settings, on
+    `source`. Returns the new run's id (start_job's)."""
+    model_spec, config = runs.read_spec_and_config(run_dir)
+    config = validate_config(dataclasses.replace(config, data=source))
+    return start_job(model_spec, config, runs_dir, name=runs.run_label(run_dir))
+
+
 def resume_job(run_id: str, runs_dir=None) -> None:
     run_dir = runs.run_path(run_id, runs_dir)
     with _start_lock(runs_dir):
         _refuse_if_busy(runs_dir)
         slot = _free_slot(runs_dir)
-        if runs.read_status(run_dir).get("state") not in ("stopped", "interrupted", "failed"):
+        if runs.read_status(run_dir).get("state") not in RESUMABLE_STATES:
             raise runs.RunError("Only a stopped, interrupted or failed run can be resumed.")
         (run_dir / "stop").unlink(missing_ok=True)  # a stop request left by a killed job is not this resume's
         runs.write_status(run_dir, state="starting", error=None)
@@ -384,6 +408,20 @@ def job_progress(status: dict) -> dict:
         fraction = min(1.0, elapsed / budget)
     remaining = elapsed * (1 - fraction) / fraction if fraction > 0 and elapsed > 0 else None
     return {"fraction": fraction, "elapsed_s": elapsed, "remaining_s": remaining}
+
+
+def progress_label(status: dict) -> str:
+    """The progress bar's text: 'epoch 2/4, step 5/10' during an epoch, else '2 of 4 epochs done'."""
+    epoch, step, steps = status.get("epoch", 0), status.get("step", 0), status.get("steps_per_epoch")
+    if steps and step:
+        return f"epoch {epoch}/{status.get('epochs', '?')}, step {step}/{steps}"
+    return f"{epoch} of {status.get('epochs', '?')} epochs done"
+
+
+def phase_changed(before: str, now: str) -> bool:
+    """Whether a run watched since it was in state `before` has, in state `now`, ended its job (trained or queued
+    before, neither now) or gone into or out of the queue: what its page shows changes beyond the watched part."""
+    return before in WATCHED_STATES and now not in WATCHED_STATES or (now == "queued") != (before == "queued")
 
 
 def read_job_log(run_id: str, runs_dir=None, lines: int = 20) -> str:

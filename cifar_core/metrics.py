@@ -96,6 +96,12 @@ def epoch_records(run_dir: Path) -> list[dict]:
     return [r for r in read_metrics(run_dir) if r["kind"] == "epoch"]
 
 
+def best_val_accuracy(run_dir: Path) -> float | None:
+    """The highest validation accuracy any epoch record holds; None before the first one."""
+    return max((r["val_accuracy"] for r in epoch_records(run_dir) if r.get("val_accuracy") is not None),
+               default=None)
+
+
 def append_metrics(run_dir: Path, records: list[dict]) -> None:
     path = Path(run_dir) / "metrics.jsonl"
     text = "".join(dumps(r, indent=None) + "\n" for r in records)

@@ -1,6 +1,7 @@
 """Named starting points: the student report's two models, the project's fast CPU design, and a tiny demo net.
 
-Each preset is a ModelSpec plus the TrainConfig it is meant to be trained with.
+Each preset is a ModelSpec plus the TrainConfig it is meant to be trained with; preset_named and train_config_for
+say which preset a spec is and which settings it starts from.
 """
 
 from __future__ import annotations
@@ -129,3 +130,14 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
     return PRESETS[name]
+
+
+def preset_named(spec: ModelSpec) -> str | None:
+    """The name of the preset `spec` is, unedited; None for an edited preset or any other spec."""
+    return spec.name if spec.name in PRESETS and spec == PRESETS[spec.name].spec else None
+
+
+def train_config_for(spec: ModelSpec) -> TrainConfig:
+    """The training settings a model starts from: its preset's when it has a preset's name (edited or not), else
+    TrainConfig's defaults."""
+    return PRESETS[spec.name].train if spec.name in PRESETS else TrainConfig()

@@ -1,5 +1,5 @@
-"""Shapes, parameter counts and multiply-accumulates (MACs) of a spec, inferred layer by layer in pure Python, and
-the validation that rests on them.
+"""Shapes, parameter counts and multiply-accumulates (MACs) of a spec, inferred layer by layer in pure Python, the
+validation that rests on them, and the Build page's table of them.
 
 The Build page shows them on every keystroke, so this imports no TensorFlow; tests check them against Keras for every
 preset. A spec is valid exactly when its inference succeeds, which is why validate lives here and not in spec.py:
@@ -176,6 +176,17 @@ def infer_prefix(spec: ModelSpec) -> list[LayerInfo]:
         if len(rows) < len(spec.layers):
             rows.append(LayerInfo(len(rows) + 1, type(spec.layers[len(rows)]).__name__, None, 0, 0, 0))
     return rows
+
+
+
+def table(rows: list[LayerInfo], totals: dict | None = None) -> list[dict]:
+    """The Build page's shape table: a row a LayerInfo (layer, output shape, params, MACs; an output_shape of None
+    reads '✗ impossible'), then a Total row when `totals` (summary's) are given."""
+    shown = [{"layer": f"{r.index}. {r.type}", "output shape": " × ".join(map(str, r.output_shape))
+              if r.output_shape else "✗ impossible", "params": r.params, "MACs": r.macs} for r in rows]
+    if totals:
+        shown.append({"layer": "Total", "output shape": "", "params": totals["params"], "MACs": totals["macs"]})
+    return shown
 
 
 __all__ = ["LayerInfo", "infer", "validate", "summary", "first_error"]

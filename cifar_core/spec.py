@@ -1,5 +1,5 @@
-"""Model specs: frozen dataclasses named and shaped like the Keras layers they become, their limits, and the checks
-of each field on its own.
+"""Model specs: frozen dataclasses named and shaped like the Keras layers they become, their limits, the checks of
+each field on its own, and the edits of a stack (insert, move, remove a layer) that the Build page's buttons make.
 
 Each layer class carries exactly the keyword arguments of its `keras.layers` namesake, so the builder is
 `getattr(keras.layers, type)(**fields)` and the spec JSON reads like Keras. This is the vocabulary every other module
@@ -183,6 +183,28 @@ def validate_header(spec: ModelSpec) -> None:
 
 def replace(spec: ModelSpec, **changes) -> ModelSpec:
     return dataclasses.replace(spec, **changes)
+
+
+# ---- the Build page's structural edits: each returns a new spec, indices 0-based as in spec.layers
+
+def insert_layer(spec: ModelSpec, index: int, layer) -> ModelSpec:
+    """`layer` placed before spec.layers[index] (len(spec.layers): at the end)."""
+    layers = list(spec.layers)
+    layers.insert(index, layer)
+    return replace(spec, layers=tuple(layers))
+
+
+def move_layer(spec: ModelSpec, index: int, step: int) -> ModelSpec:
+    """Layer `index` swapped with the one `step` places away (-1: the one above it, 1: the one below)."""
+    layers = list(spec.layers)
+    layers[index], layers[index + step] = layers[index + step], layers[index]
+    return replace(spec, layers=tuple(layers))
+
+
+def remove_layer(spec: ModelSpec, index: int) -> ModelSpec:
+    layers = list(spec.layers)
+    del layers[index]
+    return replace(spec, layers=tuple(layers))
 
 
 __all__ = ["ModelSpec", "SpecError", "LAYER_TYPES", "ACTIVATIONS", "PADDINGS", "INITIALIZERS", "MAX_PARAMS",

@@ -1,5 +1,5 @@
 """A spec in and out: as a dict (a run's config.json), as JSON (the Build page's download and upload, `--spec`), and
-one layer as the Build page's settings text ('filters=64, padding=valid').
+one layer as the Build page's settings text ('filters=64, padding=valid'), a stack as its compact table's rows.
 
 A whole spec read here (from_dict, from_json) ends in shapes.validate, so it is one the builder can build; a single
 layer only has its fields checked, since whether it fits depends on its neighbours. Kept apart from spec.py so that
@@ -114,6 +114,24 @@ def layer_from_settings(kind: str, text: str, index: int):
     data.update({k: float(v) for k, v in data.items()
                  if k in floats and isinstance(v, int) and not isinstance(v, bool)})
     return layer_from_dict(data, index)
+
+
+def table_rows(spec: ModelSpec) -> list[dict]:
+    """The Build page's compact table: one row a layer, {"type": "Conv2D", "settings": layer_settings(layer)}."""
+    return [{"type": type(layer).__name__, "settings": layer_settings(layer)} for layer in spec.layers]
+
+
+def layers_from_table(rows: list[dict], edits: dict) -> tuple:
+    """The layers of table_rows' `rows` after a st.data_editor's `edits` ({"deleted_rows": [i], "edited_rows":
+    {"i": {column: value}}, "added_rows": [{column: value}]}); an added row's missing columns are type Conv2D and no
+    settings (the type's defaults). SpecError (layer_from_settings') at the first row that is not a layer."""
+    rows = list(rows)
+    for i in sorted(edits.get("deleted_rows", []), reverse=True):
+        rows.pop(i)
+    for i, change in edits.get("edited_rows", {}).items():
+        rows[int(i)] = {**rows[int(i)], **change}
+    rows += [{"type": "Conv2D", "settings": "", **added} for added in edits.get("added_rows", [])]
+    return tuple(layer_from_settings(r["type"], r.get("settings"), n) for n, r in enumerate(rows, 1))
 
 
 __all__ = ["to_dict", "from_dict", "to_json", "from_json", "layer_to_dict", "layer_from_dict"]

@@ -53,6 +53,15 @@ def test_every_field_has_help_and_a_group():
         assert configs.kind(name) in (bool, int, float, str)
 
 
+def test_the_fields_of_each_group_in_the_train_pages_order():
+    assert configs.fields_in("basic") == ["epochs", "minutes", "batch_size", "optimizer", "learning_rate", "schedule",
+                                          "warmup_epochs", "weight_decay", "label_smoothing", "flip", "translate",
+                                          "data", "limit", "precision"]
+    assert configs.fields_in("recipe") == ["momentum", "filter_learning_rate", "bias_lr_scale", "start_fraction",
+                                           "end_fraction", "lookahead", "tta"]
+    assert configs.fields_in("hidden") == ["seed", "strategy"] and configs.fields_in("advanced") == []
+
+
 def test_with_epochs_keeps_the_warm_up_share():
     config = configs.with_epochs(get_preset("fast-small").train, 4)
     assert (config.epochs, config.warmup_epochs) == (4, 0.92)  # 23% of the schedule, as in the 12-epoch preset

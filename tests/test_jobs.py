@@ -27,6 +27,22 @@ def test_job_progress_by_hand():
     assert done["fraction"] == 1.0 and done["remaining_s"] == 0
 
 
+def test_progress_label_by_hand():
+    assert jobs.progress_label({"epochs": 4, "steps_per_epoch": 10, "epoch": 1, "step": 5}) == "epoch 1/4, step 5/10"
+    assert jobs.progress_label({"epochs": 4, "steps_per_epoch": 10, "epoch": 2, "step": 0}) == "2 of 4 epochs done"
+    assert jobs.progress_label({"epochs": 4, "epoch": 2, "step": 3}) == "2 of 4 epochs done"  # steps not known yet
+    assert jobs.progress_label({}) == "0 of ? epochs done"
+
+
+def test_a_watched_run_changes_phase_when_its_job_ends_or_it_enters_or_leaves_the_queue():
+    for before, now in [("running", "running"), ("starting", "stopping"), ("queued", "queued"),
+                        ("finished", "failed"), ("stopped", "finished")]:
+        assert not jobs.phase_changed(before, now), (before, now)
+    for before, now in [("running", "finished"), ("stopping", "stopped"), ("running", "interrupted"),
+                        ("queued", "starting"), ("queued", "unknown"), ("stopped", "queued")]:
+        assert jobs.phase_changed(before, now), (before, now)
+
+
 def test_estimate_epoch_seconds():
     # tiny: 1,622,336 MACs per image; 1000 x (0.094 ms + 1,622,336 x 0.0211 ns) = 0.094 + 0.0342 s
     assert estimate_epoch_seconds(get_preset("tiny").spec, 1000) == pytest.approx(0.094 + 1_622_336 * 0.0211e-6)
@@ -80,6 +96,33 @@ def test_one_job_at_a_time_and_the_next_is_queued(tmp_path, monkeypatch):
     assert not (tmp_path / first).exists()
     with pytest.raises(runs.RunError, match="no longer queued"):
         jobs.cancel_queued(second, tmp_path)
+
+
+def test_the_run_shown_is_the_first_wanted_that_exists_else_the_job_training(tmp_path):
+    busy = _run(tmp_path, "busy", "running")
+    _run(tmp_path, "old", "stopped")
+    assert jobs.shown_run((None, "gone", "../old", "old"), tmp_path) == "old"  # no such run, not a run id
+    assert jobs.shown_run((None, None), tmp_path) is None  # busy's job holds no lock: interrupted, not training
+    lock = runs.RunLock(busy).acquire()
+    try:
+        assert jobs.shown_run((None, "gone"), tmp_path) == "busy"
+        assert jobs.shown_run(("old", None), tmp_path) == "old"
+    finally:
+        lock.release()
+
+
+def test_retrain_starts_the_same_model_and_settings_on_another_source(tmp_path, monkeypatch):
+    monkeypatch.delenv("CIFAR_CORE_SLOTS", raising=False)
+    monkeypatch.setattr(jobs, "gpu_ids", lambda: ())
+    monkeypatch.setattr(jobs, "_spawn", lambda command, log, gpu=None: 4242)
+    tiny = get_preset("tiny")
+    config = dataclasses.replace(tiny.train, data="keras", epochs=3)
+    failed = runs.create_run(tmp_path / "20260101-000000-tiny", tiny.spec, config, name="mine", state="failed")
+    again = jobs.retrain(failed, "sample", tmp_path)
+    assert again != failed.name and runs.run_label(tmp_path / again) == "mine"
+    assert runs.read_spec_and_config(tmp_path / again) == (tiny.spec, dataclasses.replace(config, data="sample"))
+    assert runs.read_status(tmp_path / again)["pid"] == 4242  # started, not queued: the failed run holds no slot
+    assert runs.read_spec_and_config(failed)[1] == config  # the failed run is left as it was
 
 
 def test_slots_give_each_gpu_its_job(tmp_path, monkeypatch):

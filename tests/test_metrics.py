@@ -76,3 +76,13 @@ def test_truncate_metrics(tmp_path):
     assert kept == [records[1], records[3]]
     assert metrics.read_metrics(tmp_path) == records[:4]  # every completed epoch exactly once
     assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
+
+
+def test_best_val_accuracy_reads_the_epoch_records_only(tmp_path):
+    assert metrics.best_val_accuracy(tmp_path) is None  # no metrics yet
+    metrics.append_metrics(tmp_path, [
+        {"kind": "batch", "epoch": 1, "step": 1, "time": 1.0, "val_accuracy": 0.9},
+        {"kind": "epoch", "epoch": 1, "step": 2, "time": 2.0, "val_accuracy": 0.5},
+        {"kind": "epoch", "epoch": 2, "step": 2, "time": 4.0, "val_accuracy": 0.7},
+        {"kind": "epoch", "epoch": 3, "step": 2, "time": 6.0, "val_accuracy": None}])
+    assert metrics.best_val_accuracy(tmp_path) == 0.7

@@ -1,9 +1,12 @@
 """cifar_core.presets: the five named starting points, each valid, explained and trainable as configured."""
 
+import dataclasses
+
 import pytest
 
 from cifar_core import presets, shapes
-from cifar_core.config import validate_config
+from cifar_core.config import TrainConfig, validate_config
+from cifar_core.spec import ModelSpec
 
 
 def test_the_five_presets_in_workflow_order():
@@ -47,3 +50,12 @@ def test_the_report_presets_train_as_the_report_did():
 def test_unknown_preset_names_the_choices():
     with pytest.raises(KeyError, match="report-2-1, report-2-2, fast, fast-small, tiny"):
         presets.get_preset("resnet")
+
+
+def test_which_preset_a_spec_is_and_the_settings_it_starts_from():
+    tiny = presets.get_preset("tiny")
+    assert presets.preset_named(tiny.spec) == "tiny" and presets.train_config_for(tiny.spec) == tiny.train
+    edited = dataclasses.replace(tiny.spec, logit_scale=0.5)  # an edited preset keeps its preset's settings
+    assert presets.preset_named(edited) is None and presets.train_config_for(edited) == tiny.train
+    mine = ModelSpec("mine", tiny.spec.layers)
+    assert presets.preset_named(mine) is None and presets.train_config_for(mine) == TrainConfig()

@@ -239,3 +239,22 @@ def test_patch_whitening_by_hand():
 def test_patch_whitening_must_come_first():
     message = _error(S.ModelSpec("w", (S.Conv2D(8), S.PatchWhitening(2), S.Flatten())))
     assert "layer 2 (PatchWhitening) must be the first layer" in message
+
+
+def test_the_build_pages_shape_table():
+    spec = PRESETS["tiny"].spec  # 3x3 convolutions: (27 + 1) x 16 and (144 + 1) x 32 parameters, Dense(10) 330
+    assert shapes.table(shapes.infer(spec), shapes.summary(spec)) == [
+        {"layer": "1. Conv2D", "output shape": "32 × 32 × 16", "params": 448, "MACs": 32 * 32 * 16 * 27},
+        {"layer": "2. MaxPooling2D", "output shape": "16 × 16 × 16", "params": 0, "MACs": 0},
+        {"layer": "3. Conv2D", "output shape": "16 × 16 × 32", "params": 4640, "MACs": 16 * 16 * 32 * 144},
+        {"layer": "4. MaxPooling2D", "output shape": "8 × 8 × 32", "params": 0, "MACs": 0},
+        {"layer": "5. GlobalMaxPooling2D", "output shape": "32", "params": 0, "MACs": 0},
+        {"layer": "6. Dense (output)", "output shape": "10", "params": 330, "MACs": 320},
+        {"layer": "Total", "output shape": "", "params": 5418, "MACs": 1_622_336},
+    ]
+    # An invalid spec: the rows stop at the impossible layer, and there is no total.
+    bad = S.ModelSpec("bad", (S.MaxPooling2D(),) * 6 + (S.Flatten(),))
+    table = shapes.table(shapes.infer_prefix(bad))
+    assert [r["output shape"] for r in table] == ["16 × 16 × 3", "8 × 8 × 3", "4 × 4 × 3", "2 × 2 × 3", "1 × 1 × 3",
+                                                  "✗ impossible"]
+    assert table[-1] == {"layer": "6. MaxPooling2D", "output shape": "✗ impossible", "params": 0, "MACs": 0}

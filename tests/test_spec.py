@@ -66,3 +66,15 @@ def test_the_build_pages_float_bounds_are_the_specs_own():
         for outside in (written.startswith("(") and 0.0 or -0.1, 1.0):
             with pytest.raises(S.SpecError, match=f"{name} must be a number in {re.escape(written)}"):
                 shapes.validate(S.ModelSpec("x", (S.Conv2D(4), layer(**{name: outside}), S.Flatten())))
+
+
+def test_the_stack_edits_give_a_new_spec_and_keep_the_rest():
+    spec = S.ModelSpec("x", (S.Conv2D(8), S.MaxPooling2D(), S.Flatten()), logit_scale=0.5)
+    assert S.insert_layer(spec, 1, S.Dropout()) == S.ModelSpec(
+        "x", (S.Conv2D(8), S.Dropout(), S.MaxPooling2D(), S.Flatten()), logit_scale=0.5)
+    assert S.insert_layer(spec, 3, S.Dense(4)).layers == (S.Conv2D(8), S.MaxPooling2D(), S.Flatten(), S.Dense(4))
+    assert S.insert_layer(S.ModelSpec(), 0, S.Flatten()).layers == (S.Flatten(),)
+    assert S.move_layer(spec, 0, 1).layers == (S.MaxPooling2D(), S.Conv2D(8), S.Flatten())
+    assert S.move_layer(spec, 2, -1).layers == (S.Conv2D(8), S.Flatten(), S.MaxPooling2D())
+    assert S.remove_layer(spec, 1) == S.ModelSpec("x", (S.Conv2D(8), S.Flatten()), logit_scale=0.5)
+    assert spec.layers == (S.Conv2D(8), S.MaxPooling2D(), S.Flatten())  # the spec edited is left as it was

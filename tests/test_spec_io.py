@@ -101,3 +101,21 @@ def test_json_is_keras_like():
     assert data["layers"][0] == {"type": "Conv2D", "filters": 16, "kernel_size": 3, "strides": 1, "padding": "same",
                                  "activation": "relu", "use_bias": True, "kernel_initializer": "glorot_uniform"}
     assert data["layers"][1] == {"type": "MaxPooling2D", "pool_size": 2, "strides": None, "padding": "valid"}
+
+
+def test_the_compact_tables_rows_and_its_edits():
+    spec = PRESETS["tiny"].spec  # Conv2D(16), MaxPooling2D, Conv2D(32), MaxPooling2D, GlobalMaxPooling2D
+    rows = spec_io.table_rows(spec)
+    assert rows == [{"type": "Conv2D", "settings": "filters=16"}, {"type": "MaxPooling2D", "settings": ""},
+                    {"type": "Conv2D", "settings": ""}, {"type": "MaxPooling2D", "settings": ""},
+                    {"type": "GlobalMaxPooling2D", "settings": ""}]
+    assert spec_io.layers_from_table(rows, {}) == spec.layers
+    assert spec_io.layers_from_table(rows, {"deleted_rows": [1, 3]}) == (S.Conv2D(16), S.Conv2D(32),
+                                                                         S.GlobalMaxPooling2D())
+    edited = spec_io.layers_from_table(rows, {"edited_rows": {"2": {"settings": "filters=8, padding=valid"}}})
+    assert edited[2] == S.Conv2D(8, padding="valid") and edited[:2] + edited[3:] == spec.layers[:2] + spec.layers[3:]
+    added = spec_io.layers_from_table(rows, {"added_rows": [{}, {"type": "Dropout", "settings": "rate=0.5"}]})
+    assert added == (*spec.layers, S.Conv2D(), S.Dropout(0.5))
+    with pytest.raises(S.SpecError, match="Layer 1 .Conv2D.: write its settings as name=value"):
+        spec_io.layers_from_table(rows, {"edited_rows": {"0": {"settings": "filters 8"}}})
+    assert rows == spec_io.table_rows(spec)  # the rows given are not changed

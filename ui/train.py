@@ -1,0 +1,146 @@
+"""The Train page's Streamlit pieces: which run it shows (?run=, the session's choice, the job training now), the
+New run form (model, settings, the device and time tiles), the live monitor of a run (a fragment that polls its
+run directory) and the Change the data source box of a run that failed on its data."""
+
+import streamlit as st
+
+import ui
+from cifar_core import charts, data, jobs, metrics, presets, runs, sources, train
+from cifar_core import config as configs
+from cifar_core import spec as specs
+
+BUILD = "build"
+
+
+def select_run(run_id: str | None) -> None:
+    st.session_state["train_run"] = run_id
+    if run_id:
+        st.query_params["run"] = run_id
+
+
+def shown_run() -> str | None:
+    """The run this page shows: the one selected in this session, else ?run=, else the job training now."""
+    return jobs.shown_run((st.session_state.get("train_run"), st.query_params.get("run")))
+
+
+def retrain_on(run_dir, key: str) -> None:
+    """A run that failed on its data: the same model and settings, trained as a new run on the chosen source."""
+    try:
+        select_run(jobs.retrain(run_dir, sources.app_source(st.session_state[key])))
+    except (specs.SpecError, runs.RunError, data.DataError, OSError) as e:
+        st.session_state["retrain_error"] = str(e)
+
+
+def model_picker() -> specs.ModelSpec:
+    """The Build page's model (when there is one) or a preset, its choice kept across pages."""
+    choices = ([BUILD] if "spec" in st.session_state else []) + list(presets.PRESETS)
+    if ui.kept("train_model", choices[0]) not in choices:
+        st.session_state["train_model"] = choices[0]
+    choice = ui.keep_widget(st.selectbox, "Model", choices, key="train_model", format_func=lambda c: (
+        f"from the Build page: {st.session_state['spec'].name}" if c == BUILD else f"preset {c}"))
+    return st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
+
+
+def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
+    """The basic settings in four columns, the run name, the recipe's in an expander; (the settings' values, the
+    run name, the data source chosen as sources.app_sources names it)."""
+    shown, values = configs.fields_in("basic"), {}
+    with st.container(border=True):
+        # Filled column by column, so that on a phone, where the columns stack, the fields keep their order.
+        columns, per_column = st.columns(4), -(-(len(shown) + 1) // 4)
+        for n, name in enumerate(shown):
+            with columns[n // per_column]:
+                if name == "data":  # only what this server offers (sources.app_sources), never a typed path
+                    source_choice = ui.source_picker(prefix + name, ui.data_choice(), label=configs.label(name))
+                    values[name] = sources.app_source(source_choice)
+                else:
+                    values[name] = ui.setting_widget(name, prefix + name, defaults[name])
+        ui.kept("train_name", "")
+        run_name = columns[-1].text_input("Run name (optional)", key="train_name", max_chars=80)
+        ui.keep("train_name")
+        with st.expander("More (the fast presets' airbench recipe)"):
+            recipe = configs.fields_in("recipe")
+            columns, per_column = st.columns(3), -(-len(recipe) // 3)
+            for n, name in enumerate(recipe):
+                with columns[n // per_column]:
+                    values[name] = ui.setting_widget(name, prefix + name, defaults[name])
+    return values, run_name, source_choice
+
+
+def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, trainable: bool) -> None:
+    """Device, precision, and the time an epoch should take (train.estimate_epoch_seconds, scaled by the speed this
+    device has measured)."""
+    info = ui.device()
+    images = data.train_images_hint(config.data or None, config.limit)
+    speed, measured_runs = train.measured_speed(info["device"])
+    per_epoch = train.estimate_epoch_seconds(model_spec, images, speed) if images and trainable else None
+    c = st.columns(3)
+    c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
+    c[1].metric("Precision", info["precision"] if config.precision == "auto" else config.precision)
+    basis = (f"scaled by the speed this device showed in its last {measured_runs} run(s)" if measured_runs else
+             "fitted to another machine until a run on this device has measured its own speed")
+    c[2].metric("Time per epoch (estimate)", ui.duration(per_epoch) if per_epoch else "unknown",
+                help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), {basis}.")
+
+
+def run_picker(run_id: str | None) -> bool:
+    """A selectbox of every run, on the shown one; choosing another shows it. Whether there is any run."""
+    listed = [r["run_id"] for r in runs.list_runs()]
+    if listed:
+        picked = st.selectbox("Run", listed, index=listed.index(run_id) if run_id in listed else None,
+                              key=f"train_show_{run_id}", placeholder="choose a run to show",
+                              format_func=ui.run_title)
+        if picked and picked != run_id:
+            select_run(picked)
+            st.rerun()
+    return bool(listed)
+
+
+def monitor(run_id: str) -> None:
+    """The run's state, progress, tiles, Stop and curves: polled every second while its job trains or waits."""
+    initial_state = runs.read_status(runs.run_path(run_id)).get("state")
+    live = initial_state in jobs.WATCHED_STATES
+    st.fragment(_monitor, run_every=1.0 if live else None)(run_id, initial_state)
+
+
+def _monitor(run_id: str, initial_state: str) -> None:
+    run_dir = runs.run_path(run_id)
+    jobs.start_next()  # a job killed outright cannot start the run queued behind it; the page does
+    status = runs.read_status(run_dir)
+    state = status.get("state", "unknown")
+    if jobs.phase_changed(initial_state, state):
+        st.rerun()  # the job ended (or the queued run started): redraw the whole page (Resume button, final numbers)
+    progress = jobs.job_progress(status)
+    st.subheader(f"{ui.md_escape(runs.run_label(run_dir))}: {jobs.queue_label(run_id) if state == 'queued' else state}")
+    st.caption(ui.run_settings(run_dir))
+    if state == "queued" and ui.queue_controls(run_id, "train_queue"):
+        if not run_dir.exists():  # cancelled: show the job training now instead
+            st.session_state.pop("train_run", None)
+            st.query_params.pop("run", None)
+        st.rerun()
+    # A resumed job redoes its partial epoch; the bar holds its furthest point rather than jump back.
+    seen = st.session_state.setdefault("train_progress", {})
+    fraction = max(progress["fraction"], seen.get(run_id, 0.0)) if state in runs.LIVE_STATES else progress["fraction"]
+    seen[run_id] = fraction
+    st.progress(fraction, text=jobs.progress_label(status))
+    c = st.columns(3)
+    c[0].metric("Elapsed", ui.duration(progress["elapsed_s"]))
+    c[1].metric("Remaining (estimate)", ui.duration(progress["remaining_s"]) if state in runs.LIVE_STATES else "–")
+    best = metrics.best_val_accuracy(run_dir)
+    c[2].metric("Best validation accuracy", f"{best:.1%}" if best is not None else "–")
+    if state in runs.LIVE_STATES and st.button("Stop", key="stop"):
+        with st.spinner("Stopping: the job finishes its batch and saves its model…"):
+            jobs.stop_job(run_id)
+        st.rerun()
+    st.plotly_chart(charts.training_curves(metrics.read_metrics(run_dir), status.get("steps_per_epoch")), key="curves")
+
+
+def retrain_box(run_dir) -> None:
+    """For a run that failed on its data, where resuming would fail the same way: another source, a new run."""
+    with st.container(border=True):
+        st.markdown("**Change the data source** and train this model again as a new run:")
+        row = st.columns([3, 1], vertical_alignment="bottom")
+        with row[0]:
+            ui.source_picker("retrain_source", "sample")
+        row[1].button("Train on this data", key="retrain", type="primary", on_click=retrain_on,
+                      args=(run_dir, "retrain_source"))
