@@ -167,6 +167,18 @@ def clickable_cells(fig, confusion_matrix, class_names):
     return fig
 
 
+def confusion_chart(cm, class_names, normalize: bool = False) -> go.Figure:
+    """The Evaluate page's matrix: confusion_heatmap with clickable_cells, readable on a phone too (the colour bar
+    above the matrix, not beside it; every class named; small type)."""
+    fig = confusion_heatmap(cm, class_names, normalize)
+    fig.update_layout(coloraxis_colorbar={"orientation": "h", "y": 1.0, "yanchor": "bottom", "thickness": 10,
+                                          "title": {"side": "top"}}, margin={"t": 60, "b": 10, "l": 10, "r": 10})
+    fig.update_xaxes(dtick=1, tickfont_size=10)
+    fig.update_yaxes(dtick=1, tickfont_size=10)
+    fig.update_traces(textfont_size=9, selector={"type": "heatmap"})
+    return clickable_cells(fig, cm, class_names)
+
+
 _NODE_COLOURS = {"Conv2D": "#cfe2ff", "Dense": "#d1e7dd", "MaxPooling2D": "#fff3cd", "AveragePooling2D": "#fff3cd",
                  "GlobalAveragePooling2D": "#fff3cd", "GlobalMaxPooling2D": "#fff3cd"}
 

@@ -110,3 +110,16 @@ def compare_runs(run_a: Path, run_b: Path) -> dict:
                  "params": [{"field": k, "a": sa["params"].get(k), "b": sb["params"].get(k)} for k in keys]}
     return {"spec": spec_diff(ca.get("spec"), cb.get("spec")), "train": settings_diff(ca.get("train"), cb.get("train")),
             "metrics": {"a": final_metrics(run_a), "b": final_metrics(run_b)}, "sweep": sweep}
+
+
+def metrics_rows(diff: dict) -> list[dict]:
+    """compare_runs' final metrics side by side: rows {metric (in words), A, B}."""
+    a, b = diff["metrics"]["a"], diff["metrics"]["b"]
+    return [{"metric": k.replace("_", " "), "A": a[k], "B": b[k]} for k in a]
+
+
+def default_pair(run_ids: list[str], selected: list[str]) -> tuple[str, str]:
+    """The two runs compared until the user picks others: the first two selected, else the first two listed (the
+    newest); the one run twice when there is only one."""
+    pair = selected[:2] if len(selected) >= 2 else run_ids[:2]
+    return pair[0], pair[-1]

@@ -101,6 +101,21 @@ def select_predictions(result: dict, *, misclassified_only=False, true_class=Non
     return indices[np.argsort(-conf[indices], kind="stable")][:limit].tolist()
 
 
+def gallery(result: dict, *, misclassified_only=False, true_class=None, pred_class=None,
+            limit: int = 40) -> list[dict]:
+    """select_predictions' images as the gallery shows them: {index, true, pred, confidence}, classes by name."""
+    names, p = result["class_names"], result["predictions"]
+    return [{"index": i, "true": names[p["true"][i]], "pred": names[p["pred"][i]], "confidence": p["confidence"][i]}
+            for i in select_predictions(result, misclassified_only=misclassified_only, true_class=true_class,
+                                        pred_class=pred_class, limit=limit)]
+
+
+def confused_pairs_with_mistakes(result: dict, top: int = 5, per_pair: int = 6) -> list[dict]:
+    """most_confused_pairs, each with "mistakes": its `per_pair` most confident images (gallery entries)."""
+    return [{**pair, "mistakes": gallery(result, true_class=pair["true"], pred_class=pair["pred"], limit=per_pair)}
+            for pair in most_confused_pairs(result, top)]
+
+
 def eval_paths(run_dir: Path) -> list[Path]:
     """Where a run's evaluations are stored, the one to write first: eval.json in the run, except for a model
     inside the installed package (the shipped default), whose evaluations go to the user's cache folder (the

@@ -290,3 +290,11 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict]:
         return []
     rows = [summarize(p) for p in entries if (p / "config.json").exists() or (p / "status.json").exists()]
     return sorted(rows, key=lambda r: r["run_id"], reverse=True)
+
+
+def table_rows(rows: list[dict]) -> list[dict]:
+    """list_runs' rows as the Runs page's table shows them: its column names, epochs as "done/planned"."""
+    return [{"name": r["name"], "model": r["model"], "params": r["params"],
+             "epochs": f"{r['epochs_done']}/{r['epochs'] or '?'}", "best val accuracy": r["best_val_accuracy"],
+             "train time (s)": r["train_time_s"], "state": r["state"], "saved model": r["has_model"],
+             "run id": r["run_id"], "problem": r["problem"] or ""} for r in rows]

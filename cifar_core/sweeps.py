@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import config as configs
-from . import jobs, metrics, runs, shapes, spec_io
+from . import jobs, metrics, presets, runs, shapes, spec_io
 from . import spec as specs
 from .files import read_json, write_json
 from .space import SweepError, apply_params, check_space, default_space, suggest
@@ -309,6 +309,24 @@ def summary(storage_url: str, study_name: str) -> dict:
         "best": {k: best[k] for k in ("number", "value", "params", "run_dir")} if best else None}
 
 
+def trials_done(study_summary: dict) -> int:
+    """How many of a summary's trials have ended (complete, pruned or failed)."""
+    return sum(t["state"] in ("COMPLETE", "PRUNED", "FAIL") for t in study_summary["trials"])
+
+
+def trial_rows(study_summary: dict) -> list[dict]:
+    """A summary's trials as the Sweep page's table shows them: one column per parameter, named "param <name>"."""
+    return [{"trial": t["number"], "state": t["state"], "validation accuracy": t["value"], "seconds": t["seconds"],
+             **{f"param {k}": v for k, v in t["params"].items()}, "run": t["run_dir"]} for t in study_summary["trials"]]
+
+
+def best_run_id(study_summary: dict) -> str | None:
+    """The run id (the last part of its run directory) of the best trial, or None before a trial has completed
+    with a run."""
+    best = study_summary["best"]
+    return best["run_dir"].rstrip("/").rsplit("/", 1)[-1] if best and best["run_dir"] else None
+
+
 def figures(storage_url: str, study_name: str) -> dict:
     """Optuna's own Plotly figures of the study: optimisation history, parallel coordinates, parameter importances
     (the latter two once enough trials are complete)."""
@@ -353,6 +371,16 @@ def local_studies(runs_dir=None) -> list[dict]:
         if isinstance(entry, dict) and isinstance(entry.get("study"), str) and STUDY_NAME.match(entry["study"]):
             rows.append(entry)
     return sorted(rows, key=lambda r: str(r.get("created")), reverse=True)
+
+
+def trial_config(model_spec: specs.ModelSpec, epochs: int, data: str, limit: int | None) -> configs.TrainConfig:
+    """The training settings of a sweep started from the page: the model's preset's (by name; the defaults for any
+    other model) over `epochs`, on `data`, with `limit` training images (0 or None: all), checked as
+    config_from_dict checks them (SpecError)."""
+    preset = presets.PRESETS.get(model_spec.name)
+    base = preset.train if preset else configs.TrainConfig()
+    return configs.config_from_dict({**configs.to_dict(configs.with_epochs(base, epochs)), "data": data,
+                                     "limit": limit or None})
 
 
 def start_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, space: dict, trials: int,

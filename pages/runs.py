@@ -4,12 +4,10 @@ between two runs."""
 import streamlit as st
 
 import ui
-from cifar_core import charts, compare, jobs, metrics, runs
+from cifar_core import runs
+from ui import runs_page as view
 
 ui.through_router("pages/runs.py")
-
-METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss", "accuracy": "training accuracy",
-           "loss": "training loss"}
 
 st.title("Runs")
 rows = runs.list_runs()
@@ -18,116 +16,15 @@ if not rows:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-table = [{
-    "name": r["name"], "model": r["model"], "params": r["params"],
-    "epochs": f"{r['epochs_done']}/{r['epochs'] or '?'}",
-    "best val accuracy": r["best_val_accuracy"], "train time (s)": r["train_time_s"], "state": r["state"],
-    "saved model": r["has_model"], "run id": r["run_id"], "problem": r["problem"] or "",
-} for r in rows]
-event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
-                     column_config={"params": st.column_config.NumberColumn(format="localized"),
-                                    "best val accuracy": st.column_config.NumberColumn(format="percent"),
-                                    "train time (s)": st.column_config.NumberColumn(format="%.0f")})
-selected = [rows[i] for i in event.selection.rows if i < len(rows)]
+selected = view.table(rows)
 
 st.subheader("Compare curves")
-if selected:
-    key = st.selectbox("Metric", list(METRICS), format_func=METRICS.get, key="runs_metric")
-    curves = {ui.run_title(r["run_id"]): metrics.read_metrics(runs.run_path(r["run_id"])) for r in selected}
-    st.plotly_chart(charts.overlay_curves(curves, key), key="runs_overlay")
-else:
-    st.caption("Select rows in the table to overlay their curves.")
+view.curves(selected)
 
 st.subheader("Manage a run")
-ids = [r["run_id"] for r in rows]
-default = ids.index(selected[0]["run_id"]) if selected else 0
-run_id = st.selectbox("Run", ids, index=default, key=f"runs_manage_{default}",
-                      format_func=ui.run_title)
-run_dir = runs.run_path(run_id)
-row = rows[ids.index(run_id)]
-if row["problem"]:
-    st.warning(ui.md_escape(f"This run cannot be used: {row['problem']} It can still be renamed or deleted."))
+view.manage(rows, selected)
 
-c = st.columns(2)
-with c[0]:
-    if row["has_model"]:
-        st.download_button("Download model.keras", lambda: (run_dir / "model.keras").read_bytes(),
-                           file_name=f"{run_id}.keras", mime="application/octet-stream", on_click="ignore",
-                           key="download_model")
-    else:
-        st.caption("This run has no saved model yet.")
-    if (run_dir / "config.json").is_file():
-        st.download_button("Download config.json", lambda: (run_dir / "config.json").read_bytes(),
-                           file_name=f"{run_id}-config.json", mime="application/json", on_click="ignore",
-                           key="download_config")
-with c[1]:
-    label = st.text_input("Name", value=row["name"], key=f"runs_label_{run_id}", max_chars=80)
-    if st.button("Rename", key="rename"):
-        try:
-            runs.rename_run(run_dir, label)
-        except (runs.RunError, OSError) as e:
-            st.error(ui.md_escape(str(e)))
-        else:
-            st.rerun()
+view.queue()
 
-with st.expander("Delete this run"):
-    st.text(f"Deletes the run {run_id} with its model, curves and logs. This cannot be undone.")
-    sure = st.checkbox("Yes, delete it", key=f"runs_confirm_{run_id}")
-    if st.button("Delete", type="primary", key="delete", disabled=not sure):
-        try:
-            runs.delete_run(run_dir)
-        except runs.RunError as e:
-            st.error(ui.md_escape(str(e)))
-        else:
-            st.session_state.pop("train_run", None)
-            st.rerun()
-
-
-# ---- the queue: runs waiting for the job ahead of them
-@st.fragment(run_every=2.0 if jobs.queued_runs() else None)
-def queue() -> None:
-    jobs.start_next()  # a job killed outright cannot start the run queued behind it; the page does
-    waiting = jobs.queued_runs()
-    if waiting:
-        st.subheader("Queue")
-    for r in waiting:
-        st.markdown(f"**{ui.md_escape(ui.run_title(r['run_id']))}**")
-        if ui.queue_controls(r["run_id"], "runs_queue"):
-            st.rerun()
-
-
-queue()
-
-# ---- what changed between two runs
 st.subheader("What changed between two runs")
-pair = [r["run_id"] for r in selected[:2]] if len(selected) >= 2 else ids[:2]
-c = st.columns(2)
-first = c[0].selectbox("Run A", ids, index=ids.index(pair[0]) if pair else 0, key="runs_cmp_a",
-                       format_func=ui.run_title)
-second = c[1].selectbox("Run B", ids, index=ids.index(pair[1]) if len(pair) > 1 else 0, key="runs_cmp_b",
-                        format_func=ui.run_title)
-if first == second:
-    st.caption("Pick two different runs (or select two rows in the table).")
-else:
-    diff = compare.compare_runs(runs.run_path(first), runs.run_path(second))
-    if diff["sweep"]:
-        st.markdown(f"Trials {diff['sweep']['trials'][0]} and {diff['sweep']['trials'][1]} of the sweep "
-                    f"**{ui.md_escape(str(diff['sweep']['study']))}**")
-        st.dataframe(ui.diff_table(diff["sweep"]["params"], "parameter"), hide_index=True, key="runs_cmp_params")
-    st.markdown("**Model**")
-    if diff["spec"]:
-        st.dataframe(ui.diff_table(diff["spec"], "field", where=True), hide_index=True, key="runs_cmp_spec")
-    else:
-        st.caption("The same model, layer for layer.")
-    st.markdown("**Training settings**")
-    if diff["train"]:
-        st.dataframe(ui.diff_table(diff["train"], "setting"), hide_index=True, key="runs_cmp_train")
-    else:
-        st.caption("The same training settings.")
-    st.markdown("**Final metrics**")
-    st.dataframe([{"metric": k.replace("_", " "), "A": diff["metrics"]["a"][k], "B": diff["metrics"]["b"][k]}
-                  for k in diff["metrics"]["a"]], hide_index=True, key="runs_cmp_metrics")
-    key = st.selectbox("Curve", list(METRICS), format_func=METRICS.get, key="runs_cmp_metric")
-    st.plotly_chart(charts.overlay_curves({f"A: {ui.run_title(first)}": metrics.read_metrics(runs.run_path(first)),
-                                           f"B: {ui.run_title(second)}": metrics.read_metrics(runs.run_path(second))},
-                                          key), key="runs_cmp_curves")
+view.what_changed(rows, selected)

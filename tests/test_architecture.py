@@ -90,6 +90,18 @@ def test_the_engine_imports_no_streamlit_and_the_pages_no_tensorflow():
         assert not top & {"tensorflow", "keras"}, path.name
 
 
+def test_no_ui_module_is_named_like_a_name_of_the_ui_package():
+    """Importing ui/<name>.py sets the package's attribute <name> to that module: a module named like a name that
+    ui/__init__.py imports or defines (runs, data, device, ...) would replace it under the shared helpers' feet."""
+    tree = ast.parse((ROOT / "ui" / "__init__.py").read_text())
+    names = {(a.asname or a.name).split(".")[0] for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+             for a in n.names}
+    names |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    assert {"runs", "data", "device", "kept"} <= names
+    assert not {p.stem for p in (ROOT / "ui").glob("*.py")} & names
+
+
 def run_elsewhere(code: str, tmp_path, forbid_project: bool = False) -> subprocess.CompletedProcess:
     """Python in a fresh process from another folder, with only what is installed; forbid_project makes any import
     of cifar_core fail."""

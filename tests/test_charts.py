@@ -83,6 +83,20 @@ def test_clickable_cells_put_one_invisible_marker_on_each_cell():
     assert list(markers.customdata) == [3, 1, 2, 0] and markers.marker.opacity == 0
 
 
+def test_the_evaluate_pages_confusion_chart_fits_a_phone_and_is_clickable():
+    fig = charts.confusion_chart([[3, 1], [2, 0]], ["cat", "<b>dog"], normalize=True)
+    heatmap, markers = fig.data
+    np.testing.assert_allclose(heatmap.z, [[0.75, 0.25], [1.0, 0.0]])
+    assert heatmap.textfont.size == 9 and heatmap.hoverinfo == "skip"
+    assert list(markers.x) == ["cat", "&lt;b&gt;dog", "cat", "&lt;b&gt;dog"]  # escaped, as clickable_cells does
+    assert list(markers.customdata) == [3, 1, 2, 0]
+    bar = fig.layout.coloraxis.colorbar
+    assert (bar.orientation, bar.y, bar.yanchor, bar.thickness, bar.title.side) == ("h", 1.0, "bottom", 10, "top")
+    assert (fig.layout.margin.t, fig.layout.margin.b, fig.layout.margin.l, fig.layout.margin.r) == (60, 10, 10, 10)
+    assert (fig.layout.xaxis.dtick, fig.layout.xaxis.tickfont.size) == (1, 10)
+    assert (fig.layout.yaxis.dtick, fig.layout.yaxis.tickfont.size) == (1, 10)
+
+
 def test_top_k_bar_largest_on_top():
     bar = charts.top_k_bar([{"label": "cat", "probability": 0.7}, {"label": "dog", "probability": 0.2}]).data[0]
     assert list(bar.y) == ["dog", "cat"] and list(bar.x) == [0.2, 0.7] and list(bar.text) == ["20.0%", "70.0%"]

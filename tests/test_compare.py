@@ -61,3 +61,14 @@ def test_compare_runs_of_one_sweep(tmp_path):
     (dirs[1] / "config.json").write_text("{torn")
     torn = compare.compare_runs(*dirs)
     assert torn["sweep"] is None and torn["metrics"]["b"]["epochs_done"] == 1
+
+
+def test_metrics_rows_and_the_default_pair():
+    diff = {"metrics": {"a": {"val_accuracy": 0.5, "train_time_s": 3.0},
+                        "b": {"val_accuracy": None, "train_time_s": 4.5}}}
+    assert compare.metrics_rows(diff) == [{"metric": "val accuracy", "A": 0.5, "B": None},
+                                          {"metric": "train time s", "A": 3.0, "B": 4.5}]
+    assert compare.default_pair(["c", "b", "a"], []) == ("c", "b")
+    assert compare.default_pair(["c", "b", "a"], ["a"]) == ("c", "b")  # one selected row is not a pair
+    assert compare.default_pair(["c", "b", "a"], ["b", "a", "c"]) == ("b", "a")
+    assert compare.default_pair(["c"], []) == ("c", "c")

@@ -134,6 +134,26 @@ def test_select_predictions():
     assert E.select_predictions(GALLERY, true_class="c", pred_class="b") == []
 
 
+def test_gallery_names_the_classes_of_the_selected_images():
+    assert E.gallery(GALLERY, misclassified_only=True, limit=3) == [
+        {"index": 3, "true": "c", "pred": "a", "confidence": 0.95},
+        {"index": 5, "true": "a", "pred": "b", "confidence": 0.85},
+        {"index": 1, "true": "a", "pred": "b", "confidence": 0.8}]
+    assert E.gallery(GALLERY, true_class="b", pred_class="b") == [
+        {"index": 2, "true": "b", "pred": "b", "confidence": 0.3}]
+    assert E.gallery(GALLERY, true_class="c", pred_class="b") == []
+
+
+def test_confused_pairs_with_their_most_confident_mistakes():
+    result = {**GALLERY, "confusion_matrix": [[1, 2, 0], [1, 1, 0], [1, 0, 1]]}
+    assert E.confused_pairs_with_mistakes(result, top=2, per_pair=1) == [
+        {"true": "a", "pred": "b", "count": 2,
+         "mistakes": [{"index": 5, "true": "a", "pred": "b", "confidence": 0.85}]},
+        {"true": "c", "pred": "a", "count": 1,
+         "mistakes": [{"index": 3, "true": "c", "pred": "a", "confidence": 0.95}]}]
+    assert E.confused_pairs_with_mistakes({**result, "confusion_matrix": [[3, 0, 0], [0, 2, 0], [0, 0, 2]]}) == []
+
+
 class FakeModel:
     """Probabilities from the first pixel: class = pixel value mod 3."""
 

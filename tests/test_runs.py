@@ -173,6 +173,20 @@ def test_list_and_summarize(tmp_path):
     assert runs.list_runs(tmp_path / "missing") == []
 
 
+def test_the_runs_tables_rows(tmp_path):
+    make_run(tmp_path, "20260101-a", "finished", 3, [0.3, None, 0.5])
+    (tmp_path / "20260103-torn").mkdir()
+    (tmp_path / "20260103-torn" / "config.json").write_text("{")
+    torn, a = runs.list_runs(tmp_path)
+    assert runs.table_rows([a, torn]) == [
+        {"name": "20260101-a", "model": "tiny", "params": 5418, "epochs": "3/3", "best val accuracy": 0.5,
+         "train time (s)": 3.0, "state": "finished", "saved model": True, "run id": "20260101-a", "problem": ""},
+        {"name": "20260103-torn", "model": "?", "params": None, "epochs": "0/?", "best val accuracy": None,
+         "train time (s)": None, "state": "unreadable", "saved model": False, "run id": "20260103-torn",
+         "problem": "its config.json is missing or is not valid JSON."}]
+    assert runs.table_rows([]) == []
+
+
 def test_rename_run(tmp_path):
     run = make_run(tmp_path, "r1", "finished", 1, [0.1])
     runs.rename_run(run, "  my best run  ")

@@ -48,6 +48,32 @@ def test_a_study_saved_before_a_setting_existed_opens_again(tmp_path):
         sweeps.create_study(storage, "old", TINY.spec, other, space, 2)
 
 
+def test_the_sweep_pages_settings_table_and_best_run():
+    from cifar_core.config import TrainConfig, with_epochs
+
+    assert sweeps.trial_config(TINY.spec, 2, "sample", 300) == dataclasses.replace(
+        with_epochs(TINY.train, 2), data="sample", limit=300)
+    mine = dataclasses.replace(TINY.spec, name="mine")  # not a preset: the default settings
+    assert sweeps.trial_config(mine, 3, "keras", 0) == dataclasses.replace(with_epochs(TrainConfig(), 3), data="keras")
+    with pytest.raises(S.SpecError, match="epochs"):
+        sweeps.trial_config(TINY.spec, 0, "sample", 0)
+    summary = {"trials": [
+        {"number": 0, "state": "COMPLETE", "value": 0.5, "seconds": 2.5, "params": {"width": 1.5, "dropout": 0.1},
+         "run_dir": "/r/20260101-000000-tiny"},
+        {"number": 1, "state": "PRUNED", "value": None, "seconds": 1.0, "params": {"width": 0.5}, "run_dir": None},
+        {"number": 2, "state": "RUNNING", "value": None, "seconds": None, "params": {}, "run_dir": None}],
+        "best": {"number": 0, "value": 0.5, "params": {}, "run_dir": "/r/20260101-000000-tiny/"}}
+    assert sweeps.trials_done(summary) == 2
+    assert sweeps.trial_rows(summary) == [
+        {"trial": 0, "state": "COMPLETE", "validation accuracy": 0.5, "seconds": 2.5, "param width": 1.5,
+         "param dropout": 0.1, "run": "/r/20260101-000000-tiny"},
+        {"trial": 1, "state": "PRUNED", "validation accuracy": None, "seconds": 1.0, "param width": 0.5, "run": None},
+        {"trial": 2, "state": "RUNNING", "validation accuracy": None, "seconds": None, "run": None}]
+    assert sweeps.best_run_id(summary) == "20260101-000000-tiny"
+    assert sweeps.best_run_id({**summary, "best": None}) is None
+    assert sweeps.best_run_id({**summary, "best": {**summary["best"], "run_dir": None}}) is None
+
+
 def test_a_three_trial_sweep_of_tiny_on_sqlite(tmp_path):
     result = helpers.run_cli("sweep", "--preset", "tiny", "--trials", 3, "--data", "sample", "--limit", 300,
                              "--epochs", 1, "--study", "three", "--runs-dir", tmp_path, "--json", timeout=400)

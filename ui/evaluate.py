@@ -1,0 +1,142 @@
+"""The Evaluate page's Streamlit pieces: the cached evaluation and dataset, the confusion-matrix and pair callbacks
+that set the gallery's filters, and the sections that draw a result (metrics, matrix, per-class scores, most
+confused pairs, gallery)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import ui
+from cifar_core import charts, data, evaluate, predict, sources
+from cifar_core.config import tta_mode
+
+ANY = "(any)"
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def run_evaluation(ref: str, split: str, source: str, model_mtime_ns: int) -> dict:
+    # The progress bar is created inside the cached function, so that a cache hit replays it (and its removal).
+    bar = st.progress(0.0, text="Predicting…")
+    try:
+        return evaluate.evaluate_model(ref, split, source or None,
+                                       progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}"))
+    finally:
+        bar.empty()  # also when it fails: no bar is left above the error
+
+
+@st.cache_resource(show_spinner="Loading the images…", max_entries=2)
+def load_dataset(source: str) -> data.Dataset:
+    return data.load_data(source or None)
+
+
+def apply_cell_click(event) -> None:
+    """A click on a confusion-matrix cell sets the gallery's true and predicted class filters (once per click)."""
+    points = ((event or {}).get("selection") or {}).get("points") or []
+    cell = (charts.plain(points[0].get("y")), charts.plain(points[0].get("x"))) if points else None
+    if cell and cell != st.session_state.get("cm_applied") and all(isinstance(c, str) for c in cell):
+        st.session_state["gal_true"], st.session_state["gal_pred"] = cell
+        st.session_state["gal_wrong"] = cell[0] != cell[1]
+        st.session_state["scroll_to_gallery"] = True
+    st.session_state["cm_applied"] = cell
+
+
+def show_pair(true: str, pred: str) -> None:
+    """A most-confused pair's button: the gallery shows that pair's mistakes."""
+    st.session_state["gal_true"], st.session_state["gal_pred"], st.session_state["gal_wrong"] = true, pred, True
+    st.session_state["scroll_to_gallery"] = True
+
+
+def summary(result: dict, split: str) -> None:
+    """Which data was evaluated, then accuracy, loss, top-3 accuracy, the image count and any test-time
+    augmentation."""
+    if split == "test" and result["split"] == "val":
+        st.info("This data source has no test split, so the validation split is evaluated instead.")
+    st.caption(f"Evaluated on the {'test' if result['split'] == 'test' else 'validation'} split of "
+               f"{ui.md_escape(sources.app_label(result['source']))}: {result['n']:,} images.")
+    m = st.columns(4)
+    m[0].metric("Accuracy", f"{result['accuracy']:.1%}")
+    m[1].metric("Loss", f"{result['loss']:.3f}")
+    m[2].metric("Top-3 accuracy", f"{result['top3_accuracy']:.1%}")
+    m[3].metric(f"Images ({result['split']})", f"{result['n']:,}")
+    if tta_mode(result.get("tta")) != "off":
+        st.caption("With test-time augmentation, as this model was trained to be used: "
+                   + predict.TTA_SENTENCES[tta_mode(result.get("tta"))])
+
+
+def confusion_matrix(result: dict) -> None:
+    """The clickable matrix; a click on a cell sets the gallery's filters (apply_cell_click)."""
+    st.subheader("Confusion matrix")
+    ui.kept("cm_normalize", False)
+    normalize = ui.keep_widget(st.toggle, "Row-normalised (each true class sums to 1)", key="cm_normalize")
+    event = st.plotly_chart(charts.confusion_chart(result["confusion_matrix"], result["class_names"], normalize),
+                            on_select="rerun", selection_mode="points", key="cm_chart")
+    st.caption("Click a cell to show its images in the gallery below.")
+    apply_cell_click(event)
+
+
+def per_class(result: dict) -> None:
+    st.subheader("Per class")
+    st.dataframe(result["per_class"], hide_index=True, key="per_class_table", column_config={
+        k: st.column_config.NumberColumn(format="%.3f") for k in ("precision", "recall", "f1")})
+    st.plotly_chart(charts.per_class_bars(result["per_class"]), key="per_class_chart")
+
+
+def images_or_stop(result: dict):
+    """The evaluated split's images; a data source that cannot be read, or has changed since the evaluation, ends
+    the page with its sentence."""
+    try:
+        x, _, _ = load_dataset(result["source"]).split(result["split"])
+    except data.DataError as e:
+        st.error(ui.md_escape(str(e)))
+        st.stop()
+    if len(x) != result["n"]:
+        st.warning("The data source has changed since this evaluation; press Evaluate again to see its images.")
+        st.stop()
+    return x
+
+
+def confused_pairs(result: dict, x) -> None:
+    """The five most confused class pairs, each with its most confident mistakes and a button to the gallery."""
+    st.subheader("Most confused pairs")
+    pairs = evaluate.confused_pairs_with_mistakes(result, top=5, per_pair=6)
+    if not pairs:
+        st.caption("No mistakes at all.")
+    for n, pair in enumerate(pairs):
+        head = st.columns([4, 1], vertical_alignment="center")
+        head[0].markdown(f"**{ui.md_escape(pair['true'])} → {ui.md_escape(pair['pred'])}** ({pair['count']} "
+                         f"{'image' if pair['count'] == 1 else 'images'}), its most confident mistakes:")
+        head[1].button("Show in the gallery", key=f"pair_{n}", on_click=show_pair, args=(pair["true"], pair["pred"]))
+        cells = st.columns(8)
+        for k, item in enumerate(pair["mistakes"]):
+            cells[k].image(charts.enlarge(x[item["index"]], 3), caption=f"{item['confidence']:.0%} {pair['pred']}",
+                           width="stretch")
+
+
+def gallery(result: dict, x) -> None:
+    """The predictions filtered by the four widgets (misclassified only, true class, predicted class, how many),
+    each image captioned green when right, red when wrong."""
+    names = result["class_names"]
+    st.subheader("Gallery", anchor="gallery")
+    if st.session_state.pop("scroll_to_gallery", False):
+        ui.scroll_to("gallery")
+    g = st.columns(4, vertical_alignment="bottom")
+    for key, default in (("gal_wrong", False), ("gal_true", ANY), ("gal_pred", ANY), ("gal_limit", 40)):
+        ui.kept(key, default)
+    for key in ("gal_true", "gal_pred"):
+        if st.session_state[key] not in (ANY, *names):
+            st.session_state[key] = ANY  # a class of another evaluation's data
+    wrong = ui.keep_widget(g[0].checkbox, "Misclassified only", key="gal_wrong")
+    true_class = ui.keep_widget(g[1].selectbox, "True class", [ANY, *names], key="gal_true")
+    pred_class = ui.keep_widget(g[2].selectbox, "Predicted class", [ANY, *names], key="gal_pred")
+    limit = ui.keep_widget(g[3].number_input, "Images", 8, 200, step=8, key="gal_limit")
+    items = evaluate.gallery(result, misclassified_only=wrong, true_class=None if true_class == ANY else true_class,
+                             pred_class=None if pred_class == ANY else pred_class, limit=int(limit))
+    if not items:
+        st.caption("No image matches these filters.")
+    cells = st.columns(8)
+    for k, item in enumerate(items):
+        with cells[k % 8]:
+            st.image(charts.enlarge(x[item["index"]], 3), width="stretch")
+            color = "green" if item["true"] == item["pred"] else "red"
+            st.markdown(f":{color}[{ui.md_escape(item['true'])} → {ui.md_escape(item['pred'])} "
+                        f"({item['confidence']:.0%})]")
