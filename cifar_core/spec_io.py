@@ -125,11 +125,13 @@ def layers_from_table(rows: list[dict], edits: dict) -> tuple:
     """The layers of table_rows' `rows` after a st.data_editor's `edits` ({"deleted_rows": [i], "edited_rows":
     {"i": {column: value}}, "added_rows": [{column: value}]}); an added row's missing columns are type Conv2D and no
     settings (the type's defaults). SpecError (layer_from_settings') at the first row that is not a layer."""
+    # In Streamlit's own order (data_editor's _apply_dataframe_edits): the edits and the deletions both name rows
+    # by their place in the table as it was shown, so the edits go first, then the deletions, then the additions.
     rows = list(rows)
-    for i in sorted(edits.get("deleted_rows", []), reverse=True):
-        rows.pop(i)
     for i, change in edits.get("edited_rows", {}).items():
         rows[int(i)] = {**rows[int(i)], **change}
+    deleted = {int(i) for i in edits.get("deleted_rows", [])}
+    rows = [row for n, row in enumerate(rows) if n not in deleted]
     rows += [{"type": "Conv2D", "settings": "", **added} for added in edits.get("added_rows", [])]
     return tuple(layer_from_settings(r["type"], r.get("settings"), n) for n, r in enumerate(rows, 1))
 

@@ -118,4 +118,7 @@ def test_the_compact_tables_rows_and_its_edits():
     assert added == (*spec.layers, S.Conv2D(), S.Dropout(0.5))
     with pytest.raises(S.SpecError, match="Layer 1 .Conv2D.: write its settings as name=value"):
         spec_io.layers_from_table(rows, {"edited_rows": {"0": {"settings": "filters 8"}}})
+    # An edit and a deletion in one batch both name rows as they were shown: row 2 is edited, row 1 goes.
+    both = spec_io.layers_from_table(rows, {"deleted_rows": [1], "edited_rows": {"2": {"settings": "filters=8"}}})
+    assert both == (spec.layers[0], S.Conv2D(8), *spec.layers[3:])
     assert rows == spec_io.table_rows(spec)  # the rows given are not changed
