@@ -418,7 +418,7 @@ def progress_label(status: dict) -> str:
     return f"{epoch} of {status.get('epochs', '?')} epochs done"
 
 
-def phase_changed(before: str, now: str) -> bool:
+def phase_changed(before: str | None, now: str | None) -> bool:
     """Whether a run watched since it was in state `before` has, in state `now`, ended its job (trained or queued
     before, neither now) or gone into or out of the queue: what its page shows changes beyond the watched part."""
     return before in WATCHED_STATES and now not in WATCHED_STATES or (now == "queued") != (before == "queued")

@@ -195,13 +195,17 @@ def insert_layer(spec: ModelSpec, index: int, layer) -> ModelSpec:
 
 
 def move_layer(spec: ModelSpec, index: int, step: int) -> ModelSpec:
-    """Layer `index` swapped with the one `step` places away (-1: the one above it, 1: the one below)."""
+    """Layer `index` swapped with the one `step` places away (-1: the one above it, 1: the one below); IndexError
+    past either end (a negative index would wrap round to the other end)."""
     layers = list(spec.layers)
+    if not (0 <= index < len(layers) and 0 <= index + step < len(layers)):
+        raise IndexError(f"layer {index} cannot move {step:+d} in a stack of {len(layers)}.")
     layers[index], layers[index + step] = layers[index + step], layers[index]
     return replace(spec, layers=tuple(layers))
 
 
 def remove_layer(spec: ModelSpec, index: int) -> ModelSpec:
+    """The spec without layer `index`."""
     layers = list(spec.layers)
     del layers[index]
     return replace(spec, layers=tuple(layers))

@@ -129,7 +129,8 @@ def layers_from_table(rows: list[dict], edits: dict) -> tuple:
     # by their place in the table as it was shown, so the edits go first, then the deletions, then the additions.
     rows = list(rows)
     for i, change in edits.get("edited_rows", {}).items():
-        rows[int(i)] = {**rows[int(i)], **change}
+        if 0 <= int(i) < len(rows):  # a stale editor state may name rows the table no longer has
+            rows[int(i)] = {**rows[int(i)], **change}
     deleted = {int(i) for i in edits.get("deleted_rows", [])}
     rows = [row for n, row in enumerate(rows) if n not in deleted]
     rows += [{"type": "Conv2D", "settings": "", **added} for added in edits.get("added_rows", [])]

@@ -232,8 +232,7 @@ def follow_run(trial, run_dir: Path, runs_dir, study_name: str) -> float:
         time.sleep(POLL_S)
     if pruned:
         raise optuna.TrialPruned(f"pruned after epoch {max(reported)}")
-    best = max((r["val_accuracy"] for r in metrics.epoch_records(run_dir) if r.get("val_accuracy") is not None),
-               default=None)
+    best = metrics.best_val_accuracy(run_dir)
     if state != "finished" or best is None:
         status = runs.read_status(run_dir) if run_dir.is_dir() else {}
         raise runs.RunError(f"The trial's run {run_dir.name} ended {state}: {status.get('error') or 'no result'}")
@@ -377,8 +376,7 @@ def trial_config(model_spec: specs.ModelSpec, epochs: int, data: str, limit: int
     """The training settings of a sweep started from the page: the model's preset's (by name; the defaults for any
     other model) over `epochs`, on `data`, with `limit` training images (0 or None: all), checked as
     config_from_dict checks them (SpecError)."""
-    preset = presets.PRESETS.get(model_spec.name)
-    base = preset.train if preset else configs.TrainConfig()
+    base = presets.train_config_for(model_spec)
     return configs.config_from_dict({**configs.to_dict(configs.with_epochs(base, epochs)), "data": data,
                                      "limit": limit or None})
 

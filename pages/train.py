@@ -49,9 +49,9 @@ run_id = view.shown_run()
 st.header("This run", divider="gray")
 if st.session_state.get("retrain_error"):
     st.error(ui.md_escape(st.session_state.pop("retrain_error")))
-listed = view.run_picker(run_id)
+has_runs = view.run_picker(run_id)
 if run_id is None:
-    st.info("No run to show yet: start a training above" + (", or choose a run." if listed else "."))
+    st.info("No run to show yet: start a training above" + (", or choose a run." if has_runs else "."))
     st.stop()
 view.select_run(run_id)
 view.monitor(run_id)

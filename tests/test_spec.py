@@ -77,4 +77,6 @@ def test_the_stack_edits_give_a_new_spec_and_keep_the_rest():
     assert S.move_layer(spec, 0, 1).layers == (S.MaxPooling2D(), S.Conv2D(8), S.Flatten())
     assert S.move_layer(spec, 2, -1).layers == (S.Conv2D(8), S.Flatten(), S.MaxPooling2D())
     assert S.remove_layer(spec, 1) == S.ModelSpec("x", (S.Conv2D(8), S.Flatten()), logit_scale=0.5)
-    assert spec.layers == (S.Conv2D(8), S.MaxPooling2D(), S.Flatten())  # the spec edited is left as it was
+    for index, step in ((0, -1), (2, 1)):
+        with pytest.raises(IndexError):
+            S.move_layer(spec, index, step)

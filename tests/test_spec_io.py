@@ -121,4 +121,5 @@ def test_the_compact_tables_rows_and_its_edits():
     # An edit and a deletion in one batch both name rows as they were shown: row 2 is edited, row 1 goes.
     both = spec_io.layers_from_table(rows, {"deleted_rows": [1], "edited_rows": {"2": {"settings": "filters=8"}}})
     assert both == (spec.layers[0], S.Conv2D(8), *spec.layers[3:])
+    assert spec_io.layers_from_table(rows, {"edited_rows": {"9": {"settings": "filters=8"}}}) == spec.layers
     assert rows == spec_io.table_rows(spec)  # the rows given are not changed

@@ -59,7 +59,7 @@ def apply_table() -> None:
     """The compact editor's rows (type, settings) become the stack; a bad row is a sentence and changes nothing."""
     try:
         layers = spec_io.layers_from_table(st.session_state["compact_rows"], st.session_state["compact_table"])
-    except (specs.SpecError, TypeError) as e:
+    except (specs.SpecError, TypeError, ValueError) as e:
         st.session_state["table_error"] = ui.sentence(str(e))
         return
     st.session_state.pop("table_error", None)
