@@ -213,7 +213,7 @@ def _cmd_saliency(args) -> int:
 def _cmd_standby(args) -> int:
     """Waits, TensorFlow imported, for the job the Train page's Start hands over (see jobs.py), then trains it
     with its output in the run's job.log."""
-    from .jobs import run_standby
+    from .standby import run_standby
 
     command = run_standby(args.runs_dir, args.parent)
     if command is None:
@@ -283,10 +283,10 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_sweep_worker(args) -> int:
-    from . import sweeps
+    from . import studies, sweeps
 
     sweeps.work(args.storage, args.study, args.runs_dir, log=lambda m: print(m, flush=True), data=args.data)
-    _print_sweep(sweeps.summary(args.storage, args.study), args.json)
+    _print_sweep(studies.summary(args.storage, args.study), args.json)
     return 0
 
 

@@ -9,13 +9,13 @@ The queue is the run directories themselves: Start while every slot is busy crea
 its place (`queued_at`) in status.json, so the queue survives restarts and reloads. When a job ends, however it ends,
 start_next starts the oldest queued run: the ending job's own process calls it (python -m cifar_core train), and so
 does whoever notices a free slot and a queue (the Train and Runs pages while they poll, `runs`), so that a job killed
-with SIGKILL does not stall the queue. Every start happens under _start_lock, so two tabs pressing Start at once give
+with SIGKILL does not stall the queue. Every start happens under start_lock, so two tabs pressing Start at once give
 two runs in order, never two jobs in one slot.
 
 A new process spends seconds importing TensorFlow before it can train. So the Train page calls warm_up, which keeps
 one standby process waiting in the runs directory with TensorFlow imported, and Start hands that process the job
 (or spawns a new one when there is none). The standby holds .standby.lock while it waits and lets go of it when it
-takes a job, so a held lock always means a process ready for one.
+takes a job, so a held lock always means a process ready for one; its side of that is standby.py.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ from .config import TrainConfig, validate_config
 
 STOP_GRACE_S = 15.0
 ORDINALS = {1: "st", 2: "nd", 3: "rd"}
-STANDBY_IDLE_S = float(os.environ.get("CIFAR_CORE_STANDBY_IDLE_S") or 600)  # a standby unused this long exits
-STANDBY_POLL_S = 0.05
 RESUMABLE_STATES = ("stopped", "interrupted", "failed")
 WATCHED_STATES = (*runs.LIVE_STATES, "queued")  # a run whose page polls it: its job trains, or waits for a slot
 
@@ -101,7 +99,7 @@ def _free_slot(runs_dir) -> int | None:
     return free[0] if free and len(live) < slots() else None
 
 
-def _spawn(command: list[str], log_path: Path, gpu: str | None = None) -> int:
+def spawn(command: list[str], log_path: Path, gpu: str | None = None) -> int:
     """Starts `python -m cifar_core COMMAND` in a session (process group) of its own, so that it outlives the
     page's script runs and can be ended as a whole; returns its pid. gpu: the one GPU the job may see."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "CIFAR_CORE_LAUNCHED": "1"}
@@ -130,8 +128,8 @@ def _launch(run_dir: Path, extra: list[str], slot: int = 0) -> int:
         return pid
     command = ["train", "--run-dir", str(run_dir.resolve()), *extra]
     if gpus:
-        return _spawn(command, run_dir / "job.log", gpus[slot % len(gpus)])
-    return _spawn(command, run_dir / "job.log")
+        return spawn(command, run_dir / "job.log", gpus[slot % len(gpus)])
+    return spawn(command, run_dir / "job.log")
 
 
 def standby_pid(runs_dir=None) -> int | None:
@@ -151,64 +149,17 @@ def warm_up(runs_dir=None) -> None:
         return
     root = Path(runs_dir or runs.default_runs_dir())
     try:
-        with _start_lock(root):
+        with start_lock(root):
             if standby_pid(root) or active_job(root):
                 return
-            _spawn(["standby", "--runs-dir", str(root.resolve()), "--parent", str(os.getpid())],
+            spawn(["standby", "--runs-dir", str(root.resolve()), "--parent", str(os.getpid())],
                    root / ".standby.log")
     except OSError:
         pass  # a read-only or full runs folder: Start then spawns the job itself, as without a standby
 
 
-def _parent_alive(parent: int | None) -> bool:
-    if not parent:
-        return True
-    if os.name != "nt":
-        return os.getppid() == parent  # reparented (to init) once the server that started it is gone
-    try:
-        os.kill(parent, 0)
-    except OSError:
-        return False
-    return True
-
-
-def run_standby(runs_dir, parent: int | None = None) -> list[str] | None:
-    """The standby process's life: take .standby.lock (or return None at once if another process holds it),
-    import TensorFlow and run one operation, then wait for a job. Returns that job's train arguments, with the lock
-    given up; returns None after STANDBY_IDLE_S without one, when the runs directory is gone, or when the server
-    that started it (parent) has ended."""
-    root = Path(runs_dir)
-    lock = files.try_lock(root / ".standby.lock")
-    if lock is None:
-        return None
-    runs.write_json(root / ".standby.pid.json", {"pid": os.getpid()})
-    import keras  # noqa: F401
-    import tensorflow as tf
-
-    from . import train  # noqa: F401
-
-    tf.nn.conv2d(tf.zeros([1, 4, 4, 3]), tf.zeros([3, 3, 3, 8]), 1, "SAME")  # oneDNN's first-call set-up
-    print(f"standby {os.getpid()} ready", flush=True)
-    job_file, deadline = root / ".standby.job.json", time.monotonic() + STANDBY_IDLE_S
-    try:
-        while root.is_dir() and _parent_alive(parent):
-            if job_file.exists() or time.monotonic() > deadline:
-                with _start_lock(root):  # a start under way finishes handing its job over first
-                    job = runs.read_json(job_file)
-                    job_file.unlink(missing_ok=True)
-                if isinstance(job, dict) and isinstance(job.get("run_dir"), str) and isinstance(job.get("args"), list) \
-                        and Path(job["run_dir"]).resolve().parent == root.resolve():  # only a run of this folder
-                    return ["train", "--run-dir", job["run_dir"], *map(str, job["args"])]
-                if time.monotonic() > deadline:
-                    return None
-            time.sleep(STANDBY_POLL_S)
-        return None
-    finally:
-        lock.release()
-
-
 @contextlib.contextmanager
-def _start_lock(runs_dir):
+def start_lock(runs_dir):
     """Serialises starts across sessions and processes: two quick presses of Start (or two browser tabs) cannot
     both see 'no job running' and both launch one."""
     root = Path(runs_dir or runs.default_runs_dir())
@@ -237,7 +188,7 @@ def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, n
     Raises SpecError for a bad spec or config, with nothing created."""
     shapes.validate(model_spec)
     validate_config(config)
-    with _start_lock(runs_dir):
+    with start_lock(runs_dir):
         run_id = runs.new_run_id(model_spec.name)
         while runs.run_path(run_id, runs_dir).exists():  # two starts in the same second
             time.sleep(1.0)
@@ -315,7 +266,7 @@ def start_next(runs_dir=None) -> list[str]:
     if not queued_runs(root):
         return []
     try:
-        with _start_lock(root):
+        with start_lock(root):
             return _start_queued(root)
     except (OSError, runs.RunError):
         return []  # a read-only or full runs folder: nothing can start from it
@@ -324,7 +275,7 @@ def start_next(runs_dir=None) -> list[str]:
 def cancel_queued(run_id: str, runs_dir=None) -> None:
     """Takes a queued run out of the queue: its folder holds nothing trained, so it is deleted."""
     run_dir = runs.run_path(run_id, runs_dir)
-    with _start_lock(runs_dir):
+    with start_lock(runs_dir):
         if runs.read_status(run_dir).get("state") != "queued":
             raise runs.RunError(f"The run {runs.run_label(run_dir)} is no longer queued.")
         runs.delete_run(run_dir)
@@ -332,7 +283,7 @@ def cancel_queued(run_id: str, runs_dir=None) -> None:
 
 def move_up(run_id: str, runs_dir=None) -> None:
     """Swaps a queued run's place with the run ahead of it (nothing happens to the first)."""
-    with _start_lock(runs_dir):
+    with start_lock(runs_dir):
         queue = [r["run_id"] for r in queued_runs(runs_dir)]
         if run_id not in queue:
             raise runs.RunError(f"The run {run_id} is no longer queued.")
@@ -355,7 +306,7 @@ def retrain(run_dir: Path, source: str, runs_dir=None) -> str:
 
 def resume_job(run_id: str, runs_dir=None) -> None:
     run_dir = runs.run_path(run_id, runs_dir)
-    with _start_lock(runs_dir):
+    with start_lock(runs_dir):
         _refuse_if_busy(runs_dir)
         slot = _free_slot(runs_dir)
         if runs.read_status(run_dir).get("state") not in RESUMABLE_STATES:

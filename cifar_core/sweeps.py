@@ -9,24 +9,23 @@ trials wanted.
 Each trial is a run directory like any other, created with jobs.start_job (so the queue decides when it trains and
 the job process trains it) with its study, trial number and parameters in config.json. The sweep process follows
 the run's metrics.jsonl, reports each epoch's validation accuracy to Optuna and, when the pruner says so, asks the
-job to stop between batches. No search of our own: sampling, pruning and counting trials are Optuna's.
+job to stop between batches. No search of our own: sampling, pruning and counting trials are Optuna's. Where
+studies are kept and how one is read back: studies.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from pathlib import Path
 
 from . import config as configs
-from . import jobs, metrics, presets, runs, shapes, spec_io
+from . import jobs, metrics, presets, runs, shapes, spec_io, studies
 from . import spec as specs
 from .files import read_json, write_json
 from .space import SweepError, apply_params, check_space, default_space, suggest
 
-STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 POLL_S = 0.25
 ENDED = ("finished", "stopped", "failed", "interrupted", "unknown")
 # The trials that take a place among the study's n: a worker that finishes a trial asks for no other while the
@@ -38,58 +37,6 @@ class SweepStopped(Exception):
 
 
 # ---- the study
-
-def default_storage(runs_dir=None) -> str:
-    return "sqlite:///" + str((Path(runs_dir or runs.default_runs_dir()) / "sweeps.db").resolve())
-
-
-def _storage(url: str):
-    """An Optuna RDB storage with heartbeats, so that a trial whose worker died is marked failed, not running
-    forever. Any SQLAlchemy URL Optuna takes works (sqlite:///..., postgresql://...)."""
-    import warnings
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, since 2.9
-    if not isinstance(url, str) or "://" not in url:
-        raise SweepError(f"--storage must be a database URL such as sqlite:///runs/sweeps.db or "
-                         f"postgresql://user@host/db, got {url!r}.")
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return optuna.storages.RDBStorage(_driver_url(url), heartbeat_interval=30, grace_period=120)
-    except Exception as e:  # a wrong URL, an absent driver, a server that does not answer
-        raise SweepError(f"The sweep storage {redact(url)} cannot be opened: {_first_line(e)}") from None
-
-
-def _driver_url(url: str) -> str:
-    """postgresql://... names SQLAlchemy's psycopg2 driver; the project installs psycopg (3), so a URL that names no
-    driver is given that one when psycopg2 is absent."""
-    import importlib.util
-
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme) and importlib.util.find_spec("psycopg2") is None \
-                and importlib.util.find_spec("psycopg") is not None:
-            return "postgresql+psycopg://" + url[len(scheme):]
-    return url
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url))
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:300]
-
-
-def check_study_name(name: str) -> str:
-    if not isinstance(name, str) or not STUDY_NAME.match(name):
-        raise SweepError(f"A study name must be 1 to 80 letters, digits, '.', '-' or '_', got {name!r}.")
-    return name
-
 
 def make_pruner(name: str = "median"):
     import optuna
@@ -110,14 +57,15 @@ def create_study(storage_url: str, study_name: str, model_spec: specs.ModelSpec,
     with it what a worker needs."""
     import optuna
 
-    check_study_name(study_name)
+    studies.check_study_name(study_name)
     space = check_space(space, model_spec)
     if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= 10_000:
         raise SweepError(f"--trials must be a whole number from 1 to 10,000, got {trials!r}.")
     shapes.validate(model_spec)
     configs.validate_config(config)
     make_pruner(pruner)
-    study = optuna.create_study(storage=_storage(storage_url), study_name=study_name, direction="maximize",
+    study = optuna.create_study(storage=studies.open_storage(storage_url), study_name=study_name,
+                                direction="maximize",
                                 sampler=optuna.samplers.TPESampler(), pruner=make_pruner(pruner),
                                 load_if_exists=True)
     base = {"spec": spec_io.to_dict(model_spec), "train": configs.to_dict(config)}
@@ -146,14 +94,14 @@ def load_study(storage_url: str, study_name: str):
     """The study with its saved settings checked: (study, spec, config, space, trials)."""
     import optuna
 
-    check_study_name(study_name)
-    storage = _storage(storage_url)
+    studies.check_study_name(study_name)
+    storage = studies.open_storage(storage_url)
     try:
         pruner = optuna.load_study(study_name=study_name, storage=storage).user_attrs.get("pruner", "median")
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.TPESampler(),
                                   pruner=make_pruner(pruner if isinstance(pruner, str) else "median"))
     except KeyError:
-        raise SweepError(f"There is no study {study_name} in {redact(storage_url)}.") from None
+        raise SweepError(f"There is no study {study_name} in {studies.redact(storage_url)}.") from None
     attrs = study.user_attrs
     base = attrs.get("base")
     if not isinstance(base, dict) or not isinstance(base.get("spec"), dict) or not isinstance(base.get("train"), dict):
@@ -272,77 +220,14 @@ def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str 
 def run_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, *, trials: int, space: dict | None = None,
               storage_url: str | None = None, study_name: str | None = None, runs_dir=None, pruner: str = "median",
               log=print) -> dict:
-    """Creates (or continues) a study and trains its trials here; returns summary()."""
+    """Creates (or continues) a study and trains its trials here; returns studies.summary()."""
     runs_dir = Path(runs_dir or runs.default_runs_dir())
-    storage_url = storage_url or default_storage(runs_dir)
+    storage_url = storage_url or studies.default_storage(runs_dir)
     study_name = study_name or runs.new_run_id(f"sweep-{model_spec.name}")
     create_study(storage_url, study_name, model_spec, config, space or default_space(model_spec), trials, pruner)
     _record_local(runs_dir, study_name, storage_url)
     work(storage_url, study_name, runs_dir, log)
-    return summary(storage_url, study_name)
-
-
-# ---- reading a study
-
-def summary(storage_url: str, study_name: str) -> dict:
-    """{study, trials: [{number, state, value, params, run_dir, started, seconds}], best: {value, params,
-    run_dir} or None}: the CLI's --json and the Sweep page's table."""
-    import optuna
-
-    check_study_name(study_name)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
-    except KeyError:
-        raise SweepError(f"There is no study {study_name} in {redact(storage_url)}.") from None
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        end = t.datetime_complete
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
-                     "run_dir": t.user_attrs.get("run_dir"),
-                     "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
-                     "seconds": (end - t.datetime_start).total_seconds() if end and t.datetime_start else None})
-    complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
-    best = max(complete, key=lambda r: r["value"]) if complete else None
-    return {"study": study_name, "space": study.user_attrs.get("space"), "trials_wanted": study.user_attrs.get(
-        "trials"), "trials": rows,
-        "best": {k: best[k] for k in ("number", "value", "params", "run_dir")} if best else None}
-
-
-def trials_done(study_summary: dict) -> int:
-    """How many of a summary's trials have ended (complete, pruned or failed)."""
-    return sum(t["state"] in ("COMPLETE", "PRUNED", "FAIL") for t in study_summary["trials"])
-
-
-def trial_rows(study_summary: dict) -> list[dict]:
-    """A summary's trials as the Sweep page's table shows them: one column per parameter, named "param <name>"."""
-    return [{"trial": t["number"], "state": t["state"], "validation accuracy": t["value"], "seconds": t["seconds"],
-             **{f"param {k}": v for k, v in t["params"].items()}, "run": t["run_dir"]} for t in study_summary["trials"]]
-
-
-def best_run_id(study_summary: dict) -> str | None:
-    """The run id (the last part of its run directory) of the best trial, or None before a trial has completed
-    with a run."""
-    best = study_summary["best"]
-    return best["run_dir"].rstrip("/").rsplit("/", 1)[-1] if best and best["run_dir"] else None
-
-
-def figures(storage_url: str, study_name: str) -> dict:
-    """Optuna's own Plotly figures of the study: optimisation history, parallel coordinates, parameter importances
-    (the latter two once enough trials are complete)."""
-    import optuna
-    from optuna import visualization as vis
-
-    study = optuna.load_study(study_name=study_name, storage=_storage(storage_url))
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    shown = {"history": vis.plot_optimization_history(study, target_name="validation accuracy")}
-    if complete:
-        shown["parallel"] = vis.plot_parallel_coordinate(study, target_name="validation accuracy")
-    if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
-        try:
-            shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")
-        except (RuntimeError, ValueError, ZeroDivisionError):
-            pass  # importances need parameters that vary among complete trials
-    return shown
+    return studies.summary(storage_url, study_name)
 
 
 # ---- sweeps started from the page: a background process each
@@ -357,8 +242,9 @@ def _record_local(runs_dir, study_name: str, storage_url: str, pid: int | None =
     old = read_json(path, {})
     old = old if isinstance(old, dict) else {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, {**old, "study": study_name, "storage": storage_url if storage_url == default_storage(runs_dir)
-                      else redact(storage_url), "created": old.get("created") or time.strftime("%Y-%m-%d %H:%M:%S"),
+    kept_url = storage_url if storage_url == studies.default_storage(runs_dir) else studies.redact(storage_url)
+    write_json(path, {**old, "study": study_name, "storage": kept_url,
+                      "created": old.get("created") or time.strftime("%Y-%m-%d %H:%M:%S"),
                       **({"pid": pid} if pid else {})})
 
 
@@ -367,7 +253,8 @@ def local_studies(runs_dir=None) -> list[dict]:
     rows = []
     for path in sorted(_local_path(runs_dir).glob("*.json")):
         entry = read_json(path, None)
-        if isinstance(entry, dict) and isinstance(entry.get("study"), str) and STUDY_NAME.match(entry["study"]):
+        if isinstance(entry, dict) and isinstance(entry.get("study"), str) \
+                and studies.STUDY_NAME.match(entry["study"]):
             rows.append(entry)
     return sorted(rows, key=lambda r: str(r.get("created")), reverse=True)
 
@@ -387,10 +274,10 @@ def start_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, space:
     a process of its own (it outlives the page); returns the study name."""
     runs_dir = Path(runs_dir or runs.default_runs_dir())
     study_name = study_name or runs.new_run_id(f"sweep-{model_spec.name}")
-    storage_url = default_storage(runs_dir)
+    storage_url = studies.default_storage(runs_dir)
     create_study(storage_url, study_name, model_spec, config, space, trials)
     _local_path(runs_dir).mkdir(parents=True, exist_ok=True)
-    pid = jobs._spawn(["sweep-worker", "--storage", storage_url, "--study", study_name, "--runs-dir",
+    pid = jobs.spawn(["sweep-worker", "--storage", storage_url, "--study", study_name, "--runs-dir",
                        str(runs_dir.resolve())], _local_path(runs_dir) / f"{study_name}.log")
     _record_local(runs_dir, study_name, storage_url, pid)
     return study_name
@@ -416,7 +303,7 @@ def sweep_running(runs_dir, study_name: str) -> bool:
 def stop_sweep(runs_dir, study_name: str) -> None:
     """Asks the study's workers in this runs folder to stop: the trial under way is stopped (its model saved) and
     marked failed; no new trial starts."""
-    check_study_name(study_name)
+    studies.check_study_name(study_name)
     path = _stop_file(runs_dir, study_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()

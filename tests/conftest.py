@@ -44,6 +44,14 @@ def trained_runs() -> Path:
 
 
 @pytest.fixture
+def decode_cache(tmp_path, monkeypatch) -> Path:
+    """A fresh folder for the decoded image folders' cache (CIFAR_CORE_CACHE), so that no test reads another's."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("CIFAR_CORE_CACHE", str(path))
+    return path
+
+
+@pytest.fixture
 def app_env(monkeypatch, tmp_path) -> Path:
     """An empty runs folder (CIFAR_RUNS_DIR) and the embedded sample as the default data (CIFAR10_DATA)."""
     runs_dir = tmp_path / "runs"

@@ -127,6 +127,14 @@ def start_cli(*args, **popen_args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_args)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, which has exited, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.2, process: subprocess.Popen | None = None):
     """Polls predicate() until it returns something truthy; fails the test on timeout or if `process` ends."""
     import pytest

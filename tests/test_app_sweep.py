@@ -3,7 +3,7 @@ from the page runs in its own process, then the page shows its trials, Optuna's 
 
 import helpers
 
-from cifar_core import runs, sweeps
+from cifar_core import runs, studies, sweeps
 
 SWEEP = "pages/sweep.py"
 
@@ -33,7 +33,7 @@ def test_a_sweep_from_the_page(open_app, app_env):
     finally:
         if sweeps.sweep_running(app_env, study):
             sweeps.stop_sweep(app_env, study)
-    summary = sweeps.summary(sweeps.default_storage(app_env), study)
+    summary = studies.summary(studies.default_storage(app_env), study)
     assert [t["state"] for t in summary["trials"]] == ["COMPLETE", "COMPLETE"], \
         (app_env / ".sweeps" / f"{study}.log").read_text()
     assert set(summary["trials"][0]["params"]) == {"width", "learning_rate"}

@@ -8,19 +8,11 @@ from helpers import identify, make_folder, official_batches
 
 from cifar_core import data
 
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    path = tmp_path / "cache"
-    monkeypatch.setenv("CIFAR_CORE_CACHE", str(path))
-    return path
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # the validation hold-out and the limit
 
 
-def test_limit_keeps_validation_whole(tmp_path, cache):
+def test_limit_keeps_validation_whole(tmp_path, decode_cache):
     root = make_folder(tmp_path / "images")
     ds = data.load_data(str(root), limit=5)
     assert len(ds.x_train) == 5 and len(ds.x_val) == 3 and len(ds.x_test) == 6
@@ -134,7 +126,7 @@ def test_an_explicit_keras_source_still_fails_without_a_network(monkeypatch):
 # splits
 
 
-def test_test_split_falls_back_to_val_and_never_to_train(tmp_path, cache):
+def test_test_split_falls_back_to_val_and_never_to_train(tmp_path, decode_cache):
     root = make_folder(tmp_path / "images", with_test=False)
     ds = data.load_data(str(root))
     x, y, name = ds.split("test")

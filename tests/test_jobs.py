@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import helpers
 import pytest
 
 from cifar_core import jobs, runs
@@ -64,7 +65,7 @@ def test_one_job_at_a_time_and_the_next_is_queued(tmp_path, monkeypatch):
     monkeypatch.delenv("CIFAR_CORE_SLOTS", raising=False)
     monkeypatch.setattr(jobs, "gpu_ids", lambda: ())
     spawned = []
-    monkeypatch.setattr(jobs, "_spawn", lambda command, log: spawned.append(command) or 4242)
+    monkeypatch.setattr(jobs, "spawn", lambda command, log: spawned.append(command) or 4242)
     busy = _run(tmp_path, "busy", "running")
     _run(tmp_path, "old", "stopped")
     assert jobs.active_job(tmp_path) is None  # running, but nobody holds its lock: interrupted
@@ -114,7 +115,7 @@ def test_the_run_shown_is_the_first_wanted_that_exists_else_the_job_training(tmp
 def test_retrain_starts_the_same_model_and_settings_on_another_source(tmp_path, monkeypatch):
     monkeypatch.delenv("CIFAR_CORE_SLOTS", raising=False)
     monkeypatch.setattr(jobs, "gpu_ids", lambda: ())
-    monkeypatch.setattr(jobs, "_spawn", lambda command, log, gpu=None: 4242)
+    monkeypatch.setattr(jobs, "spawn", lambda command, log, gpu=None: 4242)
     tiny = get_preset("tiny")
     config = dataclasses.replace(tiny.train, data="keras", epochs=3)
     failed = runs.create_run(tmp_path / "20260101-000000-tiny", tiny.spec, config, name="mine", state="failed")
@@ -129,7 +130,7 @@ def test_slots_give_each_gpu_its_job(tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "gpu_ids", lambda: ("0", "1"))
     monkeypatch.delenv("CIFAR_CORE_SLOTS", raising=False)
     launched = []
-    monkeypatch.setattr(jobs, "_spawn", lambda command, log, gpu=None: launched.append(gpu) or 4000 + len(launched))
+    monkeypatch.setattr(jobs, "spawn", lambda command, log, gpu=None: launched.append(gpu) or 4000 + len(launched))
     tiny = get_preset("tiny")
     ids = [jobs.start_job(tiny.spec, tiny.train, tmp_path) for _ in range(3)]
     assert launched == ["0", "1"]  # two GPUs, two jobs at once, each with its own
@@ -215,13 +216,6 @@ def test_read_job_log(tmp_path):
     assert jobs.read_job_log("nothing", tmp_path) == ""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"  # a zombie has exited
-    except OSError:
-        return False
-
-
 def _standbys(runs_dir) -> list[int]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -229,7 +223,7 @@ def _standbys(runs_dir) -> list[int]:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"standby" in args and str(runs_dir).encode() in args and _alive(int(cmdline.parent.name)):
+        if b"standby" in args and str(runs_dir).encode() in args and helpers.process_alive(int(cmdline.parent.name)):
             found.append(int(cmdline.parent.name))
     return found
 
@@ -262,23 +256,7 @@ def test_start_hands_the_job_to_the_waiting_standby(tmp_path, monkeypatch):
     assert runs.read_status(run_dir)["state"] == "finished", (run_dir / "job.log").read_text()
     assert "Training on" in (run_dir / "job.log").read_text()
     assert jobs.standby_pid(tmp_path) is None  # it let go of the standby lock when it took the job...
-    assert _wait(lambda: not _alive(pid), 30)  # ...and ended with it
-
-
-def test_an_unused_standby_exits_and_takes_no_job_from_outside_its_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("CIFAR_CORE_STANDBY", "1")
-    monkeypatch.setenv("CIFAR_CORE_STANDBY_IDLE_S", "2")
-    elsewhere = tmp_path / "elsewhere" / "run"
-    root = tmp_path / "runs"
-    root.mkdir()
-    runs.write_json(root / ".standby.job.json", {"run_dir": str(elsewhere), "args": ["--preset", "tiny"]})
-    jobs.warm_up(root)
-    assert _wait(lambda: jobs.standby_pid(root), 20)
-    pid = jobs.standby_pid(root)
-
-    assert _wait(lambda: not _alive(pid), 40)
-    assert jobs.standby_pid(root) is None
-    assert not (root / ".standby.job.json").exists() and not elsewhere.exists()
+    assert _wait(lambda: not helpers.process_alive(pid), 30)  # ...and ended with it
 
 
 def test_warm_up_is_off_when_asked(tmp_path, monkeypatch):
@@ -289,7 +267,6 @@ def test_warm_up_is_off_when_asked(tmp_path, monkeypatch):
 
 
 def test_train_queue_adds_the_run_and_returns_at_once(tmp_path):
-    import helpers
 
     busy = _run(tmp_path, "busy", "running")
     lock = runs.RunLock(busy).acquire()

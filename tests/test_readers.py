@@ -14,19 +14,11 @@ from helpers import BATCH, CLASSES, PER_CLASS, identify, make_folder, official_b
 
 from cifar_core import data, readers
 
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    path = tmp_path / "cache"
-    monkeypatch.setenv("CIFAR_CORE_CACHE", str(path))
-    return path
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # image folders
 
 
-def test_folder_classes_shapes_and_split(tmp_path, cache):
+def test_folder_classes_shapes_and_split(tmp_path, decode_cache):
     root = make_folder(tmp_path / "images")
     ds = data.load_data(str(root))
     assert ds.class_names == CLASSES and ds.num_classes == 3 and ds.source == str(root)
@@ -56,14 +48,14 @@ def test_folder_split_is_the_same_on_every_load(tmp_path, monkeypatch):
 
 
 
-def test_folder_without_train_subfolder(tmp_path, cache):
+def test_folder_without_train_subfolder(tmp_path, decode_cache):
     root = make_folder(tmp_path / "images", with_test=False) / "train"
     ds = data.load_data(str(root))
     assert ds.class_names == CLASSES and len(ds.x_train) == 27 and ds.x_test is None
 
 
 
-def test_resized_images_are_32x32(tmp_path, cache):
+def test_resized_images_are_32x32(tmp_path, decode_cache):
     root = tmp_path / "images"
     for name in ("a", "b"):
         (root / name).mkdir(parents=True)
@@ -79,7 +71,7 @@ def test_resized_images_are_32x32(tmp_path, cache):
 
 
 
-def test_cache_hit_and_invalidation(tmp_path, cache, monkeypatch):
+def test_cache_hit_and_invalidation(tmp_path, decode_cache, monkeypatch):
     root = make_folder(tmp_path / "images")
     calls = []
     real = readers._decode_files
@@ -91,7 +83,7 @@ def test_cache_hit_and_invalidation(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(readers, "_decode_files", counting)
     first = data.load_data(str(root))
     assert calls == [30, 6]  # train and test decoded once
-    assert len(list(cache.glob("folder-*.npz"))) == 2
+    assert len(list(decode_cache.glob("folder-*.npz"))) == 2
 
     def must_not_decode(listing, log=None):
         raise AssertionError("decoded although cached")
@@ -116,7 +108,7 @@ def test_cache_hit_and_invalidation(tmp_path, cache, monkeypatch):
 
 
 
-def test_cache_invalidated_by_mtime_alone(tmp_path, cache, monkeypatch):
+def test_cache_invalidated_by_mtime_alone(tmp_path, decode_cache, monkeypatch):
     root = make_folder(tmp_path / "images", with_test=False)
     data.load_data(str(root))
     path = root / "train" / "cat" / "img00.png"
@@ -130,7 +122,7 @@ def test_cache_invalidated_by_mtime_alone(tmp_path, cache, monkeypatch):
 
 
 
-def test_corrupt_image_names_the_file(tmp_path, cache):
+def test_corrupt_image_names_the_file(tmp_path, decode_cache):
     root = make_folder(tmp_path / "images", with_test=False)
     (root / "train" / "dog" / "img02.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(data.DataError, match=r"img02\.png"):
@@ -138,7 +130,7 @@ def test_corrupt_image_names_the_file(tmp_path, cache):
 
 
 
-def test_folder_errors(tmp_path, cache):
+def test_folder_errors(tmp_path, decode_cache):
     one = tmp_path / "one" / "train" / "only"
     one.mkdir(parents=True)
     (one / "a.png").write_bytes(helpers.image_bytes(helpers.solid((1, 1, 1))))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
-from cifar_core import jobs, presets, runs, sweeps
+from cifar_core import jobs, presets, runs, studies, sweeps
 from cifar_core import spec as specs
 
 RANGES = {  # entry: (label, default low, default high, log scale, on by default)
@@ -52,13 +52,13 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict, int, int, int]:
 @st.cache_data(max_entries=8, show_spinner=False)
 def figures(storage_url: str, study_name: str, finished: int) -> dict:
     """Optuna's figures, drawn again only when a trial has finished (importances fit a forest each time)."""
-    return sweeps.figures(storage_url, study_name)
+    return studies.figures(storage_url, study_name)
 
 
 def progress(study: str) -> None:
     """The study's state, trials, figures and best trial; polled every 2 s while its worker runs. The fragment is
     made on every run of the page, so that whether it polls follows the worker."""
-    storage = sweeps.default_storage()
+    storage = studies.default_storage()
     running = sweeps.sweep_running(runs.default_runs_dir(), study)
     st.fragment(_progress, run_every=2.0 if running else None)(study, storage, running)
 
@@ -69,17 +69,17 @@ def _progress(study: str, storage: str, running: bool) -> None:
     if running and not alive:
         st.rerun()
     try:
-        summary = sweeps.summary(storage, study)
+        summary = studies.summary(storage, study)
     except specs.SpecError as e:
         st.error(ui.md_escape(str(e)))
         return
-    done = sweeps.trials_done(summary)
+    done = studies.trials_done(summary)
     st.subheader(f"{ui.md_escape(study)}: {'running' if alive else 'not running'}, {done}/"
                  f"{summary['trials_wanted']} trials")
     if alive and st.button("Stop sweep", key="sweep_stop"):
         sweeps.stop_sweep(runs.default_runs_dir(), study)
         st.toast("Stopping: the trial under way stops after its batch.")
-    st.dataframe(sweeps.trial_rows(summary), hide_index=True, key="sweep_table")
+    st.dataframe(studies.trial_rows(summary), hide_index=True, key="sweep_table")
     for name, figure in figures(storage, study, done).items():
         st.plotly_chart(figure, key=f"sweep_fig_{name}")
     best_trial(summary)
@@ -87,7 +87,7 @@ def _progress(study: str, storage: str, running: bool) -> None:
 
 def best_trial(summary: dict) -> None:
     """The best trial's accuracy and two buttons that open its model in Build, or its run in Train."""
-    run_id = sweeps.best_run_id(summary)
+    run_id = studies.best_run_id(summary)
     if run_id is None:
         return
     st.markdown(f"Best: trial {summary['best']['number']}, validation accuracy {summary['best']['value']:.1%}")

@@ -1,0 +1,131 @@
+"""Where sweeps' Optuna studies are kept and what one holds: storage URLs (a SQLite file in the runs folder, or a
+database such as PostgreSQL that several machines share), study names, and a study read back as the CLI's --json and
+the Sweep page show it (its trials, the best one, Optuna's own figures).
+
+Apart from sweeps.py, which runs studies, because reading one needs neither a worker nor the queue.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import runs
+from .space import SweepError
+
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+
+def default_storage(runs_dir=None) -> str:
+    return "sqlite:///" + str((Path(runs_dir or runs.default_runs_dir()) / "sweeps.db").resolve())
+
+
+def open_storage(url: str):
+    """An Optuna RDB storage with heartbeats, so that a trial whose worker died is marked failed, not running
+    forever. Any SQLAlchemy URL Optuna takes works (sqlite:///..., postgresql://...)."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, since 2.9
+    if not isinstance(url, str) or "://" not in url:
+        raise SweepError(f"--storage must be a database URL such as sqlite:///runs/sweeps.db or "
+                         f"postgresql://user@host/db, got {url!r}.")
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(_driver_url(url), heartbeat_interval=30, grace_period=120)
+    except Exception as e:  # a wrong URL, an absent driver, a server that does not answer
+        raise SweepError(f"The sweep storage {redact(url)} cannot be opened: {_first_line(e)}") from None
+
+
+def _driver_url(url: str) -> str:
+    """postgresql://... names SQLAlchemy's psycopg2 driver; the project installs psycopg (3), so a URL that names no
+    driver is given that one when psycopg2 is absent."""
+    import importlib.util
+
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme) and importlib.util.find_spec("psycopg2") is None \
+                and importlib.util.find_spec("psycopg") is not None:
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:300]
+
+
+def check_study_name(name: str) -> str:
+    if not isinstance(name, str) or not STUDY_NAME.match(name):
+        raise SweepError(f"A study name must be 1 to 80 letters, digits, '.', '-' or '_', got {name!r}.")
+    return name
+
+
+# ---- reading a study
+
+def summary(storage_url: str, study_name: str) -> dict:
+    """{study, trials: [{number, state, value, params, run_dir, started, seconds}], best: {value, params,
+    run_dir} or None}: the CLI's --json and the Sweep page's table."""
+    import optuna
+
+    check_study_name(study_name)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    except KeyError:
+        raise SweepError(f"There is no study {study_name} in {redact(storage_url)}.") from None
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        end = t.datetime_complete
+        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
+                     "run_dir": t.user_attrs.get("run_dir"),
+                     "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+                     "seconds": (end - t.datetime_start).total_seconds() if end and t.datetime_start else None})
+    complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
+    best = max(complete, key=lambda r: r["value"]) if complete else None
+    return {"study": study_name, "space": study.user_attrs.get("space"), "trials_wanted": study.user_attrs.get(
+        "trials"), "trials": rows,
+        "best": {k: best[k] for k in ("number", "value", "params", "run_dir")} if best else None}
+
+
+def trials_done(study_summary: dict) -> int:
+    """How many of a summary's trials have ended (complete, pruned or failed)."""
+    return sum(t["state"] in ("COMPLETE", "PRUNED", "FAIL") for t in study_summary["trials"])
+
+
+def trial_rows(study_summary: dict) -> list[dict]:
+    """A summary's trials as the Sweep page's table shows them: one column per parameter, named "param <name>"."""
+    return [{"trial": t["number"], "state": t["state"], "validation accuracy": t["value"], "seconds": t["seconds"],
+             **{f"param {k}": v for k, v in t["params"].items()}, "run": t["run_dir"]} for t in study_summary["trials"]]
+
+
+def best_run_id(study_summary: dict) -> str | None:
+    """The run id (the last part of its run directory) of the best trial, or None before a trial has completed
+    with a run."""
+    best = study_summary["best"]
+    return best["run_dir"].rstrip("/").rsplit("/", 1)[-1] if best and best["run_dir"] else None
+
+
+def figures(storage_url: str, study_name: str) -> dict:
+    """Optuna's own Plotly figures of the study: optimisation history, parallel coordinates, parameter importances
+    (the latter two once enough trials are complete)."""
+    import optuna
+    from optuna import visualization as vis
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    shown = {"history": vis.plot_optimization_history(study, target_name="validation accuracy")}
+    if complete:
+        shown["parallel"] = vis.plot_parallel_coordinate(study, target_name="validation accuracy")
+    if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
+        try:
+            shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")
+        except (RuntimeError, ValueError, ZeroDivisionError):
+            pass  # importances need parameters that vary among complete trials
+    return shown

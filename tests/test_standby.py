@@ -1,0 +1,22 @@
+"""cifar_core.standby: a standby that no Start uses exits on its own, and never takes a job from outside its runs
+folder. Handing it a job is tested with the queue, in tests/test_jobs.py."""
+
+import helpers
+
+from cifar_core import jobs, runs
+
+
+def test_an_unused_standby_exits_and_takes_no_job_from_outside_its_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_CORE_STANDBY", "1")
+    monkeypatch.setenv("CIFAR_CORE_STANDBY_IDLE_S", "2")
+    elsewhere = tmp_path / "elsewhere" / "run"
+    root = tmp_path / "runs"
+    root.mkdir()
+    runs.write_json(root / ".standby.job.json", {"run_dir": str(elsewhere), "args": ["--preset", "tiny"]})
+    jobs.warm_up(root)
+    assert helpers.wait_for(lambda: jobs.standby_pid(root), 20)
+    pid = jobs.standby_pid(root)
+
+    assert helpers.wait_for(lambda: not helpers.process_alive(pid), 40)
+    assert jobs.standby_pid(root) is None
+    assert not (root / ".standby.job.json").exists() and not elsewhere.exists()

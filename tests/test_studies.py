@@ -1,0 +1,37 @@
+"""cifar_core.studies: storage URLs and study names, and a study's summary as the Sweep page shows it. Reading a
+real study is tested with the sweeps that make one (tests/test_sweeps.py)."""
+
+import importlib.util
+
+import pytest
+
+from cifar_core import spec as S
+from cifar_core import studies
+
+
+def test_redact_and_driver():
+    assert studies.redact("postgresql://ann:secret@db:5432/s") == "postgresql://ann:***@db:5432/s"
+    assert studies._driver_url("postgresql://ann@db/s").startswith("postgresql+psycopg://") or \
+        importlib.util.find_spec("psycopg2")
+    with pytest.raises(S.SpecError, match="--storage must be a database URL"):
+        studies.open_storage("runs/sweeps.db")
+    with pytest.raises(S.SpecError, match="A study name must be"):
+        studies.check_study_name("../evil")
+
+
+def test_the_sweep_pages_table_and_best_run():
+    summary = {"trials": [
+        {"number": 0, "state": "COMPLETE", "value": 0.5, "seconds": 2.5, "params": {"width": 1.5, "dropout": 0.1},
+         "run_dir": "/r/20260101-000000-tiny"},
+        {"number": 1, "state": "PRUNED", "value": None, "seconds": 1.0, "params": {"width": 0.5}, "run_dir": None},
+        {"number": 2, "state": "RUNNING", "value": None, "seconds": None, "params": {}, "run_dir": None}],
+        "best": {"number": 0, "value": 0.5, "params": {}, "run_dir": "/r/20260101-000000-tiny/"}}
+    assert studies.trials_done(summary) == 2
+    assert studies.trial_rows(summary) == [
+        {"trial": 0, "state": "COMPLETE", "validation accuracy": 0.5, "seconds": 2.5, "param width": 1.5,
+         "param dropout": 0.1, "run": "/r/20260101-000000-tiny"},
+        {"trial": 1, "state": "PRUNED", "validation accuracy": None, "seconds": 1.0, "param width": 0.5, "run": None},
+        {"trial": 2, "state": "RUNNING", "validation accuracy": None, "seconds": None, "run": None}]
+    assert studies.best_run_id(summary) == "20260101-000000-tiny"
+    assert studies.best_run_id({**summary, "best": None}) is None
+    assert studies.best_run_id({**summary, "best": {**summary["best"], "run_dir": None}}) is None
