@@ -148,7 +148,7 @@ def test_ordinal():
 
 
 def _wait_state(run_dir, states, seconds=240):
-    assert _wait(lambda: runs.read_status(run_dir)["state"] in states, seconds), \
+    assert helpers.wait_for(lambda: runs.read_status(run_dir)["state"] in states, seconds), \
         (runs.read_status(run_dir), (run_dir / "job.log").read_text() if (run_dir / "job.log").exists() else "")
     return runs.read_status(run_dir)["state"]
 
@@ -228,20 +228,11 @@ def _standbys(runs_dir) -> list[int]:
     return found
 
 
-def _wait(condition, seconds: float):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_start_hands_the_job_to_the_waiting_standby(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_CORE_STANDBY", "1")
     monkeypatch.setenv("CIFAR_CORE_STANDBY_IDLE_S", "60")
     jobs.warm_up(tmp_path)
-    assert _wait(lambda: jobs.standby_pid(tmp_path), 20)
+    assert helpers.wait_for(lambda: jobs.standby_pid(tmp_path), 20)
     pid = jobs.standby_pid(tmp_path)
     jobs.warm_up(tmp_path)  # one is waiting: no second standby
     time.sleep(1.0)
@@ -252,11 +243,12 @@ def test_start_hands_the_job_to_the_waiting_standby(tmp_path, monkeypatch):
     run_dir = runs.run_path(run_id, tmp_path)
 
     assert runs.read_status(run_dir)["pid"] == pid
-    assert _wait(lambda: runs.read_status(run_dir).get("state") in ("finished", "failed", "interrupted"), 180)
+    ended = ("finished", "failed", "interrupted")
+    assert helpers.wait_for(lambda: runs.read_status(run_dir).get("state") in ended, 180)
     assert runs.read_status(run_dir)["state"] == "finished", (run_dir / "job.log").read_text()
     assert "Training on" in (run_dir / "job.log").read_text()
     assert jobs.standby_pid(tmp_path) is None  # it let go of the standby lock when it took the job...
-    assert _wait(lambda: not helpers.process_alive(pid), 30)  # ...and ended with it
+    assert helpers.wait_for(lambda: not helpers.process_alive(pid), 30)  # ...and ended with it
 
 
 def test_warm_up_is_off_when_asked(tmp_path, monkeypatch):
