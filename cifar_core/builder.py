@@ -37,17 +37,20 @@ def _keras_layer(layer):
     return getattr(keras.layers, type(layer).__name__)(**kwargs)
 
 
-def build_model(spec: specs.ModelSpec, x_train=None):
+def build_model(spec: specs.ModelSpec, x_train=None, any_size: bool = False):
     """The Keras model of a valid spec: Input -> Rescaling(1/255) -> layers -> Dense(num_classes) -> softmax,
     with the logits multiplied by spec.logit_scale when it is not 1. A PatchWhitening layer is adapted to the
     first 5,000 images of x_train (uint8), as airbench does; without x_train it stays zero until weights are loaded.
+    any_size: the Input takes images of any height and width, for progressive resizing; the model that is saved is
+    one built without it (same weights), since the Layers page reads each layer's output size.
 
     The output layers stay float32 under mixed precision so that softmax and the loss are computed accurately.
     """
     import keras
 
     shapes.validate(spec)
-    layers = [keras.Input(shape=tuple(spec.input_shape)), keras.layers.Rescaling(1.0 / 255)]
+    shape = (None, None, spec.input_shape[-1]) if any_size else tuple(spec.input_shape)
+    layers = [keras.Input(shape=shape), keras.layers.Rescaling(1.0 / 255)]
     layers += [_keras_layer(layer) for layer in spec.layers]
     if spec.logit_scale == 1:
         layers.append(keras.layers.Dense(spec.num_classes, activation="softmax", dtype="float32", name="predictions"))

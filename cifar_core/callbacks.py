@@ -67,13 +67,19 @@ def restore_backup_metadata(backup_dir: Path) -> tuple[int, str | None]:
     return 0, "The backup was torn and no older checkpoint exists; training starts again from epoch 1."
 
 
-def save_model_atomic(model, path: Path) -> None:
-    """model.save through files.write_atomic: a crash or a full disk mid-save leaves the previous model whole."""
+def save_model_atomic(model, path: Path, saved_as=None) -> None:
+    """model.save through files.write_atomic: a crash or a full disk mid-save leaves the previous model whole.
+    saved_as: a model of the same layers that model's weights are copied into and saved instead (the spec's own
+    image size, where progressive resizing trains a model that takes any)."""
+    if saved_as is not None:
+        saved_as.set_weights(model.get_weights())
+        model = saved_as
     files.write_atomic(path, write=model.save, suffix=".tmp.keras")
 
 
-def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs, time_offset: float, log=None):
-    """epochs: the number planned, or a callable giving the current estimate (under a time budget)."""
+def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs, time_offset: float, log=None, saved_as=None):
+    """epochs: the number planned, or a callable giving the current estimate (under a time budget); saved_as: as
+    save_model_atomic's."""
     import keras
 
     def planned() -> int:
@@ -126,7 +132,7 @@ def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs, time_offset: fl
             optimizer = getattr(self.model, "optimizer", None)
             if optimizer is not None:  # where the schedule stands: a time budget's test reads it
                 record["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-            save_model_atomic(self.model, run_dir / "model.keras")
+            save_model_atomic(self.model, run_dir / "model.keras", saved_as)
             metrics.append_metrics(run_dir, [record])
             runs.write_status(run_dir, state="running", epoch=epoch + 1, epochs=planned(), step=self.steps_done,
                               steps_per_epoch=steps_per_epoch, time=record["time"])
@@ -207,12 +213,21 @@ def make_lookahead(total_steps, every: int = 5, decay: float = 0.95 ** 5):
     return Lookahead()
 
 
-def make_time_budget(budget_s: float, time_offset: float, steps_per_epoch: int, set_length, warm_steps: int = 3):
+def make_time_budget(budget_s: float, time_offset: float, steps_per_epoch: int, set_length, warm_steps: int = 3,
+                     low_res=None):
     """Ends the fit when the budget does, with the schedule at its end. After warm_steps (the first ones trace and
     build), it times the steps, validation and saves included, and moves the schedule's end (set_length, or None for
     a constant learning rate) to the step where this pace reaches the budget, then stops the fit at that step. The
-    estimate is refined at every batch, so it follows a machine that speeds up or slows down."""
+    estimate is refined at every batch, so it follows a machine that speeds up or slows down.
+
+    low_res: (fraction, switch, set_switch, cost_ratio) under progressive resizing, whose first `fraction` of the
+    steps (those before step `switch`, the first guess) train on small images. The two kinds of step are timed
+    apart; until a full-size step has been timed, one is taken to cost 1 / cost_ratio low-resolution steps (the
+    estimate's ratio). set_switch(step) moves the step where full size begins with the schedule's length, until
+    that step is reached."""
     import keras
+
+    fraction, first_switch, set_switch, cost_ratio = low_res or (0.0, 0, None, 1.0)
 
     class TimeBudget(keras.callbacks.Callback):
         def __init__(self):
@@ -221,6 +236,8 @@ def make_time_budget(budget_s: float, time_offset: float, steps_per_epoch: int, 
             self.start = time.time() - time_offset  # as the run logger counts: the metrics' time is the budget's
             self.reserve = 0.0  # the longest validation and save seen at an epoch's end: the last one comes too
             self.last_batch_end = None
+            self.switch = first_switch
+            self.per_step = {}  # "low" and "full": seconds a step, once timed
 
         def current_total(self) -> float:
             return self.total or steps_per_epoch
@@ -230,7 +247,7 @@ def make_time_budget(budget_s: float, time_offset: float, steps_per_epoch: int, 
 
         def on_train_begin(self, logs=None):
             self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-            self.warm_at = None
+            self.phase, self.phase_steps, self.warm_at = None, self.step, None
 
         def on_epoch_begin(self, epoch, logs=None):
             if self.last_batch_end is not None:
@@ -242,15 +259,31 @@ def make_time_budget(budget_s: float, time_offset: float, steps_per_epoch: int, 
             if now - self.start >= budget_s - self.reserve:
                 self.finish()
                 return
+            phase = "low" if self.step <= self.switch else "full"
+            if phase != self.phase:  # a new kind of step: its first ones build oneDNN's kernels for the new size
+                if self.phase is not None:
+                    self.phase_steps, self.warm_at = 0, None
+                self.phase = phase
+            self.phase_steps += 1
             if self.warm_at is None:
-                if self.step >= warm_steps:
+                if self.phase_steps >= warm_steps:
                     self.warm_at = (now, self.step)
                 return
             timed = self.step - self.warm_at[1]
             if timed < 1:
                 return
-            per_step = (now - self.warm_at[0]) / timed
-            self.total = self.step + max(0.0, (budget_s - self.reserve - (now - self.start)) / per_step)
+            self.per_step[phase] = (now - self.warm_at[0]) / timed
+            left = budget_s - self.reserve - (now - self.start)
+            if phase == "low":
+                low, full = self.per_step["low"], self.per_step.get("full", self.per_step["low"] / cost_ratio)
+                # (fraction * total - step) low steps and (1 - fraction) * total full ones fill what is left
+                self.total = (left + self.step * low) / (fraction * low + (1 - fraction) * full)
+                self.switch = max(self.step, round(fraction * self.total))
+                if self.switch == self.step:
+                    self.total = self.step + max(0.0, left / full)
+                set_switch(self.switch)
+            else:
+                self.total = self.step + max(0.0, left / self.per_step["full"])
             if set_length:
                 set_length(self.total)
             if self.step >= self.total - 0.5:

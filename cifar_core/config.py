@@ -74,6 +74,13 @@ class TrainConfig:
                                     low=0, high=1, step=0.05, group="recipe", label="One-cycle start (× peak)")
     end_fraction: float = setting(0.0, "one-cycle: the learning rate at the last step, as a fraction of the peak",
                                   low=0, high=1, step=0.01, group="recipe", label="One-cycle end (× peak)")
+    low_res_fraction: float = setting(0.0, "progressive resizing: the first share of the training steps sees its "
+                                      "images scaled down to low_res_size, at a fraction of a full step's cost; the "
+                                      "rest trains at full size. The network must end in global pooling (no "
+                                      "Flatten before a Dense)", low=0, below=1, step=0.05, group="recipe",
+                                      label="Low-resolution share")
+    low_res_size: int = setting(16, "the side of the images in the low-resolution share (below the images' own)",
+                                unit="pixels", low=4, high=1024, group="recipe", label="Low-resolution size")
     lookahead: bool = setting(False, "airbench's lookahead: train on from a moving average of the weights",
                               group="recipe", label="Lookahead (weight averaging)")
     tta: str = setting("off", "test-time augmentation when evaluating and classifying: off; mirror (each image "

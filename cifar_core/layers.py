@@ -44,7 +44,8 @@ class PatchWhitening(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         k = self.kernel_size
-        return (input_shape[0], input_shape[1] - k + 1, input_shape[2] - k + 1, 2 * input_shape[-1] * k * k)
+        height, width = (None if side is None else side - k + 1 for side in input_shape[1:3])
+        return (input_shape[0], height, width, 2 * input_shape[-1] * k * k)
 
     def adapt(self, images) -> None:
         """images: float (n, height, width, channels), already scaled as this layer's input will be."""

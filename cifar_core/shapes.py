@@ -9,7 +9,7 @@ spec.py holds the vocabulary this walks over and imports nothing back, so the ar
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .spec import (
     LAYER_TYPES,
@@ -142,6 +142,26 @@ def infer(spec: ModelSpec) -> list[LayerInfo]:
 def validate(spec: ModelSpec) -> ModelSpec:
     infer(spec)
     return spec
+
+
+def at_size(spec: ModelSpec, size: int) -> ModelSpec:
+    """The spec fed size x size images, for progressive resizing (TrainConfig.low_res_fraction), which trains the
+    same weights on smaller images first. Raises SpecError naming low_res_size when the images are not smaller, a
+    layer does not fit them, or a weight's shape depends on the image size (a Flatten before a Dense)."""
+    height, width, channels = spec.input_shape
+    if not size < min(height, width):
+        raise SpecError(f"The training setting low_res_size must be below the images' {min(height, width)} pixels, "
+                        f"got {size}.")
+    small = replace(spec, input_shape=(size, size, channels))
+    try:
+        params = [r.params for r in infer(small)]
+    except SpecError as e:
+        raise SpecError(f"The training setting low_res_size {size} does not fit this network: {e}") from None
+    if params != [r.params for r in infer(spec)]:
+        raise SpecError(f"The training setting low_res_fraction needs a network whose weights do not depend on the "
+                        f"image size, but at low_res_size {size} a Flatten hands its Dense layers fewer values; "
+                        "end the convolutions with GlobalMaxPooling2D or GlobalAveragePooling2D instead.")
+    return small
 
 
 def summary(spec: ModelSpec) -> dict:

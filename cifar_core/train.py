@@ -17,7 +17,7 @@ from pathlib import Path
 from . import callbacks, files, metrics, runs, shapes, spec_io
 from . import data as datasets
 from . import spec as specs
-from .config import TrainConfig, validate_config
+from .config import TrainConfig, config_from_dict, validate_config
 from .device import device_info, make_strategy, resolve_precision, work_around_multiworker_fit
 
 # The Train page's rough time per epoch before a run has measured its own: a fixed cost per image plus a cost per
@@ -27,17 +27,26 @@ TRAIN_SECONDS_PER_MAC = 0.0211e-9
 MAX_BUDGET_EPOCHS = 1000  # under a time budget, fit's epoch limit: the budget ends it long before
 
 
-def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0) -> float:
+def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0,
+                           config: TrainConfig | None = None) -> float:
     """A time per training epoch: the constants above, times `speed`, this machine's measured ratio to them
-    (measured_speed). Raises SpecError for an invalid spec."""
-    macs = shapes.summary(model_spec)["macs"]
-    return speed * images * (TRAIN_SECONDS_PER_IMAGE + macs * TRAIN_SECONDS_PER_MAC)
+    (measured_speed); under progressive resizing (config.low_res_fraction), the mean epoch of the run. Raises
+    SpecError for an invalid spec, or one that cannot take config's low_res_size."""
+    def seconds(spec):
+        return speed * images * (TRAIN_SECONDS_PER_IMAGE + shapes.summary(spec)["macs"] * TRAIN_SECONDS_PER_MAC)
+
+    full = seconds(model_spec)
+    if config is None or not config.low_res_fraction:
+        return full
+    small = seconds(shapes.at_size(model_spec, config.low_res_size))
+    return config.low_res_fraction * small + (1 - config.low_res_fraction) * full
 
 
 def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float, int]:
     """(ratio of measured to estimated epoch time, runs it comes from) on this device: the median over the whole
-    epochs of its most recent runs, the first epoch of each left out (it traces and builds). (1.0, 0) when no run
-    has measured one yet, so that the constants alone are used."""
+    epochs of its most recent runs, the first epoch of each left out (it traces and builds). An epoch of progressive
+    resizing is set against the estimate of its own mix of small and full-size steps. (1.0, 0) when no run has
+    measured one yet, so that the constants alone are used."""
     import statistics
 
     ratios, used = [], 0
@@ -49,18 +58,24 @@ def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float,
         images = (config.get("data_splits") or {}).get("train") if isinstance(config.get("data_splits"), dict) else 0
         if row["problem"] or config.get("device") != device or not isinstance(images, int) or images < 1:
             continue
-        epochs = metrics.epoch_records(run_dir)
+        epochs = [r for r in metrics.epoch_records(run_dir) if r["time"] is not None]
         full = max((r["step"] for r in epochs), default=0)
-        times = [(r["time"], r["step"]) for r in epochs if r["time"] is not None]
-        durations = [b - a for (a, _), (b, step) in zip(times, times[1:]) if step == full and b > a]
-        if not durations:
-            continue
         try:
-            estimate = estimate_epoch_seconds(spec_io.from_dict(config["spec"]), images)
+            model_spec, settings = spec_io.from_dict(config.get("spec")), config_from_dict(config.get("train", {}))
+            seconds = estimate_epoch_seconds(model_spec, images)
+            small = estimate_epoch_seconds(shapes.at_size(model_spec, settings.low_res_size), images) \
+                if settings.low_res_fraction else seconds
         except specs.SpecError:
             continue
-        ratios.append(statistics.median(durations) / estimate)
-        used += 1
+        switch = settings.low_res_fraction * sum(r["step"] for r in epochs)  # the step where full size began
+        run_ratios = []
+        for before, epoch in zip(epochs, epochs[1:]):
+            if epoch["step"] == full and epoch["time"] > before["time"]:
+                low = min(1.0, max(0.0, (switch - before["epoch"] * full) / full))  # its share of small steps
+                run_ratios.append((epoch["time"] - before["time"]) / (low * small + (1 - low) * seconds))
+        if run_ratios:
+            ratios.append(statistics.median(run_ratios))
+            used += 1
     return (statistics.median(ratios), used) if ratios else (1.0, 0)
 
 
@@ -93,6 +108,24 @@ def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, con
         return images, tf.one_hot(labels, num_classes)
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def low_res_first(train_ds, size: int, switch, first_step: int = 0):
+    """Progressive resizing: the batches of a repeated training dataset, counted from first_step (where a resumed
+    run starts), are scaled down to size x size before step `switch` (a tf.Variable, which a time budget moves).
+    Area averaging, as a smaller photograph would be. One traced step takes both sizes: with unknown image sizes in
+    the trace, a 16-pixel step of `fast` still ran at the speed of a step traced for 16 pixels (benchmarks/README.md).
+    """
+    import tensorflow as tf
+
+    def scale(step, batch):
+        images, labels = batch
+        images = tf.cond(step < switch, lambda: tf.image.resize(images, [size, size], method="area"),
+                         lambda: images)
+        return images, labels
+
+    return train_ds.enumerate(start=first_step).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE)
 
 
 def make_schedule(config: TrainConfig, steps_per_epoch: int, total_steps: int | None = None):
@@ -140,14 +173,18 @@ def load_dataset(config: TrainConfig, log) -> datasets.Dataset:
     return dataset
 
 
-def fit_spec_to_data(model_spec: specs.ModelSpec, dataset: datasets.Dataset) -> specs.ModelSpec:
-    """The spec with the data's number of classes; a data source the spec cannot take is refused by its numbers."""
+def fit_spec_to_data(model_spec: specs.ModelSpec, dataset: datasets.Dataset,
+                     config: TrainConfig | None = None) -> specs.ModelSpec:
+    """The spec with the data's number of classes; a data source the spec cannot take is refused by its numbers,
+    and so is a low_res_size that the spec cannot take (shapes.at_size)."""
     if not 2 <= dataset.num_classes <= specs.MAX_CLASSES:
         raise datasets.DataError(f"The data source has {dataset.num_classes:,} classes; this tool trains on 2 to "
                                  f"{specs.MAX_CLASSES:,}.")
     if tuple(model_spec.input_shape) != dataset.x_train.shape[1:]:
         raise specs.SpecError(f"input_shape {tuple(model_spec.input_shape)} does not match the data's images, "
                               f"which are {' × '.join(map(str, dataset.x_train.shape[1:]))}.")
+    if config is not None and config.low_res_fraction:
+        shapes.at_size(model_spec, config.low_res_size)
     return shapes.validate(dataclasses.replace(model_spec, num_classes=dataset.num_classes))
 
 
@@ -182,8 +219,26 @@ def prepare_resume(run_dir: Path, resume: bool, log) -> tuple[int, float]:
 def budget_steps(model_spec, config: TrainConfig, images: int, steps_per_epoch: int) -> int:
     """A first guess of how many steps fit in the time budget, from the rough per-epoch estimate; the job's
     TimeBudget callback corrects it from the steps it times."""
-    seconds_per_step = max(1e-3, estimate_epoch_seconds(model_spec, images) / steps_per_epoch)
+    seconds_per_step = max(1e-3, estimate_epoch_seconds(model_spec, images, config=config) / steps_per_epoch)
     return max(1, int(config.minutes * 60 / seconds_per_step))
+
+
+def progressive_resizing(model_spec, config: TrainConfig, train_ds, images: int, planned_steps: int,
+                         first_step: int, log):
+    """The training dataset with its first config.low_res_fraction of planned_steps scaled down (low_res_first),
+    (the step where full size begins, as a tf.Variable; a small step's estimated cost as a share of a full one),
+    and the model to save: one built for the spec's own image size, since the trained one takes any size."""
+    import tensorflow as tf
+
+    from .builder import build_model
+
+    switch = tf.Variable(round(config.low_res_fraction * planned_steps), dtype=tf.int64, trainable=False)
+    small = shapes.at_size(model_spec, config.low_res_size)
+    cost_ratio = estimate_epoch_seconds(small, images) / estimate_epoch_seconds(model_spec, images)
+    side = config.low_res_size
+    log(f"Progressive resizing: the first {int(switch.numpy())} of {planned_steps} steps on {side}x{side} images, "
+        "then full size" + (" (a first guess, which the time budget moves)." if config.minutes is not None else "."))
+    return (low_res_first(train_ds, side, switch, first_step), (switch, cost_ratio), build_model(model_spec))
 
 
 def build_and_compile(model_spec, config: TrainConfig, dataset, strategy, steps_per_epoch: int, schedule):
@@ -192,7 +247,7 @@ def build_and_compile(model_spec, config: TrainConfig, dataset, strategy, steps_
     from .builder import build_model
 
     with strategy.scope():
-        model = build_model(model_spec, dataset.x_train)
+        model = build_model(model_spec, dataset.x_train, any_size=bool(config.low_res_fraction))
         model.compile(optimizer=make_optimizer(config, steps_per_epoch, schedule),
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                       metrics=["accuracy"])
@@ -201,18 +256,26 @@ def build_and_compile(model_spec, config: TrainConfig, dataset, strategy, steps_
     return model
 
 
-def make_callbacks(run_dir: Path, config: TrainConfig, steps_per_epoch: int, time_offset: float, log, schedule):
+def make_callbacks(run_dir: Path, config: TrainConfig, steps_per_epoch: int, time_offset: float, log, schedule,
+                   low_res=None, saved_as=None):
     """The fit's callbacks, in order. With a time budget, TimeBudget goes first: it moves the schedule's end (and the
-    lookahead's) to where this machine's speed says the budget ends, and stops the fit there."""
+    lookahead's) to where this machine's speed says the budget ends, and stops the fit there. low_res: (switch
+    variable, a low-resolution step's estimated cost as a share of a full one) under progressive resizing; the
+    budget moves the switch with the schedule. saved_as: the model the logger saves (see callbacks.save_model_atomic).
+    """
     import keras
 
     fit_callbacks, epochs, total_steps = [], config.epochs, config.epochs * steps_per_epoch
     if config.minutes is not None:
+        switching = None
+        if low_res is not None:
+            switch, cost_ratio = low_res
+            switching = (config.low_res_fraction, int(switch.numpy()), switch.assign, cost_ratio)
         budget = callbacks.make_time_budget(config.minutes * 60, time_offset, steps_per_epoch,
-                                            getattr(schedule, "set_length", None))
+                                            getattr(schedule, "set_length", None), low_res=switching)
         fit_callbacks.append(budget)
         epochs, total_steps = budget.epochs_estimate, budget.current_total
-    logger = callbacks.make_run_logger(run_dir, steps_per_epoch, epochs, time_offset, log)
+    logger = callbacks.make_run_logger(run_dir, steps_per_epoch, epochs, time_offset, log, saved_as=saved_as)
     if config.lookahead:
         fit_callbacks.append(callbacks.make_lookahead(total_steps))
     fit_callbacks += [
@@ -259,7 +322,7 @@ def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, re
     elif not runs.is_fresh(run_dir):
         runs.check_new_run_dir(run_dir)
         dataset = load_dataset(config, log)
-        fit_spec_to_data(model_spec, dataset)
+        fit_spec_to_data(model_spec, dataset, config)
         runs.create_run(run_dir, model_spec, config, name=name)
     lock = runs.RunLock(run_dir).acquire()
     callbacks.install_stop_signals()
@@ -280,7 +343,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
             return run_dir
         try:
             dataset = dataset or load_dataset(config, log)
-            model_spec = fit_spec_to_data(model_spec, dataset)
+            model_spec = fit_spec_to_data(model_spec, dataset, config)
         except (datasets.DataError, specs.SpecError) as e:
             _record_failure(run_dir, str(e), failed_on="data")
             raise
@@ -307,7 +370,13 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
                                 config=config).repeat()
         val_ds = make_dataset(dataset.x_val, dataset.y_val, dataset.num_classes, max(global_batch, 256),
                               training=False, config=config)
-        logger, fit_callbacks = make_callbacks(run_dir, config, steps_per_epoch, time_offset, log, schedule)
+        low_res = saved_as = None
+        if config.low_res_fraction:
+            train_ds, low_res, saved_as = progressive_resizing(
+                model_spec, config, train_ds, len(dataset.x_train), total_steps or config.epochs * steps_per_epoch,
+                done_epochs * steps_per_epoch, log)
+        logger, fit_callbacks = make_callbacks(run_dir, config, steps_per_epoch, time_offset, log, schedule,
+                                               low_res, saved_as)
         epochs = config.epochs if config.minutes is None else MAX_BUDGET_EPOCHS
         runs.write_status(run_dir, state="running", epoch=done_epochs, epochs=epochs, step=0,
                           steps_per_epoch=steps_per_epoch, device=info["device"], precision=precision,
@@ -317,7 +386,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
                       callbacks=fit_callbacks, verbose=0,
                       shuffle=False)  # the dataset shuffles itself, with the run's seed
 
-        callbacks.save_model_atomic(model, run_dir / "model.keras")
+        callbacks.save_model_atomic(model, run_dir / "model.keras", saved_as)
         if logger.stopped:
             runs.write_status(run_dir, state="stopped")
             log(f"Stopped; model saved. Resume with: python -m cifar_core train --run-dir {run_dir} --resume")

@@ -27,6 +27,8 @@ defaults = configs.to_dict(base)
 values, run_name, source_choice = view.settings_form(prefix, defaults)
 try:
     config = configs.config_from_dict({**defaults, **values, "data": str(values["data"] or "").strip()})
+    if config.low_res_fraction and not problem:  # progressive resizing needs a network that takes smaller images
+        shapes.at_size(model_spec, config.low_res_size)
 except specs.SpecError as e:
     st.error(ui.md_escape(str(e)))
     problem = problem or (None, str(e))

@@ -134,6 +134,16 @@ def test_the_fast_preset_brings_its_airbench_settings(open_app):
     assert not at.checkbox(key="tc_fast_lookahead").value and at.selectbox(key="tc_fast_tta").value == "mirror"
 
 
+def test_progressive_resizing_on_a_network_that_cannot_take_small_images_cannot_start(open_app):
+    at = open_app(TRAIN, train_model="fast-small")
+    assert at.number_input(key="tc_fast-small_low_res_fraction").value == 0.5
+    assert at.number_input(key="tc_fast-small_low_res_size").value == 24 and not at.error
+    at.selectbox(key="train_model").set_value("report-2-1").run()
+    at.number_input(key="tc_report-2-1_low_res_fraction").set_value(0.5).run()
+    assert at.button(key="start").disabled and not at.exception
+    assert "does not fit this network" in at.error[0].value  # 16 pixels shrink to nothing before its Flatten
+
+
 def test_an_invalid_spec_from_build_cannot_start(open_app):
     bad = specs.ModelSpec("bad", (specs.MaxPooling2D(),) * 6 + (specs.Flatten(),))
     at = open_app(TRAIN, spec=bad)

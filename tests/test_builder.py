@@ -124,3 +124,15 @@ def test_patch_whitening_is_adapted_from_the_training_images():
     assert not np.any(np.asarray(untouched.layers[1].kernel))
     out = np.asarray(adapted.layers[1](x_train.astype("float32") / 255)).reshape(-1, 24)
     np.testing.assert_allclose(np.cov(out[:, :12], rowvar=False), np.eye(12), atol=0.05)  # eps 5e-4 damps a bit
+
+
+def test_a_model_built_for_any_size_takes_smaller_images_with_the_same_weights():
+    preset = PRESETS["fast-small"].spec  # its whitening, and global pooling in place of its 3x3 pool and Flatten
+    spec = S.ModelSpec("any size", (*preset.layers[:-2], S.GlobalMaxPooling2D()), logit_scale=preset.logit_scale)
+    fixed, flexible = build_model(spec), build_model(spec, any_size=True)
+    assert fixed.input_shape == (None, 32, 32, 3) and flexible.input_shape == (None, None, None, 3)
+    assert [w.shape for w in fixed.weights] == [w.shape for w in flexible.weights]
+    flexible.set_weights(fixed.get_weights())
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(flexible.predict_on_batch(x), fixed.predict_on_batch(x), atol=1e-6)
+    assert flexible.predict_on_batch(x[:, :16, :16]).shape == (2, 10)

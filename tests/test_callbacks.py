@@ -2,6 +2,7 @@
 real training (the trainings themselves are in test_train.py)."""
 
 import numpy as np
+import pytest
 
 from cifar_core import callbacks as C
 from cifar_core import metrics, runs
@@ -109,3 +110,45 @@ def test_lookahead_moves_the_weights_to_their_average_every_few_steps():
     kernel.assign(np.full((2, 1), 0.5))
     lookahead.on_train_end()  # the last steps join the average with the last weight, 0.5
     np.testing.assert_allclose(kernel.numpy(), 0.5 * 4.5 + 0.5 * 0.5)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def time(self):
+        return self.now
+
+
+def budget_run(monkeypatch, prior: float):
+    """A 100 s budget over steps of 0.1 s while small and 0.4 s at full size, half of them small: (seconds taken,
+    the switch, steps, the schedule lengths the budget set)."""
+    import types
+
+    clock = Clock()
+    monkeypatch.setattr(C.time, "time", clock.time)
+    lengths, switches = [], []
+    budget = C.make_time_budget(100.0, 0.0, steps_per_epoch=50, set_length=lengths.append,
+                                low_res=(0.5, 150, switches.append, prior))
+    model = types.SimpleNamespace(stop_training=False, optimizer=types.SimpleNamespace(iterations=np.int64(0)))
+    budget.set_model(model)
+    budget.on_train_begin()
+    switch, step = 150, 0
+    while not model.stop_training:
+        clock.now += 0.1 if step < switch else 0.4  # the batch at index `step`, as train.low_res_first scales it
+        step += 1
+        budget.on_train_batch_end(step)
+        switch = switches[-1] if switches else switch
+    return clock.now - 1000.0, switch, step, lengths
+
+
+def test_a_time_budget_times_small_and_full_size_steps_apart(monkeypatch):
+    """With the estimate's cost ratio right (a small step costs a quarter of a full one), 0.05 T + 0.2 T = 100 s
+    gives T = 400 steps with the switch at 200; with it wrong (a half), the switch comes where that ratio puts it,
+    and the run still ends on time with the schedule's end at its last step."""
+    seconds, switch, steps, lengths = budget_run(monkeypatch, prior=0.25)
+    assert seconds == pytest.approx(100.0, abs=0.4) and 199 <= switch <= 201 and 398 <= steps <= 401
+    assert lengths[-1] == steps and switch < 0.5 * steps + 1
+    seconds, switch, steps, lengths = budget_run(monkeypatch, prior=0.5)
+    assert seconds == pytest.approx(100.0, abs=0.4) and lengths[-1] == steps
+    assert switch > 300 and lengths[10] > 600  # the guess was long: a full step is 4 small ones, not 2

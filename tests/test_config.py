@@ -18,7 +18,8 @@ from cifar_core.presets import get_preset
                                           ("limit", 0), ("precision", "float8"), ("warmup_epochs", 20),
                                           ("momentum", 1.0), ("bias_lr_scale", 0), ("start_fraction", 1.5),
                                           ("end_fraction", -0.1), ("lookahead", "yes"), ("tta", 1), ("tta", True),
-                                          ("tta", "shift"), ("seed", -1),
+                                          ("tta", "shift"), ("seed", -1), ("low_res_fraction", 1.0),
+                                          ("low_res_fraction", -0.1), ("low_res_size", 3),
                                           ("seed", 2**70), ("learning_rate", float("nan")), ("epochs", True),
                                           ("data", 3)])
 def test_validate_config_refuses(field, value):
@@ -58,7 +59,7 @@ def test_the_fields_of_each_group_in_the_train_pages_order():
                                           "warmup_epochs", "weight_decay", "label_smoothing", "flip", "translate",
                                           "data", "limit", "precision"]
     assert configs.fields_in("recipe") == ["momentum", "filter_learning_rate", "bias_lr_scale", "start_fraction",
-                                           "end_fraction", "lookahead", "tta"]
+                                           "end_fraction", "low_res_fraction", "low_res_size", "lookahead", "tta"]
     assert configs.fields_in("hidden") == ["seed", "strategy"] and configs.fields_in("advanced") == []
 
 

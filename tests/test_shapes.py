@@ -258,3 +258,23 @@ def test_the_build_pages_shape_table():
     assert [r["output shape"] for r in table] == ["16 × 16 × 3", "8 × 8 × 3", "4 × 4 × 3", "2 × 2 × 3", "1 × 1 × 3",
                                                   "✗ impossible"]
     assert table[-1] == {"layer": "6. MaxPooling2D", "output shape": "✗ impossible", "params": 0, "MACs": 0}
+
+
+def test_at_size_feeds_the_same_weights_smaller_images():
+    tiny = PRESETS["tiny"].spec  # conv 3x3 same, pool 2, conv, pool 2, global max pooling
+    small = shapes.at_size(tiny, 16)
+    assert small.input_shape == (16, 16, 3) and small.layers == tiny.layers
+    assert [r.output_shape for r in shapes.infer(small)][:4] == [(16, 16, 16), (8, 8, 16), (8, 8, 32), (4, 4, 32)]
+    assert shapes.summary(small)["params"] == shapes.summary(tiny)["params"]
+    assert shapes.summary(small)["macs"] == (shapes.summary(tiny)["macs"] - 320) // 4 + 320  # the head does not shrink
+
+
+@pytest.mark.parametrize("spec, size, words", [
+    (PRESETS["tiny"].spec, 32, "must be below the images' 32 pixels, got 32"),
+    (PRESETS["report-2-1"].spec, 24, "a Flatten hands its Dense layers fewer values"),
+    (PRESETS["fast"].spec, 8, "low_res_size 8 does not fit this network: layer"),
+])
+def test_at_size_refuses_what_cannot_train_on_smaller_images(spec, size, words):
+    with pytest.raises(S.SpecError) as info:
+        shapes.at_size(spec, size)
+    assert words in str(info.value) and "low_res_size" in str(info.value)

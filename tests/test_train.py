@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cifar_core import config as configs
-from cifar_core import metrics, runs, spec_io
+from cifar_core import metrics, runs, shapes, spec_io
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES
 from cifar_core.presets import get_preset
@@ -130,6 +130,48 @@ def test_tiny_run_is_complete():
     assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert not (run / "stop").exists()
     assert any("test accuracy" in m for m in helpers.tiny_run_log())  # the sample has a test split
+
+
+def test_low_res_first_scales_the_batches_before_the_switch(images):
+    import tensorflow as tf
+
+    config = configs.TrainConfig(flip=False, translate=0)
+    repeated = T.make_dataset(images, np.arange(N), N, 16, training=True, config=config).repeat()
+    switch = tf.Variable(4, dtype=tf.int64)
+    sizes = [xb.shape[1] for xb, _ in T.low_res_first(repeated, 4, switch).take(6)]
+    assert sizes == [4, 4, 4, 4, 8, 8]  # 8x8 images, 3 batches an epoch: the switch falls within the second epoch
+    one = tf.data.Dataset.from_tensors((images.astype("float32"), np.zeros(N))).repeat()
+    small = next(iter(T.low_res_first(one, 4, tf.Variable(1, dtype=tf.int64))))[0].numpy()
+    np.testing.assert_allclose(small, images.reshape(-1, 4, 2, 4, 2, 3).mean(axis=(2, 4)), rtol=1e-5)  # area means
+    resumed = [xb.shape[1] for xb, _ in T.low_res_first(repeated, 4, switch, first_step=3).take(2)]
+    assert resumed == [4, 8]  # a resumed run counts from its first step
+    switch.assign(100)  # a time budget moves the switch later
+    assert [xb.shape[1] for xb, _ in T.low_res_first(repeated, 4, switch, first_step=3).take(2)] == [4, 4]
+
+
+def test_a_low_resolution_run_trains_and_saves_the_specs_own_size(tmp_path):
+    config = helpers.tiny_config(epochs=2, low_res_fraction=0.5, low_res_size=16)
+    log = helpers.train_in_process(TINY, config, tmp_path / "run")
+    assert "the first 5 of 10 steps on 16x16 images" in "\n".join(log)
+    assert runs.read_status(tmp_path / "run")["state"] == "finished"
+    from cifar_core.models import load_model
+
+    assert load_model(tmp_path / "run" / "model.keras").input_shape == (None, 32, 32, 3)
+    assert len(metrics.epoch_records(tmp_path / "run")) == 2
+
+
+def test_a_network_that_cannot_take_small_images_is_refused_before_a_run_exists(tmp_path):
+    config = helpers.tiny_config(low_res_fraction=0.5, low_res_size=24)
+    with pytest.raises(configs.SpecError, match="a Flatten hands its Dense layers fewer values"):
+        helpers.train_in_process(get_preset("report-2-1").spec, config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_estimate_of_a_low_resolution_run_mixes_its_two_sizes():
+    config = configs.TrainConfig(low_res_fraction=0.25, low_res_size=16)
+    full, small = T.estimate_epoch_seconds(TINY, 1000), T.estimate_epoch_seconds(shapes.at_size(TINY, 16), 1000)
+    assert small < full and T.estimate_epoch_seconds(TINY, 1000, 2.0, config) == pytest.approx(
+        2.0 * (0.25 * small + 0.75 * full))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -69,11 +69,11 @@ def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
 
 def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, trainable: bool) -> None:
     """Device, precision, and the time an epoch should take (train.estimate_epoch_seconds, scaled by the speed this
-    device has measured)."""
+    device has measured; under progressive resizing, the run's mean epoch)."""
     info = ui.device()
     images = data.train_images_hint(config.data or None, config.limit)
     speed, measured_runs = train.measured_speed(info["device"])
-    per_epoch = train.estimate_epoch_seconds(model_spec, images, speed) if images and trainable else None
+    per_epoch = train.estimate_epoch_seconds(model_spec, images, speed, config) if images and trainable else None
     c = st.columns(3)
     c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
     c[1].metric("Precision", info["precision"] if config.precision == "auto" else config.precision)
