@@ -7,10 +7,11 @@ step).
     python benchmarks/torch_twin.py --preset fast [--images 4096] [--rounds 3] [--precision float32]
 
 The twin is the same network: a fixed 2x2 patch-whitening convolution (2 x 3 x 4 = 24 channels), GELU, three
-blocks of conv -> max-pool -> BatchNorm (no scale) -> GELU -> conv -> BatchNorm -> GELU, a 3x3 max-pool and the output
-layer scaled by the spec's logit scale; channels-last, float32, as many threads as TensorFlow uses, one Nesterov SGD
-step per batch with label smoothing. Its input pipeline is a tensor already in memory, so the comparison is of the
-training steps themselves.
+blocks of conv -> max-pool -> BatchNorm (no scale) -> GELU -> conv -> BatchNorm -> GELU, a 3x3 max-pool (on 32-pixel
+images the same function as fast-small's global one; the twin trains at full size only) and the output layer scaled
+by the spec's logit scale; channels-last, float32, as many threads as TensorFlow uses, one Nesterov SGD step per
+batch with label smoothing. Its input pipeline is a tensor already in memory, so the comparison is of the training
+steps themselves.
 """
 
 import argparse

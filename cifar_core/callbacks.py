@@ -77,9 +77,11 @@ def save_model_atomic(model, path: Path, saved_as=None) -> None:
     files.write_atomic(path, write=model.save, suffix=".tmp.keras")
 
 
-def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs, time_offset: float, log=None, saved_as=None):
+def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs, time_offset: float, log=None, saved_as=None,
+                    switch=None):
     """epochs: the number planned, or a callable giving the current estimate (under a time budget); saved_as: as
-    save_model_atomic's."""
+    save_model_atomic's; switch: progressive resizing's tf.Variable, recorded with every epoch (low_res_switch) so
+    that a resumed run and the speed estimate know where full size began."""
     import keras
 
     def planned() -> int:
@@ -132,6 +134,8 @@ def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs, time_offset: fl
             optimizer = getattr(self.model, "optimizer", None)
             if optimizer is not None:  # where the schedule stands: a time budget's test reads it
                 record["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            if switch is not None:
+                record["low_res_switch"] = int(switch.numpy())
             save_model_atomic(self.model, run_dir / "model.keras", saved_as)
             metrics.append_metrics(run_dir, [record])
             runs.write_status(run_dir, state="running", epoch=epoch + 1, epochs=planned(), step=self.steps_done,

@@ -80,7 +80,7 @@ class TrainConfig:
                                       "Flatten before a Dense)", low=0, below=1, step=0.05, group="recipe",
                                       label="Low-resolution share")
     low_res_size: int = setting(16, "the side of the images in the low-resolution share (below the images' own)",
-                                unit="pixels", low=4, high=1024, group="recipe", label="Low-resolution size")
+                                unit="pixels", low=8, high=256, group="recipe", label="Low-resolution size")
     lookahead: bool = setting(False, "airbench's lookahead: train on from a moving average of the weights",
                               group="recipe", label="Lookahead (weight averaging)")
     tta: str = setting("off", "test-time augmentation when evaluating and classifying: off; mirror (each image "

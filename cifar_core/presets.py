@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .config import TrainConfig
+from .shapes import at_size
 from .spec import (
     Activation,
     BatchNormalization,
@@ -21,6 +22,7 @@ from .spec import (
     MaxPooling2D,
     ModelSpec,
     PatchWhitening,
+    SpecError,
 )
 
 
@@ -145,5 +147,12 @@ def preset_named(spec: ModelSpec) -> str | None:
 
 def train_config_for(spec: ModelSpec) -> TrainConfig:
     """The training settings a model starts from: its preset's when it has a preset's name (edited or not), else
-    TrainConfig's defaults."""
-    return PRESETS[spec.name].train if spec.name in PRESETS else TrainConfig()
+    TrainConfig's defaults. An edited preset that can no longer take the preset's small images (a Flatten added, an
+    older fast-small's spec) starts without progressive resizing."""
+    config = PRESETS[spec.name].train if spec.name in PRESETS else TrainConfig()
+    if config.low_res_fraction:
+        try:
+            at_size(spec, config.low_res_size)
+        except SpecError:
+            return dataclasses.replace(config, low_res_fraction=0.0)
+    return config

@@ -60,23 +60,40 @@ def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float,
             continue
         epochs = [r for r in metrics.epoch_records(run_dir) if r["time"] is not None]
         full = max((r["step"] for r in epochs), default=0)
+        train = config.get("train") if isinstance(config.get("train"), dict) else {}
         try:
-            model_spec, settings = spec_io.from_dict(config.get("spec")), config_from_dict(config.get("train", {}))
+            model_spec = spec_io.from_dict(config.get("spec"))
+            # only the settings read here, so that a run saved with a setting since removed still counts
+            settings = config_from_dict({k: train[k] for k in ("epochs", "minutes", "low_res_fraction",
+                                                               "low_res_size") if k in train})
             seconds = estimate_epoch_seconds(model_spec, images)
             small = estimate_epoch_seconds(shapes.at_size(model_spec, settings.low_res_size), images) \
                 if settings.low_res_fraction else seconds
         except specs.SpecError:
             continue
-        switch = settings.low_res_fraction * sum(r["step"] for r in epochs)  # the step where full size began
+        if full < 1:
+            continue
         run_ratios = []
         for before, epoch in zip(epochs, epochs[1:]):
-            if epoch["step"] == full and epoch["time"] > before["time"]:
+            if epoch["step"] == full and epoch["time"] > before["time"] and epoch["epoch"] == before["epoch"] + 1:
+                switch = low_res_switch_of(epoch, settings, full)
                 low = min(1.0, max(0.0, (switch - before["epoch"] * full) / full))  # its share of small steps
                 run_ratios.append((epoch["time"] - before["time"]) / (low * small + (1 - low) * seconds))
         if run_ratios:
             ratios.append(statistics.median(run_ratios))
             used += 1
     return (statistics.median(ratios), used) if ratios else (1.0, 0)
+
+
+def low_res_switch_of(record: dict, config: TrainConfig, steps_per_epoch: int) -> float:
+    """The step where full size began (or will), as of an epoch record: the one it holds (the run logger writes
+    it), else the planned share of the epochs' steps; 0 without progressive resizing."""
+    if not config.low_res_fraction:
+        return 0.0
+    stored = record.get("low_res_switch")
+    if isinstance(stored, float) and 0 <= stored <= 1e12:
+        return stored
+    return config.low_res_fraction * config.epochs * steps_per_epoch
 
 
 def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, config: TrainConfig):
@@ -224,7 +241,7 @@ def budget_steps(model_spec, config: TrainConfig, images: int, steps_per_epoch: 
 
 
 def progressive_resizing(model_spec, config: TrainConfig, train_ds, images: int, planned_steps: int,
-                         first_step: int, log):
+                         first_step: int, run_dir: Path, log):
     """The training dataset with its first config.low_res_fraction of planned_steps scaled down (low_res_first),
     (the step where full size begins, as a tf.Variable; a small step's estimated cost as a share of a full one),
     and the model to save: one built for the spec's own image size, since the trained one takes any size."""
@@ -232,7 +249,10 @@ def progressive_resizing(model_spec, config: TrainConfig, train_ds, images: int,
 
     from .builder import build_model
 
-    switch = tf.Variable(round(config.low_res_fraction * planned_steps), dtype=tf.int64, trainable=False)
+    records = metrics.epoch_records(run_dir) if first_step else []  # a resumed run goes on from its switch
+    first = low_res_switch_of(records[-1], config, 1) if records and "low_res_switch" in records[-1] else \
+        config.low_res_fraction * planned_steps
+    switch = tf.Variable(round(first), dtype=tf.int64, trainable=False)
     small = shapes.at_size(model_spec, config.low_res_size)
     cost_ratio = estimate_epoch_seconds(small, images) / estimate_epoch_seconds(model_spec, images)
     side = config.low_res_size
@@ -275,7 +295,8 @@ def make_callbacks(run_dir: Path, config: TrainConfig, steps_per_epoch: int, tim
                                             getattr(schedule, "set_length", None), low_res=switching)
         fit_callbacks.append(budget)
         epochs, total_steps = budget.epochs_estimate, budget.current_total
-    logger = callbacks.make_run_logger(run_dir, steps_per_epoch, epochs, time_offset, log, saved_as=saved_as)
+    logger = callbacks.make_run_logger(run_dir, steps_per_epoch, epochs, time_offset, log, saved_as=saved_as,
+                                       switch=None if low_res is None else low_res[0])
     if config.lookahead:
         fit_callbacks.append(callbacks.make_lookahead(total_steps))
     fit_callbacks += [
@@ -374,7 +395,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
         if config.low_res_fraction:
             train_ds, low_res, saved_as = progressive_resizing(
                 model_spec, config, train_ds, len(dataset.x_train), total_steps or config.epochs * steps_per_epoch,
-                done_epochs * steps_per_epoch, log)
+                done_epochs * steps_per_epoch, run_dir, log)
         logger, fit_callbacks = make_callbacks(run_dir, config, steps_per_epoch, time_offset, log, schedule,
                                                low_res, saved_as)
         epochs = config.epochs if config.minutes is None else MAX_BUDGET_EPOCHS

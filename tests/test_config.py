@@ -19,7 +19,7 @@ from cifar_core.presets import get_preset
                                           ("momentum", 1.0), ("bias_lr_scale", 0), ("start_fraction", 1.5),
                                           ("end_fraction", -0.1), ("lookahead", "yes"), ("tta", 1), ("tta", True),
                                           ("tta", "shift"), ("seed", -1), ("low_res_fraction", 1.0),
-                                          ("low_res_fraction", -0.1), ("low_res_size", 3),
+                                          ("low_res_fraction", -0.1), ("low_res_size", 7),
                                           ("seed", 2**70), ("learning_rate", float("nan")), ("epochs", True),
                                           ("data", 3)])
 def test_validate_config_refuses(field, value):

@@ -6,7 +6,7 @@ import pytest
 
 from cifar_core import presets, shapes
 from cifar_core.config import TrainConfig, validate_config
-from cifar_core.spec import ModelSpec
+from cifar_core.spec import Flatten, MaxPooling2D, ModelSpec
 
 
 def test_the_five_presets_in_workflow_order():
@@ -59,3 +59,10 @@ def test_which_preset_a_spec_is_and_the_settings_it_starts_from():
     assert presets.preset_named(edited) is None and presets.train_config_for(edited) == tiny.train
     mine = ModelSpec("mine", tiny.spec.layers)
     assert presets.preset_named(mine) is None and presets.train_config_for(mine) == TrainConfig()
+
+
+def test_an_edited_fast_small_that_cannot_take_small_images_starts_at_full_size():
+    preset = presets.get_preset("fast-small")
+    assert preset.train.low_res_fraction == 0.5 and presets.train_config_for(preset.spec) == preset.train
+    older = dataclasses.replace(preset.spec, layers=(*preset.spec.layers[:-1], MaxPooling2D(3), Flatten()))
+    assert presets.train_config_for(older) == dataclasses.replace(preset.train, low_res_fraction=0.0)

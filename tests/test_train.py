@@ -160,9 +160,21 @@ def test_a_low_resolution_run_trains_and_saves_the_specs_own_size(tmp_path):
     assert len(metrics.epoch_records(tmp_path / "run")) == 2
 
 
+def test_a_resumed_run_goes_on_from_the_switch_its_last_epoch_recorded(tmp_path, images):
+    import tensorflow as tf
+
+    config = helpers.tiny_config(epochs=4, low_res_fraction=0.5, low_res_size=16, minutes=1.0)
+    metrics.append_metrics(tmp_path, [{"kind": "epoch", "epoch": 1, "step": 3, "time": 1.0, "low_res_switch": 7}])
+    repeated = tf.data.Dataset.from_tensors((images[:2].astype("float32"), np.zeros(2))).repeat()
+    for first_step, expected in ((0, 6), (3, 7)):  # new: half the 12 planned steps; resumed: the record's 7
+        _, (switch, cost_ratio), saved_as = T.progressive_resizing(TINY, config, repeated, 100, 12, first_step,
+                                                                   tmp_path, lambda message: None)
+        assert int(switch.numpy()) == expected and 0 < cost_ratio < 1 and saved_as.input_shape == (None, 32, 32, 3)
+
+
 def test_a_network_that_cannot_take_small_images_is_refused_before_a_run_exists(tmp_path):
     config = helpers.tiny_config(low_res_fraction=0.5, low_res_size=24)
-    with pytest.raises(configs.SpecError, match="a Flatten hands its Dense layers fewer values"):
+    with pytest.raises(configs.SpecError, match="a Flatten makes its Dense layers depend on it"):
         helpers.train_in_process(get_preset("report-2-1").spec, config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -356,6 +368,22 @@ def test_the_epoch_estimate_learns_this_devices_speed_from_its_runs(tmp_path):
     assert used == 2 and speed == pytest.approx(3.0)  # the median of 2x and 4x; the first epochs left out
     assert T.estimate_epoch_seconds(TINY, 1000, speed) == pytest.approx(3 * estimate)
     assert T.measured_speed("CPU: elsewhere", tmp_path) == (pytest.approx(0.25), 1)
+
+
+def test_the_speed_of_a_low_resolution_run_counts_its_small_epochs_as_small(tmp_path):
+    config = helpers.tiny_config(epochs=4, low_res_fraction=0.5, low_res_size=16)
+    full, small = T.estimate_epoch_seconds(TINY, 1000), T.estimate_epoch_seconds(shapes.at_size(TINY, 16), 1000)
+    run = runs.create_run(tmp_path / "20260101-000001-a", TINY, config)
+    runs.write_config(run, device="CPU: here", data_splits={"train": 1000, "val": 100, "test": 0})
+    ends = [9.0, 9.0 + 2 * small, 9.0 + 2 * small + 2 * full, 9.0 + 2 * small + 4 * full]  # all twice as slow
+    metrics.append_metrics(run, [{"kind": "epoch", "epoch": e + 1, "step": 29, "time": t, "low_res_switch": 58}
+                                 for e, t in enumerate(ends)])
+    assert T.measured_speed("CPU: here", tmp_path) == (pytest.approx(2.0), 1)
+    broken = runs.create_run(tmp_path / "20260101-000002-b", TINY, config)  # newer: read first
+    runs.write_config(broken, device="CPU: here", data_splits={"train": 1000, "val": 100, "test": 0},
+                      train={**configs.to_dict(config), "a_setting_since_removed": 1})
+    metrics.append_metrics(broken, [{"kind": "epoch", "epoch": e, "step": None, "time": float(e)} for e in (1, 2)])
+    assert T.measured_speed("CPU: here", tmp_path) == (pytest.approx(2.0), 1)  # no whole step counted: skipped
 
 
 def test_one_cycle_without_warm_up_decays_from_the_start():
