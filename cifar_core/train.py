@@ -76,7 +76,7 @@ def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float,
         run_ratios = []
         for before, epoch in zip(epochs, epochs[1:]):
             if epoch["step"] == full and epoch["time"] > before["time"] and epoch["epoch"] == before["epoch"] + 1:
-                switch = low_res_switch_of(epoch, settings, full)
+                switch = low_res_switch_of(epoch, settings, settings.epochs * full)
                 low = min(1.0, max(0.0, (switch - before["epoch"] * full) / full))  # its share of small steps
                 run_ratios.append((epoch["time"] - before["time"]) / (low * small + (1 - low) * seconds))
         if run_ratios:
@@ -85,15 +85,15 @@ def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float,
     return (statistics.median(ratios), used) if ratios else (1.0, 0)
 
 
-def low_res_switch_of(record: dict, config: TrainConfig, steps_per_epoch: int) -> float:
+def low_res_switch_of(record: dict, config: TrainConfig, planned_steps: int) -> float:
     """The step where full size began (or will), as of an epoch record: the one it holds (the run logger writes
-    it), else the planned share of the epochs' steps; 0 without progressive resizing."""
+    it), else the planned share of planned_steps; 0 without progressive resizing."""
     if not config.low_res_fraction:
         return 0.0
     stored = record.get("low_res_switch")
     if isinstance(stored, float) and 0 <= stored <= 1e12:
         return stored
-    return config.low_res_fraction * config.epochs * steps_per_epoch
+    return config.low_res_fraction * planned_steps
 
 
 def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, config: TrainConfig):
@@ -250,8 +250,7 @@ def progressive_resizing(model_spec, config: TrainConfig, train_ds, images: int,
     from .builder import build_model
 
     records = metrics.epoch_records(run_dir) if first_step else []  # a resumed run goes on from its switch
-    first = low_res_switch_of(records[-1], config, 1) if records and "low_res_switch" in records[-1] else \
-        config.low_res_fraction * planned_steps
+    first = low_res_switch_of(records[-1] if records else {}, config, planned_steps)
     switch = tf.Variable(round(first), dtype=tf.int64, trainable=False)
     small = shapes.at_size(model_spec, config.low_res_size)
     cost_ratio = estimate_epoch_seconds(small, images) / estimate_epoch_seconds(model_spec, images)
