@@ -129,20 +129,13 @@ def test_at_400_px_build_shows_totals_and_diagram_first_and_no_request_leaves_th
 
 
 def _fill(page, label: str, value: str) -> None:
-    """Types into the one field of that label. While a rerun redraws the page, Streamlit shows the old widgets beside
-    the new ones for a moment (a new model gives its settings new keys), so wait until there is exactly one."""
+    """Types into the one field of that label, until the page shows the value. While a rerun redraws the page,
+    Streamlit shows the old widgets beside the new ones for a moment (a new model gives its settings new keys), and a
+    rerun still drawing the last choice can put the field back to its old value: so wait until there is exactly one
+    field, type, and type again if the value did not stay."""
     from playwright.sync_api import Error, expect
 
     field = page.get_by_label(label, exact=True)
-    for _ in range(20):  # a live page reruns every second, so the moment can pass between the count and the typing
-        expect(field).to_have_count(1, timeout=60_000)
-        try:
-            field.fill(value, timeout=2_000)
-            field.press("Enter", timeout=2_000)
-            break
-        except Error:
-            page.wait_for_timeout(300)
-    page.wait_for_timeout(500)  # the rerun the new value causes
 
     def shown():  # as the field formats it: "0.3" shows as 0.30
         try:
@@ -151,7 +144,22 @@ def _fill(page, label: str, value: str) -> None:
             return False
         return text == value if not value or not text else float(text) == float(value)
 
-    helpers.wait_for(shown, timeout=10)
+    for _ in range(4):
+        for _ in range(20):  # a live page reruns every second, so the moment can pass between the count and the typing
+            expect(field).to_have_count(1, timeout=60_000)
+            try:
+                field.fill(value, timeout=2_000)
+                field.press("Enter", timeout=2_000)
+                break
+            except Error:
+                page.wait_for_timeout(300)
+        page.wait_for_timeout(500)  # the rerun the new value causes
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            if shown():
+                return
+            page.wait_for_timeout(200)
+    raise AssertionError(f"the field {label!r} did not keep the value {value!r}")
 
 
 def test_runs_queued_behind_a_job_a_sweep_and_what_changed(server, page, runs_dir):
