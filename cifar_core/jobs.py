@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import files, runs, shapes
+from . import files, resizing, runs, shapes
 from . import spec as specs
 from .config import TrainConfig, validate_config
 
@@ -188,8 +188,7 @@ def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, n
     Raises SpecError for a bad spec or config, with nothing created."""
     shapes.validate(model_spec)
     validate_config(config)
-    if config.low_res_fraction:
-        shapes.at_size(model_spec, config.low_res_size)
+    resizing.check(model_spec, config)
     with start_lock(runs_dir):
         run_id = runs.new_run_id(model_spec.name)
         while runs.run_path(run_id, runs_dir).exists():  # two starts in the same second

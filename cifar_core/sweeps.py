@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import config as configs
-from . import jobs, metrics, presets, runs, shapes, spec_io, studies
+from . import jobs, metrics, presets, resizing, runs, shapes, spec_io, studies
 from . import spec as specs
 from .files import read_json, write_json
 from .space import SweepError, apply_params, check_space, default_space, suggest
@@ -63,6 +63,7 @@ def create_study(storage_url: str, study_name: str, model_spec: specs.ModelSpec,
         raise SweepError(f"--trials must be a whole number from 1 to 10,000, got {trials!r}.")
     shapes.validate(model_spec)
     configs.validate_config(config)
+    resizing.check(model_spec, config)
     make_pruner(pruner)
     study = optuna.create_study(storage=studies.open_storage(storage_url), study_name=study_name,
                                 direction="maximize",

@@ -14,86 +14,13 @@ import shutil
 import time
 from pathlib import Path
 
-from . import callbacks, files, metrics, runs, shapes, spec_io
+from . import callbacks, estimate, files, metrics, resizing, runs, shapes
 from . import data as datasets
 from . import spec as specs
-from .config import TrainConfig, config_from_dict, validate_config
+from .config import TrainConfig, validate_config
 from .device import device_info, make_strategy, resolve_precision, work_around_multiworker_fit
 
-# The Train page's rough time per epoch before a run has measured its own: a fixed cost per image plus a cost per
-# forward multiply-accumulate. The constants and the machine they were fitted on are in benchmarks/README.md.
-TRAIN_SECONDS_PER_IMAGE = 0.094e-3
-TRAIN_SECONDS_PER_MAC = 0.0211e-9
 MAX_BUDGET_EPOCHS = 1000  # under a time budget, fit's epoch limit: the budget ends it long before
-
-
-def estimate_epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0,
-                           config: TrainConfig | None = None) -> float:
-    """A time per training epoch: the constants above, times `speed`, this machine's measured ratio to them
-    (measured_speed); under progressive resizing (config.low_res_fraction), the mean epoch of the run. Raises
-    SpecError for an invalid spec, or one that cannot take config's low_res_size."""
-    def seconds(spec):
-        return speed * images * (TRAIN_SECONDS_PER_IMAGE + shapes.summary(spec)["macs"] * TRAIN_SECONDS_PER_MAC)
-
-    full = seconds(model_spec)
-    if config is None or not config.low_res_fraction:
-        return full
-    small = seconds(shapes.at_size(model_spec, config.low_res_size))
-    return config.low_res_fraction * small + (1 - config.low_res_fraction) * full
-
-
-def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float, int]:
-    """(ratio of measured to estimated epoch time, runs it comes from) on this device: the median over the whole
-    epochs of its most recent runs, the first epoch of each left out (it traces and builds). An epoch of progressive
-    resizing is set against the estimate of its own mix of small and full-size steps. (1.0, 0) when no run has
-    measured one yet, so that the constants alone are used."""
-    import statistics
-
-    ratios, used = [], 0
-    for row in runs.list_runs(runs_dir):
-        if used >= recent:
-            break
-        run_dir = runs.run_path(row["run_id"], runs_dir)
-        config = runs.read_config(run_dir)
-        images = (config.get("data_splits") or {}).get("train") if isinstance(config.get("data_splits"), dict) else 0
-        if row["problem"] or config.get("device") != device or not isinstance(images, int) or images < 1:
-            continue
-        epochs = [r for r in metrics.epoch_records(run_dir) if r["time"] is not None]
-        full = max((r["step"] for r in epochs), default=0)
-        train = config.get("train") if isinstance(config.get("train"), dict) else {}
-        try:
-            model_spec = spec_io.from_dict(config.get("spec"))
-            # only the settings read here, so that a run saved with a setting since removed still counts
-            settings = config_from_dict({k: train[k] for k in ("epochs", "minutes", "low_res_fraction",
-                                                               "low_res_size") if k in train})
-            seconds = estimate_epoch_seconds(model_spec, images)
-            small = estimate_epoch_seconds(shapes.at_size(model_spec, settings.low_res_size), images) \
-                if settings.low_res_fraction else seconds
-        except specs.SpecError:
-            continue
-        if full < 1:
-            continue
-        run_ratios = []
-        for before, epoch in zip(epochs, epochs[1:]):
-            if epoch["step"] == full and epoch["time"] > before["time"] and epoch["epoch"] == before["epoch"] + 1:
-                switch = low_res_switch_of(epoch, settings, settings.epochs * full)
-                low = min(1.0, max(0.0, (switch - before["epoch"] * full) / full))  # its share of small steps
-                run_ratios.append((epoch["time"] - before["time"]) / (low * small + (1 - low) * seconds))
-        if run_ratios:
-            ratios.append(statistics.median(run_ratios))
-            used += 1
-    return (statistics.median(ratios), used) if ratios else (1.0, 0)
-
-
-def low_res_switch_of(record: dict, config: TrainConfig, planned_steps: int) -> float:
-    """The step where full size began (or will), as of an epoch record: the one it holds (the run logger writes
-    it), else the planned share of planned_steps; 0 without progressive resizing."""
-    if not config.low_res_fraction:
-        return 0.0
-    stored = record.get("low_res_switch")
-    if isinstance(stored, float) and 0 <= stored <= 1e12:
-        return stored
-    return config.low_res_fraction * planned_steps
 
 
 def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, config: TrainConfig):
@@ -125,24 +52,6 @@ def make_dataset(x, y, num_classes: int, batch_size: int, *, training: bool, con
         return images, tf.one_hot(labels, num_classes)
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def low_res_first(train_ds, size: int, switch, first_step: int = 0):
-    """Progressive resizing: the batches of a repeated training dataset, counted from first_step (where a resumed
-    run starts), are scaled down to size x size before step `switch` (a tf.Variable, which a time budget moves).
-    Area averaging, as a smaller photograph would be. One traced step takes both sizes: with unknown image sizes in
-    the trace, a 16-pixel step of `fast` still ran at the speed of a step traced for 16 pixels (benchmarks/README.md).
-    """
-    import tensorflow as tf
-
-    def scale(step, batch):
-        images, labels = batch
-        images = tf.cond(step < switch, lambda: tf.image.resize(images, [size, size], method="area"),
-                         lambda: images)
-        return images, labels
-
-    return train_ds.enumerate(start=first_step).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE)
 
 
 def make_schedule(config: TrainConfig, steps_per_epoch: int, total_steps: int | None = None):
@@ -193,15 +102,15 @@ def load_dataset(config: TrainConfig, log) -> datasets.Dataset:
 def fit_spec_to_data(model_spec: specs.ModelSpec, dataset: datasets.Dataset,
                      config: TrainConfig | None = None) -> specs.ModelSpec:
     """The spec with the data's number of classes; a data source the spec cannot take is refused by its numbers,
-    and so is a low_res_size that the spec cannot take (shapes.at_size)."""
+    and so is progressive resizing that the spec cannot take (resizing.check)."""
     if not 2 <= dataset.num_classes <= specs.MAX_CLASSES:
         raise datasets.DataError(f"The data source has {dataset.num_classes:,} classes; this tool trains on 2 to "
                                  f"{specs.MAX_CLASSES:,}.")
     if tuple(model_spec.input_shape) != dataset.x_train.shape[1:]:
         raise specs.SpecError(f"input_shape {tuple(model_spec.input_shape)} does not match the data's images, "
                               f"which are {' × '.join(map(str, dataset.x_train.shape[1:]))}.")
-    if config is not None and config.low_res_fraction:
-        shapes.at_size(model_spec, config.low_res_size)
+    if config is not None:
+        resizing.check(model_spec, config)
     return shapes.validate(dataclasses.replace(model_spec, num_classes=dataset.num_classes))
 
 
@@ -231,33 +140,6 @@ def prepare_resume(run_dir: Path, resume: bool, log) -> tuple[int, float]:
     kept = metrics.truncate_metrics(run_dir, done_epochs)
     log(f"Resuming after epoch {done_epochs}.")
     return done_epochs, max((r["time"] or 0.0 for r in kept), default=0.0)
-
-
-def budget_steps(model_spec, config: TrainConfig, images: int, steps_per_epoch: int) -> int:
-    """A first guess of how many steps fit in the time budget, from the rough per-epoch estimate; the job's
-    TimeBudget callback corrects it from the steps it times."""
-    seconds_per_step = max(1e-3, estimate_epoch_seconds(model_spec, images, config=config) / steps_per_epoch)
-    return max(1, int(config.minutes * 60 / seconds_per_step))
-
-
-def progressive_resizing(model_spec, config: TrainConfig, train_ds, images: int, planned_steps: int,
-                         first_step: int, run_dir: Path, log):
-    """The training dataset with its first config.low_res_fraction of planned_steps scaled down (low_res_first),
-    (the step where full size begins, as a tf.Variable; a small step's estimated cost as a share of a full one),
-    and the model to save: one built for the spec's own image size, since the trained one takes any size."""
-    import tensorflow as tf
-
-    from .builder import build_model
-
-    records = metrics.epoch_records(run_dir) if first_step else []  # a resumed run goes on from its switch
-    first = low_res_switch_of(records[-1] if records else {}, config, planned_steps)
-    switch = tf.Variable(round(first), dtype=tf.int64, trainable=False)
-    small = shapes.at_size(model_spec, config.low_res_size)
-    cost_ratio = estimate_epoch_seconds(small, images) / estimate_epoch_seconds(model_spec, images)
-    side = config.low_res_size
-    log(f"Progressive resizing: the first {int(switch.numpy())} of {planned_steps} steps on {side}x{side} images, "
-        "then full size" + (" (a first guess, which the time budget moves)." if config.minutes is not None else "."))
-    return (low_res_first(train_ds, side, switch, first_step), (switch, cost_ratio), build_model(model_spec))
 
 
 def build_and_compile(model_spec, config: TrainConfig, dataset, strategy, steps_per_epoch: int, schedule):
@@ -380,7 +262,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
         keras.utils.set_random_seed(config.seed)
         keras.mixed_precision.set_global_policy(precision)
         with strategy.scope():
-            total_steps = budget_steps(model_spec, config, len(dataset.x_train), steps_per_epoch) \
+            total_steps = estimate.budget_steps(model_spec, config, len(dataset.x_train), steps_per_epoch) \
                 if config.minutes is not None else None
             schedule = make_schedule(config, steps_per_epoch, total_steps)
         model = build_and_compile(model_spec, config, dataset, strategy, steps_per_epoch, schedule)
@@ -392,9 +274,10 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
                               training=False, config=config)
         low_res = saved_as = None
         if config.low_res_fraction:
-            train_ds, low_res, saved_as = progressive_resizing(
-                model_spec, config, train_ds, len(dataset.x_train), total_steps or config.epochs * steps_per_epoch,
+            train_ds, switch, saved_as = resizing.progressive_resizing(
+                model_spec, config, train_ds, total_steps or config.epochs * steps_per_epoch,
                 done_epochs * steps_per_epoch, run_dir, log)
+            low_res = (switch, estimate.low_res_cost_ratio(model_spec, config))
         logger, fit_callbacks = make_callbacks(run_dir, config, steps_per_epoch, time_offset, log, schedule,
                                                low_res, saved_as)
         epochs = config.epochs if config.minutes is None else MAX_BUDGET_EPOCHS

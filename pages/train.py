@@ -6,7 +6,7 @@ import streamlit as st
 
 import ui
 from cifar_core import config as configs
-from cifar_core import jobs, presets, runs, shapes
+from cifar_core import jobs, presets, resizing, runs, shapes
 from cifar_core import spec as specs
 from ui import train as view
 
@@ -27,8 +27,8 @@ defaults = configs.to_dict(base)
 values, run_name, source_choice = view.settings_form(prefix, defaults)
 try:
     config = configs.config_from_dict({**defaults, **values, "data": str(values["data"] or "").strip()})
-    if config.low_res_fraction and not problem:  # progressive resizing needs a network that takes smaller images
-        shapes.at_size(model_spec, config.low_res_size)
+    if not problem:  # progressive resizing needs a network that takes smaller images
+        resizing.check(model_spec, config)
 except specs.SpecError as e:
     st.error(ui.md_escape(str(e)))
     problem = problem or (None, str(e))

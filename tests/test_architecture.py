@@ -77,6 +77,8 @@ def test_the_bottom_modules_import_nothing_above_them():
     assert graph["metrics"] <= {"files"} and graph["space"] <= {"files", "spec", "shapes", "config", "presets"}
     assert graph["studies"] <= {"runs", "space"}  # reading a study needs no worker, no queue, no jobs
     assert graph["standby"] <= {"files", "jobs", "runs", "train"}  # it imports train to have it loaded
+    assert graph["resizing"] <= {"metrics", "shapes", "spec", "config", "builder"}
+    assert graph["estimate"] <= {"metrics", "resizing", "runs", "shapes", "spec_io", "spec", "config"}
 
 
 def test_the_engine_imports_no_streamlit_and_the_pages_no_tensorflow():

@@ -135,7 +135,7 @@ def budget_run(monkeypatch, prior: float):
     budget.on_train_begin()
     switch, step = 150, 0
     while not model.stop_training:
-        clock.now += 0.1 if step < switch else 0.4  # the batch at index `step`, as train.low_res_first scales it
+        clock.now += 0.1 if step < switch else 0.4  # the batch at index `step`, as resizing.low_res_first scales it
         step += 1
         budget.on_train_batch_end(step)
         switch = switches[-1] if switches else switch

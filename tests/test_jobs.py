@@ -14,7 +14,6 @@ import pytest
 from cifar_core import jobs, runs
 from cifar_core import spec as S
 from cifar_core.presets import get_preset
-from cifar_core.train import estimate_epoch_seconds
 
 
 def test_job_progress_by_hand():
@@ -42,15 +41,6 @@ def test_a_watched_run_changes_phase_when_its_job_ends_or_it_enters_or_leaves_th
     for before, now in [("running", "finished"), ("stopping", "stopped"), ("running", "interrupted"),
                         ("queued", "starting"), ("queued", "unknown"), ("stopped", "queued")]:
         assert jobs.phase_changed(before, now), (before, now)
-
-
-def test_estimate_epoch_seconds():
-    # tiny: 1,622,336 MACs per image; 1000 x (0.094 ms + 1,622,336 x 0.0211 ns) = 0.094 + 0.0342 s
-    assert estimate_epoch_seconds(get_preset("tiny").spec, 1000) == pytest.approx(0.094 + 1_622_336 * 0.0211e-6)
-    # fast: 118,147,360 MACs; 45,000 images -> about 116 s, the mean epoch measured
-    assert 105 < estimate_epoch_seconds(get_preset("fast").spec, 45_000) < 125
-    with pytest.raises(S.SpecError):
-        estimate_epoch_seconds(S.ModelSpec("bad", (S.Conv2D(8),)), 10)
 
 
 def _run(root, run_id, state):

@@ -29,6 +29,15 @@ def test_a_file_path_is_not_a_storage():
         sweeps.create_study("runs/sweeps.db", "s", TINY.spec, TINY.train, {"width": {"low": 1, "high": 2}}, 2)
 
 
+def test_a_sweep_of_a_network_that_cannot_take_its_small_images_is_refused_before_a_study_exists(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    flat = get_preset("report-2-1").spec
+    low_res = dataclasses.replace(TINY.train, low_res_fraction=0.5, low_res_size=16)
+    with pytest.raises(S.SpecError, match="low_res_fraction to 0"):
+        sweeps.create_study(storage, "s", flat, low_res, {"learning_rate": {"low": 1e-3, "high": 1e-2}}, 2)
+    assert optuna.get_all_study_names(storage) == []
+
+
 def test_a_study_saved_before_a_setting_existed_opens_again(tmp_path):
     storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
     space = {"learning_rate": {"low": 1e-3, "high": 1e-2}}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cifar_core import config as configs
-from cifar_core import metrics, runs, shapes, spec_io
+from cifar_core import metrics, runs, spec_io
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES
 from cifar_core.presets import get_preset
@@ -132,23 +132,6 @@ def test_tiny_run_is_complete():
     assert any("test accuracy" in m for m in helpers.tiny_run_log())  # the sample has a test split
 
 
-def test_low_res_first_scales_the_batches_before_the_switch(images):
-    import tensorflow as tf
-
-    config = configs.TrainConfig(flip=False, translate=0)
-    repeated = T.make_dataset(images, np.arange(N), N, 16, training=True, config=config).repeat()
-    switch = tf.Variable(4, dtype=tf.int64)
-    sizes = [xb.shape[1] for xb, _ in T.low_res_first(repeated, 4, switch).take(6)]
-    assert sizes == [4, 4, 4, 4, 8, 8]  # 8x8 images, 3 batches an epoch: the switch falls within the second epoch
-    one = tf.data.Dataset.from_tensors((images.astype("float32"), np.zeros(N))).repeat()
-    small = next(iter(T.low_res_first(one, 4, tf.Variable(1, dtype=tf.int64))))[0].numpy()
-    np.testing.assert_allclose(small, images.reshape(-1, 4, 2, 4, 2, 3).mean(axis=(2, 4)), rtol=1e-5)  # area means
-    resumed = [xb.shape[1] for xb, _ in T.low_res_first(repeated, 4, switch, first_step=3).take(2)]
-    assert resumed == [4, 8]  # a resumed run counts from its first step
-    switch.assign(100)  # a time budget moves the switch later
-    assert [xb.shape[1] for xb, _ in T.low_res_first(repeated, 4, switch, first_step=3).take(2)] == [4, 4]
-
-
 def test_a_low_resolution_run_trains_and_saves_the_specs_own_size(tmp_path):
     config = helpers.tiny_config(epochs=2, low_res_fraction=0.5, low_res_size=16)
     log = helpers.train_in_process(TINY, config, tmp_path / "run")
@@ -160,30 +143,11 @@ def test_a_low_resolution_run_trains_and_saves_the_specs_own_size(tmp_path):
     assert len(metrics.epoch_records(tmp_path / "run")) == 2
 
 
-def test_a_resumed_run_goes_on_from_the_switch_its_last_epoch_recorded(tmp_path, images):
-    import tensorflow as tf
-
-    config = helpers.tiny_config(epochs=4, low_res_fraction=0.5, low_res_size=16, minutes=1.0)
-    metrics.append_metrics(tmp_path, [{"kind": "epoch", "epoch": 1, "step": 3, "time": 1.0, "low_res_switch": 7}])
-    repeated = tf.data.Dataset.from_tensors((images[:2].astype("float32"), np.zeros(2))).repeat()
-    for first_step, expected in ((0, 6), (3, 7)):  # new: half the 12 planned steps; resumed: the record's 7
-        _, (switch, cost_ratio), saved_as = T.progressive_resizing(TINY, config, repeated, 100, 12, first_step,
-                                                                   tmp_path, lambda message: None)
-        assert int(switch.numpy()) == expected and 0 < cost_ratio < 1 and saved_as.input_shape == (None, 32, 32, 3)
-
-
 def test_a_network_that_cannot_take_small_images_is_refused_before_a_run_exists(tmp_path):
     config = helpers.tiny_config(low_res_fraction=0.5, low_res_size=24)
     with pytest.raises(configs.SpecError, match="a Flatten makes its Dense layers depend on it"):
         helpers.train_in_process(get_preset("report-2-1").spec, config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
-
-
-def test_the_estimate_of_a_low_resolution_run_mixes_its_two_sizes():
-    config = configs.TrainConfig(low_res_fraction=0.25, low_res_size=16)
-    full, small = T.estimate_epoch_seconds(TINY, 1000), T.estimate_epoch_seconds(shapes.at_size(TINY, 16), 1000)
-    assert small < full and T.estimate_epoch_seconds(TINY, 1000, 2.0, config) == pytest.approx(
-        2.0 * (0.25 * small + 0.75 * full))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -349,41 +313,6 @@ def test_a_time_budget_ends_on_time_with_the_schedule_at_its_end(tmp_path):
     assert epochs[-1]["learning_rate"] == pytest.approx(0.1 * config.learning_rate, rel=1e-3)
     assert max(r["learning_rate"] for r in epochs) > 0.5 * config.learning_rate  # it went through its peak
     assert runs.read_status(tmp_path / "run")["state"] == "finished"
-
-
-def test_the_epoch_estimate_learns_this_devices_speed_from_its_runs(tmp_path):
-    def past_run(run_id, device, times, steps=(29, 29, 29)):
-        run = runs.create_run(tmp_path / run_id, TINY, helpers.tiny_config())
-        runs.write_config(run, device=device, data_splits={"train": 1000, "val": 100, "test": 0})
-        metrics.append_metrics(run, [{"kind": "epoch", "epoch": e + 1, "step": s, "time": t}
-                                  for e, (t, s) in enumerate(zip(times, steps))])
-
-    estimate = T.estimate_epoch_seconds(TINY, 1000)
-    assert T.measured_speed("CPU: here", tmp_path) == (1.0, 0)  # nothing measured yet: the constants
-    past_run("20260101-000001-a", "CPU: here", [9.0, 9.0 + 2 * estimate, 9.0 + 4 * estimate])  # twice as slow
-    past_run("20260101-000002-b", "CPU: elsewhere", [1.0, 1.0 + estimate / 4, 1.0 + estimate / 2])
-    past_run("20260101-000003-c", "CPU: here", [5.0, 5.0 + 4 * estimate, 5.0 + 4 * estimate + 1],
-             steps=(29, 29, 3))  # the last epoch was cut short by a time budget: not a whole epoch
-    speed, used = T.measured_speed("CPU: here", tmp_path)
-    assert used == 2 and speed == pytest.approx(3.0)  # the median of 2x and 4x; the first epochs left out
-    assert T.estimate_epoch_seconds(TINY, 1000, speed) == pytest.approx(3 * estimate)
-    assert T.measured_speed("CPU: elsewhere", tmp_path) == (pytest.approx(0.25), 1)
-
-
-def test_the_speed_of_a_low_resolution_run_counts_its_small_epochs_as_small(tmp_path):
-    config = helpers.tiny_config(epochs=4, low_res_fraction=0.5, low_res_size=16)
-    full, small = T.estimate_epoch_seconds(TINY, 1000), T.estimate_epoch_seconds(shapes.at_size(TINY, 16), 1000)
-    run = runs.create_run(tmp_path / "20260101-000001-a", TINY, config)
-    runs.write_config(run, device="CPU: here", data_splits={"train": 1000, "val": 100, "test": 0})
-    ends = [9.0, 9.0 + 2 * small, 9.0 + 2 * small + 2 * full, 9.0 + 2 * small + 4 * full]  # all twice as slow
-    metrics.append_metrics(run, [{"kind": "epoch", "epoch": e + 1, "step": 29, "time": t, "low_res_switch": 58}
-                                 for e, t in enumerate(ends)])
-    assert T.measured_speed("CPU: here", tmp_path) == (pytest.approx(2.0), 1)
-    broken = runs.create_run(tmp_path / "20260101-000002-b", TINY, config)  # newer: read first
-    runs.write_config(broken, device="CPU: here", data_splits={"train": 1000, "val": 100, "test": 0},
-                      train={**configs.to_dict(config), "a_setting_since_removed": 1})
-    metrics.append_metrics(broken, [{"kind": "epoch", "epoch": e, "step": None, "time": float(e)} for e in (1, 2)])
-    assert T.measured_speed("CPU: here", tmp_path) == (pytest.approx(2.0), 1)  # no whole step counted: skipped
 
 
 def test_one_cycle_without_warm_up_decays_from_the_start():

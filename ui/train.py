@@ -5,7 +5,7 @@ run directory) and the Change the data source box of a run that failed on its da
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, jobs, metrics, presets, runs, sources, train
+from cifar_core import charts, data, estimate, jobs, metrics, presets, runs, sources
 from cifar_core import config as configs
 from cifar_core import spec as specs
 
@@ -68,12 +68,12 @@ def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
 
 
 def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, trainable: bool) -> None:
-    """Device, precision, and the time an epoch should take (train.estimate_epoch_seconds, scaled by the speed this
+    """Device, precision, and the time an epoch should take (estimate.epoch_seconds, scaled by the speed this
     device has measured; under progressive resizing, the run's mean epoch)."""
     info = ui.device()
     images = data.train_images_hint(config.data or None, config.limit)
-    speed, measured_runs = train.measured_speed(info["device"])
-    per_epoch = train.estimate_epoch_seconds(model_spec, images, speed, config) if images and trainable else None
+    speed, measured_runs = estimate.measured_speed(info["device"])
+    per_epoch = estimate.epoch_seconds(model_spec, images, speed, config) if images and trainable else None
     c = st.columns(3)
     c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
     c[1].metric("Precision", info["precision"] if config.precision == "auto" else config.precision)

@@ -1,0 +1,87 @@
+"""How long training takes before it has run: a time per epoch from a spec's multiply-accumulates, scaled by the
+speed this device measured in its recent runs, and the first guess of how many steps fit in a time budget.
+
+The constants are a fixed cost per image plus a cost per forward multiply-accumulate, fitted on the machine
+benchmarks/README.md names; measured_speed corrects them for any other machine from its own runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from . import metrics, resizing, runs, shapes, spec_io
+from . import spec as specs
+from .config import TrainConfig, config_from_dict
+
+TRAIN_SECONDS_PER_IMAGE = 0.094e-3
+TRAIN_SECONDS_PER_MAC = 0.0211e-9
+
+
+def epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0,
+                  config: TrainConfig | None = None) -> float:
+    """A time per training epoch: the constants above, times `speed`, this machine's measured ratio to them
+    (measured_speed); under progressive resizing (config.low_res_fraction), the mean epoch of the run. Raises
+    SpecError for an invalid spec, or one that cannot take config's low_res_size."""
+    def seconds(spec):
+        return speed * images * (TRAIN_SECONDS_PER_IMAGE + shapes.summary(spec)["macs"] * TRAIN_SECONDS_PER_MAC)
+
+    full = seconds(model_spec)
+    if config is None or not config.low_res_fraction:
+        return full
+    small = seconds(shapes.at_size(model_spec, config.low_res_size))
+    return config.low_res_fraction * small + (1 - config.low_res_fraction) * full
+
+
+def low_res_cost_ratio(model_spec: specs.ModelSpec, config: TrainConfig) -> float:
+    """A step on config.low_res_size images as a share of a full-size one, by the estimate: what the time budget
+    prices a full-size step at before it has timed one."""
+    return epoch_seconds(shapes.at_size(model_spec, config.low_res_size), 1) / epoch_seconds(model_spec, 1)
+
+
+def budget_steps(model_spec: specs.ModelSpec, config: TrainConfig, images: int, steps_per_epoch: int) -> int:
+    """A first guess of how many steps fit in the time budget; the job's TimeBudget callback corrects it from the
+    steps it times."""
+    seconds_per_step = max(1e-3, epoch_seconds(model_spec, images, config=config) / steps_per_epoch)
+    return max(1, int(config.minutes * 60 / seconds_per_step))
+
+
+def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float, int]:
+    """(ratio of measured to estimated epoch time, runs it comes from) on this device: the median over the whole
+    epochs of its most recent runs, the first epoch of each left out (it traces and builds). An epoch of progressive
+    resizing is set against the estimate of its own mix of small and full-size steps. (1.0, 0) when no run has
+    measured one yet, so that the constants alone are used. Every file is read leniently: a run that cannot be read
+    is skipped."""
+    ratios = []
+    for row in runs.list_runs(runs_dir):
+        if len(ratios) >= recent:
+            break
+        run_dir = runs.run_path(row["run_id"], runs_dir)
+        config = runs.read_config(run_dir)
+        splits = config.get("data_splits")
+        images = splits.get("train") if isinstance(splits, dict) else 0
+        if row["problem"] or config.get("device") != device or not isinstance(images, int) or images < 1:
+            continue
+        train = config.get("train") if isinstance(config.get("train"), dict) else {}
+        try:
+            model_spec = spec_io.from_dict(config.get("spec"))
+            # only the settings read here, so that a run saved with a setting since removed still counts
+            settings = config_from_dict({k: train[k] for k in ("epochs", "minutes", "low_res_fraction",
+                                                               "low_res_size") if k in train})
+            full_epoch = epoch_seconds(model_spec, images)
+            small_epoch = epoch_seconds(shapes.at_size(model_spec, settings.low_res_size), images) \
+                if settings.low_res_fraction else full_epoch
+        except specs.SpecError:
+            continue
+        epochs = [r for r in metrics.epoch_records(run_dir) if r["time"] is not None]
+        steps = max((r["step"] for r in epochs), default=0)
+        if steps < 1:
+            continue
+        run_ratios = []
+        for before, epoch in zip(epochs, epochs[1:]):
+            if epoch["step"] == steps and epoch["time"] > before["time"] and epoch["epoch"] == before["epoch"] + 1:
+                switch = resizing.switch_of(epoch, settings, settings.epochs * steps)
+                low = min(1.0, max(0.0, (switch - before["epoch"] * steps) / steps))  # its share of small steps
+                run_ratios.append((epoch["time"] - before["time"]) / (low * small_epoch + (1 - low) * full_epoch))
+        if run_ratios:
+            ratios.append(statistics.median(run_ratios))
+    return (statistics.median(ratios), len(ratios)) if ratios else (1.0, 0)
