@@ -39,11 +39,8 @@ def _new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
         changes = files.parse_json(_read_text(args.config, "--config"))
         if not isinstance(changes, dict):
             raise specs.SpecError("--config must be a JSON object of training settings, such as {\"epochs\": 5}.")
-        config = configs.config_from_dict({**configs.to_dict(config), **changes})
-    overrides = _train_overrides(args)
-    if isinstance(overrides.get("epochs"), int) and 1 <= overrides["epochs"] <= 1000:
-        config = configs.with_epochs(config, overrides["epochs"])
-    return model_spec, configs.config_from_dict({**configs.to_dict(config), **overrides})
+        config = configs.with_changes(config, changes)
+    return model_spec, configs.with_changes(config, _train_overrides(args))
 
 
 def _read_text(path: str, flag: str) -> bytes:
@@ -64,6 +61,12 @@ def _cmd_train(args) -> int:
     if args.resume or (run_dir and not args.preset and not args.spec):
         if not run_dir:
             raise runs.RunError("--resume needs --run-dir of the run to continue.")
+        given = [flag for flag, value in (("--preset", args.preset), ("--spec", args.spec), ("--config", args.config),
+                                          ("--name", args.name)) if value]
+        given += ["--" + name.replace("_", "-") for name in _train_overrides(args)]
+        if args.resume and given:  # silently dropped, they would read as a longer or different run
+            raise runs.RunError(f"--resume continues the run with the settings it was started with, so it takes "
+                                f"no {', '.join(given)}; to train differently, start a new run.")
         if args.resume and os.environ.get("CIFAR_CORE_LAUNCHED") != "1":
             (run_dir / "stop").unlink(missing_ok=True)  # a stop request left behind by a killed job
         if not args.resume and not runs.is_fresh(run_dir):
@@ -163,6 +166,9 @@ def _cmd_predict(args) -> int:
     from .models import class_names_for, load_model, resolve_model, tta_for
     from .predict import classify
 
+    if args.top_k < 1:
+        raise specs.SpecError(f"--top-k must be at least 1 (how many classes to list for each image), got "
+                              f"{args.top_k}.")
     model_path, run_dir = resolve_model(args.model, args.runs_dir)
     model = load_model(model_path)
     names = class_names_for(run_dir, model.output_shape[-1])
@@ -384,10 +390,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (specs.SpecError, runs.RunError, DataError, ImageError, ValueError, KeyError, FileNotFoundError,
-            files.DiskFullError) as e:
+    except (specs.SpecError, runs.RunError, DataError, ImageError, ValueError, KeyError, files.DiskFullError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {message}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path given that is not what the command needs (a file as --run-dir, say)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or type(e).__name__}.", file=sys.stderr)
         return 2
 
 

@@ -213,5 +213,15 @@ def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
     return dataclasses.replace(config, epochs=epochs, warmup_epochs=warmup)
 
 
+def with_changes(config: TrainConfig, changes: dict) -> TrainConfig:
+    """config with changes (setting name -> value) applied and checked, as config_from_dict checks them. A new number
+    of epochs without a warm-up of its own keeps the warm-up's share of the schedule (with_epochs): a preset's
+    2.76 warm-up epochs would otherwise refuse a 2-epoch run."""
+    epochs = changes.get("epochs")
+    if "warmup_epochs" not in changes and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1:
+        config = with_epochs(config, epochs)
+    return config_from_dict({**to_dict(config), **changes})
+
+
 def to_dict(config: TrainConfig) -> dict:
     return dataclasses.asdict(config)

@@ -142,7 +142,7 @@ def parse_json(text: str | bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth:
         raise JSONFileError(f"the file is {len(text):,} bytes; the limit is {max_bytes:,}.")
     if isinstance(text, bytes):
         try:
-            text = text.decode("utf-8")
+            text = text.decode("utf-8-sig")  # Windows editors begin a UTF-8 file with a byte-order mark
         except UnicodeDecodeError:
             raise JSONFileError("the file is not UTF-8 text.") from None
     depth = deepest = 0
@@ -199,7 +199,8 @@ def _lock(path: str | os.PathLike):
 
 def try_lock(path: str | os.PathLike):
     """The lock on path held by this process, or None when another process (or another lock object of this one)
-    holds it. Release it with .release()."""
+    holds it. Release it with .release(). OSError when the lock file cannot be opened (a folder in its place, a
+    read-only copy of a run)."""
     lock = _lock(path)
     try:
         lock.acquire()
@@ -209,10 +210,14 @@ def try_lock(path: str | os.PathLike):
 
 
 def is_locked(path: str | os.PathLike) -> bool:
-    """Whether some process holds the lock on path (a missing file is no lock)."""
+    """Whether some process holds the lock on path (a missing file is no lock, and so is one that cannot be opened:
+    no job can hold it either)."""
     if not Path(path).exists():
         return False
-    lock = try_lock(path)
+    try:
+        lock = try_lock(path)
+    except OSError:
+        return False
     if lock is None:
         return True
     lock.release()

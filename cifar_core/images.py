@@ -47,6 +47,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _reduced(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """A large image box-averaged to about 4x the target size before the conversions of _to_rgb, each of which copies
+    it whole: a 7000x7000 RGBA PNG of 310 kB took 750 MB of memory above the process's and 1.4 s converted at full
+    size, 190 MB (the decoded pixels) and 0.7 s reduced first, for the same 32x32 result to within a level.
+    Palette and 1-bit images are left whole (averaging their values is meaningless)."""
+    factor = min(image.size[0] // (4 * size[0]), image.size[1] // (4 * size[1]))
+    if factor >= 2 and image.mode in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
+        return image.reduce(factor)
+    return image
+
+
 def to_input_array(data: bytes, size: tuple[int, int] = (32, 32)) -> np.ndarray:
     """Image file bytes -> (height, width, 3) uint8, upright (EXIF orientation applied), centre-cropped to a
     square and resized. Raises ImageError with a sentence for anything that is not a safe, whole image."""
@@ -63,8 +74,8 @@ def to_input_array(data: bytes, size: tuple[int, int] = (32, 32)) -> np.ndarray:
                 if image.format == "JPEG":
                     image.draft("RGB", (size[0] * 4, size[1] * 4))  # decode large JPEGs at a reduced scale
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                image = _to_rgb(image)
+                ImageOps.exif_transpose(image, in_place=True)
+                image = _to_rgb(_reduced(image, size))
                 if image.size != size:
                     image = ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
                 return np.asarray(image, dtype=np.uint8).copy()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import math
 import os
 from pathlib import Path
 
@@ -23,7 +24,15 @@ MAX_BATCH_POINTS = 4_000  # per run, for the curves: more points than a chart's 
 
 
 def number(value):
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number as a float, else None: json.loads reads NaN and Infinity, which no chart or table can show
+    and strict JSON cannot carry on."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        value = float(value)  # an integer of 400 digits does not fit a float
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def count(value) -> int:

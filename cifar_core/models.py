@@ -56,9 +56,11 @@ def tta_for(run_dir: Path | None) -> str:
 
 
 def class_names_for(run_dir: Path | None, num_classes: int) -> tuple:
-    """The class names a model was trained with (from its run's config), else CIFAR-10's for 10 classes."""
+    """The class names a model was trained with (from its run's config, when they are a list of num_classes
+    strings), else CIFAR-10's for 10 classes."""
     names = (runs.read_config(run_dir)).get("class_names") if run_dir else None
-    if names and len(names) == num_classes:
+    if isinstance(names, list) and len(names) == num_classes \
+            and all(isinstance(n, str) and 0 < len(n) <= 200 for n in names):
         return tuple(names)
     return CIFAR10_CLASSES if num_classes == 10 else tuple(f"class {i}" for i in range(num_classes))
 

@@ -54,6 +54,10 @@ def _unpickle_batch(data: bytes):
     try:
         batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
         x = np.asarray(batch[b"data"])
+        # NumPy's reconstruction makes an array of any shape the file names, filled or not: pixels that were not
+        # in the file (a 277-byte file naming 20,000 images, say) would only claim memory, so look at nothing else.
+        if x.nbytes > len(data):
+            raise ValueError("its pixels are more than the file holds")
         labels = np.asarray(batch[b"labels"])
         if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or labels.shape != (len(x),) \
                 or labels.dtype.kind not in "iu" or len(x) == 0 or labels.min() < 0 or labels.max() > 9:
@@ -112,7 +116,9 @@ def list_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
         for label, name in enumerate(classes):
             found = []
             for entry in os.scandir(root / name):
-                if entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+                # a hidden file is no image of the class: macOS writes ._name beside every file it copies
+                if entry.name.lower().endswith(IMAGE_EXTENSIONS) and not entry.name.startswith(".") \
+                        and entry.is_file():
                     found.append((entry.path, label))
             per_class.append(sorted(found))
     except OSError as e:

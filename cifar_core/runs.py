@@ -104,6 +104,8 @@ def create_run(run_dir: Path, model_spec: specs.ModelSpec, config: configs.Train
     configs.validate_config(config)
     run_dir = Path(run_dir)
     check_new_run_dir(run_dir)
+    if name:
+        check_run_name(name)  # before anything exists: a refused name leaves no half-made run
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, spec=spec_io.to_dict(model_spec), train=configs.to_dict(config),
@@ -173,7 +175,11 @@ class RunLock:
         self._lock = None
 
     def acquire(self) -> RunLock:
-        self._lock = try_lock(self.path)
+        try:
+            self._lock = try_lock(self.path)
+        except OSError as e:
+            raise RunError(f"The run {self.path.parent.name} cannot be trained: its lock file cannot be opened "
+                           f"({e.strerror or type(e).__name__}).") from None
         if self._lock is None:
             raise RunError(f"The run {self.path.parent.name} is in use by another job.")
         return self
@@ -232,10 +238,16 @@ def run_label(run_dir: Path) -> str:
     return label[:80] if isinstance(label, str) and label.strip() else Path(run_dir).name
 
 
-def rename_run(run_dir: Path, label: str) -> None:
+def check_run_name(label) -> str:
+    """The display name, stripped; RunError when it is empty or longer than 80 characters."""
     label = str(label).strip()
     if not 1 <= len(label) <= 80:
-        raise RunError("A run name must be 1 to 80 characters.")
+        raise RunError(f"A run name must be 1 to 80 characters; the one given has {len(label):,}.")
+    return label
+
+
+def rename_run(run_dir: Path, label: str) -> None:
+    label = check_run_name(label)
     try:
         write_json(Path(run_dir) / "label.json", {"label": label})
     except OSError as e:

@@ -141,8 +141,8 @@ def apply_params(model_spec: specs.ModelSpec, config: configs.TrainConfig, param
 
     if "preset" in params:
         preset = get_preset(params["preset"])
-        keep = {name: getattr(config, name) for name in ("data", "limit", "epochs")}
-        model_spec, config = preset.spec, dataclasses.replace(preset.train, **keep)
+        keep = {name: getattr(config, name) for name in ("data", "limit", "epochs", "minutes")}
+        model_spec, config = preset.spec, configs.with_changes(preset.train, keep)
     layers = []
     for layer in model_spec.layers:
         if isinstance(layer, specs.Conv2D) and "width" in params:
@@ -151,8 +151,4 @@ def apply_params(model_spec: specs.ModelSpec, config: configs.TrainConfig, param
             layer = dataclasses.replace(layer, rate=float(params["dropout"]))
         layers.append(layer)
     model_spec = shapes.validate(dataclasses.replace(model_spec, layers=tuple(layers)))
-    changes = {k: v for k, v in params.items() if k in configs.FIELDS}
-    if "epochs" in changes:
-        config = configs.with_epochs(config, changes.pop("epochs"))
-    config = configs.config_from_dict({**configs.to_dict(config), **changes})
-    return model_spec, config
+    return model_spec, configs.with_changes(config, {k: v for k, v in params.items() if k in configs.FIELDS})

@@ -35,7 +35,10 @@ def run_standby(runs_dir, parent: int | None = None) -> list[str] | None:
     given up; returns None after STANDBY_IDLE_S without one, when the runs directory is gone, or when the server
     that started it (parent) has ended."""
     root = Path(runs_dir)
-    lock = files.try_lock(root / ".standby.lock")
+    try:
+        lock = files.try_lock(root / ".standby.lock")
+    except OSError:  # a runs folder it cannot write: no standby, and Start spawns its job as before
+        lock = None
     if lock is None:
         return None
     runs.write_json(root / ".standby.pid.json", {"pid": os.getpid()})

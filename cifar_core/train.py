@@ -216,11 +216,16 @@ def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, re
     fresh run that jobs.start_job created; any other folder that holds files is refused."""
     shapes.validate(model_spec)
     validate_config(config)
+    if name:
+        runs.check_run_name(name)
     run_dir = Path(run_dir)
     dataset = None
     if resume:
         if not (run_dir / "config.json").exists():
             raise runs.RunError(f"There is no run at {run_dir} to resume.")
+        if runs.read_status(run_dir).get("state") == "finished":  # resuming would train it past its end again
+            raise runs.RunError(f"The run {run_dir.name} has finished; there is nothing to resume. Start a new run "
+                                "to train longer.")
     elif not runs.is_fresh(run_dir):
         runs.check_new_run_dir(run_dir)
         dataset = load_dataset(config, log)

@@ -60,6 +60,12 @@ def test_predict_all_good_exits_zero(images, capsys):
     assert len(entries) == 1 and len(entries[0]["top"]) == 3
 
 
+def test_predict_refuses_a_top_k_below_one(images, capsys):
+    for k in ("0", "-5"):
+        assert main(["predict", "default", str(images[0]), "--top-k", k]) == 2
+        assert "--top-k must be at least 1" in capsys.readouterr().err
+
+
 def test_predict_missing_file(images, capsys):
     good, _ = images
     assert main(["predict", str(helpers.tiny_run() / "model.keras"), str(good), "/nonexistent/x.png", "--json"]) == 1
@@ -140,6 +146,31 @@ def test_runs_json(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 1 and rows[0]["run_id"] == "r1" and rows[0]["state"] == "finished"
     assert rows[0]["epochs_done"] == 1 and rows[0]["has_model"] is True and rows[0]["params"] == 5418
+
+
+def test_a_config_file_of_fewer_epochs_keeps_the_presets_warm_up_share(tmp_path):
+    import argparse
+
+    from cifar_core.__main__ import _new_run_settings
+
+    changes = tmp_path / "short.json"
+    changes.write_text('{"epochs": 2}')
+    args = argparse.Namespace(preset="fast-small", spec=None, config=str(changes))
+    _, config = _new_run_settings(args)
+    assert config.epochs == 2 and config.warmup_epochs == 0.46  # 23% of 2 epochs, as the preset's 2.76 of 12
+
+
+def test_resume_takes_no_other_settings_and_no_finished_run(tmp_path, capsys):
+    run = tmp_path / "r1"
+    shutil.copytree(helpers.tiny_run(), run)
+    assert main(["train", "--run-dir", str(run), "--resume", "--epochs", "50", "--preset", "fast"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "takes no --preset, --epochs" in err
+    assert main(["train", "--run-dir", str(run), "--resume"]) == 2
+    assert "has finished; there is nothing to resume" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    assert main(["train", "--run-dir", str(tmp_path / "a-file"), "--resume"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_unknown_preset_is_one_line(capsys, tmp_path):

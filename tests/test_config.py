@@ -69,6 +69,17 @@ def test_with_epochs_keeps_the_warm_up_share():
     configs.validate_config(configs.with_epochs(get_preset("fast-small").train, 1))
 
 
+def test_with_changes_keeps_the_warm_up_share_unless_one_is_given():
+    fast_small = get_preset("fast-small").train
+    assert configs.with_changes(fast_small, {"epochs": 2}).warmup_epochs == 0.46  # 2.76 of 12 epochs: 23%
+    assert configs.with_changes(fast_small, {"epochs": 4, "warmup_epochs": 0.0}).warmup_epochs == 0.0
+    assert configs.with_changes(fast_small, {"learning_rate": 0.5}) == dataclasses.replace(fast_small,
+                                                                                           learning_rate=0.5)
+    for bad in ({"epochs": 0}, {"epochs": "2"}, {"epochs": True}):
+        with pytest.raises(S.SpecError, match="epochs"):
+            configs.with_changes(fast_small, bad)
+
+
 def test_config_from_dict_refuses_unknown_settings_and_other_shapes():
     with pytest.raises(S.SpecError, match="Unknown training setting.*nesterov"):
         configs.config_from_dict({"epochs": 2, "nesterov": True})

@@ -100,6 +100,10 @@ def test_parse_json_refuses_with_a_sentence(text, reason):
         files.parse_json(text)
 
 
+def test_parse_json_reads_a_byte_order_mark_as_windows_editors_write_it():
+    assert files.parse_json(b"\xef\xbb\xbf" + b'{"epochs": 2}') == {"epochs": 2}
+
+
 def test_parse_json_limits_size_and_keeps_brackets_in_strings():
     assert files.parse_json('{"s": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') == {"s": "[" * 42}
     with pytest.raises(files.JSONFileError, match="limit is 10"):

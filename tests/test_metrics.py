@@ -55,6 +55,13 @@ def test_metric_values_that_are_not_numbers_read_as_gaps(tmp_path):
                                             "val_accuracy": None}]
 
 
+def test_non_finite_and_overflowing_numbers_written_by_hand_read_as_gaps(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "epoch", "epoch": 1, "step": 3, "time": NaN, '
+                                            '"val_accuracy": Infinity, "loss": -Infinity, "n": 1' + "0" * 400 + '}\n')
+    assert metrics.read_metrics(tmp_path) == [{"kind": "epoch", "epoch": 1, "step": 3, "time": None,
+                                            "val_accuracy": None, "loss": None, "n": None}]
+
+
 def test_batch_points_are_thinned_and_every_epoch_kept(tmp_path):
     records = [{"kind": "batch", "epoch": 1 + i // 100, "step": i % 100 + 1, "time": i} for i in range(1000)]
     records += [{"kind": "epoch", "epoch": e, "step": 100, "time": 100 * e} for e in range(1, 11)]

@@ -37,6 +37,14 @@ def test_folder_classes_shapes_and_split(tmp_path, decode_cache):
 
 
 
+def test_hidden_files_beside_the_images_are_not_images_of_the_class(tmp_path, decode_cache):
+    root = make_folder(tmp_path / "images")
+    for name in CLASSES:  # what macOS leaves beside each file it copies: AppleDouble metadata, not a JPEG
+        (root / "train" / name / "._0.jpg").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    ds = data.load_data(str(root))
+    assert ds.x_train.shape == (27, 32, 32, 3) and ds.x_val.shape == (3, 32, 32, 3)
+
+
 def test_folder_split_is_the_same_on_every_load(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "images")
     monkeypatch.setenv("CIFAR_CORE_CACHE", str(tmp_path / "c1"))

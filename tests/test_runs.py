@@ -39,6 +39,14 @@ def test_second_acquire_raises(tmp_path):
     runs.RunLock(tmp_path).acquire().release()
 
 
+def test_a_lock_that_cannot_be_opened_is_no_job_and_a_sentence_to_the_one_that_wants_it(tmp_path):
+    (tmp_path / "lock").mkdir()  # a folder where the lock file goes (a copied or damaged run)
+    runs.write_status(tmp_path, state="running")
+    assert not runs.is_locked(tmp_path) and runs.read_status(tmp_path)["state"] == "interrupted"
+    with pytest.raises(runs.RunError, match="its lock file cannot be opened"):
+        runs.RunLock(tmp_path).acquire()
+
+
 HOLD = ("import sys, time; from cifar_core.runs import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
         "print('locked', flush=True); time.sleep(120)")
 
@@ -132,6 +140,9 @@ def test_resolve_model_local(tmp_path):
 def test_class_names_for(tmp_path):
     runs.write_json(tmp_path / "config.json", {"class_names": ["x", "y", "z"]})
     assert models.class_names_for(tmp_path, 3) == ("x", "y", "z")
+    for torn in (5, "abc", ["x", 2, "z"], ["x", "y"], None):  # a torn or hostile config.json: the defaults
+        runs.write_json(tmp_path / "config.json", {"class_names": torn})
+        assert models.class_names_for(tmp_path, 3) == ("class 0", "class 1", "class 2"), torn
     assert models.class_names_for(tmp_path, 10)[0] == "airplane"
     assert models.class_names_for(None, 4) == ("class 0", "class 1", "class 2", "class 3")
 
@@ -195,6 +206,12 @@ def test_rename_run(tmp_path):
         with pytest.raises(runs.RunError, match="1 to 80"):
             runs.rename_run(run, bad)
     assert runs.run_label(run) == "my best run"
+    from cifar_core.presets import get_preset
+
+    tiny = get_preset("tiny")
+    with pytest.raises(runs.RunError, match="the one given has 81"):
+        runs.create_run(tmp_path / "new", tiny.spec, tiny.train, name="x" * 81)
+    assert not (tmp_path / "new").exists()  # refused before anything was made
 
 
 def test_delete_run(tmp_path):

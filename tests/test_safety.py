@@ -599,6 +599,7 @@ def test_20_disk_full_during_training(trained_runs, tmp_path, monkeypatch):
     import keras
 
     run = copy_run(trained_runs, tmp_path)
+    runs.write_status(run, state="stopped")  # as after Stop: a finished run is not resumed
     model_before = (run / "model.keras").read_bytes()
 
     def full_disk_save(self, filepath, *args, **kwargs):
@@ -861,6 +862,27 @@ def test_26_the_evaluate_path_refuses_it_too(tmp_path):
     with pytest.raises(data.DataError, match="not a CIFAR-10 batch file"):
         evaluate_model("default", source=str(source))
     assert not canary.exists()
+
+
+def test_26_a_batch_naming_more_pixels_than_it_holds_is_refused(tmp_path, capsys):
+    """NumPy's array reconstruction, which the batch files need, makes an array of any shape the file names, filled or
+    not: a few hundred bytes could claim gigabytes."""
+    import pickle
+
+    from numpy._core.multiarray import _reconstruct
+
+    class Unfilled:
+        def __init__(self, shape, dtype):
+            self.args = (np.ndarray, shape, np.dtype(dtype))
+
+        def __reduce__(self):
+            return (_reconstruct, self.args)
+
+    blob = pickle.dumps({b"data": Unfilled((20_000, 3072), "u1"), b"labels": Unfilled((20_000,), "i8")}, protocol=2)
+    assert len(blob) < 1000
+    code, _, err = cli(capsys, "train", "--preset", "tiny", "--data", batches_folder(tmp_path, blob), "--runs-dir",
+                       tmp_path / "runs")
+    assert code == 2 and "its pixels are more than the file holds" in one_sentence(err)
 
 
 def test_26_no_pickle_is_allowed_anywhere_in_the_engine():

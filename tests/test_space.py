@@ -50,5 +50,7 @@ def test_params_applied_to_spec_and_settings():
     spec, config = spaces.apply_params(TINY.spec, base, {"preset": "report-2-1", "dropout": 0.125})
     assert spec.name == "report-2-1" and config.batch_size == 32 and config.data == "sample"
     assert [layer.rate for layer in spec.layers if isinstance(layer, S.Dropout)] == [0.125]
+    spec, config = spaces.apply_params(TINY.spec, dataclasses.replace(base, epochs=2), {"preset": "fast-small"})
+    assert config.epochs == 2 and config.warmup_epochs == 0.46  # the preset's warm-up share, not its 2.76 epochs
     with pytest.raises(S.SpecError):
         spaces.apply_params(get_preset("report-2-2").spec, base, {"width": 8.0})  # far beyond the parameter limit

@@ -249,6 +249,7 @@ def test_resume_with_a_torn_backup_weights_file_uses_the_previous_copy(tmp_path,
 def test_resume_with_torn_backup_metadata(tmp_path):
     run = shutil.copytree(helpers.tiny_run(), tmp_path / "run")
     (run / "backup" / "training_metadata.json").write_text('{"epoch": 1, "bat')
+    runs.write_status(run, state="interrupted")
     log = helpers.train_in_process(TINY, helpers.tiny_config(), run, resume=True)
     assert any("torn" in m for m in log)
     assert runs.read_status(run)["state"] == "finished"
