@@ -25,12 +25,18 @@ def _train_overrides(args) -> dict:
     return {name: getattr(args, name) for name in configs.FIELDS if getattr(args, name, None) is not None}
 
 
-def _new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
+def _new_run_settings(args, saved=None) -> tuple[specs.ModelSpec, configs.TrainConfig]:
+    """The spec and settings the flags ask for: --preset or --spec, then --config, then each setting's flag. saved:
+    a resumed run's (spec, config), which the flags start from when they name no model."""
     from .presets import get_preset
 
-    if bool(args.preset) == bool(args.spec):
+    if bool(args.preset) and bool(args.spec):
         raise specs.SpecError("Give exactly one of --preset NAME or --spec FILE.")
-    if args.preset:
+    if saved is not None and not args.preset and not args.spec:
+        model_spec, config = saved
+    elif not args.preset and not args.spec:
+        raise specs.SpecError("Give exactly one of --preset NAME or --spec FILE.")
+    elif args.preset:
         preset = get_preset(args.preset)
         model_spec, config = preset.spec, preset.train
     else:
@@ -41,6 +47,22 @@ def _new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
             raise specs.SpecError("--config must be a JSON object of training settings, such as {\"epochs\": 5}.")
         config = configs.with_changes(config, changes)
     return model_spec, configs.with_changes(config, _train_overrides(args))
+
+
+def _check_resume_flags(args, run_dir: Path, model_spec, config) -> None:
+    """A resumed run trains with the settings it was started with. Flags given beside --resume may repeat them (the
+    same command line with --resume added) but not change them: dropped in silence, --epochs 50 would read as a
+    longer run. --name renames the run."""
+    asked_spec, asked = _new_run_settings(args, saved=(model_spec, config))
+    changed = [f"{name} {getattr(asked, name)!r} (the run has {getattr(config, name)!r})" for name in configs.FIELDS
+               if getattr(asked, name) != getattr(config, name)]
+    if asked_spec != model_spec:
+        changed.insert(0, f"the model {asked_spec.name} (the run trains {model_spec.name} as it was saved)")
+    if changed:
+        raise runs.RunError("--resume continues the run with the settings it was started with, but the flags change "
+                            f"{'; '.join(changed[:3])}. To train differently, start a new run.")
+    if args.name:
+        runs.rename_run(run_dir, args.name)
 
 
 def _read_text(path: str, flag: str) -> bytes:
@@ -61,18 +83,14 @@ def _cmd_train(args) -> int:
     if args.resume or (run_dir and not args.preset and not args.spec):
         if not run_dir:
             raise runs.RunError("--resume needs --run-dir of the run to continue.")
-        given = [flag for flag, value in (("--preset", args.preset), ("--spec", args.spec), ("--config", args.config),
-                                          ("--name", args.name)) if value]
-        given += ["--" + name.replace("_", "-") for name in _train_overrides(args)]
-        if args.resume and given:  # silently dropped, they would read as a longer or different run
-            raise runs.RunError(f"--resume continues the run with the settings it was started with, so it takes "
-                                f"no {', '.join(given)}; to train differently, start a new run.")
         if args.resume and os.environ.get("CIFAR_CORE_LAUNCHED") != "1":
             (run_dir / "stop").unlink(missing_ok=True)  # a stop request left behind by a killed job
         if not args.resume and not runs.is_fresh(run_dir):
             raise runs.RunError(f"{run_dir} is not a new run; give --preset or --spec to train into a new folder, or "
                                 "--resume to continue the run there.")
         model_spec, config = runs.read_spec_and_config(run_dir)
+        if args.resume:
+            _check_resume_flags(args, run_dir, model_spec, config)
     else:
         model_spec, config = _new_run_settings(args)
         run_dir = run_dir or runs.run_path(runs.new_run_id(model_spec.name), args.runs_dir)

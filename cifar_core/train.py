@@ -224,8 +224,8 @@ def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, re
         if not (run_dir / "config.json").exists():
             raise runs.RunError(f"There is no run at {run_dir} to resume.")
         if runs.read_status(run_dir).get("state") == "finished":  # resuming would train it past its end again
-            raise runs.RunError(f"The run {run_dir.name} has finished; there is nothing to resume. Start a new run "
-                                "to train longer.")
+            log(f"The run {run_dir.name} has finished; there is nothing to resume (start a new run to train longer).")
+            return run_dir
     elif not runs.is_fresh(run_dir):
         runs.check_new_run_dir(run_dir)
         dataset = load_dataset(config, log)

@@ -8,7 +8,7 @@ import helpers
 import numpy as np
 import pytest
 
-from cifar_core import shapes
+from cifar_core import runs, shapes
 from cifar_core.__main__ import main
 from cifar_core.presets import PRESETS
 
@@ -160,14 +160,24 @@ def test_a_config_file_of_fewer_epochs_keeps_the_presets_warm_up_share(tmp_path)
     assert config.epochs == 2 and config.warmup_epochs == 0.46  # 23% of 2 epochs, as the preset's 2.76 of 12
 
 
-def test_resume_takes_no_other_settings_and_no_finished_run(tmp_path, capsys):
+def test_resume_may_repeat_the_runs_settings_but_not_change_them(tmp_path, capsys):
     run = tmp_path / "r1"
     shutil.copytree(helpers.tiny_run(), run)
+    runs.write_status(run, state="stopped")
+    saved = runs.read_spec_and_config(run)[1]
     assert main(["train", "--run-dir", str(run), "--resume", "--epochs", "50", "--preset", "fast"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "takes no --preset, --epochs" in err
-    assert main(["train", "--run-dir", str(run), "--resume"]) == 2
-    assert "has finished; there is nothing to resume" in capsys.readouterr().err
+    assert err.count("\n") == 1 and "the model fast" in err and "epochs 50 (the run has 1)" in err
+    assert main(["train", "--run-dir", str(run), "--resume", "--learning-rate", "99"]) == 2
+    assert "learning_rate must be a number in (0, 10], got 99.0" in capsys.readouterr().err  # checked, too
+    assert main(["train", "--run-dir", str(run), "--resume", "--learning-rate", "0.5"]) == 2
+    assert "learning_rate 0.5 (the run has 0.003)" in capsys.readouterr().err
+    assert runs.read_status(run)["state"] == "stopped"  # refused before anything was touched
+    runs.write_status(run, state="finished")
+    same = ["--preset", "tiny", "--epochs", str(saved.epochs), "--data", saved.data, "--limit", str(saved.limit)]
+    assert main(["train", "--run-dir", str(run), "--resume", *same]) == 0  # the same command line, --resume added
+    out = capsys.readouterr().out
+    assert "has finished; there is nothing to resume" in out and out.strip().splitlines()[-1] == str(run)
     (tmp_path / "a-file").write_text("x")
     assert main(["train", "--run-dir", str(tmp_path / "a-file"), "--resume"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
