@@ -85,29 +85,41 @@ def kept_uploads(key: str, label: str, types: list[str]) -> list[tuple[str, byte
 
 def setting_widget(name: str, key: str, default):
     """The Train page's widget of one TrainConfig field, made from the field's metadata (type, bounds, choices,
-    step, label and help: config.py), its value kept across pages."""
+    step, label and help: config.py), starting at `default` and kept across pages by Streamlit itself
+    (persist_state="session"). No Session State write before the widget: when a rerun was interrupted while a new
+    model's widgets were being drawn (a click right after choosing the model), such writes were lost and the
+    widgets fell back to False and their lower bounds (the browser test caught filter_learning_rate at 0.0)."""
     meta, kind = configs.FIELDS[name].metadata, configs.kind(name)
-    label, help_ = configs.label(name), configs.describe(name)
-    kept(key, default)
+    common = {"key": key, "help": configs.describe(name), "persist_state": "session"}
+    label = configs.label(name)
     if kind is bool:
-        st.checkbox(label, key=key, help=help_)
-    elif meta["choices"]:
-        st.selectbox(label, meta["choices"], key=key, help=help_)
-    elif kind is str:
-        st.text_input(label, key=key, help=help_)
-    else:
-        low, high = meta["low"], meta["high"]
-        # An optional field (empty: all images, no time budget) is made with value=None, which is what lets the
-        # user clear it again in the browser; its value itself comes from the session state, as kept() set it.
-        empty = {"value": None, "placeholder": "all" if name == "limit" else "none"} if configs.optional(name) else {}
-        if kind is float:
-            step = meta["step"] or 0.01
-            decimals = max(2, len(f"{step:.10f}".rstrip("0").split(".")[1]) + 1)
-            st.number_input(label, None if low is None else float(low), None if high is None else float(high),
-                            step=float(step), format=f"%.{decimals}f", key=key, help=help_, **empty)
-        else:
-            st.number_input(label, low, high, step=1, key=key, help=help_, **empty)
-    return keep(key)
+        return st.checkbox(label, bool(default), **common)
+    if meta["choices"]:
+        choices = list(meta["choices"])
+        return st.selectbox(label, choices, index=choices.index(default) if default in choices else 0, **common)
+    if kind is str:
+        return st.text_input(label, "" if default is None else str(default), **common)
+    low, high = meta["low"], meta["high"]
+    # An optional field (empty: all images, no time budget) may be None, and the user can clear it to None again.
+    placeholder = ("all" if name == "limit" else "none") if configs.optional(name) else None
+    if kind is float:
+        step = meta["step"] or 0.01
+        decimals = max(2, len(f"{step:.10f}".rstrip("0").split(".")[1]) + 1)
+        return st.number_input(label, None if low is None else float(low), None if high is None else float(high),
+                               None if default is None else float(default), step=float(step),
+                               format=f"%.{decimals}f", placeholder=placeholder, **common)
+    return st.number_input(label, low, high, None if default is None else int(default), step=1,
+                           placeholder=placeholder, **common)
+
+
+def open_page(page: str, choices: dict) -> None:
+    """Goes to page with some of its kept widgets set (key -> value), as if the user had chosen them there: the
+    value goes into kept()'s store, and the widget's own state, if any, is dropped so that kept() restores it."""
+    store = st.session_state.setdefault("_kept", {})
+    for key, value in choices.items():
+        store[key] = value
+        st.session_state.pop(key, None)
+    st.switch_page(page)
 
 
 def data_choice() -> str:
