@@ -100,16 +100,22 @@ def trials_done(study_summary: dict) -> int:
 
 
 def trial_rows(study_summary: dict) -> list[dict]:
-    """A summary's trials as the Sweep page's table shows them: one column per parameter, named "param <name>"."""
+    """A summary's trials as the Sweep page's table shows them: one column per parameter, named "param <name>", and
+    the run's id (never its folder: pages print no server path)."""
     return [{"trial": t["number"], "state": t["state"], "validation accuracy": t["value"], "seconds": t["seconds"],
-             **{f"param {k}": v for k, v in t["params"].items()}, "run": t["run_dir"]} for t in study_summary["trials"]]
+             **{f"param {k}": v for k, v in t["params"].items()}, "run": _run_id(t["run_dir"])}
+            for t in study_summary["trials"]]
+
+
+def _run_id(run_dir) -> str | None:
+    return str(run_dir).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if run_dir else None
 
 
 def best_run_id(study_summary: dict) -> str | None:
     """The run id (the last part of its run directory) of the best trial, or None before a trial has completed
     with a run."""
     best = study_summary["best"]
-    return best["run_dir"].rstrip("/").rsplit("/", 1)[-1] if best and best["run_dir"] else None
+    return _run_id(best["run_dir"]) if best else None
 
 
 def figures(storage_url: str, study_name: str) -> dict:

@@ -6,7 +6,7 @@ import streamlit as st
 
 import ui
 from cifar_core import config as configs
-from cifar_core import jobs, presets, resizing, runs, shapes
+from cifar_core import jobs, resizing, runs, shapes
 from cifar_core import spec as specs
 from ui import train as view
 
@@ -17,12 +17,11 @@ st.title("Train")
 # ---- a new run: what to train, and how
 st.header("New run", divider="gray")
 model_spec = view.model_picker()
-base = presets.train_config_for(model_spec)
+base, prefix = view.starting_settings(model_spec)  # the preset's, or the run's that the Build model came from
 problem = shapes.first_error(model_spec)
 if problem:
     st.error(f"This model cannot be trained: {problem[1]} Fix it on the Build page.")
 
-prefix = f"tc_{ui.slug(model_spec.name)}_"  # settings start from the model's preset and follow the model
 defaults = configs.to_dict(base)
 values, run_name, source_choice = view.settings_form(prefix, defaults)
 try:
@@ -73,6 +72,7 @@ elif status.get("state") in jobs.RESUMABLE_STATES:
         else:
             st.rerun()
 if status.get("state") == "finished":
-    st.page_link("pages/evaluate.py", label="Evaluate this model", icon=":material/analytics:")
+    if st.button("Evaluate this model", icon=":material/analytics:", key="evaluate_this"):
+        ui.open_page("pages/evaluate.py", {"eval_model": run_id})
 with st.expander("Job log"):
     st.code(jobs.read_job_log(run_id) or "(empty)", language=None)

@@ -2,7 +2,9 @@
 from the page runs in its own process, then the page shows its trials, Optuna's figures and opens the best trial."""
 
 import helpers
+import pytest
 
+import ui
 from cifar_core import runs, studies, sweeps
 
 SWEEP = "pages/sweep.py"
@@ -47,3 +49,9 @@ def test_a_sweep_from_the_page(open_app, app_env):
     at.button(key="sweep_open_train").click().run()
     assert not at.exception, at.exception
     assert at.session_state["train_run"] == best and at.session_state["spec"].name == "tiny"
+    # Train offers the trial's model and settings (the learning rate the sweep chose), ready to train again.
+    assert at.selectbox(key="train_model").value == "build"
+    trial_config = runs.read_spec_and_config(app_env / best)[1]
+    rate = at.number_input(key=f"tc_tiny_{ui.slug(best)}_learning_rate").value
+    assert rate == pytest.approx(trial_config.learning_rate, rel=1e-3) and trial_config.learning_rate != 0.003
+    assert all("/" not in str(r) for r in table["run"])  # run ids, never a server path

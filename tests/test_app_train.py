@@ -73,6 +73,8 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     assert plain(again.subheader[0].value) == "page test: finished"
     assert {c.key for c in again.get("plotly_chart")} == {"curves"}
     assert not {"stop", "resume"} & {b.key for b in again.button}  # a finished run is neither stopped nor resumed
+    again.button(key="evaluate_this").click().run()
+    assert not again.exception and again.selectbox(key="eval_model").value == run_id  # this run, not the default
 
 
 def test_a_failed_run_shows_its_error_and_offers_resume(open_app, app_env):

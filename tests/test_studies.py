@@ -29,7 +29,7 @@ def test_the_sweep_pages_table_and_best_run():
     assert studies.trials_done(summary) == 2
     assert studies.trial_rows(summary) == [
         {"trial": 0, "state": "COMPLETE", "validation accuracy": 0.5, "seconds": 2.5, "param width": 1.5,
-         "param dropout": 0.1, "run": "/r/20260101-000000-tiny"},
+         "param dropout": 0.1, "run": "20260101-000000-tiny"},  # the id: pages print no server path
         {"trial": 1, "state": "PRUNED", "validation accuracy": None, "seconds": 1.0, "param width": 0.5, "run": None},
         {"trial": 2, "state": "RUNNING", "validation accuracy": None, "seconds": None, "run": None}]
     assert studies.best_run_id(summary) == "20260101-000000-tiny"

@@ -8,6 +8,7 @@ import streamlit as st
 import ui
 from cifar_core import jobs, presets, runs, studies, sweeps
 from cifar_core import spec as specs
+from ui.train import BUILD
 
 RANGES = {  # entry: (label, default low, default high, log scale, on by default)
     "width": ("Width (× every Conv2D's filters)", 0.5, 2.0, True, True),
@@ -95,10 +96,13 @@ def best_trial(summary: dict) -> None:
     for column, (label, page) in zip(c, (("Build", "pages/build.py"), ("Train", "pages/train.py"))):
         if column.button(f"Open the best trial in {label}", key=f"sweep_open_{label.lower()}"):
             try:
-                st.session_state["spec"] = runs.read_spec_and_config(runs.run_path(run_id))[0]
+                spec, config = runs.read_spec_and_config(runs.run_path(run_id))
             except runs.RunError as e:  # trained by a worker on another machine, or deleted since
                 st.error(ui.md_escape(str(e)))
                 return
+            st.session_state["spec"] = spec
+            st.session_state["spec_settings"] = (spec, config, run_id)  # Train starts from the trial's settings
             if page == "pages/train.py":
                 st.session_state["train_run"] = run_id
+                ui.open_page(page, {"train_model": BUILD})
             st.switch_page(page)

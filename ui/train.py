@@ -41,6 +41,16 @@ def model_picker() -> specs.ModelSpec:
     return st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
 
 
+def starting_settings(model_spec: specs.ModelSpec) -> tuple[configs.TrainConfig, str]:
+    """The settings a model starts from, and the key prefix of their widgets (settings follow the model): the run's
+    own when the Build page's model was opened from a run (a sweep's best trial), else its preset's
+    (presets.train_config_for)."""
+    opened = st.session_state.get("spec_settings")
+    if st.session_state.get("train_model") == BUILD and opened and opened[0] == model_spec:
+        return opened[1], f"tc_{ui.slug(model_spec.name)}_{ui.slug(opened[2])}_"
+    return presets.train_config_for(model_spec), f"tc_{ui.slug(model_spec.name)}_"
+
+
 def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
     """The basic settings in four columns, the run name, the recipe's in an expander; (the settings' values, the
     run name, the data source chosen as sources.app_sources names it)."""
