@@ -119,16 +119,18 @@ def gallery(result: dict, x) -> None:
     st.subheader("Gallery", anchor="gallery")
     if st.session_state.pop("scroll_to_gallery", False):
         ui.scroll_to("gallery")
+    # The filters keep themselves across pages (persist_state), starting from their own defaults: with Session State
+    # written before each of them instead, a rerun drawing a new evaluation showed them reset while the gallery
+    # still filtered by the old values. A pair's button and a matrix cell set them in callbacks.
     g = st.columns(4, vertical_alignment="bottom")
-    for key, default in (("gal_wrong", False), ("gal_true", ANY), ("gal_pred", ANY), ("gal_limit", 40)):
-        ui.kept(key, default)
+    keep = {"persist_state": "session"}
     for key in ("gal_true", "gal_pred"):
-        if st.session_state[key] not in (ANY, *names):
-            st.session_state[key] = ANY  # a class of another evaluation's data
-    wrong = ui.keep_widget(g[0].checkbox, "Misclassified only", key="gal_wrong")
-    true_class = ui.keep_widget(g[1].selectbox, "True class", [ANY, *names], key="gal_true")
-    pred_class = ui.keep_widget(g[2].selectbox, "Predicted class", [ANY, *names], key="gal_pred")
-    limit = ui.keep_widget(g[3].number_input, "Images", 8, 200, step=8, key="gal_limit")
+        if st.session_state.get(key, ANY) not in (ANY, *names):
+            del st.session_state[key]  # a class of another evaluation's data: back to any
+    wrong = g[0].checkbox("Misclassified only", False, key="gal_wrong", **keep)
+    true_class = g[1].selectbox("True class", [ANY, *names], 0, key="gal_true", **keep)
+    pred_class = g[2].selectbox("Predicted class", [ANY, *names], 0, key="gal_pred", **keep)
+    limit = g[3].number_input("Images", 8, 200, 40, step=8, key="gal_limit", **keep)
     items = evaluate.gallery(result, misclassified_only=wrong, true_class=None if true_class == ANY else true_class,
                              pred_class=None if pred_class == ANY else pred_class, limit=int(limit))
     if not items:
