@@ -31,18 +31,19 @@ def _series(records, kind, key):
 
 
 def training_curves(records: list[dict], steps_per_epoch: int | None = None, title: str = "") -> go.Figure:
-    """Loss and accuracy against epochs: training per batch point (thin), validation per epoch (markers).
-    A null (NaN) value leaves a gap."""
+    """Loss and accuracy against epochs: training per batch point (thin), validation per epoch (markers), one legend
+    entry each ("train", "validation": the same colours in both panels). A null (NaN) value leaves a gap."""
     records = [{**r, "steps_per_epoch": steps_per_epoch} if steps_per_epoch else r for r in records]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for col, key in ((1, "loss"), (2, "accuracy")):
         x, y = _series(records, "batch", key)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"train {key}", line={"width": 1, "color": "#1f77b4"},
-                                 connectgaps=False, legendgroup="train", showlegend=col == 1), row=1, col=col)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train", line={"width": 1, "color": "#1f77b4"},
+                                 hovertemplate=f"train {key} %{{y:.4f}}<extra></extra>", connectgaps=False,
+                                 legendgroup="train", showlegend=col == 1), row=1, col=col)
         x, y = _series(records, "epoch", f"val_{key}")
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"validation {key}",
-                                 line={"color": "#ff7f0e"}, connectgaps=False, legendgroup="val",
-                                 showlegend=col == 1), row=1, col=col)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="validation", line={"color": "#ff7f0e"},
+                                 hovertemplate=f"validation {key} %{{y:.4f}}<extra></extra>", connectgaps=False,
+                                 legendgroup="val", showlegend=col == 1), row=1, col=col)
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(range=[0, 1], row=1, col=2)
     fig.update_layout(title=escape(title) if title else None, height=360, margin={"t": 40, "b": 30, "l": 40, "r": 10},

@@ -57,6 +57,9 @@ def test_training_curves_place_batches_within_epochs_and_leave_gaps_for_null():
     assert train_loss.connectgaps is False
     assert list(val_loss.x) == [1] and list(val_loss.y) == [1.4] and list(val_acc.y) == [0.35]
     assert list(train_acc.y) == [0.2, 0.3, 0.4]
+    # one legend entry per line, shown once for both panels: the accuracy panel's lines are named too
+    assert [(t.name, t.showlegend) for t in fig.data] == [("train", True), ("validation", True), ("train", False),
+                                                          ("validation", False)]
 
 
 def test_overlay_curves_one_line_per_run():

@@ -535,10 +535,10 @@ def test_18_nan_metrics_are_gaps_in_the_charts(tmp_path):
     records = metrics.read_metrics(tmp_path)
     fig = charts.training_curves(records, steps_per_epoch=3)
     by_name = {(t.name, t.xaxis): t for t in fig.data}
-    train_loss = by_name[("train loss", "x")]
+    train_loss = by_name[("train", "x")]
     assert list(train_loss.y) == [2.0, None, 1.5] and train_loss.connectgaps is False
-    assert list(by_name[("train accuracy", "x2")].y) == [0.1, None, 0.3]
-    assert list(by_name[("validation loss", "x")].y) == [None, 1.0]
+    assert list(by_name[("train", "x2")].y) == [0.1, None, 0.3]
+    assert list(by_name[("validation", "x")].y) == [None, 1.0]
     overlay = charts.overlay_curves({"run": records}, "val_loss")
     assert list(overlay.data[0].y) == [None, 1.0] and overlay.data[0].connectgaps is False
 
