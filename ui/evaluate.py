@@ -106,10 +106,10 @@ def confused_pairs(result: dict, x) -> None:
         head[0].markdown(f"**{ui.md_escape(pair['true'])} → {ui.md_escape(pair['pred'])}** ({pair['count']} "
                          f"{'image' if pair['count'] == 1 else 'images'}), its most confident mistakes:")
         head[1].button("Show in the gallery", key=f"pair_{n}", on_click=show_pair, args=(pair["true"], pair["pred"]))
-        cells = st.columns(8)
-        for k, item in enumerate(pair["mistakes"]):
-            cells[k].image(charts.enlarge(x[item["index"]], 3), caption=f"{item['confidence']:.0%} {pair['pred']}",
-                           width="stretch")
+        with st.container(horizontal=True, wrap=True):  # a row that wraps: on a phone columns would stack them
+            for item in pair["mistakes"]:
+                st.image(charts.enlarge(x[item["index"]], 3), caption=f"{item['confidence']:.0%} {pair['pred']}",
+                         width=96)
 
 
 def gallery(result: dict, x) -> None:
@@ -135,10 +135,10 @@ def gallery(result: dict, x) -> None:
                              pred_class=None if pred_class == ANY else pred_class, limit=int(limit))
     if not items:
         st.caption("No image matches these filters.")
-    cells = st.columns(8)
-    for k, item in enumerate(items):
-        with cells[k % 8]:
-            st.image(charts.enlarge(x[item["index"]], 3), width="stretch")
-            color = "green" if item["true"] == item["pred"] else "red"
-            st.markdown(f":{color}[{ui.md_escape(item['true'])} → {ui.md_escape(item['pred'])} "
-                        f"({item['confidence']:.0%})]")
+    with st.container(horizontal=True, wrap=True):  # thumbnails that wrap at any width, a phone's included
+        for item in items:
+            with st.container(width=120, gap=None):
+                st.image(charts.enlarge(x[item["index"]], 3), width=96)
+                color = "green" if item["true"] == item["pred"] else "red"
+                st.markdown(f":{color}[{ui.md_escape(item['true'])} → {ui.md_escape(item['pred'])} "
+                            f"({item['confidence']:.0%})]")
