@@ -33,6 +33,7 @@ for path, label, icon, what in (
     ("pages/layers.py", "Layers", "layers",
      "an image's feature maps in every convolution, and the first layer's filters"),
     ("pages/runs.py", "Runs", "history", "compare, rename, download and delete runs"),
+    ("pages/sweep.py", "Sweep", "tune", "search the settings with Optuna, each trial a run, and open the best one"),
 ):
     st.page_link(path, label=label, icon=f":material/{icon}:")  # a short link and the text below it: it wraps
     st.caption(what[:1].upper() + what[1:] + ".")

@@ -9,7 +9,7 @@ def test_home_says_what_the_tool_does_and_links_the_workflow_in_order(open_app):
     at = open_app()
     assert at.title[0].value == "CIFAR-10 CNN Studio"
     labels = [link.label for link in at.get("page_link")]
-    assert labels == ["Build", "Train", "Evaluate", "Classify", "Layers", "Runs"]
+    assert labels == ["Build", "Train", "Evaluate", "Classify", "Layers", "Runs", "Sweep"]
     # The sidebar: the data source in use (CIFAR10_DATA=sample here) and the device.
     assert at.sidebar.selectbox(key="data_source").value == "sample"
     assert "Device:" in at.sidebar.caption[0].value and "Precision:" in at.sidebar.caption[0].value

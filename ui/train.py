@@ -32,10 +32,12 @@ def retrain_on(run_dir, key: str) -> None:
 
 
 def model_picker() -> specs.ModelSpec:
-    """The Build page's model (when there is one) or a preset, its choice kept across pages."""
+    """The Build page's model (when there is one) or a preset (tiny first: a minute on the sample, the README's
+    walk-through), its choice kept across pages."""
     choices = ([BUILD] if "spec" in st.session_state else []) + list(presets.PRESETS)
-    if ui.kept("train_model", choices[0]) not in choices:
-        st.session_state["train_model"] = choices[0]
+    first = BUILD if BUILD in choices else "tiny"
+    if ui.kept("train_model", first) not in choices:
+        st.session_state["train_model"] = first
     choice = ui.keep_widget(st.selectbox, "Model", choices, key="train_model", format_func=lambda c: (
         f"from the Build page: {st.session_state['spec'].name}" if c == BUILD else f"preset {c}"))
     return st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
