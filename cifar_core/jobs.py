@@ -190,10 +190,11 @@ def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, n
     validate_config(config)
     resizing.check(model_spec, config)
     with start_lock(runs_dir):
-        run_id = runs.new_run_id(model_spec.name)
-        while runs.run_path(run_id, runs_dir).exists():  # two starts in the same second
-            time.sleep(1.0)
-            run_id = runs.new_run_id(model_spec.name)
+        first = run_id = runs.new_run_id(model_spec.name)
+        for n in range(2, 10_000):  # starts in the same second (a sweep, a queue filled at once) get -2, -3, ...
+            if not runs.run_path(run_id, runs_dir).exists():
+                break
+            run_id = f"{first}-{n}"
         run_dir = runs.create_run(runs.run_path(run_id, runs_dir), model_spec, config, name=name, state="queued",
                                   **facts)
         runs.write_status(run_dir, queued_at=_next_place(runs_dir))

@@ -152,7 +152,11 @@ def test_a_queued_run_starts_when_the_job_ahead_finishes_fails_stops_or_is_kille
     long = dataclasses.replace(quick, epochs=500)
     configs = {"finishes": quick, "fails": dataclasses.replace(quick, data=str(tmp_path / "no-such-data")),
                "stopped": long, "killed": long, "last": long}
+    started = time.monotonic()
     ids = {role: jobs.start_job(tiny.spec, config, tmp_path, name=role) for role, config in configs.items()}
+    # Starts within one second take -2, -3, ...: waiting a second for each let the first job end before the rest
+    # were queued (the fresh-clone run of this test failed so).
+    assert time.monotonic() - started < 3 and len(set(ids.values())) == 5
     dirs = {role: tmp_path / run_id for role, run_id in ids.items()}
     assert [jobs.queue_label(ids[r], tmp_path) for r in configs][1:] == \
         ["queued, 1st", "queued, 2nd", "queued, 3rd", "queued, 4th"]
