@@ -25,37 +25,42 @@ def _train_overrides(args) -> dict:
     return {name: getattr(args, name) for name in configs.FIELDS if getattr(args, name, None) is not None}
 
 
-def _new_run_settings(args, saved=None) -> tuple[specs.ModelSpec, configs.TrainConfig]:
-    """The spec and settings the flags ask for: --preset or --spec, then --config, then each setting's flag. saved:
-    a resumed run's (spec, config), which the flags start from when they name no model."""
+def _new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
+    """The spec and settings the flags ask for: --preset or --spec, then --config, then each setting's flag."""
     from .presets import get_preset
 
-    if bool(args.preset) and bool(args.spec):
+    if bool(args.preset) == bool(args.spec):
         raise specs.SpecError("Give exactly one of --preset NAME or --spec FILE.")
-    if saved is not None and not args.preset and not args.spec:
-        model_spec, config = saved
-    elif not args.preset and not args.spec:
-        raise specs.SpecError("Give exactly one of --preset NAME or --spec FILE.")
-    elif args.preset:
+    if args.preset:
         preset = get_preset(args.preset)
         model_spec, config = preset.spec, preset.train
     else:
         model_spec, config = spec_io.from_json(_read_text(args.spec, "--spec")), configs.TrainConfig()
-    if args.config:
-        changes = files.parse_json(_read_text(args.config, "--config"))
-        if not isinstance(changes, dict):
-            raise specs.SpecError("--config must be a JSON object of training settings, such as {\"epochs\": 5}.")
-        config = configs.with_changes(config, changes)
+    config = configs.with_changes(config, _config_file(args))
     return model_spec, configs.with_changes(config, _train_overrides(args))
+
+
+def _config_file(args) -> dict:
+    if not args.config:
+        return {}
+    changes = files.parse_json(_read_text(args.config, "--config"))
+    if not isinstance(changes, dict):
+        raise specs.SpecError("--config must be a JSON object of training settings, such as {\"epochs\": 5}.")
+    return changes
 
 
 def _check_resume_flags(args, run_dir: Path, model_spec, config) -> None:
     """A resumed run trains with the settings it was started with. Flags given beside --resume may repeat them (the
     same command line with --resume added) but not change them: dropped in silence, --epochs 50 would read as a
-    longer run. --name renames the run."""
-    asked_spec, asked = _new_run_settings(args, saved=(model_spec, config))
-    changed = [f"{name} {getattr(asked, name)!r} (the run has {getattr(config, name)!r})" for name in configs.FIELDS
-               if getattr(asked, name) != getattr(config, name)]
+    longer run. Only what the flags name is compared (a setting left out keeps the run's). --name renames the run."""
+    from .presets import get_preset
+
+    given = {**_config_file(args), **_train_overrides(args)}
+    configs.with_changes(config, given)  # each value checked, as for a new run
+    changed = [f"{name} {value!r} (the run has {getattr(config, name)!r})" for name, value in given.items()
+               if value != getattr(config, name)]
+    asked_spec = get_preset(args.preset).spec if args.preset else \
+        spec_io.from_json(_read_text(args.spec, "--spec")) if args.spec else model_spec
     if asked_spec != model_spec:
         changed.insert(0, f"the model {asked_spec.name} (the run trains {model_spec.name} as it was saved)")
     if changed:

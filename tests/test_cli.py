@@ -174,7 +174,7 @@ def test_resume_may_repeat_the_runs_settings_but_not_change_them(tmp_path, capsy
     assert "learning_rate 0.5 (the run has 0.003)" in capsys.readouterr().err
     assert runs.read_status(run)["state"] == "stopped"  # refused before anything was touched
     runs.write_status(run, state="finished")
-    same = ["--preset", "tiny", "--epochs", str(saved.epochs), "--data", saved.data, "--limit", str(saved.limit)]
+    same = ["--preset", "tiny", "--epochs", str(saved.epochs), "--limit", str(saved.limit)]  # --data left out
     assert main(["train", "--run-dir", str(run), "--resume", *same]) == 0  # the same command line, --resume added
     out = capsys.readouterr().out
     assert "has finished; there is nothing to resume" in out and out.strip().splitlines()[-1] == str(run)
