@@ -14,71 +14,10 @@ import sys
 from pathlib import Path
 
 from . import config as configs
-from . import files, runs, shapes, spec_io
+from . import files, flags, runs, shapes
 from . import spec as specs
 from .data import DataError
 from .images import ImageError
-
-
-def _train_overrides(args) -> dict:
-    """The TrainConfig fields given as flags (each flag is made from its field, see _add_config_flags)."""
-    return {name: getattr(args, name) for name in configs.FIELDS if getattr(args, name, None) is not None}
-
-
-def _new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
-    """The spec and settings the flags ask for: --preset or --spec, then --config, then each setting's flag."""
-    from .presets import get_preset
-
-    if bool(args.preset) == bool(args.spec):
-        raise specs.SpecError("Give exactly one of --preset NAME or --spec FILE.")
-    if args.preset:
-        preset = get_preset(args.preset)
-        model_spec, config = preset.spec, preset.train
-    else:
-        model_spec, config = spec_io.from_json(_read_text(args.spec, "--spec")), configs.TrainConfig()
-    config = configs.with_changes(config, _config_file(args))
-    return model_spec, configs.with_changes(config, _train_overrides(args))
-
-
-def _config_file(args) -> dict:
-    if not args.config:
-        return {}
-    changes = files.parse_json(_read_text(args.config, "--config"))
-    if not isinstance(changes, dict):
-        raise specs.SpecError("--config must be a JSON object of training settings, such as {\"epochs\": 5}.")
-    return changes
-
-
-def _check_resume_flags(args, run_dir: Path, model_spec, config) -> None:
-    """A resumed run trains with the settings it was started with. Flags given beside --resume may repeat them (the
-    same command line with --resume added) but not change them: dropped in silence, --epochs 50 would read as a
-    longer run. Only what the flags name is compared (a setting left out keeps the run's). --name renames the run."""
-    from .presets import get_preset
-
-    given = {**_config_file(args), **_train_overrides(args)}
-    configs.with_changes(config, given)  # each value checked, as for a new run
-    changed = [f"{name} {value!r} (the run has {getattr(config, name)!r})" for name, value in given.items()
-               if value != getattr(config, name)]
-    asked_spec = get_preset(args.preset).spec if args.preset else \
-        spec_io.from_json(_read_text(args.spec, "--spec")) if args.spec else model_spec
-    if asked_spec != model_spec:
-        changed.insert(0, f"the model {asked_spec.name} (the run trains {model_spec.name} as it was saved)")
-    if changed:
-        raise runs.RunError("--resume continues the run with the settings it was started with, but the flags change "
-                            f"{'; '.join(changed[:3])}. To train differently, start a new run.")
-    if args.name:
-        runs.rename_run(run_dir, args.name)
-
-
-def _read_text(path: str, flag: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            text = f.read(files.MAX_JSON_BYTES + 1)
-    except OSError as e:
-        raise specs.SpecError(f"{flag} {path} cannot be read ({e.strerror or type(e).__name__}).") from None
-    if len(text) > files.MAX_JSON_BYTES:
-        raise specs.SpecError(f"{flag} {path} is larger than {files.MAX_JSON_BYTES:,} bytes.")
-    return text
 
 
 def _cmd_train(args) -> int:
@@ -95,9 +34,9 @@ def _cmd_train(args) -> int:
                                 "--resume to continue the run there.")
         model_spec, config = runs.read_spec_and_config(run_dir)
         if args.resume:
-            _check_resume_flags(args, run_dir, model_spec, config)
+            flags.check_resume_flags(args, run_dir, model_spec, config)
     else:
-        model_spec, config = _new_run_settings(args)
+        model_spec, config = flags.new_run_settings(args)
         run_dir = run_dir or runs.run_path(runs.new_run_id(model_spec.name), args.runs_dir)
     _say_default_source(config.data)
     try:
@@ -136,7 +75,7 @@ def _cmd_queue(args) -> int:
 
     if args.run_dir or args.resume:
         raise runs.RunError("--queue makes a new run in --runs-dir; it takes neither --run-dir nor --resume.")
-    model_spec, config = _new_run_settings(args)
+    model_spec, config = flags.new_run_settings(args)
     run_id = jobs.start_job(model_spec, config, args.runs_dir, name=args.name)
     print(runs.run_path(run_id, args.runs_dir))
     return 0
@@ -211,6 +150,8 @@ def _cmd_predict(args) -> int:
         for r in ordered:
             print(f"{r['file']}: " + (r["error"] if "error" in r else
                                        ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top"])))
+            if "note" in r:
+                _note(f"{r['file']}: {r['note']}")
     return 1 if any("error" in r for r in ordered) else 0
 
 
@@ -302,8 +243,8 @@ def _cmd_sweep(args) -> int:
     from . import sweeps
     from .space import parse_space
 
-    model_spec, config = _new_run_settings(args)
-    space = parse_space(_read_text(args.space, "--space"), model_spec) if args.space else None
+    model_spec, config = flags.new_run_settings(args)
+    space = parse_space(flags.read_text(args.space, "--space"), model_spec) if args.space else None
     result = sweeps.run_sweep(model_spec, config, trials=args.trials, space=space, storage_url=args.storage,
                               study_name=args.study, runs_dir=args.runs_dir, pruner=args.pruner,
                               log=lambda m: print(m, flush=True))
@@ -319,18 +260,6 @@ def _cmd_sweep_worker(args) -> int:
     return 0
 
 
-def _add_config_flags(parser) -> None:
-    """One flag per TrainConfig field, its type and help from the field (config.describe)."""
-    for name in configs.FIELDS:
-        flag, kind = "--" + name.replace("_", "-"), configs.kind(name)
-        if kind is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=configs.describe(name))
-        else:
-            parser.add_argument(flag, dest=name, type=kind, default=None, help=configs.describe(name),
-                                metavar=name.upper(), choices=configs.FIELDS[name].metadata["choices"])
-
-
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="python -m cifar_core", description="CIFAR-10 CNN Studio engine")
@@ -340,7 +269,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset")
     p.add_argument("--spec", help="a model spec JSON file")
     p.add_argument("--config", help="a JSON file of training settings (TrainConfig fields)")
-    _add_config_flags(p)
+    flags.add_config_flags(p)
     p.add_argument("--runs-dir")
     p.add_argument("--run-dir", help="the run's folder: a new one, or with --resume one to continue")
     p.add_argument("--name", help="a display name for the run")

@@ -57,8 +57,9 @@ def overlay_curves(curves: dict[str, list[dict]], key: str = "val_accuracy") -> 
     for name, records in curves.items():
         x, y = _series(records, "epoch", key)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=escape(name), connectgaps=False))
-    fig.update_layout(xaxis_title="epoch", yaxis_title=key.replace("_", " "), height=380,
-                      margin={"t": 30, "b": 30, "l": 40, "r": 10})
+    # The legend below the plot, not beside it: run names are long, and beside it they took most of a phone's width.
+    fig.update_layout(xaxis_title="epoch", yaxis_title=key.replace("_", " "), height=420,
+                      margin={"t": 30, "b": 30, "l": 40, "r": 10}, legend={"orientation": "h", "y": -0.2})
     return fig
 
 

@@ -112,10 +112,31 @@ def compare_runs(run_a: Path, run_b: Path) -> dict:
             "metrics": {"a": final_metrics(run_a), "b": final_metrics(run_b)}, "sweep": sweep}
 
 
+METRIC_WORDS = {"val_accuracy": "validation accuracy (last epoch)", "val_loss": "validation loss (last epoch)",
+                "accuracy": "training accuracy (last epoch)", "loss": "training loss (last epoch)",
+                "best_val_accuracy": "best validation accuracy", "epochs_done": "epochs done",
+                "train_time_s": "training time"}
+
+
+def shown(key: str, value) -> str:
+    """A final metric as the table shows it: accuracies in percent to a tenth, losses to three decimals, the
+    training time in seconds or minutes; "–" for none."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "–"
+    if key.endswith("accuracy"):
+        return f"{value:.1%}"
+    if key.endswith("loss"):
+        return f"{value:.3f}"
+    if key == "train_time_s":
+        return f"{value:.0f} s" if value < 60 else f"{value / 60:.1f} min"
+    return f"{value:g}"
+
+
 def metrics_rows(diff: dict) -> list[dict]:
-    """compare_runs' final metrics side by side: rows {metric (in words), A, B}."""
+    """compare_runs' final metrics side by side: rows {metric (in words), A, B} of text (shown)."""
     a, b = diff["metrics"]["a"], diff["metrics"]["b"]
-    return [{"metric": k.replace("_", " "), "A": a[k], "B": b[k]} for k in a]
+    return [{"metric": METRIC_WORDS.get(k, k.replace("_", " ")), "A": shown(k, a[k]), "B": shown(k, b[k])}
+            for k in a]
 
 
 def default_pair(run_ids: list[str], selected: list[str]) -> tuple[str, str]:

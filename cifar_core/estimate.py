@@ -1,8 +1,9 @@
 """How long training takes before it has run: a time per epoch from a spec's multiply-accumulates, scaled by the
 speed this device measured in its recent runs, and the first guess of how many steps fit in a time budget.
 
-The constants are a fixed cost per image plus a cost per forward multiply-accumulate, fitted on the machine
-benchmarks/README.md names; measured_speed corrects them for any other machine from its own runs.
+The constants are a fixed cost per image plus a cost per forward multiply-accumulate, one pair per precision the
+steps compute in, each fitted on a CPU where it is the precision used (benchmarks/README.md names both);
+measured_speed corrects them for any other machine from its own runs.
 """
 
 from __future__ import annotations
@@ -13,17 +14,23 @@ from . import metrics, resizing, runs, shapes, spec_io
 from . import spec as specs
 from .config import TrainConfig, config_from_dict
 
-TRAIN_SECONDS_PER_IMAGE = 0.094e-3
-TRAIN_SECONDS_PER_MAC = 0.0211e-9
+# (seconds per image, seconds per forward multiply-accumulate) of a training epoch, validation included, each pair
+# fitted where that precision is what the CPU trains in: mixed bfloat16 to fast's epochs on 2 AMD EPYC cores with
+# AVX-512 BF16; float32 to the epochs of tiny, report-2-1, fast-small and fast on 2 plain AVX2 AMD EPYC cores, each
+# within 7% (benchmarks/README.md). A GPU (mixed float16) starts from float32's and learns its own speed.
+TRAIN_SECONDS = {"mixed_bfloat16": (0.094e-3, 0.0211e-9), "float32": (0.312e-3, 0.1122e-9)}
 
 
 def epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0,
-                  config: TrainConfig | None = None) -> float:
-    """A time per training epoch: the constants above, times `speed`, this machine's measured ratio to them
-    (measured_speed); under progressive resizing (config.low_res_fraction), the mean epoch of the run. Raises
-    SpecError for an invalid spec, or one that cannot take config's low_res_size."""
+                  config: TrainConfig | None = None, precision: str = "float32") -> float:
+    """A time per training epoch in `precision` (a resolved TrainConfig.precision): the constants above, times
+    `speed`, this machine's measured ratio to them (measured_speed); under progressive resizing
+    (config.low_res_fraction), the mean epoch of the run. Raises SpecError for an invalid spec, or one that cannot
+    take config's low_res_size."""
+    per_image, per_mac = TRAIN_SECONDS.get(precision, TRAIN_SECONDS["float32"])
+
     def seconds(spec):
-        return speed * images * (TRAIN_SECONDS_PER_IMAGE + shapes.summary(spec)["macs"] * TRAIN_SECONDS_PER_MAC)
+        return speed * images * (per_image + shapes.summary(spec)["macs"] * per_mac)
 
     full = seconds(model_spec)
     if config is None or not config.low_res_fraction:
@@ -32,22 +39,26 @@ def epoch_seconds(model_spec: specs.ModelSpec, images: int, speed: float = 1.0,
     return config.low_res_fraction * small + (1 - config.low_res_fraction) * full
 
 
-def low_res_cost_ratio(model_spec: specs.ModelSpec, config: TrainConfig) -> float:
+def low_res_cost_ratio(model_spec: specs.ModelSpec, config: TrainConfig, precision: str = "float32") -> float:
     """A step on config.low_res_size images as a share of a full-size one, by the estimate: what the time budget
     prices a full-size step at before it has timed one."""
-    return epoch_seconds(shapes.at_size(model_spec, config.low_res_size), 1) / epoch_seconds(model_spec, 1)
+    small = shapes.at_size(model_spec, config.low_res_size)
+    return epoch_seconds(small, 1, precision=precision) / epoch_seconds(model_spec, 1, precision=precision)
 
 
-def budget_steps(model_spec: specs.ModelSpec, config: TrainConfig, images: int, steps_per_epoch: int) -> int:
+def budget_steps(model_spec: specs.ModelSpec, config: TrainConfig, images: int, steps_per_epoch: int,
+                 precision: str = "float32") -> int:
     """A first guess of how many steps fit in the time budget; the job's TimeBudget callback corrects it from the
     steps it times."""
-    seconds_per_step = max(1e-3, epoch_seconds(model_spec, images, config=config) / steps_per_epoch)
+    epoch = epoch_seconds(model_spec, images, config=config, precision=precision)
+    seconds_per_step = max(1e-3, epoch / steps_per_epoch)
     return max(1, int(config.minutes * 60 / seconds_per_step))
 
 
-def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float, int]:
-    """(ratio of measured to estimated epoch time, runs it comes from) on this device: the median over the whole
-    epochs of its most recent runs, the first epoch of each left out (it traces and builds). An epoch of progressive
+def measured_speed(device: str, precision: str, runs_dir=None, recent: int = 10) -> tuple[float, int]:
+    """(ratio of measured to estimated epoch time, runs it comes from) on this device in this precision (a CPU's
+    float32 and bfloat16 differ by more than their constants know): the median over the whole epochs of its most
+    recent runs, the first epoch of each left out (it traces and builds). An epoch of progressive
     resizing is set against the estimate of its own mix of small and full-size steps. (1.0, 0) when no run has
     measured one yet, so that the constants alone are used. Every file is read leniently: a run that cannot be read
     is skipped."""
@@ -59,7 +70,8 @@ def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float,
         config = runs.read_config(run_dir)
         splits = config.get("data_splits")
         images = splits.get("train") if isinstance(splits, dict) else 0
-        if row["problem"] or config.get("device") != device or not isinstance(images, int) or images < 1:
+        if row["problem"] or (config.get("device"), config.get("precision")) != (device, precision) \
+                or not isinstance(images, int) or images < 1:
             continue
         train = config.get("train") if isinstance(config.get("train"), dict) else {}
         try:
@@ -67,9 +79,9 @@ def measured_speed(device: str, runs_dir=None, recent: int = 10) -> tuple[float,
             # only the settings read here, so that a run saved with a setting since removed still counts
             settings = config_from_dict({k: train[k] for k in ("epochs", "minutes", "low_res_fraction",
                                                                "low_res_size") if k in train})
-            full_epoch = epoch_seconds(model_spec, images)
-            small_epoch = epoch_seconds(shapes.at_size(model_spec, settings.low_res_size), images) \
-                if settings.low_res_fraction else full_epoch
+            full_epoch = epoch_seconds(model_spec, images, precision=precision)
+            small_epoch = epoch_seconds(shapes.at_size(model_spec, settings.low_res_size), images,
+                                        precision=precision) if settings.low_res_fraction else full_epoch
         except specs.SpecError:
             continue
         epochs = [r for r in metrics.epoch_records(run_dir) if r["time"] is not None]

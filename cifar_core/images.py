@@ -14,7 +14,7 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import ExifTags, Image, ImageFile, ImageOps
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 UPLOAD_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif", "bmp")
@@ -89,6 +89,26 @@ def to_input_array(data: bytes, size: tuple[int, int] = (32, 32)) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         reason = "it is truncated" if "truncated" in str(e) else str(e) or type(e).__name__
         raise ImageError(f"The image is corrupt and cannot be decoded ({reason}).") from None
+
+
+def fit_note(data: bytes, size: tuple[int, int] = (32, 32)) -> str | None:
+    """A sentence on what to_input_array had to do to an image that does not suit the model, for the reader of its
+    prediction: enlarged from fewer pixels than the model takes, or most of it cropped away; None otherwise (and
+    for bytes that are not an image, which to_input_array refuses with its own sentence). Reads the header only."""
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+            width, height = image.size
+            if image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # turned a quarter: as shown
+                width, height = height, width
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return None
+    if width < size[0] or height < size[1]:
+        return (f"This image is {width} × {height} pixels, fewer than the {size[0]} × {size[1]} the model takes: it "
+                "was enlarged, so the prediction rests on very little detail.")
+    if max(width, height) > 2 * min(width, height):
+        return (f"This image is {width} × {height} pixels: only its centre square was classified, and more than "
+                "half of it was cropped away.")
+    return None
 
 
 def read_image_file(path: str | os.PathLike) -> bytes:

@@ -1,7 +1,7 @@
 """Layers the builder uses beyond Keras's own: airbench's fixed patch-whitening first layer and the identity
 ("Dirac") initialisation of its convolutions, a BatchNormalization that trains through TensorFlow's fused
-kernel, an Activation whose GELU has a hand-written gradient, and a Conv2D whose kernel gradient on small bfloat16
-maps is nine matrix products.
+kernel, an Activation whose GELU has a hand-written gradient, and a Conv2D with gradients of its own where oneDNN's
+were measured slow (the input gradient in float32, the kernel gradient of small bfloat16 maps).
 
 All are registered as serialisable, so a saved model.keras loads with safe_mode=True wherever this module is
 imported (models.py imports it).
@@ -99,46 +99,71 @@ class Dirac(keras.initializers.VarianceScaling):
 
 @keras.saving.register_keras_serializable(package="cifar_core")
 class Conv2D(keras.layers.Conv2D):
-    """keras.layers.Conv2D whose kernel gradient, for a 3x3 "same" convolution of stride 1 over a map of at most
-    NINE_TAPS_MAX_PIXELS pixels in bfloat16 on a CPU, is nine matrix products of shifted input slices with the
-    output gradient, one per kernel tap. There oneDNN's bfloat16 Conv2DBackpropFilter takes 3-6x the forward
-    convolution's time, and the products take about 40% less than it. On larger maps they lose, and in float32 they
-    gain little or lose (only on the 3x3 map with oneDNN limited to AVX2 did they gain), so TensorFlow's own gradient
-    is used there (benchmarks/README.md). Same values, to bfloat16's rounding."""
+    """keras.layers.Conv2D with two gradients of its own, for a 3x3 "same" convolution of stride 1 on a CPU, where
+    oneDNN's were measured slow (benchmarks/README.md); the same values, to rounding:
+
+    - in float32, the input gradient is a forward convolution of the output gradient with the kernel turned half a
+      turn, its input and output channels swapped. On a plain AVX2 CPU oneDNN's float32 Conv2DBackpropInput took
+      up to 7x the forward convolution of the same size (655 against 86 ms for fast's 3x3 map of 256 channels);
+      the forward one took about half of it over fast's six convolutions.
+    - in bfloat16, on maps of at most NINE_TAPS_MAX_PIXELS pixels, the kernel gradient is nine matrix products of
+      shifted input slices with the output gradient, one per kernel tap: there oneDNN's bfloat16
+      Conv2DBackpropFilter takes 3-6x the forward convolution's time, and the products about 40% less than it. On
+      larger maps they lose, and in float32 on an AVX2 CPU they lost everywhere.
+    """
 
     def convolution_op(self, inputs, kernel):
-        if not _nine_taps_pay(self, inputs):
+        plan = _gradient_plan(self, inputs)
+        if plan is None:
             return super().convolution_op(inputs, kernel)
-        return _conv_nine_taps(inputs, keras.ops.cast(kernel, inputs.dtype))
+        return _conv_own_gradients(inputs, keras.ops.cast(kernel, inputs.dtype), *plan)
 
 
 NINE_TAPS_MAX_PIXELS = 64  # 7x7 and 3x3 maps gain; 15x15 lose (benchmarks/README.md)
 
 
-def _nine_taps_pay(layer, inputs) -> bool:
+def _gradient_plan(layer, inputs) -> tuple[bool, bool] | None:
+    """(nine taps for the kernel gradient, a forward convolution for the input gradient), or None where TensorFlow's
+    own gradients are used: another convolution, another precision, a GPU."""
     shape = tuple(inputs.shape)
-    return (keras.backend.backend() == "tensorflow" and len(shape) == 4 and None not in shape[1:3]
-            and shape[1] * shape[2] <= NINE_TAPS_MAX_PIXELS
-            and keras.backend.standardize_dtype(inputs.dtype) == "bfloat16"
+    if not (keras.backend.backend() == "tensorflow" and len(shape) == 4 and None not in shape[1:3]
             and tuple(layer.kernel_size) == (3, 3) and tuple(layer.strides) == (1, 1)
             and tuple(layer.dilation_rate) == (1, 1) and layer.padding == "same" and layer.groups == 1
-            and layer.data_format == "channels_last" and not device_info()["gpus"])
+            and layer.data_format == "channels_last" and not device_info()["gpus"]):
+        return None
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    if dtype == "float32":
+        return False, True
+    if dtype == "bfloat16" and shape[1] * shape[2] <= NINE_TAPS_MAX_PIXELS:
+        return True, False
+    return None
 
 
-def _conv_nine_taps(x, kernel):
+def _conv_own_gradients(x, kernel, taps_for_kernel: bool, forward_for_input: bool):
     import tensorflow as tf
 
     @tf.custom_gradient
     def conv(x, kernel):
         def grad(upstream):
-            input_gradient = tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(x), filter=kernel, out_backprop=upstream, strides=[1, 1, 1, 1], padding="SAME")
-            height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-            padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-            rows = tf.reshape(upstream, [-1, upstream.shape[-1]])
-            taps = [tf.matmul(tf.reshape(padded[:, i:i + height, j:j + width], [-1, channels]), rows,
-                              transpose_a=True) for i in range(3) for j in range(3)]
-            return input_gradient, tf.reshape(tf.stack(taps), tf.shape(kernel))
+            if forward_for_input:  # dx = dy correlated with the kernel turned 180 degrees, channels swapped
+                turned = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
+                input_gradient = tf.nn.conv2d(upstream, turned, 1, "SAME")
+            else:
+                input_gradient = tf.raw_ops.Conv2DBackpropInput(
+                    input_sizes=tf.shape(x), filter=kernel, out_backprop=upstream, strides=[1, 1, 1, 1],
+                    padding="SAME")
+            if taps_for_kernel:
+                height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+                padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+                rows = tf.reshape(upstream, [-1, upstream.shape[-1]])
+                taps = [tf.matmul(tf.reshape(padded[:, i:i + height, j:j + width], [-1, channels]), rows,
+                                  transpose_a=True) for i in range(3) for j in range(3)]
+                kernel_gradient = tf.reshape(tf.stack(taps), tf.shape(kernel))
+            else:
+                kernel_gradient = tf.raw_ops.Conv2DBackpropFilter(
+                    input=x, filter_sizes=tf.shape(kernel), out_backprop=upstream, strides=[1, 1, 1, 1],
+                    padding="SAME")
+            return input_gradient, kernel_gradient
 
         return tf.nn.conv2d(x, kernel, 1, "SAME"), grad
 

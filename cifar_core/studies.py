@@ -134,4 +134,6 @@ def figures(storage_url: str, study_name: str) -> dict:
             shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")
         except (RuntimeError, ValueError, ZeroDivisionError):
             pass  # importances need parameters that vary among complete trials
+    for figure in shown.values():  # legends below the plots: beside them they squeezed the plot on a phone
+        figure.update_layout(legend={"orientation": "h", "y": -0.25})
     return shown

@@ -267,8 +267,8 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
         keras.utils.set_random_seed(config.seed)
         keras.mixed_precision.set_global_policy(precision)
         with strategy.scope():
-            total_steps = estimate.budget_steps(model_spec, config, len(dataset.x_train), steps_per_epoch) \
-                if config.minutes is not None else None
+            total_steps = None if config.minutes is None else \
+                estimate.budget_steps(model_spec, config, len(dataset.x_train), steps_per_epoch, precision)
             schedule = make_schedule(config, steps_per_epoch, total_steps)
         model = build_and_compile(model_spec, config, dataset, strategy, steps_per_epoch, schedule)
         # One iterator for the whole fit (repeat, and fit's steps_per_epoch): a new one each epoch stalled the
@@ -282,7 +282,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
             train_ds, switch, saved_as = resizing.progressive_resizing(
                 model_spec, config, train_ds, total_steps or config.epochs * steps_per_epoch,
                 done_epochs * steps_per_epoch, run_dir, log)
-            low_res = (switch, estimate.low_res_cost_ratio(model_spec, config))
+            low_res = (switch, estimate.low_res_cost_ratio(model_spec, config, precision))
         logger, fit_callbacks = make_callbacks(run_dir, config, steps_per_epoch, time_offset, log, schedule,
                                                low_res, saved_as)
         epochs = config.epochs if config.minutes is None else MAX_BUDGET_EPOCHS

@@ -79,6 +79,7 @@ def test_the_bottom_modules_import_nothing_above_them():
     assert graph["standby"] <= {"files", "jobs", "runs", "train"}  # it imports train to have it loaded
     assert graph["resizing"] <= {"metrics", "shapes", "spec", "config", "builder"}
     assert graph["estimate"] <= {"metrics", "resizing", "runs", "shapes", "spec_io", "spec", "config"}
+    assert graph["flags"] <= {"config", "files", "presets", "runs", "spec", "spec_io"}  # no training to read flags
 
 
 def test_the_engine_imports_no_streamlit_and_the_pages_no_tensorflow():
@@ -102,7 +103,7 @@ def test_no_ui_module_is_named_like_a_name_of_the_ui_package():
              for a in n.names}
     names |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
-    assert {"runs", "data", "device", "kept"} <= names
+    assert {"runs", "data", "device", "kept_uploads"} <= names
     assert not {p.stem for p in (ROOT / "ui").glob("*.py")} & names
 
 

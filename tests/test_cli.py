@@ -148,18 +148,6 @@ def test_runs_json(tmp_path, capsys):
     assert rows[0]["epochs_done"] == 1 and rows[0]["has_model"] is True and rows[0]["params"] == 5418
 
 
-def test_a_config_file_of_fewer_epochs_keeps_the_presets_warm_up_share(tmp_path):
-    import argparse
-
-    from cifar_core.__main__ import _new_run_settings
-
-    changes = tmp_path / "short.json"
-    changes.write_text('{"epochs": 2}')
-    args = argparse.Namespace(preset="fast-small", spec=None, config=str(changes))
-    _, config = _new_run_settings(args)
-    assert config.epochs == 2 and config.warmup_epochs == 0.46  # 23% of 2 epochs, as the preset's 2.76 of 12
-
-
 def test_resume_may_repeat_the_runs_settings_but_not_change_them(tmp_path, capsys):
     run = tmp_path / "r1"
     shutil.copytree(helpers.tiny_run(), run)

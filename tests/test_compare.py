@@ -64,10 +64,14 @@ def test_compare_runs_of_one_sweep(tmp_path):
 
 
 def test_metrics_rows_and_the_default_pair():
-    diff = {"metrics": {"a": {"val_accuracy": 0.5, "train_time_s": 3.0},
-                        "b": {"val_accuracy": None, "train_time_s": 4.5}}}
-    assert compare.metrics_rows(diff) == [{"metric": "val accuracy", "A": 0.5, "B": None},
-                                          {"metric": "train time s", "A": 3.0, "B": 4.5}]
+    diff = {"metrics": {"a": {"val_accuracy": 0.5, "val_loss": 1.23456, "epochs_done": 3, "train_time_s": 3.0},
+                        "b": {"val_accuracy": None, "val_loss": float("nan"), "epochs_done": 12,
+                              "train_time_s": 754.0}}}
+    assert compare.metrics_rows(diff) == [
+        {"metric": "validation accuracy (last epoch)", "A": "50.0%", "B": "–"},
+        {"metric": "validation loss (last epoch)", "A": "1.235", "B": "nan"},
+        {"metric": "epochs done", "A": "3", "B": "12"},
+        {"metric": "training time", "A": "3 s", "B": "12.6 min"}]
     assert compare.default_pair(["c", "b", "a"], []) == ("c", "b")
     assert compare.default_pair(["c", "b", "a"], ["a"]) == ("c", "b")  # one selected row is not a pair
     assert compare.default_pair(["c", "b", "a"], ["b", "a", "c"]) == ("b", "a")

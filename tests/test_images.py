@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core.images import ImageError, to_input_array
+from cifar_core.images import ImageError, fit_note, to_input_array
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,7 +100,7 @@ def test_decompression_bombs_use_little_memory(bombs):
     The peak is VmHWM of /proc/self/status: getrusage's ru_maxrss survives exec and would start at pytest's size."""
     code = r"""
 import sys
-from cifar_core.images import ImageError, to_input_array
+from cifar_core.images import ImageError, fit_note, to_input_array
 from cifar_core import images
 from cifar_core import models
 
@@ -248,3 +248,26 @@ def test_a_large_image_is_reduced_before_it_is_converted_and_gives_what_a_full_s
     palette = Image.fromarray(big[..., :3]).quantize(16)  # a palette image is converted whole, not averaged
     expected = np.asarray(palette.convert("RGB").resize((32, 32), Image.Resampling.LANCZOS)).astype(int)
     assert np.abs(check_rgb(to_input_array(helpers.image_bytes(palette, "PNG"))) - expected).mean() < 1.5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fit_note: what the reader of a prediction should know about how the image was fitted
+
+
+@pytest.mark.parametrize("size, words", [
+    ((1, 1), "This image is 1 × 1 pixels, fewer than the 32 × 32 the model takes"),
+    ((40, 20), "This image is 40 × 20 pixels, fewer than the 32 × 32"),
+    ((300, 100), "This image is 300 × 100 pixels: only its centre square was classified"),
+    ((64, 64), None), ((64, 32), None),  # square or 2:1: nothing to say
+])
+def test_fit_note(size, words):
+    note = fit_note(helpers.image_bytes(np.zeros((size[1], size[0], 3), np.uint8)))
+    assert note == words if words is None else note.startswith(words) and note.endswith(".")
+
+
+def test_fit_note_counts_the_image_as_shown_and_says_nothing_of_non_images():
+    image = Image.fromarray(np.zeros((100, 300, 3), np.uint8))  # stored 300 wide; orientation 6 shows it 100 wide
+    exif = image.getexif()
+    exif[0x0112] = 6
+    assert fit_note(helpers.image_bytes(image, "JPEG", exif=exif.tobytes())).startswith("This image is 100 × 300")
+    assert fit_note(b"not an image") is None

@@ -1,6 +1,7 @@
 """cifar_core.layers: PatchWhitening whitens patches exactly, Dirac starts convolutions as identities, the fused
 BatchNormalization computes what Keras's does, the Activation's GELU has the right values and derivative, the
-Conv2D's nine-tap kernel gradient is the convolution's, and all survive a save and a safe load."""
+Conv2D's own gradients (nine taps, the float32 input gradient) are the convolution's, and all survive a save and a
+safe load."""
 
 import keras
 import numpy as np
@@ -104,7 +105,7 @@ def test_nine_tap_kernel_gradient_by_numpy_under_mixed_bfloat16():
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
         conv = Conv2D(6, 3, padding="same", use_bias=False)
         conv.build(x.shape)
-        assert layers._nine_taps_pay(conv, keras.ops.cast(x, "bfloat16"))
+        assert layers._gradient_plan(conv, keras.ops.cast(x, "bfloat16")) == (True, False)
         out, (input_gradient, kernel_gradient) = _conv_gradients(conv, x, upstream)
     finally:
         keras.mixed_precision.set_global_policy(policy)
@@ -126,17 +127,40 @@ def test_nine_tap_kernel_gradient_by_numpy_under_mixed_bfloat16():
                                atol=0.02 * np.abs(expected_input).max())
 
 
-def test_nine_taps_only_where_they_pay():
-    def conv_pays(shape, dtype="bfloat16", **kwargs):
-        conv = Conv2D(4, kwargs.pop("kernel_size", 3), **{"padding": "same", **kwargs})
-        return layers._nine_taps_pay(conv, keras.ops.zeros(shape, dtype))
+def test_float32_input_gradient_as_a_forward_convolution_by_numpy():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 5, 6, 3)).astype("float32")
+    upstream = rng.normal(size=(2, 5, 6, 4)).astype("float32")
+    conv = Conv2D(4, 3, padding="same", use_bias=False)
+    conv.build(x.shape)
+    assert layers._gradient_plan(conv, keras.ops.convert_to_tensor(x)) == (False, True)
+    out, (input_gradient, kernel_gradient) = _conv_gradients(conv, x, upstream)
+    k = np.asarray(conv.kernel, np.float64)
+    padded = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    outputs = sum(np.einsum("nhwc,co->nhwo", padded[:, i:i + 5, j:j + 6], k[i, j]) for i in range(3) for j in range(3))
+    grads = np.pad(upstream.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    # x[h, w] feeds out[h + 1 - i, w + 1 - j] through tap (i, j)
+    expected_input = sum(np.einsum("nhwo,co->nhwc", grads[:, 2 - i:7 - i, 2 - j:8 - j], k[i, j])
+                         for i in range(3) for j in range(3))
+    expected_kernel = np.stack([np.einsum("nhwc,nhwo->co", padded[:, i:i + 5, j:j + 6], upstream)
+                                for i in range(3) for j in range(3)]).reshape(3, 3, 3, 4)
+    np.testing.assert_allclose(np.asarray(out), outputs, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(input_gradient), expected_input, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(kernel_gradient), expected_kernel, rtol=1e-5, atol=1e-5)
 
-    assert conv_pays((2, 7, 7, 3)) and conv_pays((2, 3, 3, 3)) and conv_pays((2, 8, 8, 3))
-    assert not conv_pays((2, 15, 15, 3))  # larger maps: TensorFlow's own gradient is faster
-    assert not conv_pays((2, 7, 7, 3), "float32")  # and in float32
-    assert not conv_pays((2, 7, 7, 3), padding="valid")
-    assert not conv_pays((2, 7, 7, 3), kernel_size=5)
-    assert not conv_pays((2, 7, 7, 3), strides=2)
+
+def test_own_gradients_only_where_they_were_measured_to_pay():
+    def plan(shape, dtype="bfloat16", **kwargs):
+        conv = Conv2D(4, kwargs.pop("kernel_size", 3), **{"padding": "same", **kwargs})
+        return layers._gradient_plan(conv, keras.ops.zeros(shape, dtype))
+
+    nine_taps, forward_input = (True, False), (False, True)
+    assert plan((2, 7, 7, 3)) == plan((2, 3, 3, 3)) == plan((2, 8, 8, 3)) == nine_taps
+    assert plan((2, 15, 15, 3)) is None  # larger bfloat16 maps: TensorFlow's own gradients are faster
+    assert plan((2, 7, 7, 3), "float32") == plan((2, 31, 31, 3), "float32") == forward_input
+    assert plan((2, 7, 7, 3), "float16") is None
+    for other in ({"padding": "valid"}, {"kernel_size": 5}, {"strides": 2}, {"dilation_rate": 2}):
+        assert plan((2, 7, 7, 3), **other) is None and plan((2, 7, 7, 3), "float32", **other) is None
 
 
 def test_fused_batch_normalization_by_hand():

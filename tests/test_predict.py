@@ -50,6 +50,9 @@ def test_classify_good_and_bad(untrained_tiny):
     full = predict.predict_proba(untrained_tiny, to_input_array(good))[0]
     assert top[0]["label"] == NAMES[int(full.argmax())]
     assert top[0]["probability"] == pytest.approx(float(full.max()), abs=1e-6)
+    assert "note" not in results[1]
+    tiny = predict.classify(untrained_tiny, NAMES, [("dot.png", helpers.image_bytes(np.zeros((1, 1, 3), np.uint8)))])
+    assert tiny[0]["note"].startswith("This image is 1 × 1 pixels") and len(tiny[0]["top"]) == 3
 
 
 def test_tta_averages_the_image_and_its_mirror(untrained_tiny):

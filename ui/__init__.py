@@ -34,38 +34,16 @@ def forward_deep_link() -> None:
         st.switch_page(link[0], query_params=link[1] or None)
 
 
-def kept(key: str, default):
-    """Before a widget keyed `key` is drawn: its value as the user last left it. Streamlit drops the state of a
-    widget that was not drawn in the last run (another page was shown), so every widget's value is also kept in
-    state of this module's own, and restored from there."""
-    store = st.session_state.setdefault("_kept", {})
-    if key not in st.session_state:
-        st.session_state[key] = store.get(key, default)
-    return st.session_state[key]
-
-
-def keep(key: str):
-    """After a widget keyed `key` is drawn: remember its value for kept()."""
-    st.session_state.setdefault("_kept", {})[key] = st.session_state.get(key)
-    return st.session_state.get(key)
-
-
 def scroll_to(anchor: str) -> None:
     """Brings the heading with this anchor into view (after a click that changed what it shows)."""
     st.html(f"<script>parent.document.getElementById({anchor!r})?.scrollIntoView({{behavior: 'smooth'}});"
             "</script>", unsafe_allow_javascript=True)
 
 
-def keep_widget(widget, *args, key: str, **kwargs):
-    """Draws widget(*args, key=key, **kwargs) and keeps its value for kept() (call kept(key, default) first)."""
-    widget(*args, key=key, **kwargs)
-    return keep(key)
-
-
 def kept_uploads(key: str, label: str, types: list[str]) -> list[tuple[str, bytes]]:
     """A multi-file uploader whose files survive a visit to another page: Streamlit forgets an uploader's files
     when it is not drawn, so the (name, bytes) pairs are kept here until the user removes them or uploads others."""
-    store = st.session_state.setdefault("_kept", {})
+    store = st.session_state.setdefault("_uploads", {})
     returning = key not in st.session_state  # the uploader was not drawn in the last run (another page was)
     uploads = st.file_uploader(label, type=types, accept_multiple_files=True, key=key)
     if uploads:
@@ -113,18 +91,15 @@ def setting_widget(name: str, key: str, default):
 
 
 def open_page(page: str, choices: dict) -> None:
-    """Goes to page with some of its kept widgets set (key -> value), as if the user had chosen them there: the
-    value goes into kept()'s store, and the widget's own state, if any, is dropped so that kept() restores it."""
-    store = st.session_state.setdefault("_kept", {})
-    for key, value in choices.items():
-        store[key] = value
-        st.session_state.pop(key, None)
+    """Goes to page with some of its widgets set (key -> value), as if the user had chosen them there. The run ends
+    at the switch, so the writes cannot be lost to an interrupted rerun; the widgets keep them (persist_state)."""
+    st.session_state.update(choices)
     st.switch_page(page)
 
 
 def data_choice() -> str:
     """The sidebar's data source: one of sources.app_sources() (or the app's default when a page runs on its own)."""
-    choice = st.session_state.get("data_source") or st.session_state.get("_kept", {}).get("data_source")
+    choice = st.session_state.get("data_source")
     return choice if choice in sources.app_sources() else sources.app_default()
 
 
@@ -134,18 +109,19 @@ def data_source() -> str:
 
 
 def source_picker(key: str, default: str, label: str = "Data source", help_: str | None = None) -> str:
-    """A selectbox of the data sources the app offers (sources.app_sources), its choice kept across pages."""
-    options = sources.app_sources()
-    if kept(key, default) not in options:
-        st.session_state[key] = default if default in options else "sample"
-    st.selectbox(label, list(options), format_func=options.get, key=key, help=help_)
-    return keep(key)
+    """A selectbox of the data sources the app offers (sources.app_sources), starting at `default` (or the sample),
+    its choice kept across pages by Streamlit (persist_state); a choice it no longer offers goes back to the start."""
+    options = list(sources.app_sources())
+    if f"{key}_next" in st.session_state:  # a choice made after this picker was drawn (choose_source)
+        st.session_state[key] = st.session_state.pop(f"{key}_next")
+    start = options.index(default) if default in options else options.index("sample")
+    return st.selectbox(label, options, start, format_func=sources.app_sources().get, key=key, help=help_,
+                        persist_state="session")
 
 
 def choose_source(key: str, choice: str) -> None:
-    """A button's callback: set the data-source picker `key` (before it is drawn again)."""
-    st.session_state[key] = choice
-    st.session_state.setdefault("_kept", {})[key] = choice
+    """Sets the data-source picker `key` the next time it is drawn (a widget drawn in this run cannot be set)."""
+    st.session_state[f"{key}_next"] = choice
 
 
 def data_note(choice: str, key: str) -> None:

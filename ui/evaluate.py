@@ -66,8 +66,8 @@ def summary(result: dict, split: str) -> None:
 def confusion_matrix(result: dict) -> None:
     """The clickable matrix; a click on a cell sets the gallery's filters (apply_cell_click)."""
     st.subheader("Confusion matrix")
-    ui.kept("cm_normalize", False)
-    normalize = ui.keep_widget(st.toggle, "Row-normalised (each true class sums to 1)", key="cm_normalize")
+    normalize = st.toggle("Row-normalised (each true class sums to 1)", False, key="cm_normalize",
+                          persist_state="session")
     event = st.plotly_chart(charts.confusion_chart(result["confusion_matrix"], result["class_names"], normalize),
                             on_select="rerun", selection_mode="points", key="cm_chart")
     st.caption("Click a cell to show its images in the gallery below.")

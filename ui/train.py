@@ -36,10 +36,9 @@ def model_picker() -> specs.ModelSpec:
     walk-through), its choice kept across pages."""
     choices = ([BUILD] if "spec" in st.session_state else []) + list(presets.PRESETS)
     first = BUILD if BUILD in choices else "tiny"
-    if ui.kept("train_model", first) not in choices:
-        st.session_state["train_model"] = first
-    choice = ui.keep_widget(st.selectbox, "Model", choices, key="train_model", format_func=lambda c: (
-        f"from the Build page: {st.session_state['spec'].name}" if c == BUILD else f"preset {c}"))
+    choice = st.selectbox("Model", choices, choices.index(first), key="train_model", persist_state="session",
+                          format_func=lambda c: f"from the Build page: {st.session_state['spec'].name}" if c == BUILD
+                          else f"preset {c}")
     return st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
 
 
@@ -67,9 +66,8 @@ def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
                     values[name] = sources.app_source(source_choice)
                 else:
                     values[name] = ui.setting_widget(name, prefix + name, defaults[name])
-        ui.kept("train_name", "")
-        run_name = columns[-1].text_input("Run name (optional)", key="train_name", max_chars=80)
-        ui.keep("train_name")
+        run_name = columns[-1].text_input("Run name (optional)", key="train_name", max_chars=80,
+                                          persist_state="session")
         with st.expander("More (the fast presets' airbench recipe)"):
             recipe = configs.fields_in("recipe")
             columns, per_column = st.columns(3), -(-len(recipe) // 3)
@@ -83,14 +81,17 @@ def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, train
     """Device, precision, and the time an epoch should take (estimate.epoch_seconds, scaled by the speed this
     device has measured; under progressive resizing, the run's mean epoch)."""
     info = ui.device()
+    precision = info["precision"] if config.precision == "auto" else config.precision
     images = data.train_images_hint(config.data or None, config.limit)
-    speed, measured_runs = estimate.measured_speed(info["device"])
-    per_epoch = estimate.epoch_seconds(model_spec, images, speed, config) if images and trainable else None
+    speed, measured_runs = estimate.measured_speed(info["device"], precision)
+    per_epoch = estimate.epoch_seconds(model_spec, images, speed, config, precision) if images and trainable \
+        else None
     c = st.columns(3)
     c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
-    c[1].metric("Precision", info["precision"] if config.precision == "auto" else config.precision)
-    basis = (f"scaled by the speed this device showed in its last {measured_runs} run(s)" if measured_runs else
-             "fitted to another machine until a run on this device has measured its own speed")
+    c[1].metric("Precision", precision)
+    basis = (f"scaled by the speed this device showed in its last {measured_runs} run(s) in {precision}"
+             if measured_runs else f"fitted to another CPU for {precision} until a run on this device has measured "
+             "its own speed")
     c[2].metric("Time per epoch (estimate)", ui.duration(per_epoch) if per_epoch else "unknown",
                 help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), {basis}.")
 
