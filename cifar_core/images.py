@@ -61,6 +61,31 @@ def _reduced(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 def to_input_array(data: bytes, size: tuple[int, int] = (32, 32)) -> np.ndarray:
     """Image file bytes -> (height, width, 3) uint8, upright (EXIF orientation applied), centre-cropped to a
     square and resized. Raises ImageError with a sentence for anything that is not a safe, whole image."""
+    return read_input(data, size)[0]
+
+
+def fit_note(data: bytes, size: tuple[int, int] = (32, 32)) -> str | None:
+    """read_input's note alone; None for bytes that are not an image (to_input_array says why in its sentence)."""
+    try:
+        return read_input(data, size)[1]
+    except ImageError:
+        return None
+
+
+def _note_for(width: int, height: int, size: tuple[int, int]) -> str | None:
+    if width < size[0] or height < size[1]:
+        return (f"This image is {width} × {height} pixels, fewer than the {size[0]} × {size[1]} the model takes: it "
+                "was enlarged, so the prediction rests on very little detail.")
+    if max(width, height) > 2 * min(width, height):
+        return (f"This image is {width} × {height} pixels: only its centre square was classified, and more than "
+                "half of it was cropped away.")
+    return None
+
+
+def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarray, str | None]:
+    """(to_input_array's array, a sentence for the reader of its prediction on what fitting the image took:
+    enlarged from fewer pixels than the model takes, or most of it cropped away; None when it suits the model),
+    from one decoding of the file. Raises ImageError as to_input_array does."""
     if len(data) > MAX_BYTES:
         raise ImageError(f"The file is {len(data) / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB.")
     try:
@@ -73,12 +98,14 @@ def to_input_array(data: bytes, size: tuple[int, int] = (32, 32)) -> np.ndarray:
                                      f"{MAX_PIXELS // 1_000_000} megapixels.")
                 if image.format == "JPEG":
                     image.draft("RGB", (size[0] * 4, size[1] * 4))  # decode large JPEGs at a reduced scale
+                if image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # turned a quarter: as shown
+                    width, height = height, width
                 image.load()
                 ImageOps.exif_transpose(image, in_place=True)
                 image = _to_rgb(_reduced(image, size))
                 if image.size != size:
                     image = ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
-                return np.asarray(image, dtype=np.uint8).copy()
+                return np.asarray(image, dtype=np.uint8).copy(), _note_for(width, height, size)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -89,26 +116,6 @@ def to_input_array(data: bytes, size: tuple[int, int] = (32, 32)) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         reason = "it is truncated" if "truncated" in str(e) else str(e) or type(e).__name__
         raise ImageError(f"The image is corrupt and cannot be decoded ({reason}).") from None
-
-
-def fit_note(data: bytes, size: tuple[int, int] = (32, 32)) -> str | None:
-    """A sentence on what to_input_array had to do to an image that does not suit the model, for the reader of its
-    prediction: enlarged from fewer pixels than the model takes, or most of it cropped away; None otherwise (and
-    for bytes that are not an image, which to_input_array refuses with its own sentence). Reads the header only."""
-    try:
-        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-            width, height = image.size
-            if image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # turned a quarter: as shown
-                width, height = height, width
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
-        return None
-    if width < size[0] or height < size[1]:
-        return (f"This image is {width} × {height} pixels, fewer than the {size[0]} × {size[1]} the model takes: it "
-                "was enlarged, so the prediction rests on very little detail.")
-    if max(width, height) > 2 * min(width, height):
-        return (f"This image is {width} × {height} pixels: only its centre square was classified, and more than "
-                "half of it was cropped away.")
-    return None
 
 
 def read_image_file(path: str | os.PathLike) -> bytes:

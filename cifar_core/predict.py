@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import TTA_MODES
-from .images import ImageError, fit_note, to_input_array
+from .images import ImageError, read_input
 from .models import serving_model
 
 # Images, views included, per predict call: the evaluation's 500 and their mirror images, as before the shifted
@@ -66,13 +66,13 @@ def top_k(probabilities: np.ndarray, class_names, k: int = 3) -> list[dict]:
 
 
 def classify(model, class_names, files: list[tuple[str, bytes]], k: int = 3, tta: str = "off") -> list[dict]:
-    """One entry per file: {'file', 'top': [...]} (and 'note', images.fit_note's sentence, for an image that does
+    """One entry per file: {'file', 'top': [...]} (and 'note', images.read_input's sentence, for an image that does
     not suit the model) or {'file', 'error': sentence}; a bad file never stops the others."""
     results, inputs = [], []
     for name, data in files:
         try:
-            inputs.append(to_input_array(data))
-            note = fit_note(data)
+            image, note = read_input(data)
+            inputs.append(image)
             results.append({"file": name, **({"note": note} if note else {})})
         except ImageError as e:
             results.append({"file": name, "error": str(e)})

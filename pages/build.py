@@ -20,7 +20,7 @@ with editor:
     st.session_state.setdefault("spec_name", spec.name)
     name = st.text_input("Model name", key="spec_name", max_chars=64)
     st.caption("Input: 32 × 32 × 3 images, rescaled from [0, 255] to [0, 1].")
-    compact = st.toggle("Compact table editor (one row a layer)", False, key="build_compact", persist_state="session")
+    compact = st.toggle("Compact table editor (one row a layer)", False, key="build_compact", **ui.KEEP)
     layers, slots = view.compact_table(spec) if compact else view.layer_boxes(spec)
     st.session_state.setdefault("spec_logit_scale", float(spec.logit_scale))
     output = st.columns([2, 1], vertical_alignment="center")

@@ -31,23 +31,22 @@ def show_file(position: int, name: str, payload: bytes, result: dict, ref: str, 
 st.title("Classify images")
 options = ui.model_options_or_stop()
 
-keep = {"persist_state": "session"}  # every choice here is kept across pages by Streamlit itself
 c = st.columns([3, 1, 1])
-ref = c[0].selectbox("Model", list(options), format_func=options.get, key="cls_model", **keep)
-k = c[1].slider("Top-k", 1, 10, 3, key="cls_k", **keep)
-opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, 0.5, step=0.05, key="cls_opacity", **keep)
+ref = c[0].selectbox("Model", list(options), format_func=options.get, key="cls_model", **ui.KEEP)
+k = c[1].slider("Top-k", 1, 10, 3, key="cls_k", **ui.KEEP)
+opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, 0.5, step=0.05, key="cls_opacity", **ui.KEEP)
 model, class_names, tta, _ = ui.model_or_stop(ref)
 if tta != "off":
     st.caption("This model was trained for test-time augmentation: " + predict.TTA_SENTENCES[tta])
 
-mode = st.radio("Images", ["upload", "sample"], horizontal=True, key="cls_mode", **keep,
+mode = st.radio("Images", ["upload", "sample"], horizontal=True, key="cls_mode", **ui.KEEP,
                 format_func={"upload": "Upload images", "sample": "Embedded sample images"}.get)
 if mode == "upload":
     files = ui.kept_uploads("cls_files", f"PNG, JPEG, WebP, GIF or BMP, up to {images.MAX_BYTES // 2**20} MB each",
                             list(images.UPLOAD_EXTENSIONS))
 else:
     x, y, sample_names = data.load_sample()
-    i = int(st.number_input(f"Sample image (0 to {len(x) - 1})", 0, len(x) - 1, 0, key="cls_sample", **keep))
+    i = int(st.number_input(f"Sample image (0 to {len(x) - 1})", 0, len(x) - 1, 0, key="cls_sample", **ui.KEEP))
     st.caption(f"True class: {ui.md_escape(sample_names[y[i]])}")
     files = [(f"sample image {i} (true class: {sample_names[y[i]]})", images.encode_png(x[i]))]
 

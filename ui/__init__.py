@@ -18,6 +18,10 @@ from cifar_core import data, explain, files, models, runs, sources, spec_io
 from cifar_core import device as devices
 from cifar_core import spec as specs
 
+# Every widget whose choice should outlive a visit to another page: Streamlit keeps its value itself, with no Session
+# State written before it (writes an interrupted rerun could lose, leaving widgets at their own defaults).
+KEEP = {"persist_state": "session"}
+
 
 def through_router(page_path: str) -> None:
     """Called first by every page: a page run that did not come through app.py (Streamlit's legacy pages/-folder
@@ -68,7 +72,7 @@ def setting_widget(name: str, key: str, default):
     model's widgets were being drawn (a click right after choosing the model), such writes were lost and the
     widgets fell back to False and their lower bounds (the browser test caught filter_learning_rate at 0.0)."""
     meta, kind = configs.FIELDS[name].metadata, configs.kind(name)
-    common = {"key": key, "help": configs.describe(name), "persist_state": "session"}
+    common = {"key": key, "help": configs.describe(name), **KEEP}
     label = configs.label(name)
     if kind is bool:
         return st.checkbox(label, bool(default), **common)
@@ -116,7 +120,7 @@ def source_picker(key: str, default: str, label: str = "Data source", help_: str
         st.session_state[key] = st.session_state.pop(f"{key}_next")
     start = options.index(default) if default in options else options.index("sample")
     return st.selectbox(label, options, start, format_func=sources.app_sources().get, key=key, help=help_,
-                        persist_state="session")
+                        **KEEP)
 
 
 def choose_source(key: str, choice: str) -> None:

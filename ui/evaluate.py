@@ -67,7 +67,7 @@ def confusion_matrix(result: dict) -> None:
     """The clickable matrix; a click on a cell sets the gallery's filters (apply_cell_click)."""
     st.subheader("Confusion matrix")
     normalize = st.toggle("Row-normalised (each true class sums to 1)", False, key="cm_normalize",
-                          persist_state="session")
+                          **ui.KEEP)
     event = st.plotly_chart(charts.confusion_chart(result["confusion_matrix"], result["class_names"], normalize),
                             on_select="rerun", selection_mode="points", key="cm_chart")
     st.caption("Click a cell to show its images in the gallery below.")
@@ -123,14 +123,13 @@ def gallery(result: dict, x) -> None:
     # written before each of them instead, a rerun drawing a new evaluation showed them reset while the gallery
     # still filtered by the old values. A pair's button and a matrix cell set them in callbacks.
     g = st.columns(4, vertical_alignment="bottom")
-    keep = {"persist_state": "session"}
     for key in ("gal_true", "gal_pred"):
         if st.session_state.get(key, ANY) not in (ANY, *names):
             del st.session_state[key]  # a class of another evaluation's data: back to any
-    wrong = g[0].checkbox("Misclassified only", False, key="gal_wrong", **keep)
-    true_class = g[1].selectbox("True class", [ANY, *names], 0, key="gal_true", **keep)
-    pred_class = g[2].selectbox("Predicted class", [ANY, *names], 0, key="gal_pred", **keep)
-    limit = g[3].number_input("Images", 8, 200, 40, step=8, key="gal_limit", **keep)
+    wrong = g[0].checkbox("Misclassified only", False, key="gal_wrong", **ui.KEEP)
+    true_class = g[1].selectbox("True class", [ANY, *names], 0, key="gal_true", **ui.KEEP)
+    pred_class = g[2].selectbox("Predicted class", [ANY, *names], 0, key="gal_pred", **ui.KEEP)
+    limit = g[3].number_input("Images", 8, 200, 40, step=8, key="gal_limit", **ui.KEEP)
     items = evaluate.gallery(result, misclassified_only=wrong, true_class=None if true_class == ANY else true_class,
                              pred_class=None if pred_class == ANY else pred_class, limit=int(limit))
     if not items:

@@ -36,7 +36,7 @@ def model_picker() -> specs.ModelSpec:
     walk-through), its choice kept across pages."""
     choices = ([BUILD] if "spec" in st.session_state else []) + list(presets.PRESETS)
     first = BUILD if BUILD in choices else "tiny"
-    choice = st.selectbox("Model", choices, choices.index(first), key="train_model", persist_state="session",
+    choice = st.selectbox("Model", choices, choices.index(first), key="train_model", **ui.KEEP,
                           format_func=lambda c: f"from the Build page: {st.session_state['spec'].name}" if c == BUILD
                           else f"preset {c}")
     return st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
@@ -67,7 +67,7 @@ def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
                 else:
                     values[name] = ui.setting_widget(name, prefix + name, defaults[name])
         run_name = columns[-1].text_input("Run name (optional)", key="train_name", max_chars=80,
-                                          persist_state="session")
+                                          **ui.KEEP)
         with st.expander("More (the fast presets' airbench recipe)"):
             recipe = configs.fields_in("recipe")
             columns, per_column = st.columns(3), -(-len(recipe) // 3)
