@@ -109,7 +109,8 @@ class Conv2D(keras.layers.Conv2D):
     - in bfloat16, on maps of at most NINE_TAPS_MAX_PIXELS pixels, the kernel gradient is nine matrix products of
       shifted input slices with the output gradient, one per kernel tap: there oneDNN's bfloat16
       Conv2DBackpropFilter takes 3-6x the forward convolution's time, and the products about 40% less than it. On
-      larger maps they lose, and in float32 on an AVX2 CPU they lost everywhere.
+      larger maps they lose, and in float32 on an AVX2 CPU they lost everywhere. A model for images of any size
+      (progressive resizing) chooses by the map's size as each step runs.
     """
 
     def convolution_op(self, inputs, kernel):
@@ -122,11 +123,12 @@ class Conv2D(keras.layers.Conv2D):
 NINE_TAPS_MAX_PIXELS = 64  # 7x7 and 3x3 maps gain; 15x15 lose (benchmarks/README.md)
 
 
-def _gradient_plan(layer, inputs) -> tuple[bool, bool] | None:
+def _gradient_plan(layer, inputs) -> tuple[bool | None, bool] | None:
     """(nine taps for the kernel gradient, a forward convolution for the input gradient), or None where TensorFlow's
-    own gradients are used: another convolution, another precision, a GPU."""
+    own gradients are used: another convolution, another precision, a GPU. Nine taps None: the map's size is known
+    only when the step runs (a model for images of any size, under progressive resizing), which then chooses."""
     shape = tuple(inputs.shape)
-    if not (keras.backend.backend() == "tensorflow" and len(shape) == 4 and None not in shape[1:3]
+    if not (keras.backend.backend() == "tensorflow" and len(shape) == 4
             and tuple(layer.kernel_size) == (3, 3) and tuple(layer.strides) == (1, 1)
             and tuple(layer.dilation_rate) == (1, 1) and layer.padding == "same" and layer.groups == 1
             and layer.data_format == "channels_last" and not device_info()["gpus"]):
@@ -134,16 +136,30 @@ def _gradient_plan(layer, inputs) -> tuple[bool, bool] | None:
     dtype = keras.backend.standardize_dtype(inputs.dtype)
     if dtype == "float32":
         return False, True
+    if dtype == "bfloat16" and None in shape[1:3]:
+        return None, False
     if dtype == "bfloat16" and shape[1] * shape[2] <= NINE_TAPS_MAX_PIXELS:
         return True, False
     return None
 
 
-def _conv_own_gradients(x, kernel, taps_for_kernel: bool, forward_for_input: bool):
+def _conv_own_gradients(x, kernel, taps_for_kernel: bool | None, forward_for_input: bool):
     import tensorflow as tf
 
     @tf.custom_gradient
     def conv(x, kernel):
+        def by_taps(upstream):
+            height, width, channels = tf.shape(x)[1], tf.shape(x)[2], x.shape[3]
+            padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+            rows = tf.reshape(upstream, [-1, upstream.shape[-1]])
+            taps = [tf.matmul(tf.reshape(padded[:, i:i + height, j:j + width], [-1, channels]), rows,
+                              transpose_a=True) for i in range(3) for j in range(3)]
+            return tf.reshape(tf.stack(taps), kernel.shape)
+
+        def by_onednn(upstream):
+            return tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel), out_backprop=upstream,
+                                                   strides=[1, 1, 1, 1], padding="SAME")
+
         def grad(upstream):
             if forward_for_input:  # dx = dy correlated with the kernel turned 180 degrees, channels swapped
                 turned = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
@@ -152,17 +168,11 @@ def _conv_own_gradients(x, kernel, taps_for_kernel: bool, forward_for_input: boo
                 input_gradient = tf.raw_ops.Conv2DBackpropInput(
                     input_sizes=tf.shape(x), filter=kernel, out_backprop=upstream, strides=[1, 1, 1, 1],
                     padding="SAME")
-            if taps_for_kernel:
-                height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-                padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-                rows = tf.reshape(upstream, [-1, upstream.shape[-1]])
-                taps = [tf.matmul(tf.reshape(padded[:, i:i + height, j:j + width], [-1, channels]), rows,
-                                  transpose_a=True) for i in range(3) for j in range(3)]
-                kernel_gradient = tf.reshape(tf.stack(taps), tf.shape(kernel))
+            if taps_for_kernel is None:
+                small = tf.shape(x)[1] * tf.shape(x)[2] <= NINE_TAPS_MAX_PIXELS
+                kernel_gradient = tf.cond(small, lambda: by_taps(upstream), lambda: by_onednn(upstream))
             else:
-                kernel_gradient = tf.raw_ops.Conv2DBackpropFilter(
-                    input=x, filter_sizes=tf.shape(kernel), out_backprop=upstream, strides=[1, 1, 1, 1],
-                    padding="SAME")
+                kernel_gradient = (by_taps if taps_for_kernel else by_onednn)(upstream)
             return input_gradient, kernel_gradient
 
         return tf.nn.conv2d(x, kernel, 1, "SAME"), grad

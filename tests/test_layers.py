@@ -149,6 +149,46 @@ def test_float32_input_gradient_as_a_forward_convolution_by_numpy():
     np.testing.assert_allclose(np.asarray(kernel_gradient), expected_kernel, rtol=1e-5, atol=1e-5)
 
 
+def test_a_step_for_images_of_any_size_chooses_the_kernel_gradient_by_the_map_it_gets():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(6)
+    policy = keras.mixed_precision.global_policy().name
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        conv = Conv2D(6, 3, padding="same", use_bias=False)
+        conv.build((None, None, None, 5))
+        assert layers._gradient_plan(conv, keras.KerasTensor((None, None, None, 5), "bfloat16")) == (None, False)
+        own = keras.layers.Conv2D(6, 3, padding="same", use_bias=False)
+        own.build((None, None, None, 5))
+        own.kernel.assign(conv.kernel)
+
+        @tf.function(input_signature=[tf.TensorSpec((None, None, None, 5)), tf.TensorSpec((None, None, None, 6))])
+        def gradients(x, upstream):
+            results = []
+            for layer in (conv, own):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    total = tf.reduce_sum(tf.cast(layer(x), "float32") * upstream)
+                results.append(tape.gradient(total, [x, layer.kernel]))
+            return results
+
+        for size in (7, 15):  # nine taps on 49 pixels, oneDNN's on 225, in the one trace
+            x = rng.normal(size=(3, size, size, 5)).astype("float32")
+            upstream = rng.normal(size=(3, size, size, 6)).astype("float32")
+            (x_grad, k_grad), (x_ref, k_ref) = gradients(x, upstream)
+            assert k_grad.shape == conv.kernel.shape
+            np.testing.assert_allclose(np.asarray(k_grad, np.float32), np.asarray(k_ref, np.float32),
+                                       atol=0.02 * np.abs(np.asarray(k_ref, np.float32)).max())
+            np.testing.assert_allclose(np.asarray(x_grad, np.float32), np.asarray(x_ref, np.float32),
+                                       atol=0.02 * np.abs(np.asarray(x_ref, np.float32)).max())
+        # one trace holds both ways, and a condition on the map's size between them
+        graph = gradients.get_concrete_function().graph
+        assert {"If", "StatelessIf"} & {op.type for op in graph.get_operations()}
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
 def test_own_gradients_only_where_they_were_measured_to_pay():
     def plan(shape, dtype="bfloat16", **kwargs):
         conv = Conv2D(4, kwargs.pop("kernel_size", 3), **{"padding": "same", **kwargs})
@@ -157,6 +197,10 @@ def test_own_gradients_only_where_they_were_measured_to_pay():
     nine_taps, forward_input = (True, False), (False, True)
     assert plan((2, 7, 7, 3)) == plan((2, 3, 3, 3)) == plan((2, 8, 8, 3)) == nine_taps
     assert plan((2, 15, 15, 3)) is None  # larger bfloat16 maps: TensorFlow's own gradients are faster
+    any_size = keras.KerasTensor((2, None, None, 3), "bfloat16")  # chosen as each step runs
+    assert layers._gradient_plan(Conv2D(4, 3, padding="same"), any_size) == (None, False)
+    any_size = keras.KerasTensor((2, None, None, 3), "float32")
+    assert layers._gradient_plan(Conv2D(4, 3, padding="same"), any_size) == forward_input
     assert plan((2, 7, 7, 3), "float32") == plan((2, 31, 31, 3), "float32") == forward_input
     assert plan((2, 7, 7, 3), "float16") is None
     for other in ({"padding": "valid"}, {"kernel_size": 5}, {"strides": 2}, {"dilation_rate": 2}):
