@@ -56,7 +56,7 @@ def test_evaluation_shows_metrics_confusion_matrix_and_gallery(open_app, runs_wi
 def test_the_shipped_model_reports_its_stored_tta_evaluation(open_app):
     # the default run ships its evaluation of the sample's validation split, made with mirror TTA
     stored = evaluate.load_eval(models.DEFAULT_RUN, "sample", "val")
-    assert stored and stored["tta"] is True
+    assert stored and stored["tta"] == "mirror"
     at = open_app(EVALUATE, eval_model="default")
     at.selectbox(key="eval_source").set_value("sample")
     at.radio(key="eval_split").set_value("val")

@@ -18,7 +18,7 @@ def test_fast_trains_as_airbench94_muon_and_fast_small_as_airbench94():
     config = fast.train
     assert (config.epochs, config.batch_size, config.optimizer, config.learning_rate, config.filter_learning_rate,
             config.momentum, config.bias_lr_scale, config.weight_decay, config.label_smoothing) == \
-        (8, 1000, "muon", 0.825, 0.17, 0.85, 64.0, 0.016, 0.2)
+        (9, 1000, "muon", 0.825, 0.17, 0.85, 64.0, 0.016, 0.2)
     # no warm-up: from the peak straight down to 0, and no lookahead
     assert (config.warmup_epochs, config.start_fraction, config.end_fraction, config.lookahead, config.tta) == \
         (0.0, 1.0, 0.0, False, "mirror")
@@ -61,8 +61,9 @@ def test_which_preset_a_spec_is_and_the_settings_it_starts_from():
     assert presets.preset_named(mine) is None and presets.train_config_for(mine) == TrainConfig()
 
 
-def test_an_edited_fast_small_that_cannot_take_small_images_starts_at_full_size():
-    preset = presets.get_preset("fast-small")
+@pytest.mark.parametrize("name", ["fast", "fast-small"])
+def test_an_edited_fast_preset_that_cannot_take_small_images_starts_at_full_size(name):
+    preset = presets.get_preset(name)
     assert preset.train.low_res_fraction == 0.5 and presets.train_config_for(preset.spec) == preset.train
     older = dataclasses.replace(preset.spec, layers=(*preset.spec.layers[:-1], MaxPooling2D(3), Flatten()))
     assert presets.train_config_for(older) == dataclasses.replace(preset.train, low_res_fraction=0.0)
