@@ -188,7 +188,8 @@ def test_25_two_sessions_classify_while_a_job_trains(stack):
 
     # the job trained on meanwhile, and Stop ends it cleanly
     assert runs.read_status(run_dir)["state"] == "running"
-    helpers.wait_for(lambda: len(metrics.read_metrics(run_dir)) > metrics_before, timeout=30)
+    # a liveness check, not a speed one: the sessions beside the job (and other tests) may slow its epochs
+    helpers.wait_for(lambda: len(metrics.read_metrics(run_dir)) > metrics_before, timeout=120)
     asked = time.time()
     assert jobs.stop_job(stack["run_id"], stack["runs_dir"]) == "stopped"
     assert time.time() - asked < 15
