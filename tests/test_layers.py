@@ -5,6 +5,7 @@ safe load."""
 
 import keras
 import numpy as np
+import pytest
 
 from cifar_core import layers, models
 from cifar_core.layers import Activation, BatchNormalization, Conv2D, Dirac, PatchWhitening
@@ -250,10 +251,14 @@ def test_other_shapes_go_to_keras_code():
 
 
 
-def test_gelu_and_its_derivative_by_hand():
+@pytest.mark.parametrize("training", [False, True])  # training takes the XLA-compiled float32 pass
+def test_gelu_and_its_derivative_by_hand(training, monkeypatch):
     import math
 
     import tensorflow as tf
+
+    compiled, made = [], layers._compiled_gelu
+    monkeypatch.setattr(layers, "_compiled_gelu", lambda: compiled.append(True) or made())
 
     x = np.array([-5.0, -2.0, -0.5, 0.0, 0.3, 1.0, 3.0], dtype="float32")
     phi = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x])  # the normal distribution's cdf
@@ -261,14 +266,16 @@ def test_gelu_and_its_derivative_by_hand():
     inputs = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(inputs)
-        outputs = Activation("gelu")(inputs)
+        outputs = Activation("gelu")(inputs, training=training)
         weighted = tf.reduce_sum(outputs * tf.range(1.0, 8.0))  # a different upstream gradient for each element
     np.testing.assert_allclose(np.asarray(outputs), x * phi, rtol=1e-6, atol=1e-6)  # 1 + erf(-3.5) in float32
     np.testing.assert_allclose(np.asarray(tape.gradient(weighted, inputs)), (phi + x * density) * np.arange(1, 8),
                                rtol=1e-5, atol=1e-7)
+    assert bool(compiled) == training  # the path it took
 
 
-def test_gelu_matches_keras_under_mixed_bfloat16_and_other_activations_are_keras():
+@pytest.mark.parametrize("training", [False, True])
+def test_gelu_matches_keras_under_mixed_bfloat16_and_other_activations_are_keras(training):
     import tensorflow as tf
 
     x = tf.constant(np.random.default_rng(3).normal(0.0, 2.0, (4, 5, 5, 3)).astype("float32"))
@@ -278,7 +285,7 @@ def test_gelu_matches_keras_under_mixed_bfloat16_and_other_activations_are_keras
         ours, theirs = Activation("gelu"), keras.layers.Activation("gelu")
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
-            out, expected = ours(x), theirs(x)
+            out, expected = ours(x, training=training), theirs(x)
             total_ours = tf.reduce_sum(tf.cast(out, "float32"))
             total_theirs = tf.reduce_sum(tf.cast(expected, "float32"))
     finally:
