@@ -18,8 +18,10 @@ def overrides(args) -> dict:
 
 
 def new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
-    """The spec and settings the flags ask for: --preset or --spec, then --config, then each setting's flag."""
-    from .presets import get_preset
+    """The spec and settings the flags ask for: --preset or --spec, then --config, then each setting's flag. A spec
+    file starts from the settings the Train page gives it (presets.train_config_for): its preset's when it carries a
+    preset's name, as a spec downloaded from the page after editing a preset does, else TrainConfig's defaults."""
+    from .presets import get_preset, train_config_for
 
     if bool(args.preset) == bool(args.spec):
         raise specs.SpecError("Give exactly one of --preset NAME or --spec FILE.")
@@ -27,7 +29,8 @@ def new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
         preset = get_preset(args.preset)
         model_spec, config = preset.spec, preset.train
     else:
-        model_spec, config = spec_io.from_json(read_text(args.spec, "--spec")), configs.TrainConfig()
+        model_spec = spec_io.from_json(read_text(args.spec, "--spec"))
+        config = train_config_for(model_spec)
     config = configs.with_changes(config, config_file(args))
     return model_spec, configs.with_changes(config, overrides(args))
 

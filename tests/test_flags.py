@@ -1,6 +1,7 @@
 """cifar_core.flags: one flag per TrainConfig field, read back into a spec and checked settings."""
 
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -46,11 +47,26 @@ def test_flags_win_over_the_config_file_which_wins_over_the_preset(tmp_path):
     assert (config.epochs, config.batch_size, config.learning_rate) == (2, 32, tiny.learning_rate)
 
 
-def test_a_spec_file_starts_from_the_default_settings(tmp_path):
+def test_a_spec_file_of_another_name_starts_from_the_default_settings(tmp_path):
     path = tmp_path / "spec.json"
-    path.write_text(spec_io.to_json(presets.PRESETS["tiny"].spec))
+    path.write_text(spec_io.to_json(dataclasses.replace(presets.PRESETS["tiny"].spec, name="mine")))
     model_spec, config = flags.new_run_settings(parsed("--spec", str(path)))
-    assert model_spec == presets.PRESETS["tiny"].spec and config == configs.TrainConfig()
+    assert model_spec.name == "mine" and config == configs.TrainConfig()
+
+
+def test_a_spec_file_with_a_presets_name_starts_from_its_settings_as_on_the_train_page(tmp_path):
+    fast = presets.PRESETS["fast"]
+    layers = fast.spec.layers
+    narrower = dataclasses.replace(layers[2], filters=32)
+    edited = dataclasses.replace(fast.spec, layers=(*layers[:2], narrower, *layers[3:]))
+    path = tmp_path / "spec.json"
+    path.write_text(spec_io.to_json(edited))
+    _, config = flags.new_run_settings(parsed("--spec", str(path), "--epochs", "3"))
+    assert config == dataclasses.replace(fast.train, epochs=3) != configs.TrainConfig()
+    flattened = dataclasses.replace(fast.spec, layers=fast.spec.layers[:-1] + (specs.Flatten(),))
+    path.write_text(spec_io.to_json(flattened))
+    _, config = flags.new_run_settings(parsed("--spec", str(path)))
+    assert config == dataclasses.replace(fast.train, low_res_fraction=0.0)  # a Flatten cannot take 24-pixel images
 
 
 @pytest.mark.parametrize("argv, words", [
