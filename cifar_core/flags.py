@@ -26,12 +26,10 @@ def new_run_settings(args) -> tuple[specs.ModelSpec, configs.TrainConfig]:
     if bool(args.preset) == bool(args.spec):
         raise specs.SpecError("Give exactly one of --preset NAME or --spec FILE.")
     if args.preset:
-        preset = get_preset(args.preset)
-        model_spec, config = preset.spec, preset.train
+        model_spec = get_preset(args.preset).spec
     else:
         model_spec = spec_io.from_json(read_text(args.spec, "--spec"))
-        config = train_config_for(model_spec)
-    config = configs.with_changes(config, config_file(args))
+    config = configs.with_changes(train_config_for(model_spec), config_file(args))
     return model_spec, configs.with_changes(config, overrides(args))
 
 
