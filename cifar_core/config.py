@@ -81,6 +81,11 @@ class TrainConfig:
                                       label="Low-resolution share")
     low_res_size: int = setting(16, "the side of the images in the low-resolution share (below the images' own)",
                                 unit="pixels", low=8, high=256, group="recipe", label="Low-resolution size")
+    min_steps: int | None = setting(None, "with a time budget: the fewest training steps the run should take. When "
+                                    "the budget's first estimate holds fewer, the batch halves (to a quarter at "
+                                    "most) and the learning rates follow it, since a few dozen large steps learn "
+                                    "less than more smaller ones (empty: keep the batch)", unit="steps", low=1,
+                                    high=1_000_000, group="recipe", label="Fewest steps in a budget")
     lookahead: bool = setting(False, "airbench's lookahead: train on from a moving average of the weights",
                               group="recipe", label="Lookahead (weight averaging)")
     tta: str = setting("off", "test-time augmentation when evaluating and classifying: off; mirror (each image "
@@ -221,6 +226,17 @@ def with_changes(config: TrainConfig, changes: dict) -> TrainConfig:
     if "warmup_epochs" not in changes and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1:
         config = with_epochs(config, epochs)
     return config_from_dict({**to_dict(config), **changes})
+
+
+def with_batch_size(config: TrainConfig, batch_size: int) -> TrainConfig:
+    """The same recipe at another batch size: the rate of SGD and Muon's SGD part (on a mean loss) scales with the
+    batch, Adam's and Muon's kernel step with its square root (the step's length does not follow the batch). The
+    decoupled weight decay, multiplied by the rate, then decays as much per epoch."""
+    ratio = batch_size / config.batch_size
+    linear = config.optimizer in ("sgd", "muon")
+    return dataclasses.replace(config, batch_size=batch_size,
+                               learning_rate=config.learning_rate * (ratio if linear else ratio ** 0.5),
+                               filter_learning_rate=config.filter_learning_rate * ratio ** 0.5)
 
 
 def to_dict(config: TrainConfig) -> dict:

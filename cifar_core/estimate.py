@@ -8,11 +8,12 @@ measured_speed corrects them for any other machine from its own runs.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 from . import metrics, resizing, runs, shapes, spec_io
 from . import spec as specs
-from .config import TrainConfig, config_from_dict
+from .config import TrainConfig, config_from_dict, with_batch_size
 
 # (seconds per image, seconds per forward multiply-accumulate) of a training epoch, validation included, each pair
 # fitted where that precision is what the CPU trains in: mixed bfloat16 to fast's epochs on 2 AMD EPYC cores with
@@ -53,6 +54,50 @@ def budget_steps(model_spec: specs.ModelSpec, config: TrainConfig, images: int, 
     epoch = epoch_seconds(model_spec, images, config=config, precision=precision)
     seconds_per_step = max(1e-3, epoch / steps_per_epoch)
     return max(1, int(config.minutes * 60 / seconds_per_step))
+
+
+def budget_epochs(model_spec: specs.ModelSpec, config: TrainConfig, images: int, precision: str = "float32",
+                  speed: float = 1.0) -> float:
+    """How many epochs config.minutes holds by the estimate, at this machine's measured speed."""
+    return config.minutes * 60 / epoch_seconds(model_spec, images, speed, config, precision)
+
+
+def budget_batch(model_spec: specs.ModelSpec, config: TrainConfig, images: int, replicas: int = 1,
+                 precision: str = "float32", speed: float = 1.0) -> TrainConfig:
+    """config at the batch its time budget should train at: halved, to a quarter of config.batch_size at most,
+    while the budget's first estimate holds fewer than config.min_steps steps (config.with_batch_size scales the
+    learning rates with it), and min_steps then cleared, so that the same budget from the run's settings keeps that
+    batch instead of halving it again. A CPU's epoch costs about the same at any of these batches, so the halving buys steps:
+    `fast-small` in a 4-minute budget on a plain AVX2 CPU scored about 3 points more at batch 256 or 512 than at
+    1024, where it took 90 steps (benchmarks/README.md). Unchanged without a budget or min_steps."""
+    if config.minutes is None or config.min_steps is None:
+        return config
+    epochs = budget_epochs(model_spec, config, images, precision, speed)
+    batch = config.batch_size
+    while batch >= 2 and 4 * (batch // 2) >= config.batch_size \
+            and epochs * -(-images // (batch * replicas)) < config.min_steps:
+        batch //= 2
+    if batch == config.batch_size:
+        return config
+    return dataclasses.replace(with_batch_size(config, batch), min_steps=None)
+
+
+def budget_batch_here(model_spec: specs.ModelSpec, config: TrainConfig, images: int, info: dict, precision: str,
+                      replicas: int = 1, runs_dir=None) -> tuple[TrainConfig, str | None]:
+    """budget_batch at the speed this device measured (device.device_info's `info`), and a sentence saying what it
+    changed (None when nothing). Not on a GPU that no run has measured: the constants are a CPU's, and would take
+    its batch down for nothing."""
+    speed, measured = measured_speed(info["device"], precision, runs_dir)
+    if info["gpus"] and not measured:
+        return config, None
+    fitted = budget_batch(model_spec, config, images, replicas, precision, speed)
+    if fitted is config:
+        return config, None
+    steps = budget_epochs(model_spec, config, images, precision, speed) * images / replicas
+    return fitted, (f"{config.minutes:g} minutes hold about {steps / config.batch_size:.0f} steps of "
+                    f"{config.batch_size} images here, fewer than min_steps ({config.min_steps}): training at batch "
+                    f"{fitted.batch_size}, learning rate {fitted.learning_rate:.4g}, for about "
+                    f"{steps / fitted.batch_size:.0f} steps.")
 
 
 def measured_speed(device: str, precision: str, runs_dir=None, recent: int = 10) -> tuple[float, int]:

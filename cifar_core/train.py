@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from . import callbacks, estimate, files, metrics, resizing, runs, shapes
+from . import config as configs
 from . import data as datasets
 from . import spec as specs
 from .config import TrainConfig, validate_config
@@ -124,6 +125,17 @@ def record_facts(run_dir: Path, dataset: datasets.Dataset, info: dict, precision
                                    "test": 0 if dataset.x_test is None else len(dataset.x_test)},
                       device=info["device"], precision=precision, replicas=replicas,
                       versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__})
+
+
+def fit_batch_to_budget(run_dir: Path, model_spec, config: TrainConfig, images: int, info: dict, precision: str,
+                        replicas: int, log) -> TrainConfig:
+    """A new run's batch for its time budget (estimate.budget_batch_here), recorded in its config.json: the
+    settings it trains with, and the sentence saying why (`budget_batch`)."""
+    fitted, change = estimate.budget_batch_here(model_spec, config, images, info, precision, replicas, run_dir.parent)
+    if change:
+        runs.write_config(run_dir, train=configs.to_dict(fitted), budget_batch=change)
+        log(change)
+    return fitted
 
 
 def prepare_resume(run_dir: Path, resume: bool, log) -> tuple[int, float]:
@@ -259,6 +271,9 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
         info, precision = device_info(), resolve_precision(config.precision)
         log(f"Training on {info['device']} with {precision} precision.")
         strategy = make_strategy(config.strategy)
+        if not resume:  # a resumed run keeps the batch its config.json already records
+            config = fit_batch_to_budget(run_dir, model_spec, config, len(dataset.x_train), info, precision,
+                                         strategy.num_replicas_in_sync, log)
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         steps_per_epoch = -(-len(dataset.x_train) // global_batch)
         record_facts(run_dir, dataset, info, precision, strategy.num_replicas_in_sync)

@@ -146,6 +146,17 @@ def test_progressive_resizing_on_a_network_that_cannot_take_small_images_cannot_
     assert "a Flatten makes its Dense layers depend on it" in at.error[0].value
 
 
+def test_a_budget_of_few_steps_says_which_batch_it_trains_at(open_app):
+    at = open_app(TRAIN, train_model="fast-small")
+    assert at.number_input(key="tc_fast-small_min_steps").value == 200
+    assert not any("min_steps" in c.value for c in at.caption)  # no budget: the batch stays
+    at.number_input(key="tc_fast-small_minutes").set_value(0.1).run()
+    # 6 s hold a few steps of 1000 on any CPU: the batch goes to a quarter, the most it halves
+    assert any("fewer than min_steps (200): training at batch 250, learning rate 0.2062" in plain(c.value)
+               for c in at.caption), [c.value for c in at.caption]
+    assert not at.exception and not at.button(key="start").disabled
+
+
 def test_an_invalid_spec_from_build_cannot_start(open_app):
     bad = specs.ModelSpec("bad", (specs.MaxPooling2D(),) * 6 + (specs.Flatten(),))
     at = open_app(TRAIN, spec=bad)

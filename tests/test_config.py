@@ -59,25 +59,38 @@ def test_the_fields_of_each_group_in_the_train_pages_order():
                                           "warmup_epochs", "weight_decay", "label_smoothing", "flip", "translate",
                                           "data", "limit", "precision"]
     assert configs.fields_in("recipe") == ["momentum", "filter_learning_rate", "bias_lr_scale", "start_fraction",
-                                           "end_fraction", "low_res_fraction", "low_res_size", "lookahead", "tta"]
+                                           "end_fraction", "low_res_fraction", "low_res_size", "min_steps", "lookahead",
+                                           "tta"]
     assert configs.fields_in("hidden") == ["seed", "strategy"] and configs.fields_in("advanced") == []
 
 
+WARMED_UP = configs.TrainConfig(epochs=12, warmup_epochs=2.76, schedule="one-cycle")  # airbench94's 23%
+
+
 def test_with_epochs_keeps_the_warm_up_share():
-    config = configs.with_epochs(get_preset("fast-small").train, 4)
-    assert (config.epochs, config.warmup_epochs) == (4, 0.92)  # 23% of the schedule, as in the 12-epoch preset
-    configs.validate_config(configs.with_epochs(get_preset("fast-small").train, 1))
+    config = configs.with_epochs(WARMED_UP, 4)
+    assert (config.epochs, config.warmup_epochs) == (4, 0.92)  # 23% of the schedule, as in 12 epochs
+    configs.validate_config(configs.with_epochs(WARMED_UP, 1))
+
+
+def test_with_batch_size_scales_the_rates_as_the_optimizer_needs():
+    sgd = configs.with_batch_size(configs.TrainConfig(optimizer="sgd", batch_size=1024, learning_rate=1.5), 256)
+    assert (sgd.batch_size, sgd.learning_rate) == (256, 0.375)  # a mean loss: the rate follows the batch
+    muon = configs.with_batch_size(configs.TrainConfig(optimizer="muon", batch_size=1000, learning_rate=0.825,
+                                                       filter_learning_rate=0.18), 250)
+    assert (muon.batch_size, muon.learning_rate, muon.filter_learning_rate) == (250, 0.20625, 0.09)  # kernels: root
+    adam = configs.with_batch_size(configs.TrainConfig(optimizer="adam", batch_size=128, learning_rate=1e-3), 32)
+    assert adam.learning_rate == pytest.approx(5e-4)
+    assert configs.with_batch_size(sgd, 256) == sgd
 
 
 def test_with_changes_keeps_the_warm_up_share_unless_one_is_given():
-    fast_small = get_preset("fast-small").train
-    assert configs.with_changes(fast_small, {"epochs": 2}).warmup_epochs == 0.46  # 2.76 of 12 epochs: 23%
-    assert configs.with_changes(fast_small, {"epochs": 4, "warmup_epochs": 0.0}).warmup_epochs == 0.0
-    assert configs.with_changes(fast_small, {"learning_rate": 0.5}) == dataclasses.replace(fast_small,
-                                                                                           learning_rate=0.5)
+    assert configs.with_changes(WARMED_UP, {"epochs": 2}).warmup_epochs == 0.46  # 2.76 of 12 epochs: 23%
+    assert configs.with_changes(WARMED_UP, {"epochs": 4, "warmup_epochs": 0.0}).warmup_epochs == 0.0
+    assert configs.with_changes(WARMED_UP, {"learning_rate": 0.5}) == dataclasses.replace(WARMED_UP, learning_rate=0.5)
     for bad in ({"epochs": 0}, {"epochs": "2"}, {"epochs": True}):
         with pytest.raises(S.SpecError, match="epochs"):
-            configs.with_changes(fast_small, bad)
+            configs.with_changes(WARMED_UP, bad)
 
 
 def test_config_from_dict_refuses_unknown_settings_and_other_shapes():

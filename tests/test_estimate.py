@@ -1,6 +1,8 @@
 """cifar_core.estimate: the epoch time from the constants (hand-computed), the mix of a low-resolution run's two
 sizes, the speed a device measured in its runs, and the first guess of a time budget's steps."""
 
+import dataclasses
+
 import helpers
 import pytest
 
@@ -40,6 +42,22 @@ def test_budget_steps_is_the_budget_over_the_estimated_step():
     config = configs.TrainConfig(minutes=1.0)
     per_step = estimate.epoch_seconds(TINY, 1000) / 10
     assert estimate.budget_steps(TINY, config, 1000, 10) == int(60 / per_step)
+
+
+def test_a_short_budget_halves_the_batch_until_it_holds_min_steps():
+    epoch = estimate.epoch_seconds(TINY, 1000)  # float32's constants
+    config = configs.TrainConfig(minutes=3 * epoch / 60, batch_size=100, optimizer="sgd", learning_rate=0.4,
+                                 min_steps=50)  # 3 epochs of 10 steps: 30 steps
+    assert estimate.budget_epochs(TINY, config, 1000) == pytest.approx(3)
+    half = estimate.budget_batch(TINY, config, 1000)
+    assert (half.batch_size, half.learning_rate, half.min_steps) == (50, 0.2, None)  # 60 steps; done once
+    assert estimate.budget_batch(TINY, config, 1000, replicas=2).batch_size == 25  # 2 x 25 a step: 60 steps
+    assert estimate.budget_batch(TINY, config, 1000, speed=2.0).batch_size == 25  # half the epochs
+    # a quarter of the batch at most, however short the budget
+    assert estimate.budget_batch(TINY, dataclasses.replace(config, min_steps=10_000), 1000).batch_size == 25
+    for enough in (dataclasses.replace(config, min_steps=25), dataclasses.replace(config, min_steps=None),
+                   dataclasses.replace(config, minutes=None, min_steps=10_000)):
+        assert estimate.budget_batch(TINY, enough, 1000) is enough
 
 
 def past_run(root, run_id, device, times, steps=(29, 29, 29), config=None, **facts):

@@ -31,11 +31,11 @@ def test_a_flag_outside_its_choices_is_refused_by_the_parser():
         parsed("--optimizer", "rmsprop")
 
 
-def test_a_config_file_of_fewer_epochs_keeps_the_presets_warm_up_share(tmp_path):
-    changes = tmp_path / "short.json"
-    changes.write_text('{"epochs": 2}')
-    _, config = flags.new_run_settings(parsed("--preset", "fast-small", "--config", str(changes)))
-    assert config.epochs == 2 and config.warmup_epochs == 0.46  # 23% of 2 epochs, as the preset's 2.76 of 12
+def test_fewer_epochs_by_flag_keep_the_config_files_warm_up_share(tmp_path):
+    changes = tmp_path / "warmed.json"
+    changes.write_text('{"epochs": 12, "warmup_epochs": 2.76, "schedule": "one-cycle"}')
+    _, config = flags.new_run_settings(parsed("--preset", "tiny", "--config", str(changes), "--epochs", "2"))
+    assert config.epochs == 2 and config.warmup_epochs == 0.46  # 23% of 2 epochs, as the file's 2.76 of 12
 
 
 def test_flags_win_over_the_config_file_which_wins_over_the_preset(tmp_path):

@@ -13,23 +13,20 @@ def test_the_five_presets_in_workflow_order():
     assert list(presets.PRESETS) == ["report-2-1", "report-2-2", "fast", "fast-small", "tiny"]
 
 
-def test_fast_trains_as_airbench94_muon_and_fast_small_as_airbench94():
+def test_fast_and_fast_small_train_as_airbench94_muon():
     fast, small = presets.get_preset("fast"), presets.get_preset("fast-small")
-    config = fast.train
-    assert (config.epochs, config.batch_size, config.optimizer, config.learning_rate, config.filter_learning_rate,
-            config.momentum, config.bias_lr_scale, config.weight_decay, config.label_smoothing) == \
-        (9, 1000, "muon", 0.825, 0.17, 0.85, 64.0, 0.016, 0.2)
-    # no warm-up: from the peak straight down to 0, and no lookahead
-    assert (config.warmup_epochs, config.start_fraction, config.end_fraction, config.lookahead, config.tta) == \
-        (0.0, 1.0, 0.0, False, "mirror")
-    config = small.train
-    assert (config.batch_size, config.optimizer, config.momentum, config.bias_lr_scale, config.label_smoothing) == \
-        (1024, "sgd", 0.85, 64.0, 0.2)
-    assert config.lookahead and config.tta == "mirror"
-    assert config.warmup_epochs == pytest.approx(0.23 * config.epochs, abs=0.01)
-    for preset in (fast, small):
+    for preset, epochs in ((fast, 9), (small, 12)):
+        config = preset.train
+        assert (config.epochs, config.batch_size, config.optimizer, config.learning_rate,
+                config.filter_learning_rate, config.momentum, config.bias_lr_scale, config.weight_decay,
+                config.label_smoothing) == (epochs, 1000, "muon", 0.825, 0.17, 0.85, 64.0, 0.016, 0.2)
+        # no warm-up: from the peak straight down to 0, and no lookahead
+        assert (config.warmup_epochs, config.start_fraction, config.end_fraction, config.lookahead, config.tta) == \
+            (0.0, 1.0, 0.0, False, "mirror")
         assert preset.spec.logit_scale == pytest.approx(1 / 9)
         assert type(preset.spec.layers[0]).__name__ == "PatchWhitening"
+    # a budget of fewer than 200 steps halves fast-small's batch (estimate.budget_batch); fast's keeps it
+    assert (small.train.min_steps, fast.train.min_steps) == (200, None)
 
 
 @pytest.mark.parametrize("name", list(presets.PRESETS))

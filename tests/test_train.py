@@ -316,6 +316,23 @@ def test_a_time_budget_ends_on_time_with_the_schedule_at_its_end(tmp_path):
     assert runs.read_status(tmp_path / "run")["state"] == "finished"
 
 
+def test_a_new_run_records_the_batch_its_budget_picked(tmp_path):
+    """fit_batch_to_budget: too few steps in the budget halve the batch, in config.json and the log; on a GPU no run
+    has measured, the CPU's constants are not trusted and the batch stays."""
+    config = helpers.tiny_config(minutes=0.01, min_steps=1000, optimizer="sgd", learning_rate=0.4)
+    cpu, gpu = {"device": "CPU: test", "gpus": 0}, {"device": "GPU: test", "gpus": 1}
+    run = runs.create_run(tmp_path / "runs" / "20260101-000000-tiny", TINY, config)
+    assert T.fit_batch_to_budget(run, TINY, config, 300, gpu, "float32", 1, print) is config
+    messages = []
+    fitted = T.fit_batch_to_budget(run, TINY, config, 300, cpu, "float32", 1, messages.append)
+    assert (fitted.batch_size, fitted.learning_rate) == (16, 0.1)  # a quarter of 64, the most it halves
+    assert runs.read_config(run)["train"] == configs.to_dict(fitted) and fitted.min_steps is None
+    assert runs.read_config(run)["budget_batch"] == messages[0]
+    # 0.6 s over 300 x (0.312 ms + 1,622,336 x 0.1122 ns) = 0.148 s an epoch: 4.05 epochs of 300 images
+    assert messages == ["0.01 minutes hold about 19 steps of 64 images here, fewer than min_steps (1000): training "
+                        "at batch 16, learning rate 0.1, for about 76 steps."]
+
+
 def test_one_cycle_without_warm_up_decays_from_the_start():
     config = configs.TrainConfig(epochs=2, learning_rate=1.65, schedule="one-cycle", warmup_epochs=0.0,
                                  start_fraction=1.0, end_fraction=0.0)
