@@ -66,10 +66,11 @@ def budget_batch(model_spec: specs.ModelSpec, config: TrainConfig, images: int, 
                  precision: str = "float32", speed: float = 1.0) -> TrainConfig:
     """config at the batch its time budget should train at: halved, to a quarter of config.batch_size at most,
     while the budget's first estimate holds fewer than config.min_steps steps (config.with_batch_size scales the
-    learning rates with it), and min_steps then cleared, so that the same budget from the run's settings keeps that
-    batch instead of halving it again. A CPU's epoch costs about the same at any of these batches, so the halving buys steps:
-    `fast-small` in a 4-minute budget on a plain AVX2 CPU scored about 3 points more at batch 256 or 512 than at
-    1024, where it took 90 steps (benchmarks/README.md). Unchanged without a budget or min_steps."""
+    learning rates with it); min_steps is then cleared, so that the same budget from the run's settings keeps that
+    batch instead of halving it again. A CPU's epoch costs about the same at these batches, so the halving buys
+    steps: in 4 minutes on a plain AVX2 CPU (about 100 steps of 1024), airbench94's SGD recipe scored 3 points more
+    at batch 256 or 512 than at 1024, and Muon's half a point more at 500 in as short a budget on a CPU limited to
+    AVX2 (benchmarks/README.md). Unchanged without a budget or min_steps."""
     if config.minutes is None or config.min_steps is None:
         return config
     epochs = budget_epochs(model_spec, config, images, precision, speed)
