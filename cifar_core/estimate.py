@@ -96,9 +96,9 @@ def budget_batch_here(model_spec: specs.ModelSpec, config: TrainConfig, images: 
         return config, None
     steps = budget_epochs(model_spec, config, images, precision, speed) * images / replicas
     return fitted, (f"{config.minutes:g} minutes hold about {steps / config.batch_size:.0f} steps of "
-                    f"{config.batch_size} images here, fewer than min_steps ({config.min_steps}): training at batch "
-                    f"{fitted.batch_size}, learning rate {fitted.learning_rate:.4g}, for about "
-                    f"{steps / fitted.batch_size:.0f} steps.")
+                    f"{config.batch_size} images here, fewer than the fewest steps for a budget (min_steps "
+                    f"{config.min_steps}): training at batch {fitted.batch_size}, learning rate "
+                    f"{fitted.learning_rate:.4g}, for about {steps / fitted.batch_size:.0f} steps.")
 
 
 def measured_speed(device: str, precision: str, runs_dir=None, recent: int = 10) -> tuple[float, int]:

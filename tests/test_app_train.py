@@ -152,7 +152,7 @@ def test_a_budget_of_few_steps_says_which_batch_it_trains_at(open_app):
     assert not any("min_steps" in c.value for c in at.caption)  # no budget: the batch stays
     at.number_input(key="tc_fast-small_minutes").set_value(0.1).run()
     # 6 s hold a few steps of 1000 on any CPU: the batch goes to a quarter, the most it halves
-    assert any("fewer than min_steps (200): training at batch 250, learning rate 0.2062" in plain(c.value)
+    assert any("(min_steps 200): training at batch 250, learning rate 0.2062" in plain(c.value)
                for c in at.caption), [c.value for c in at.caption]
     assert not at.exception and not at.button(key="start").disabled
 
