@@ -221,10 +221,13 @@ def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
 def with_changes(config: TrainConfig, changes: dict) -> TrainConfig:
     """config with changes (setting name -> value) applied and checked, as config_from_dict checks them. A new number
     of epochs without a warm-up of its own keeps the warm-up's share of the schedule (with_epochs): a preset's
-    2.76 warm-up epochs would otherwise refuse a 2-epoch run."""
+    2.76 warm-up epochs would otherwise refuse a 2-epoch run. A batch size or learning rate without a min_steps of
+    its own clears min_steps: a batch or rate asked for (a flag, a sweep's trial) is trained as given, not halved."""
     epochs = changes.get("epochs")
     if "warmup_epochs" not in changes and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1:
         config = with_epochs(config, epochs)
+    if "min_steps" not in changes and {"batch_size", "learning_rate"} & set(changes):
+        config = dataclasses.replace(config, min_steps=None)
     return config_from_dict({**to_dict(config), **changes})
 
 

@@ -93,6 +93,14 @@ def test_with_changes_keeps_the_warm_up_share_unless_one_is_given():
             configs.with_changes(WARMED_UP, bad)
 
 
+def test_a_batch_or_rate_asked_for_is_not_halved_by_a_budget():
+    budgeted = configs.TrainConfig(minutes=4.0, batch_size=1000, min_steps=200)
+    assert configs.with_changes(budgeted, {"batch_size": 500}).min_steps is None
+    assert configs.with_changes(budgeted, {"learning_rate": 0.5}).min_steps is None
+    assert configs.with_changes(budgeted, {"batch_size": 500, "min_steps": 100}).min_steps == 100
+    assert configs.with_changes(budgeted, {"epochs": 3, "minutes": 2.0}).min_steps == 200
+
+
 def test_config_from_dict_refuses_unknown_settings_and_other_shapes():
     with pytest.raises(S.SpecError, match="Unknown training setting.*nesterov"):
         configs.config_from_dict({"epochs": 2, "nesterov": True})

@@ -51,6 +51,8 @@ def test_params_applied_to_spec_and_settings():
     assert spec.name == "report-2-1" and config.batch_size == 32 and config.data == "sample"
     assert [layer.rate for layer in spec.layers if isinstance(layer, S.Dropout)] == [0.125]
     spec, config = spaces.apply_params(TINY.spec, dataclasses.replace(base, epochs=2), {"preset": "fast-small"})
-    assert config.epochs == 2 and config.warmup_epochs == 0.46  # the preset's warm-up share, not its 2.76 epochs
+    assert (config.epochs, config.optimizer, config.min_steps) == (2, "muon", 200)  # the preset's; the base's epochs
+    _, config = spaces.apply_params(TINY.spec, base, {"preset": "fast-small", "batch_size": 250})
+    assert (config.batch_size, config.min_steps) == (250, None)  # a batch tried is trained as given
     with pytest.raises(S.SpecError):
         spaces.apply_params(get_preset("report-2-2").spec, base, {"width": 8.0})  # far beyond the parameter limit
