@@ -1,5 +1,6 @@
 """How long training takes before it has run: a time per epoch from a spec's multiply-accumulates, scaled by the
-speed this device measured in its recent runs, and the first guess of how many steps fit in a time budget.
+speed this device measured in its recent runs, the first guess of how many steps fit in a time budget, and the
+batch a budget of too few steps trains at (budget_batch).
 
 The constants are a fixed cost per image plus a cost per forward multiply-accumulate, one pair per precision the
 steps compute in, each fitted on a CPU where it is the precision used (benchmarks/README.md names both);

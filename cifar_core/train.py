@@ -1,8 +1,9 @@
 """Training: a spec and a TrainConfig -> a run directory, with model.fit over a tf.data pipeline.
 
 One pipeline, top to bottom (train):
-    load the data -> create the run -> take its lock -> device, precision, strategy -> record what the job found ->
-    prepare a resume -> build and compile -> fit with the run's callbacks -> save -> evaluate the saved file.
+    load the data -> create the run -> take its lock -> device, precision, strategy -> a time budget's batch ->
+    record what the job found -> prepare a resume -> build and compile -> fit with the run's callbacks -> save ->
+    evaluate the saved file.
 The job owns its run directory and holds its lock; everybody else only reads it.
 """
 

@@ -79,7 +79,8 @@ def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
 
 def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, trainable: bool) -> None:
     """Device, precision, and the time an epoch should take (estimate.epoch_seconds, scaled by the speed this
-    device has measured; under progressive resizing, the run's mean epoch)."""
+    device has measured; under progressive resizing, the run's mean epoch); below them, the batch a time budget of
+    too few steps will train at (estimate.budget_batch_here), as the job will log it."""
     info = ui.device()
     precision = info["precision"] if config.precision == "auto" else config.precision
     images = data.train_images_hint(config.data or None, config.limit)
