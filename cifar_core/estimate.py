@@ -68,10 +68,11 @@ def budget_batch(model_spec: specs.ModelSpec, config: TrainConfig, images: int, 
     """config at the batch its time budget should train at: halved, to a quarter of config.batch_size at most,
     while the budget's first estimate holds fewer than config.min_steps steps (config.with_batch_size scales the
     learning rates with it); min_steps is then cleared, so that the same budget from the run's settings keeps that
-    batch instead of halving it again. A CPU's epoch costs about the same at these batches, so the halving buys
-    steps: in 4 minutes on a plain AVX2 CPU (about 100 steps of 1024), airbench94's SGD recipe scored 3 points more
-    at batch 256 or 512 than at 1024, and Muon's half a point more at 500 in as short a budget on a CPU limited to
-    AVX2 (benchmarks/README.md). Unchanged without a budget or min_steps."""
+    batch instead of halving it again. On a CPU a smaller batch costs a little throughput (6 epochs of 500 where 7
+    of 1000 fit) and buys steps, which pays only where there are few: in 4 minutes on a plain AVX2 CPU (about 100
+    steps of 1024), airbench94's SGD recipe scored 3 points more at batch 256 or 512 than at 1024, and Muon's half
+    a point more at 500 in as short a budget on a CPU limited to AVX2, while at about 300 steps 500 lost
+    (benchmarks/README.md). Unchanged without a budget or min_steps."""
     if config.minutes is None or config.min_steps is None:
         return config
     epochs = budget_epochs(model_spec, config, images, precision, speed)
