@@ -86,12 +86,13 @@ def budget_batch(model_spec: specs.ModelSpec, config: TrainConfig, images: int, 
 
 
 def budget_batch_here(model_spec: specs.ModelSpec, config: TrainConfig, images: int, info: dict, precision: str,
-                      replicas: int = 1, runs_dir=None) -> tuple[TrainConfig, str | None]:
-    """budget_batch at the speed this device measured (device.device_info's `info`), and a sentence saying what it
-    changed (None when nothing). Not on a GPU that no run has measured: the constants are a CPU's, and would take
-    its batch down for nothing."""
-    speed, measured = measured_speed(info["device"], precision, runs_dir)
-    if info["gpus"] and not measured:
+                      measured: tuple[float, int], replicas: int = 1) -> tuple[TrainConfig, str | None]:
+    """budget_batch at the speed this device measured (`measured`, as measured_speed gives it, which the caller has
+    already read for its own estimate; device.device_info's `info`), and a sentence saying what it changed (None
+    when nothing). Not on a GPU that no run has measured: the constants are a CPU's, and would take its batch down
+    for nothing."""
+    speed, measured_runs = measured
+    if info["gpus"] and not measured_runs:
         return config, None
     fitted = budget_batch(model_spec, config, images, replicas, precision, speed)
     if fitted is config:

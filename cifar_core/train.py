@@ -132,7 +132,8 @@ def fit_batch_to_budget(run_dir: Path, model_spec, config: TrainConfig, images: 
                         replicas: int, log) -> TrainConfig:
     """A new run's batch for its time budget (estimate.budget_batch_here), recorded in its config.json: the
     settings it trains with, and the sentence saying why (`budget_batch`)."""
-    fitted, change = estimate.budget_batch_here(model_spec, config, images, info, precision, replicas, run_dir.parent)
+    speed = estimate.measured_speed(info["device"], precision, run_dir.parent)
+    fitted, change = estimate.budget_batch_here(model_spec, config, images, info, precision, speed, replicas)
     if change:
         runs.write_config(run_dir, train=configs.to_dict(fitted), budget_batch=change)
         log(change)

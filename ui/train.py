@@ -96,7 +96,7 @@ def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, train
     c[2].metric("Time per epoch (estimate)", ui.duration(per_epoch) if per_epoch else "unknown",
                 help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), {basis}.")
     if images and trainable:
-        _, change = estimate.budget_batch_here(model_spec, config, images, info, precision)
+        _, change = estimate.budget_batch_here(model_spec, config, images, info, precision, (speed, measured_runs))
         if change:
             st.caption(ui.md_escape(change))
 
