@@ -359,13 +359,18 @@ def job_progress(status: dict) -> dict:
     budget = status.get("budget_s")
     if isinstance(budget, (int, float)) and budget > 0:  # a time budget: the clock is the progress
         fraction = min(1.0, elapsed / budget)
+    if status.get("state") == "finished":  # a budget ends a little early, and may end within an epoch
+        fraction = 1.0
     remaining = elapsed * (1 - fraction) / fraction if fraction > 0 and elapsed > 0 else None
     return {"fraction": fraction, "elapsed_s": elapsed, "remaining_s": remaining}
 
 
 def progress_label(status: dict) -> str:
-    """The progress bar's text: 'epoch 2/4, step 5/10' during an epoch, else '2 of 4 epochs done'."""
+    """The progress bar's text: 'epoch 2/4, step 5/10' during an epoch, else '2 of 4 epochs done'; a finished run
+    whose time budget ended within an epoch says so."""
     epoch, step, steps = status.get("epoch", 0), status.get("step", 0), status.get("steps_per_epoch")
+    if status.get("state") == "finished" and status.get("budget_s") and steps and 0 < step < steps:
+        return f"time budget spent in epoch {epoch}, at step {step} of {steps}"
     if steps and step:
         return f"epoch {epoch}/{status.get('epochs', '?')}, step {step}/{steps}"
     return f"{epoch} of {status.get('epochs', '?')} epochs done"

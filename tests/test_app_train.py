@@ -110,6 +110,20 @@ def test_a_run_that_failed_on_its_data_offers_another_data_source_not_resume(ope
     assert "This run's settings: model nodata, 1 epoch, batch size 128, data CIFAR\\-10." in captions, captions
 
 
+def test_a_finished_budget_run_names_its_budget_not_its_form_epochs(open_app, app_env):
+    run_dir = app_env / "20260101-000000-budget"
+    run_dir.mkdir()
+    spec = specs.ModelSpec("budget", (specs.GlobalAveragePooling2D(),))
+    runs.write_json(run_dir / "config.json", {"spec": spec_io.to_dict(spec),
+                                              "train": {"data": "sample", "epochs": 1, "minutes": 0.2}})
+    runs.write_status(run_dir, state="finished", epoch=24, epochs=24, step=8, steps_per_epoch=29, budget_s=12.0,
+                      time=11.5)
+    at = open_app(TRAIN, train_run=run_dir.name)
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("This run's settings: model budget, a time budget of 0.2 minutes, batch size")
+               for c in captions), captions
+
+
 def test_the_form_survives_a_visit_to_another_page(open_app):
     at = open_app(TRAIN)
     at.selectbox(key="train_model").set_value("tiny").run()

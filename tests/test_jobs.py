@@ -25,6 +25,10 @@ def test_job_progress_by_hand():
     assert jobs.job_progress({}) == {"fraction": 0.0, "elapsed_s": 0.0, "remaining_s": None}
     done = jobs.job_progress({"epochs": 2, "steps_per_epoch": 3, "epoch": 2, "step": 3, "time": 8})
     assert done["fraction"] == 1.0 and done["remaining_s"] == 0
+    # a time budget's clock is the progress, and a finished run is whole though its budget ended 0.5 s early
+    budget = {"epochs": 24, "steps_per_epoch": 29, "epoch": 24, "step": 8, "budget_s": 12.0, "time": 11.5}
+    assert jobs.job_progress({**budget, "state": "running"})["fraction"] == pytest.approx(11.5 / 12)
+    assert jobs.job_progress({**budget, "state": "finished"})["fraction"] == 1.0
 
 
 def test_progress_label_by_hand():
@@ -32,6 +36,9 @@ def test_progress_label_by_hand():
     assert jobs.progress_label({"epochs": 4, "steps_per_epoch": 10, "epoch": 2, "step": 0}) == "2 of 4 epochs done"
     assert jobs.progress_label({"epochs": 4, "epoch": 2, "step": 3}) == "2 of 4 epochs done"  # steps not known yet
     assert jobs.progress_label({}) == "0 of ? epochs done"
+    budget_ended = {"state": "finished", "budget_s": 12.0, "epochs": 24, "steps_per_epoch": 29, "epoch": 24, "step": 8}
+    assert jobs.progress_label(budget_ended) == "time budget spent in epoch 24, at step 8 of 29"
+    assert jobs.progress_label({**budget_ended, "state": "running"}) == "epoch 24/24, step 8/29"
 
 
 def test_a_watched_run_changes_phase_when_its_job_ends_or_it_enters_or_leaves_the_queue():

@@ -173,7 +173,8 @@ def run_settings(run_dir) -> str:
     except (runs.RunError, ValueError):
         return "This run's settings cannot be read."
     source = sources.app_label(config.data) if config.data else "the default data source"
-    epochs = f"{config.epochs} epoch" + ("" if config.epochs == 1 else "s")
+    epochs = (f"a time budget of {config.minutes:g} minutes" if config.minutes is not None
+              else f"{config.epochs} epoch" + ("" if config.epochs == 1 else "s"))
     return (f"This run's settings: model {md_escape(model_spec.name)}, {epochs}, batch size "
             f"{config.batch_size}, data {md_escape(source)}" + (f" (first {config.limit:,} images)" if config.limit
                                                               else "") + ".")
