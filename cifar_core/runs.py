@@ -276,7 +276,7 @@ def summarize(run_dir: Path) -> dict:
     val = [r["val_accuracy"] for r in epochs if r.get("val_accuracy") is not None]
     spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
-    name = spec.get("name")
+    name, minutes = spec.get("name"), metrics.number(train.get("minutes"))
     return {
         "run_id": run_dir.name,
         "name": run_label(run_dir),
@@ -284,6 +284,7 @@ def summarize(run_dir: Path) -> dict:
         "params": metrics.count(config.get("params")) or None,
         "epochs_done": len(epochs),
         "epochs": metrics.count(train.get("epochs")) or None,
+        "minutes": minutes if minutes is not None and minutes > 0 else None,  # a time budget, in place of epochs
         "best_val_accuracy": max(val) if val else None,
         "train_time_s": epochs[-1]["time"] if epochs else None,
         "state": status["state"] if not problem else "unreadable",
@@ -305,8 +306,10 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict]:
 
 
 def table_rows(rows: list[dict]) -> list[dict]:
-    """list_runs' rows as the Runs page's table shows them: its column names, epochs as "done/planned"."""
+    """list_runs' rows as the Runs page's table shows them: its column names, epochs as "done/planned" (or "done in
+    M min" for a time budget, whose epochs are whatever the minutes held)."""
     return [{"name": r["name"], "model": r["model"], "params": r["params"],
-             "epochs": f"{r['epochs_done']}/{r['epochs'] or '?'}", "best val accuracy": r["best_val_accuracy"],
+             "epochs": f"{r['epochs_done']} in {r['minutes']:g} min" if r.get("minutes")
+             else f"{r['epochs_done']}/{r['epochs'] or '?'}", "best val accuracy": r["best_val_accuracy"],
              "train time (s)": r["train_time_s"], "state": r["state"], "saved model": r["has_model"],
              "run id": r["run_id"], "problem": r["problem"] or ""} for r in rows]

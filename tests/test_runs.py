@@ -177,8 +177,8 @@ def test_list_and_summarize(tmp_path):
     assert [r["run_id"] for r in rows] == ["20260102-b", "20260101-a"]
     b, a = rows
     assert a == {"run_id": "20260101-a", "name": "20260101-a", "model": "tiny", "params": 5418, "epochs_done": 3,
-                 "epochs": 3, "best_val_accuracy": 0.5, "train_time_s": 3.0, "state": "finished", "has_model": True,
-                 "created": "2026-01-01 12:00:00", "problem": None}
+                 "epochs": 3, "minutes": None, "best_val_accuracy": 0.5, "train_time_s": 3.0, "state": "finished",
+                 "has_model": True, "created": "2026-01-01 12:00:00", "problem": None}
     assert b["state"] == "interrupted" and b["model"] == "fast" and b["has_model"] is False
     assert b["epochs_done"] == 1 and b["best_val_accuracy"] == 0.2
     assert runs.list_runs(tmp_path / "missing") == []
@@ -196,6 +196,10 @@ def test_the_runs_tables_rows(tmp_path):
          "train time (s)": None, "state": "unreadable", "saved model": False, "run id": "20260103-torn",
          "problem": "its config.json is missing or is not valid JSON."}]
     assert runs.table_rows([]) == []
+    config = runs.read_config(tmp_path / "20260101-a")
+    for minutes, shown in ((0.2, "3 in 0.2 min"), (-1, "3/3"), ("5", "3/3"), (float("nan"), "3/3"), (True, "3/3")):
+        runs.write_json(tmp_path / "20260101-a" / "config.json", {**config, "train": {"epochs": 3, "minutes": minutes}})
+        assert runs.table_rows([runs.summarize(tmp_path / "20260101-a")])[0]["epochs"] == shown, minutes
 
 
 def test_rename_run(tmp_path):
