@@ -79,8 +79,9 @@ def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
 
 def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, trainable: bool) -> None:
     """Device, precision, and the time an epoch should take (estimate.epoch_seconds, scaled by the speed this
-    device has measured; under progressive resizing, the run's mean epoch); below them, the batch a time budget of
-    too few steps will train at (estimate.budget_batch_here), as the job will log it."""
+    device has measured; under progressive resizing, the run's mean epoch); below them, for a time budget, the
+    epochs it holds and the batch it trains at if it holds too few steps (estimate.budget_batch_here), as the job
+    will log it."""
     info = ui.device()
     precision = info["precision"] if config.precision == "auto" else config.precision
     images = data.train_images_hint(config.data or None, config.limit)
@@ -95,6 +96,13 @@ def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, train
              "its own speed")
     c[2].metric("Time per epoch (estimate)", ui.duration(per_epoch) if per_epoch else "unknown",
                 help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), {basis}.")
+    if per_epoch and config.minutes is not None:
+        epochs = estimate.budget_epochs(model_spec, config, images, precision, speed)
+        held = f"about {epochs:.0f} epochs" if epochs >= 1.5 else "about one epoch" if epochs >= 0.5 else \
+            "less than one epoch"
+        st.caption(f"The time budget sets the run's length, not Epochs: {config.minutes:g} minutes hold {held} here "
+                   "by this estimate, and the job times its first steps to end the learning-rate schedule with the "
+                   "budget.")
     if images and trainable:
         _, change = estimate.budget_batch_here(model_spec, config, images, info, precision, (speed, measured_runs))
         if change:
