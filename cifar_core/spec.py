@@ -166,8 +166,8 @@ def check_layer_fields(index: int, layer) -> None:
 
 
 def validate_header(spec: ModelSpec) -> None:
-    if not isinstance(spec.name, str) or not 1 <= len(spec.name) <= 64:
-        raise SpecError("name must be a text of 1 to 64 characters.")
+    if not isinstance(spec.name, str) or not 1 <= len(spec.name) <= 64 or not spec.name.strip():
+        raise SpecError("name must be a text of 1 to 64 characters, not only spaces.")
     shape = spec.input_shape
     if not (isinstance(shape, (tuple, list)) and len(shape) == 3
             and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)

@@ -38,11 +38,14 @@ st.session_state["spec_valid"] = error is None
 st.session_state["spec_error"] = error[1] if error else None
 if error:
     index, message = error
-    (slots[index - 1] if index and index <= len(slots) else general_slot).error(ui.sentence(message))
+    if index:  # a layer's problem goes next to it; the whole model's is the warning above the diagram
+        (slots[index - 1] if index <= len(slots) else general_slot).error(ui.sentence(message))
 
 with summary:
-    if error:
+    if error and error[0]:
         st.warning("The model is not valid yet: the shapes below stop at the failing layer (in red), and the Keras "
                    "code appears once it is valid. The Train page will not start it.")
+    elif error:
+        st.warning(f"The model is not valid yet: {ui.sentence(error[1])} The Train page will not start it.")
     counts = None if error else view.totals(spec)
     view.tabs(spec, shapes.infer_prefix(spec) if error else shapes.infer(spec), counts, error[0] if error else None)

@@ -90,7 +90,7 @@ def test_six_pooling_layers_from_scratch_shrink_the_image_to_nothing(open_app):
     at = open_app(BUILD)
     load(at, "scratch")
     assert at.session_state["spec"].layers == ()
-    assert "The spec has no layers" in errors(at)[0]
+    assert not errors(at) and "The spec has no layers" in at.warning[0].value  # the whole model's, not a layer's
     assert at.selectbox(key="add_at").value == 1  # on an empty stack, position 1
     for _ in range(6):
         at.selectbox(key="add_type").set_value("MaxPooling2D")
@@ -227,3 +227,14 @@ def test_a_reload_keeps_the_model_being_edited(open_app, app_env):
     fresh.switch_page(BUILD).run()
     assert fresh.session_state["spec"].name == "mine"
     assert len(fresh.session_state["spec"].layers) == 5
+
+
+def test_a_blank_model_name_is_the_warning_above_the_diagram_not_a_layers_error(open_app):
+    at = open_app(BUILD)
+    at.text_input(key="spec_name").set_value("   ").run()
+    assert [w.value for w in at.warning] == [
+        "The model is not valid yet: Name must be a text of 1 to 64 characters, not only spaces. The Train page "
+        "will not start it."]
+    assert not at.error and not at.exception
+    at.text_input(key="spec_name").set_value("mine").run()
+    assert not at.warning and at.session_state["spec_valid"]

@@ -51,6 +51,11 @@ def test_new_fields_are_checked(layer, word):
     assert word in _error(S.ModelSpec("b", (layer, S.Flatten())))
 
 
+@pytest.mark.parametrize("name", ["", "   ", "x" * 65, 5, None])
+def test_the_name_is_1_to_64_characters_not_only_spaces(name):
+    assert "name must be a text of 1 to 64 characters, not only spaces." in _error(S.ModelSpec(name, (S.Flatten(),)))
+
+
 @pytest.mark.parametrize("scale", [0, -1.0, 11, True, "1/9"])
 def test_logit_scale_range(scale):
     assert "logit_scale must be a number in (0, 10]" in _error(S.ModelSpec("b", (S.Flatten(),), logit_scale=scale))
