@@ -29,7 +29,7 @@ try:
     if not problem:  # progressive resizing needs a network that takes smaller images
         resizing.check(model_spec, config)
 except specs.SpecError as e:
-    st.error(ui.md_escape(str(e)))
+    st.error(ui.setting_error(e))
     problem = problem or (None, str(e))
     config = base
 view.device_tiles(model_spec, config, trainable=not problem)

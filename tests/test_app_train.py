@@ -241,3 +241,13 @@ def test_the_page_starts_a_standby_and_start_hands_it_the_job(open_app, app_env,
     (run,) = runs.list_runs()
     assert runs.read_status(app_env / run["run_id"])["pid"] == standby
     assert wait_until_ended(app_env / run["run_id"])["state"] == "finished"
+
+
+def test_a_setting_error_names_the_setting_as_the_form_does(open_app):
+    at = open_app(TRAIN, train_model="tiny")
+    at.selectbox(key="tc_tiny_schedule").set_value("cosine")
+    at.number_input(key="tc_tiny_minutes").set_value(1.0).run()
+    assert [plain(e.value) for e in at.error] == [
+        "The setting 'Time budget (minutes)' needs schedule one-cycle or constant: a time budget moves the end of the "
+        "schedule, and Keras's cosine decay has a fixed length."]
+    assert at.button(key="start").disabled and not at.exception

@@ -272,6 +272,15 @@ def saliency(ref: str, image: np.ndarray, predicted: str, key: str, opacity: flo
         st.caption("Nothing in this image counts for that class (the map is empty).")
 
 
+def setting_error(text: str) -> str:
+    """An engine's message about a training setting, as the page's widgets name it: "The training setting minutes"
+    (the CLI's and config.json's name) becomes "The setting 'Time budget (minutes)'", escaped for Markdown."""
+    def named(match):
+        name = match.group(1)
+        return f"The setting '{configs.label(name)}'" if name in configs.FIELDS else match.group(0)
+    return md_escape(re.sub(r"The training setting (\w+)", named, str(text)))
+
+
 def sentence(text: str) -> str:
     """A message as a sentence: starting with a capital letter."""
     text = str(text)
