@@ -26,7 +26,7 @@ if st.button("Start sweep", type="primary", key="sweep_start"):
         config = sweeps.trial_config(model_spec, int(epochs), ui.data_source(), int(limit))
         st.session_state["sweep_study"] = sweeps.start_sweep(model_spec, config, space, int(trials))
     except (specs.SpecError, runs.RunError, OSError) as e:
-        st.error(ui.md_escape(str(e)))
+        st.error(ui.setting_error(e))
 
 studies = [s["study"] for s in sweeps.local_studies()]
 if not studies:

@@ -40,7 +40,7 @@ if st.button("Start training", type="primary", key="start", disabled=problem is 
     try:
         run_id = jobs.start_job(model_spec, config, name=run_name.strip() or None)
     except (specs.SpecError, runs.RunError, OSError) as e:
-        st.error(ui.md_escape(str(e)))
+        st.error(ui.setting_error(e))
     else:
         view.select_run(run_id)
         st.rerun()
