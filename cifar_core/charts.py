@@ -24,9 +24,19 @@ def plain(text):
     return html.unescape(text) if isinstance(text, str) else text
 
 
+def _position(record: dict) -> float:
+    """Where a record lies in epochs: a batch point within its epoch, an epoch's at its end, and the last epoch of
+    a run whose time budget ended within it at the step it reached (not as if it had trained it all)."""
+    steps, step = record.get("steps_per_epoch"), record.get("step")
+    if record.get("kind") == "batch":
+        return record["epoch"] - 1 + step / max(1, steps or step)
+    if steps and step and 0 < step < steps:
+        return record["epoch"] - 1 + step / steps
+    return record["epoch"]
+
+
 def _series(records, kind, key):
-    points = [(r["epoch"] - 1 + r["step"] / max(1, r.get("steps_per_epoch") or r["step"]) if kind == "batch"
-               else r["epoch"], r.get(key)) for r in records if r.get("kind") == kind]
+    points = [(_position(r), r.get(key)) for r in records if r.get("kind") == kind]
     return [p[0] for p in points], [p[1] for p in points]
 
 

@@ -366,14 +366,20 @@ def job_progress(status: dict) -> dict:
 
 
 def progress_label(status: dict) -> str:
-    """The progress bar's text: 'epoch 2/4, step 5/10' during an epoch, else '2 of 4 epochs done'; a finished run
-    whose time budget ended within an epoch says so."""
+    """The progress bar's text: 'epoch 2/4, step 5/10' during an epoch, else '2 of 4 epochs done'. Under a time
+    budget the number of epochs is the job's estimate, which its measured pace moves: 'epoch 2 of about 4'; a
+    finished budget run counts what it trained, and says so when the budget ended within an epoch."""
     epoch, step, steps = status.get("epoch", 0), status.get("step", 0), status.get("steps_per_epoch")
-    if status.get("state") == "finished" and status.get("budget_s") and steps and 0 < step < steps:
+    budget, finished = status.get("budget_s"), status.get("state") == "finished"
+    if finished and budget and steps and 0 < step < steps:
         return f"time budget spent in epoch {epoch}, at step {step} of {steps}"
+    if finished and budget:
+        return f"time budget spent after {epoch} epochs"
+    total = f" of about {status.get('epochs', '?')}" if budget else f"/{status.get('epochs', '?')}"
     if steps and step:
-        return f"epoch {epoch}/{status.get('epochs', '?')}, step {step}/{steps}"
-    return f"{epoch} of {status.get('epochs', '?')} epochs done"
+        return f"epoch {epoch}{total}, step {step}/{steps}"
+    return f"{epoch} of about {status.get('epochs', '?')} epochs done" if budget else \
+        f"{epoch} of {status.get('epochs', '?')} epochs done"
 
 
 def phase_changed(before: str | None, now: str | None) -> bool:

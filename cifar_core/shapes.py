@@ -167,10 +167,25 @@ def at_size(spec: ModelSpec, size: int) -> ModelSpec:
 
 
 def summary(spec: ModelSpec) -> dict:
-    rows = infer(spec)
+    return _totals(infer(spec))
+
+
+def _totals(rows: list[LayerInfo]) -> dict:
     return {"params": sum(r.params for r in rows),
             "non_trainable_params": sum(r.non_trainable_params for r in rows),
             "macs": sum(r.macs for r in rows)}
+
+
+def stack_view(spec: ModelSpec) -> tuple[list[LayerInfo], dict | None]:
+    """The Build page's figures: (rows, totals) of the layer stack, the rows up to the first impossible layer and
+    totals None while the stack is invalid. The model's name and logit scale change neither, so a model whose only
+    problem is one of them still shows its whole diagram and its counts."""
+    stack = replace(spec, name="stack", logit_scale=1.0)
+    try:
+        rows = infer(stack)
+    except SpecError:
+        return infer_prefix(stack), None
+    return rows, _totals(rows)
 
 
 def first_error(spec: ModelSpec) -> tuple[int | None, str] | None:
@@ -198,7 +213,6 @@ def infer_prefix(spec: ModelSpec) -> list[LayerInfo]:
         if len(rows) < len(spec.layers):
             rows.append(LayerInfo(len(rows) + 1, type(spec.layers[len(rows)]).__name__, None, 0, 0, 0))
     return rows
-
 
 
 def table(rows: list[LayerInfo], totals: dict | None = None) -> list[dict]:

@@ -119,16 +119,17 @@ def best_run_id(study_summary: dict) -> str | None:
 
 
 def figures(storage_url: str, study_name: str) -> dict:
-    """Optuna's own Plotly figures of the study: optimisation history, parallel coordinates, parameter importances
-    (the latter two once enough trials are complete)."""
+    """Optuna's own Plotly figures of the study: optimisation history and parallel coordinates once a trial is
+    complete (before, Optuna draws empty axes from -1 to 4), parameter importances once two differ."""
     import optuna
     from optuna import visualization as vis
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    shown = {"history": vis.plot_optimization_history(study, target_name="validation accuracy")}
-    if complete:
-        shown["parallel"] = vis.plot_parallel_coordinate(study, target_name="validation accuracy")
+    if not complete:
+        return {}
+    shown = {"history": vis.plot_optimization_history(study, target_name="validation accuracy"),
+             "parallel": vis.plot_parallel_coordinate(study, target_name="validation accuracy")}
     if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
         try:
             shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")

@@ -25,12 +25,13 @@ with editor:
     st.session_state.setdefault("spec_logit_scale", float(spec.logit_scale))
     output = st.columns([2, 1], vertical_alignment="center")
     output[0].caption("Output: Dense(10), its logits × logit scale, then softmax; added automatically.")
-    logit_scale = output[1].number_input("Logit scale", 1e-3, 10.0, step=0.1, format="%.4f", key="spec_logit_scale",
-                                         help="airbench uses 1/9: smaller logits learn more gently.")
+    with output[1]:
+        logit_scale = ui.number_input("Logit scale", step=0.1, format="%.4f", key="spec_logit_scale",
+                                      help="airbench uses 1/9: smaller logits learn more gently.")
     general_slot = st.empty()
     view.add_row(spec)
 
-spec = specs.replace(spec, name=name, layers=tuple(layers), logit_scale=float(logit_scale))
+spec = specs.replace(spec, name=name, layers=tuple(layers), logit_scale=logit_scale)
 st.session_state["spec"] = spec
 st.query_params["draft"] = ui.save_draft(spec)  # a reload of this page keeps the model being edited
 error = shapes.first_error(spec)
@@ -47,5 +48,7 @@ with summary:
                    "code appears once it is valid. The Train page will not start it.")
     elif error:
         st.warning(f"The model is not valid yet: {ui.sentence(error[1])} The Train page will not start it.")
-    counts = None if error else view.totals(spec)
-    view.tabs(spec, shapes.infer_prefix(spec) if error else shapes.infer(spec), counts, error[0] if error else None)
+    rows, counts = shapes.stack_view(spec)
+    if counts:
+        view.totals(counts)
+    view.tabs(spec, rows, counts, error[0] if error else None, valid=error is None)

@@ -46,7 +46,9 @@ if mode == "upload":
                             list(images.UPLOAD_EXTENSIONS))
 else:
     x, y, sample_names = data.load_sample()
-    i = int(st.number_input(f"Sample image (0 to {len(x) - 1})", 0, len(x) - 1, 0, key="cls_sample", **ui.KEEP))
+    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="cls_sample", **ui.KEEP)
+    if i is None:
+        st.stop()
     st.caption(f"True class: {ui.md_escape(sample_names[y[i]])}")
     files = [(f"sample image {i} (true class: {sample_names[y[i]]})", images.encode_png(x[i]))]
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from cifar_core import sources
+from cifar_core import data, sources
 
 ui.through_router("pages/home.py")
 
@@ -17,10 +17,13 @@ st.markdown(
 
 choice = ui.data_choice()
 available, message = sources.source_status(choice if choice in ("keras", "sample") else sources.app_source(choice))
+if choice == "sample" and data.resolve_default_source()[1]:  # the sample stands in for CIFAR-10
+    message += " CIFAR-10 is not downloaded and cannot be downloaded here (no network)."
 (st.success if available else st.warning)(message if choice in ("keras", "sample")
                                            else f"The dataset {choice} in this server's data folders.")
-ui.data_note(choice, "data_source")
-st.caption("The embedded sample always works, without a download; choose the data source in the sidebar.")
+ui.data_note(choice, "data_source", named=True)  # the line above names it
+if not available:
+    st.caption("The embedded sample always works, without a download; choose the data source in the sidebar.")
 
 st.subheader("Workflow")
 for path, label, icon, what in (

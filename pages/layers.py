@@ -25,13 +25,17 @@ if mode == "upload":
         st.caption("Upload an image to see what each layer makes of it.")
         st.stop()
     try:
-        image = images.to_input_array(upload.getvalue())
+        image, note = images.read_input(upload.getvalue())
     except images.ImageError as e:
         st.error(str(e))
         st.stop()
+    if note:  # an image of a few pixels, or mostly cropped away, as Classify says it
+        st.caption(note)
 else:
     x, y, sample_names = data.load_sample()
-    i = int(st.number_input(f"Sample image (0 to {len(x) - 1})", 0, len(x) - 1, key="lay_sample"))
+    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="lay_sample")
+    if i is None:
+        st.stop()
     st.caption(f"True class: {ui.md_escape(sample_names[y[i]])}")
     image = x[i]
 

@@ -21,10 +21,10 @@ choice = st.selectbox("Model", choices, index=choices.index("tiny"), key="sweep_
 model_spec = st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
 space, trials, epochs, limit = view.search_form(model_spec)
 
-if st.button("Start sweep", type="primary", key="sweep_start"):
+if st.button("Start sweep", type="primary", key="sweep_start", disabled=None in (trials, epochs, limit)):
     try:
-        config = sweeps.trial_config(model_spec, int(epochs), ui.data_source(), int(limit))
-        st.session_state["sweep_study"] = sweeps.start_sweep(model_spec, config, space, int(trials))
+        config = sweeps.trial_config(model_spec, epochs, ui.data_source(), limit)
+        st.session_state["sweep_study"] = sweeps.start_sweep(model_spec, config, space, trials)
     except (specs.SpecError, runs.RunError, OSError) as e:
         st.error(ui.setting_error(e))
 

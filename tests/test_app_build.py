@@ -165,9 +165,9 @@ def test_the_fast_preset_edits_its_airbench_fields(open_app):
     assert at.selectbox(key="layer_1_activation").value == "gelu"  # Activation
     assert at.selectbox(key="layer_2_kernel_initializer").value == "dirac"
     assert at.checkbox(key="layer_4_scale").value is False and at.number_input(key="layer_4_epsilon").value == 1e-12
-    for name in ("momentum", "epsilon"):  # the inputs allow exactly what the spec does: no range of their own
+    for name in ("momentum", "epsilon"):  # no range of their own: the spec's check names a value outside its own
         widget = at.number_input(key=f"layer_4_{name}")
-        assert (widget.min, widget.max) == specs.float_bounds(name)
+        assert (widget.min, widget.max) == (None, None)
     assert at.number_input(key="spec_logit_scale").value == pytest.approx(1 / 9)
     assert total_params(at) == 1_973_954
     code = at.code[0].value
@@ -238,3 +238,26 @@ def test_a_blank_model_name_is_the_warning_above_the_diagram_not_a_layers_error(
     assert not at.error and not at.exception
     at.text_input(key="spec_name").set_value("mine").run()
     assert not at.warning and at.session_state["spec_valid"]
+
+
+def test_a_blank_name_keeps_the_whole_diagram_and_the_counts(open_app):
+    at = open_app(BUILD)
+    load(at, "tiny")
+    at.text_input(key="spec_name").set_value("").run()
+    assert at.warning and not at.exception
+    assert diagram(at).count(" [label=") == 1 + 5 + 1  # the whole stack, not the input box alone
+    assert {m.label for m in at.metric} == {"Parameters", "Non-trainable", "MACs per image"}
+    assert any("Keras code appears once the model is valid" in c.value for c in at.caption)
+
+
+def test_a_number_typed_out_of_range_is_what_the_page_checks(open_app):
+    """Streamlit's own bounds would keep 0 in the box and go on with the last valid value."""
+    at = open_app(BUILD)
+    load(at, "tiny")
+    at.number_input(key="layer_0_filters").set_value(0).run()
+    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be an integer from 1 to 4096, got 0."]
+    assert not at.session_state["spec_valid"] and not at.exception
+    at.number_input(key="spec_logit_scale").set_value(50.0).run()
+    assert not at.session_state["spec_valid"]
+    at.number_input(key="layer_0_filters").set_value(8).run()
+    assert at.session_state["spec_error"] == "logit_scale must be a number in (0, 10], got 50.0."

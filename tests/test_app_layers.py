@@ -80,6 +80,9 @@ def test_an_uploaded_image_or_a_sentence_for_a_bad_file(open_app):
     at.file_uploader(key="lay_file").set_value(("horse.png", images.encode_png(x[9]), "image/png")).run()
     assert not at.exception and not at.error
     assert len(at.subheader) == 3 and len(at.image) == 4
+    assert not any("fewer than" in c.value for c in at.caption)
+    at.file_uploader(key="lay_file").set_value(("dot.png", images.encode_png(x[9][:1, :1]), "image/png")).run()
+    assert not at.exception and any("1 × 1 pixels, fewer than the 32 × 32" in c.value for c in at.caption)
 
 
 @pytest.mark.usefixtures("runs_with_model", "flat_run")

@@ -82,7 +82,7 @@ def test_what_changed_between_two_runs(open_app, runs_with_model):
     spec_rows = next(f for f in frames if "where" in f.columns).to_dict("records")
     assert spec_rows == [{"where": "layer 1 (Conv2D)", "field": "filters", "A": "24", "B": "16"}]
     setting_rows = next(f for f in frames if "setting" in f.columns).to_dict("records")
-    assert setting_rows == [{"setting": "learning_rate", "A": "0.01", "B": "0.003"}]
+    assert setting_rows == [{"setting": "Learning rate", "A": "0.01", "B": "0.003"}]
     assert "runs_cmp_curves" in {c.key for c in at.get("plotly_chart")}
 
 

@@ -21,6 +21,16 @@ def test_a_bad_range_is_a_sentence(open_app, app_env):
     assert sweeps.local_studies(app_env) == [] and runs.list_runs(app_env) == []
 
 
+def test_trials_out_of_range_say_so_and_start_nothing(open_app, app_env):
+    at = open_app(SWEEP)
+    at.number_input(key="sweep_trials").set_value(0).run()
+    assert [e.value for e in at.error] == ["Trials must be a whole number from 1 to 1,000, got 0."]
+    assert at.button(key="sweep_start").disabled and not at.exception
+    at.number_input(key="sweep_trials").set_value(3).run()
+    assert not at.error and not at.button(key="sweep_start").disabled
+    assert sweeps.local_studies(app_env) == []
+
+
 def test_a_sweep_from_the_page(open_app, app_env):
     at = open_app(SWEEP)
     at.checkbox(key="sweep_on_label_smoothing").uncheck()

@@ -251,3 +251,15 @@ def test_a_setting_error_names_the_setting_as_the_form_does(open_app):
         "The setting 'Time budget (minutes)' needs schedule one-cycle or constant: a time budget moves the end of the "
         "schedule, and Keras's cosine decay has a fixed length."]
     assert at.button(key="start").disabled and not at.exception
+
+
+def test_a_number_typed_out_of_range_is_refused_by_name_then_the_next_one(open_app):
+    """No stale figure: each value typed is the one the message names (Streamlit's bounds kept the last valid)."""
+    at = open_app(TRAIN, train_model="tiny")
+    at.number_input(key="tc_tiny_learning_rate").set_value(-1.0).run()
+    assert [plain(e.value) for e in at.error] == ["The setting 'Learning rate' must be a number in (0, 10], got -1.0."]
+    assert at.button(key="start").disabled
+    at.number_input(key="tc_tiny_learning_rate").set_value(50.0).run()
+    assert [plain(e.value) for e in at.error] == ["The setting 'Learning rate' must be a number in (0, 10], got 50.0."]
+    at.number_input(key="tc_tiny_learning_rate").set_value(0.01).run()
+    assert not at.error and not at.button(key="start").disabled and not at.exception

@@ -95,6 +95,25 @@ def test_the_engine_imports_no_streamlit_and_the_pages_no_tensorflow():
         assert not top & {"tensorflow", "keras"}, path.name
 
 
+def streamlit_number_inputs(path: Path) -> list[int]:
+    """Lines of a file that call Streamlit's number_input themselves (st.number_input, a column's .number_input)."""
+    tree = ast.parse(path.read_text())
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and n.func.attr == "number_input" and not (isinstance(n.func.value, ast.Name) and n.func.value.id == "ui")]
+
+
+def test_every_number_box_goes_through_ui_number_input(tmp_path):
+    """Streamlit's own bounds keep a typed value outside them on screen while the page uses the last value inside
+    them (a trial count of 0 started 10 trials): every number box is ui.number_input's, which has none."""
+    calls = {p.name: streamlit_number_inputs(p) for p in [ROOT / "app.py", *(ROOT / "ui").glob("*.py"),
+                                                           *(ROOT / "pages").glob("*.py")]}
+    assert len(calls.pop("__init__.py")) == 1  # ui.number_input's own
+    assert not {name: lines for name, lines in calls.items() if lines}
+    bad = tmp_path / "page.py"
+    bad.write_text("import streamlit as st\nc = st.columns(2)\nc[0].number_input('Trials', 1, 10)\n")
+    assert streamlit_number_inputs(bad) == [3]
+
+
 def test_no_ui_module_is_named_like_a_name_of_the_ui_package():
     """Importing ui/<name>.py sets the package's attribute <name> to that module: a module named like a name that
     ui/__init__.py imports or defines (runs, data, device, ...) would replace it under the shared helpers' feet."""

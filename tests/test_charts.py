@@ -62,6 +62,13 @@ def test_training_curves_place_batches_within_epochs_and_leave_gaps_for_null():
                                                           ("validation", False)]
 
 
+def test_an_epoch_a_time_budget_ended_early_is_plotted_where_it_ended():
+    records = [{"kind": "epoch", "epoch": 1, "step": 10, "val_loss": 1.4, "val_accuracy": 0.35},
+               {"kind": "epoch", "epoch": 2, "step": 4, "val_loss": 1.2, "val_accuracy": 0.4}]
+    val_loss = charts.training_curves(records, steps_per_epoch=10).data[1]
+    assert list(val_loss.x) == [1, 1.4]
+
+
 def test_overlay_curves_one_line_per_run():
     fig = charts.overlay_curves({"a": [{"kind": "epoch", "epoch": 1, "step": 1, "val_accuracy": 0.5}],
                                  "b": [{"kind": "epoch", "epoch": 1, "step": 1, "val_accuracy": 0.6},

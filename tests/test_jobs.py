@@ -38,7 +38,9 @@ def test_progress_label_by_hand():
     assert jobs.progress_label({}) == "0 of ? epochs done"
     budget_ended = {"state": "finished", "budget_s": 12.0, "epochs": 24, "steps_per_epoch": 29, "epoch": 24, "step": 8}
     assert jobs.progress_label(budget_ended) == "time budget spent in epoch 24, at step 8 of 29"
-    assert jobs.progress_label({**budget_ended, "state": "running"}) == "epoch 24/24, step 8/29"
+    assert jobs.progress_label({**budget_ended, "state": "running", "epochs": 23}) == "epoch 24 of about 23, step 8/29"
+    assert jobs.progress_label({**budget_ended, "state": "running", "step": 0}) == "24 of about 24 epochs done"
+    assert jobs.progress_label({**budget_ended, "step": 0}) == "time budget spent after 24 epochs"
 
 
 def test_a_watched_run_changes_phase_when_its_job_ends_or_it_enters_or_leaves_the_queue():

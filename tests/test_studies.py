@@ -35,3 +35,16 @@ def test_the_sweep_pages_table_and_best_run():
     assert studies.best_run_id(summary) == "20260101-000000-tiny"
     assert studies.best_run_id({**summary, "best": None}) is None
     assert studies.best_run_id({**summary, "best": {**summary["best"], "run_dir": None}}) is None
+
+
+def test_figures_wait_for_a_complete_trial(tmp_path):
+    import optuna
+
+    url = studies.default_storage(tmp_path)
+    study = optuna.create_study(study_name="s", storage=studies.open_storage(url), direction="maximize")
+    study.enqueue_trial({"x": 1.0})
+    study.ask({"x": optuna.distributions.FloatDistribution(0, 2)})  # running, not complete
+    assert studies.figures(url, "s") == {}  # not Optuna's empty axes from -1 to 4
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, value=0.4,
+                                              distributions={"x": optuna.distributions.FloatDistribution(0, 2)}))
+    assert set(studies.figures(url, "s")) == {"history", "parallel"}

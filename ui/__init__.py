@@ -65,6 +65,24 @@ def kept_uploads(key: str, label: str, types: list[str]) -> list[tuple[str, byte
     return files
 
 
+def number_input(label: str, **kwargs):
+    """st.number_input with no bounds. Given min_value or max_value, Streamlit keeps a typed value outside them in
+    the box, in red, while the page goes on with the last value inside them: a trial count of 0 started 10 trials.
+    Without bounds the page gets what the box shows, and the engine's own check says what is wrong with it."""
+    return st.number_input(label, **kwargs)
+
+
+def bounded_number(label: str, low: int, high: int, value: int, key: str, **kwargs) -> int | None:
+    """A whole number from low to high (ui.number_input); outside them, or empty, a sentence under the box that
+    names it and what is allowed, and None."""
+    number = number_input(label, value=value, step=kwargs.pop("step", 1), key=key, **kwargs)
+    if number is None or not low <= number <= high:
+        st.error(f"{label} must be a whole number from {low:,} to {high:,}"
+                 + (", not empty." if number is None else f", got {number:,}."))
+        return None
+    return int(number)
+
+
 def setting_widget(name: str, key: str, default):
     """The Train page's widget of one TrainConfig field, made from the field's metadata (type, bounds, choices,
     step, label and help: config.py), starting at `default` and kept across pages by Streamlit itself
@@ -81,17 +99,14 @@ def setting_widget(name: str, key: str, default):
         return st.selectbox(label, choices, index=choices.index(default) if default in choices else 0, **common)
     if kind is str:
         return st.text_input(label, "" if default is None else str(default), **common)
-    low, high = meta["low"], meta["high"]
+    # No bounds (ui.number_input): config_from_dict names a setting out of range, and the page does not start it.
     # An optional field (empty: all images, no time budget) may be None, and the user can clear it to None again.
     placeholder = ("all" if name == "limit" else "none") if configs.optional(name) else None
-    if kind is float:
-        step = meta["step"] or 0.01
-        decimals = max(2, len(f"{step:.10f}".rstrip("0").split(".")[1]) + 1)
-        return st.number_input(label, None if low is None else float(low), None if high is None else float(high),
-                               None if default is None else float(default), step=float(step),
-                               format=f"%.{decimals}f", placeholder=placeholder, **common)
-    return st.number_input(label, low, high, None if default is None else int(default), step=1,
-                           placeholder=placeholder, **common)
+    if kind is float:  # %g: a learning rate of 1e-9 reads 1e-09, where a fixed number of decimals read 0.00
+        return number_input(label, value=None if default is None else float(default),
+                            step=float(meta["step"] or 0.01), format="%g", placeholder=placeholder, **common)
+    return number_input(label, value=None if default is None else int(default), step=1, placeholder=placeholder,
+                        **common)
 
 
 def open_page(page: str, choices: dict) -> None:
@@ -128,13 +143,14 @@ def choose_source(key: str, choice: str) -> None:
     st.session_state[f"{key}_next"] = choice
 
 
-def data_note(choice: str, key: str) -> None:
-    """One line naming the data used, with one click to download CIFAR-10 (where it can be had) or to use another
-    dataset this server offers; `key` is the picker the click changes."""
+def data_note(choice: str, key: str, named: bool = False) -> None:
+    """One line naming the data used (unless the page has `named` it), with one click to download CIFAR-10 (where
+    it can be had) or to use another dataset this server offers; `key` is the picker the click changes."""
     options = sources.app_sources()
     fallback = data.resolve_default_source()[1] if choice == "sample" else None
-    st.caption(f"Data: {md_escape(options.get(choice, choice))}."
-               + (" CIFAR-10 is not downloaded and cannot be downloaded here (no network)." if fallback else ""))
+    if not named:
+        st.caption(f"Data: {md_escape(options.get(choice, choice))}."
+                   + (" CIFAR-10 is not downloaded and cannot be downloaded here (no network)." if fallback else ""))
     downloadable = choice != "keras" and not data.keras_downloaded() and data.can_download()
     others = [c for c in options if c not in (choice, "keras")]
     if not (downloadable or others):
@@ -387,9 +403,13 @@ def queue_controls(run_id: str, key: str) -> bool:
 
 
 def diff_table(rows: list[dict], name: str, where: bool = False) -> list[dict]:
-    """compare's rows as a table: values shown as text (a column may mix numbers, names and None)."""
+    """compare's rows as a table: values shown as text (a column may mix numbers, names and None); a training
+    setting by its label on the Train page ('Time budget (minutes)', not minutes)."""
     def shown(value):
         return "–" if value is None else str(value)
 
-    return [{**({"where": r["where"]} if where else {}), name: r["field"], "A": shown(r["a"]), "B": shown(r["b"])}
-            for r in rows]
+    def field(key):
+        return configs.label(key) if name == "setting" and key in configs.FIELDS else key
+
+    return [{**({"where": r["where"]} if where else {}), name: field(r["field"]), "A": shown(r["a"]),
+             "B": shown(r["b"])} for r in rows]

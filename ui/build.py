@@ -12,8 +12,8 @@ from cifar_core import spec as specs
 
 SCRATCH = "scratch"
 CURRENT = "current"
-# The float fields' steps and formats; their bounds are the spec's own (specs.float_bounds), the integers'
-# specs.INT_RANGES.
+# The float fields' steps and formats. No bounds go to the widgets (ui.number_input): the spec's own check
+# (specs.float_bounds, specs.INT_RANGES) names a value out of range next to its layer.
 FLOAT_WIDGETS = {"momentum": (0.01, "%.4f"), "rate": (0.05, "%.3f"), "epsilon": (1e-4, "%.1e")}
 
 
@@ -87,7 +87,7 @@ def field_widget(i: int, layer, name: str):
     if name in specs.FLOAT_RANGES:
         (low, high), (step, fmt) = specs.float_bounds(name), FLOAT_WIDGETS[name]
         st.session_state.setdefault(key, min(max(float(value), low), high))
-        return float(st.number_input(name, low, high, step=step, format=fmt, key=key))
+        return ui.number_input(name, step=step, format=fmt, key=key)
     st.session_state.setdefault(key, value)
     if name == "activation":
         return st.selectbox(name, specs.ACTIVATIONS, key=key)
@@ -98,11 +98,10 @@ def field_widget(i: int, layer, name: str):
                             help="dirac: the first channels start as copies of the input (airbench).")
     if name in ("use_bias", "scale"):
         return st.checkbox(name, key=key)
-    low, high = specs.INT_RANGES[name]
     if name == "strides" and isinstance(layer, specs.MaxPooling2D):
-        return st.number_input(name, low, high, step=1, key=key, placeholder="= pool_size",
+        return ui.number_input(name, step=1, key=key, placeholder="= pool_size",
                                help="Empty means the same as pool_size, as in Keras.")
-    return int(st.number_input(name, low, high, step=1, key=key))
+    return ui.number_input(name, step=1, key=key)
 
 
 def compact_table(spec: specs.ModelSpec) -> tuple[list, list]:
@@ -153,9 +152,8 @@ def add_row(spec: specs.ModelSpec) -> None:
     add[2].button("Add layer", key="add", on_click=add_layer)
 
 
-def totals(spec: specs.ModelSpec) -> dict:
-    """The three tiles of a valid model; its totals (shapes.summary)."""
-    counts = shapes.summary(spec)
+def totals(counts: dict) -> None:
+    """The three tiles of a valid stack (shapes.stack_view's totals)."""
     tiles = st.columns(3)
     tiles[0].metric("Parameters", ui.compact(counts["params"]), help=f"{counts['params']:,}")
     tiles[1].metric("Non-trainable", ui.compact(counts["non_trainable_params"]),
@@ -164,8 +162,8 @@ def totals(spec: specs.ModelSpec) -> dict:
     return counts
 
 
-def tabs(spec: specs.ModelSpec, rows: list, counts: dict | None, bad_index: int | None) -> None:
-    """Diagram, Shapes and Keras code; counts and code only for a valid model (counts None otherwise)."""
+def tabs(spec: specs.ModelSpec, rows: list, counts: dict | None, bad_index: int | None, valid: bool) -> None:
+    """Diagram, Shapes and Keras code; counts for a valid stack (None otherwise), code for a valid model."""
     diagram_tab, shapes_tab, code_tab = st.tabs(["Diagram", "Shapes", "Keras code"])
     with diagram_tab:
         st.graphviz_chart(charts.network_dot(rows, spec.input_shape, bad_index=bad_index), width="stretch")
@@ -176,7 +174,9 @@ def tabs(spec: specs.ModelSpec, rows: list, counts: dict | None, bad_index: int 
                      column_config={"params": st.column_config.NumberColumn(format="localized"),
                                     "MACs": st.column_config.NumberColumn(format="localized")})
     with code_tab:
-        if counts:
+        if valid:
             st.code(builder.to_keras_source(spec), language="python")
             st.download_button("Download spec JSON", spec_io.to_json(spec), file_name=f"{ui.slug(spec.name)}.json",
                                mime="application/json", on_click="ignore", key="download_spec")
+        else:
+            st.caption("The Keras code appears once the model is valid.")

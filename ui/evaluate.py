@@ -129,9 +129,12 @@ def gallery(result: dict, x) -> None:
     wrong = g[0].checkbox("Misclassified only", False, key="gal_wrong", **ui.KEEP)
     true_class = g[1].selectbox("True class", [ANY, *names], 0, key="gal_true", **ui.KEEP)
     pred_class = g[2].selectbox("Predicted class", [ANY, *names], 0, key="gal_pred", **ui.KEEP)
-    limit = g[3].number_input("Images", 8, 200, 40, step=8, key="gal_limit", **ui.KEEP)
+    with g[3]:
+        limit = ui.bounded_number("Images", 1, 200, 40, step=8, key="gal_limit", **ui.KEEP)
+    if limit is None:
+        return
     items = evaluate.gallery(result, misclassified_only=wrong, true_class=None if true_class == ANY else true_class,
-                             pred_class=None if pred_class == ANY else pred_class, limit=int(limit))
+                             pred_class=None if pred_class == ANY else pred_class, limit=limit)
     if not items:
         st.caption("No image matches these filters.")
     with st.container(horizontal=True, wrap=True):  # thumbnails that wrap at any width, a phone's included

@@ -20,9 +20,10 @@ RANGES = {  # entry: (label, default low, default high, log scale, on by default
 }
 
 
-def search_form(model_spec: specs.ModelSpec) -> tuple[dict, int, int, int]:
+def search_form(model_spec: specs.ModelSpec) -> tuple[dict, int | None, int | None, int | None]:
     """The bordered form: which ranges to search (dropout only for a model with Dropout layers), presets to choose
-    among, trials, epochs per trial, training-image limit. Returns (space, trials, epochs, limit)."""
+    among, trials, epochs per trial, training-image limit. Returns (space, trials, epochs, limit), a number None
+    where its box is out of range (and says so)."""
     has_dropout = any(isinstance(layer, specs.Dropout) for layer in model_spec.layers)
     space = {}
     with st.container(border=True):
@@ -34,19 +35,24 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict, int, int, int]:
             c = st.columns([2, 1, 1])
             if c[0].checkbox(label, value=on, key=f"sweep_on_{key}"):
                 step = 1 if key == "epochs" else None
-                lo = c[1].number_input("from", value=low, step=step, key=f"sweep_low_{key}",
-                                       format=None if step else "%g")
-                hi = c[2].number_input("to", value=high, step=step, key=f"sweep_high_{key}",
-                                       format=None if step else "%g")
+                with c[1]:
+                    lo = ui.number_input("from", value=low, step=step, key=f"sweep_low_{key}",
+                                         format=None if step else "%g")
+                with c[2]:
+                    hi = ui.number_input("to", value=high, step=step, key=f"sweep_high_{key}",
+                                         format=None if step else "%g")
                 space[key] = {"low": lo, "high": hi, "log": log}
         among = st.multiselect("Or also choose among presets", list(presets.PRESETS), key="sweep_presets")
         if among:
             space["preset"] = {"choices": among}
         c = st.columns(3)
-        trials = c[0].number_input("Trials", 1, 1000, 10, key="sweep_trials")
-        epochs = c[1].number_input("Epochs per trial", 1, 1000, presets.PRESETS.get(model_spec.name, presets.PRESETS[
-            "tiny"]).train.epochs, key="sweep_epochs")
-        limit = c[2].number_input("Limit training images (0: all)", 0, 1_000_000, 0, key="sweep_limit")
+        epochs = presets.PRESETS.get(model_spec.name, presets.PRESETS["tiny"]).train.epochs
+        with c[0]:
+            trials = ui.bounded_number("Trials", 1, 1000, 10, key="sweep_trials")
+        with c[1]:
+            epochs = ui.bounded_number("Epochs per trial", 1, 1000, epochs, key="sweep_epochs")
+        with c[2]:
+            limit = ui.bounded_number("Limit training images (0: all)", 0, 1_000_000, 0, key="sweep_limit")
     return space, trials, epochs, limit
 
 
@@ -81,7 +87,11 @@ def _progress(study: str, storage: str, running: bool) -> None:
         sweeps.stop_sweep(runs.default_runs_dir(), study)
         st.toast("Stopping: the trial under way stops after its batch.")
     st.dataframe(studies.trial_rows(summary), hide_index=True, key="sweep_table")
-    for name, figure in figures(storage, study, done).items():
+    shown = figures(storage, study, done)
+    if not shown:
+        st.caption("Optuna's figures (the search's history, its parallel coordinates) appear once a trial is "
+                   "complete.")
+    for name, figure in shown.items():
         st.plotly_chart(figure, key=f"sweep_fig_{name}")
     best_trial(summary)
 
