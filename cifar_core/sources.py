@@ -85,7 +85,8 @@ def app_sources() -> dict[str, str]:
         options["keras"] = "CIFAR-10 (downloaded)"
     elif data.can_download():
         options["keras"] = "CIFAR-10 (downloads about 170 MB on first use)"
-    options["sample"] = f"sample: {counts['train']:,} training + {counts['test']:,} test CIFAR-10 images"
+    # short enough for the sidebar's box; the Home page gives the splits
+    options["sample"] = f"embedded sample ({counts['train'] + counts['test']:,} images)"
     options.update({choice: f"folder {choice}" for choice in _root_sources()})
     return options
 

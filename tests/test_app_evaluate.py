@@ -54,9 +54,9 @@ def test_evaluation_shows_metrics_confusion_matrix_and_gallery(open_app, runs_wi
 
 @pytest.mark.usefixtures("app_env")
 def test_the_shipped_model_reports_its_stored_tta_evaluation(open_app):
-    # the default run ships its evaluation of the sample's validation split, made with mirror TTA
+    # the default run ships its evaluation of the sample's validation split, made with its mirror-shift TTA
     stored = evaluate.load_eval(models.DEFAULT_RUN, "sample", "val")
-    assert stored and stored["tta"] == "mirror"
+    assert stored and stored["tta"] == "mirror-shift"
     at = open_app(EVALUATE, eval_model="default")
     at.selectbox(key="eval_source").set_value("sample")
     at.radio(key="eval_split").set_value("val")

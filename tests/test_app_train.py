@@ -147,7 +147,7 @@ def test_the_fast_preset_brings_its_airbench_settings(open_app):
     assert at.number_input(key="tc_fast_momentum").value == 0.85
     assert at.number_input(key="tc_fast_bias_lr_scale").value == 64.0
     assert at.number_input(key="tc_fast_start_fraction").value == 1.0
-    assert not at.checkbox(key="tc_fast_lookahead").value and at.selectbox(key="tc_fast_tta").value == "mirror"
+    assert at.checkbox(key="tc_fast_lookahead").value and at.selectbox(key="tc_fast_tta").value == "mirror-shift"
 
 
 def test_progressive_resizing_on_a_network_that_cannot_take_small_images_cannot_start(open_app):
