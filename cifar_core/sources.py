@@ -79,14 +79,13 @@ def _root_sources() -> dict[str, Path]:
 
 def app_sources() -> dict[str, str]:
     """{choice: label} of every data source the web app offers, in the order to show them."""
-    counts = data.sample_counts()
     options = {}
     if data.keras_downloaded():
         options["keras"] = "CIFAR-10 (downloaded)"
     elif data.can_download():
         options["keras"] = "CIFAR-10 (downloads about 170 MB on first use)"
-    # short enough for the sidebar's box; the Home page gives the splits
-    options["sample"] = f"embedded sample ({counts['train'] + counts['test']:,} images)"
+    # short enough for the sidebar's box; the Home page gives its splits
+    options["sample"] = "embedded sample"
     options.update({choice: f"folder {choice}" for choice in _root_sources()})
     return options
 

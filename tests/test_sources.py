@@ -10,7 +10,7 @@ def test_the_sample_is_always_offered_and_keras_only_where_it_can_be_had(monkeyp
     monkeypatch.setenv("CIFAR_DATA_ROOTS", str(tmp_path))
     monkeypatch.setattr(data, "keras_downloaded", lambda: None)
     monkeypatch.setattr(data, "can_download", lambda: False)
-    assert sources.app_sources() == {"sample": "embedded sample (3,000 images)"}  # short: it fits the sidebar
+    assert sources.app_sources() == {"sample": "embedded sample"}  # short: it fits the sidebar
     monkeypatch.setattr(data, "can_download", lambda: True)
     assert sources.app_sources()["keras"] == "CIFAR-10 (downloads about 170 MB on first use)"
     (tmp_path / "birds" / "train" / "robin").mkdir(parents=True)
