@@ -170,12 +170,17 @@ def _ok(name: str, value) -> bool:
             and (meta["above"] is None or value > meta["above"]) and (meta["below"] is None or value < meta["below"]))
 
 
+def setting_problem(name: str, value) -> str | None:
+    """The sentence saying what is wrong with one setting's value on its own, or None when it is allowed."""
+    return None if _ok(name, value) else f"The training setting {name} must be {allowed(name)}, got {value!r}."
+
+
 def validate_config(config: TrainConfig) -> TrainConfig:
     """The config, or SpecError naming the first bad field and what it accepts."""
     for name in FIELDS:
-        value = getattr(config, name)
-        if not _ok(name, value):
-            raise SpecError(f"The training setting {name} must be {allowed(name)}, got {value!r}.")
+        problem = setting_problem(name, getattr(config, name))
+        if problem:
+            raise SpecError(problem)
     if config.warmup_epochs > config.epochs:
         raise SpecError(f"The training setting warmup_epochs must be at most epochs ({config.epochs}), got "
                         f"{config.warmup_epochs!r}.")

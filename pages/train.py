@@ -28,8 +28,10 @@ try:
     config = configs.config_from_dict({**defaults, **values, "data": str(values["data"] or "").strip()})
     if not problem:  # progressive resizing needs a network that takes smaller images
         resizing.check(model_spec, config)
-except specs.SpecError as e:
-    st.error(ui.setting_error(e))
+except specs.SpecError as e:  # a setting wrong on its own is also named under its box (ui.setting_widget)
+    marked = any(configs.setting_problem(name, value) for name, value in values.items())
+    st.error("A setting is out of range: the message under its box says what it allows." if marked
+             else ui.setting_error(e))
     problem = problem or (None, str(e))
     config = base
 view.device_tiles(model_spec, config, trainable=not problem)

@@ -147,7 +147,7 @@ def test_the_fast_preset_brings_its_airbench_settings(open_app):
     assert at.number_input(key="tc_fast_momentum").value == 0.85
     assert at.number_input(key="tc_fast_bias_lr_scale").value == 64.0
     assert at.number_input(key="tc_fast_start_fraction").value == 1.0
-    assert at.checkbox(key="tc_fast_lookahead").value and at.selectbox(key="tc_fast_tta").value == "mirror-shift"
+    assert not at.checkbox(key="tc_fast_lookahead").value and at.selectbox(key="tc_fast_tta").value == "mirror-shift"
 
 
 def test_progressive_resizing_on_a_network_that_cannot_take_small_images_cannot_start(open_app):
@@ -256,10 +256,13 @@ def test_a_setting_error_names_the_setting_as_the_form_does(open_app):
 def test_a_number_typed_out_of_range_is_refused_by_name_then_the_next_one(open_app):
     """No stale figure: each value typed is the one the message names (Streamlit's bounds kept the last valid)."""
     at = open_app(TRAIN, train_model="tiny")
+    pointer = "A setting is out of range: the message under its box says what it allows."
     at.number_input(key="tc_tiny_learning_rate").set_value(-1.0).run()
-    assert [plain(e.value) for e in at.error] == ["The setting 'Learning rate' must be a number in (0, 10], got -1.0."]
+    assert [plain(e.value) for e in at.error] == [
+        "The setting 'Learning rate' must be a number in (0, 10], got -1.0.", pointer]  # under its box, above Start
     assert at.button(key="start").disabled
     at.number_input(key="tc_tiny_learning_rate").set_value(50.0).run()
-    assert [plain(e.value) for e in at.error] == ["The setting 'Learning rate' must be a number in (0, 10], got 50.0."]
+    assert [plain(e.value) for e in at.error] == [
+        "The setting 'Learning rate' must be a number in (0, 10], got 50.0.", pointer]
     at.number_input(key="tc_tiny_learning_rate").set_value(0.01).run()
     assert not at.error and not at.button(key="start").disabled and not at.exception

@@ -131,3 +131,11 @@ def test_runs_saved_before_the_tta_modes_still_read():
     assert configs.config_from_dict({"tta": "mirror-shift"}).tta == "mirror-shift"
     assert [configs.tta_mode(v) for v in (True, False, None, "mirror", "tilt", 1)] == \
         ["mirror", "off", "off", "mirror", "off", "off"]
+
+
+def test_setting_problem_names_one_value_on_its_own():
+    assert configs.setting_problem("epochs", 0) == \
+        "The training setting epochs must be an integer from 1 to 1000, got 0."
+    assert configs.setting_problem("minutes", None) is None and configs.setting_problem("epochs", 3) is None
+    assert configs.setting_problem("learning_rate", 2) is None  # an integer is a number
+    assert configs.setting_problem("learning_rate", float("nan")) is not None

@@ -20,9 +20,9 @@ def test_fast_and_fast_small_train_as_airbench94_muon():
         assert (config.epochs, config.batch_size, config.optimizer, config.learning_rate,
                 config.filter_learning_rate, config.momentum, config.bias_lr_scale, config.weight_decay,
                 config.label_smoothing) == (epochs, 1000, "muon", 0.825, 0.17, 0.85, 64.0, 0.016, 0.2)
-        # no warm-up: from the peak straight down to 0; fast alone with airbench94's lookahead and shifted views
+        # no warm-up: from the peak straight down to 0, no lookahead; fast alone with the shifted test-time views
         assert (config.warmup_epochs, config.start_fraction, config.end_fraction, config.lookahead, config.tta) == \
-            (0.0, 1.0, 0.0, preset is fast, "mirror-shift" if preset is fast else "mirror")
+            (0.0, 1.0, 0.0, False, "mirror-shift" if preset is fast else "mirror")
         assert preset.spec.logit_scale == pytest.approx(1 / 9)
         assert type(preset.spec.layers[0]).__name__ == "PatchWhitening"
     # a budget of fewer than 200 steps halves fast-small's batch (estimate.budget_batch); fast's keeps it

@@ -103,10 +103,15 @@ def setting_widget(name: str, key: str, default):
     # An optional field (empty: all images, no time budget) may be None, and the user can clear it to None again.
     placeholder = ("all" if name == "limit" else "none") if configs.optional(name) else None
     if kind is float:  # %g: a learning rate of 1e-9 reads 1e-09, where a fixed number of decimals read 0.00
-        return number_input(label, value=None if default is None else float(default),
-                            step=float(meta["step"] or 0.01), format="%g", placeholder=placeholder, **common)
-    return number_input(label, value=None if default is None else int(default), step=1, placeholder=placeholder,
-                        **common)
+        value = number_input(label, value=None if default is None else float(default),
+                             step=float(meta["step"] or 0.01), format="%g", placeholder=placeholder, **common)
+    else:
+        value = number_input(label, value=None if default is None else int(default), step=1,
+                             placeholder=placeholder, **common)
+    problem = configs.setting_problem(name, value)
+    if problem:  # under its box: on a phone the form's own message is a long scroll away
+        st.error(setting_error(problem))
+    return value
 
 
 def open_page(page: str, choices: dict) -> None:
