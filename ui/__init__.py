@@ -99,7 +99,8 @@ def setting_widget(name: str, key: str, default):
         return st.selectbox(label, choices, index=choices.index(default) if default in choices else 0, **common)
     if kind is str:
         return st.text_input(label, "" if default is None else str(default), **common)
-    # No bounds (ui.number_input): config_from_dict names a setting out of range, and the page does not start it.
+    # No bounds (ui.number_input): a value out of range is named under its box (config.setting_problem, the same
+    # rule config_from_dict applies), and the page does not start it.
     # An optional field (empty: all images, no time budget) may be None, and the user can clear it to None again.
     placeholder = ("all" if name == "limit" else "none") if configs.optional(name) else None
     if kind is float:  # %g: a learning rate of 1e-9 reads 1e-09, where a fixed number of decimals read 0.00
