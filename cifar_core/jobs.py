@@ -375,11 +375,11 @@ def progress_label(status: dict) -> str:
         return f"time budget spent in epoch {epoch}, at step {step} of {steps}"
     if finished and budget:
         return f"time budget spent after {epoch} epochs"
-    total = f" of about {status.get('epochs', '?')}" if budget else f"/{status.get('epochs', '?')}"
+    epochs, about = status.get("epochs", "?"), "about " if budget else ""
     if steps and step:
-        return f"epoch {epoch}{total}, step {step}/{steps}"
-    return f"{epoch} of about {status.get('epochs', '?')} epochs done" if budget else \
-        f"{epoch} of {status.get('epochs', '?')} epochs done"
+        return f"epoch {epoch} of {about}{epochs}, step {step}/{steps}" if budget else \
+            f"epoch {epoch}/{epochs}, step {step}/{steps}"
+    return f"{epoch} of {about}{epochs} epochs done"
 
 
 def phase_changed(before: str | None, now: str | None) -> bool:

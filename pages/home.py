@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from cifar_core import data, sources
+from cifar_core import sources
 
 ui.through_router("pages/home.py")
 
@@ -17,8 +17,7 @@ st.markdown(
 
 choice = ui.data_choice()
 available, message = sources.source_status(choice if choice in ("keras", "sample") else sources.app_source(choice))
-if choice == "sample" and data.resolve_default_source()[1]:  # the sample stands in for CIFAR-10
-    message += " CIFAR-10 is not downloaded and cannot be downloaded here (no network)."
+message += ui.offline_note(choice)  # the sample standing in for CIFAR-10
 (st.success if available else st.warning)(message if choice in ("keras", "sample")
                                            else f"The dataset {choice} in this server's data folders.")
 ui.data_note(choice, "data_source", named=True)  # the line above names it

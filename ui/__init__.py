@@ -149,14 +149,18 @@ def choose_source(key: str, choice: str) -> None:
     st.session_state[f"{key}_next"] = choice
 
 
+def offline_note(choice: str) -> str:
+    """' CIFAR-10 is not downloaded ...' when the sample is in use because CIFAR-10 cannot be had here, else ''."""
+    standing_in = choice == "sample" and data.resolve_default_source()[1]
+    return " CIFAR-10 is not downloaded and cannot be downloaded here (no network)." if standing_in else ""
+
+
 def data_note(choice: str, key: str, named: bool = False) -> None:
     """One line naming the data used (unless the page has `named` it), with one click to download CIFAR-10 (where
     it can be had) or to use another dataset this server offers; `key` is the picker the click changes."""
     options = sources.app_sources()
-    fallback = data.resolve_default_source()[1] if choice == "sample" else None
     if not named:
-        st.caption(f"Data: {md_escape(options.get(choice, choice))}."
-                   + (" CIFAR-10 is not downloaded and cannot be downloaded here (no network)." if fallback else ""))
+        st.caption(f"Data: {md_escape(options.get(choice, choice))}.{offline_note(choice)}")
     downloadable = choice != "keras" and not data.keras_downloaded() and data.can_download()
     others = [c for c in options if c not in (choice, "keras")]
     if not (downloadable or others):

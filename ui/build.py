@@ -159,7 +159,6 @@ def totals(counts: dict) -> None:
     tiles[1].metric("Non-trainable", ui.compact(counts["non_trainable_params"]),
                     help=f"{counts['non_trainable_params']:,}")
     tiles[2].metric("MACs per image", ui.compact(counts["macs"]), help=f"{counts['macs']:,} multiply-accumulates")
-    return counts
 
 
 def tabs(spec: specs.ModelSpec, rows: list, counts: dict | None, bad_index: int | None, valid: bool) -> None:

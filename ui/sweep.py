@@ -46,11 +46,11 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict, int | None, int | No
         if among:
             space["preset"] = {"choices": among}
         c = st.columns(3)
-        epochs = presets.PRESETS.get(model_spec.name, presets.PRESETS["tiny"]).train.epochs
+        preset_epochs = presets.PRESETS.get(model_spec.name, presets.PRESETS["tiny"]).train.epochs
         with c[0]:
             trials = ui.bounded_number("Trials", 1, 1000, 10, key="sweep_trials")
         with c[1]:
-            epochs = ui.bounded_number("Epochs per trial", 1, 1000, epochs, key="sweep_epochs")
+            epochs = ui.bounded_number("Epochs per trial", 1, 1000, preset_epochs, key="sweep_epochs")
         with c[2]:
             limit = ui.bounded_number("Limit training images (0: all)", 0, 1_000_000, 0, key="sweep_limit")
     return space, trials, epochs, limit
