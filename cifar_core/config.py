@@ -121,6 +121,13 @@ def optional(name: str) -> bool:
     return "None" in str(FIELDS[name].type)
 
 
+def bounds(name: str) -> tuple:
+    """The field's inclusive (low, high), None where it has none: what a form outside the Train page (the Sweep
+    page's epochs per trial) bounds its own box by."""
+    meta = FIELDS[name].metadata
+    return meta["low"], meta["high"]
+
+
 def allowed(name: str) -> str:
     """What the field accepts, as the end of a sentence: 'an integer from 1 to 1000', 'a number in (0, 10]'."""
     meta = FIELDS[name].metadata

@@ -51,6 +51,10 @@ def make_pruner(name: str = "median"):
     raise SweepError(f"The pruner must be one of median, hyperband, none; got {name!r}.")
 
 
+# The most trials a study takes, from the CLI, the Sweep page or a stored study alike.
+MAX_TRIALS = 10_000
+
+
 def create_study(storage_url: str, study_name: str, model_spec: specs.ModelSpec, config: configs.TrainConfig,
                  space: dict, trials: int, pruner: str = "median"):
     """Creates the study (or opens the one of that name, if it was made with the same space and model) and saves
@@ -59,8 +63,8 @@ def create_study(storage_url: str, study_name: str, model_spec: specs.ModelSpec,
 
     studies.check_study_name(study_name)
     space = check_space(space, model_spec)
-    if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= 10_000:
-        raise SweepError(f"--trials must be a whole number from 1 to 10,000, got {trials!r}.")
+    if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= MAX_TRIALS:
+        raise SweepError(f"--trials must be a whole number from 1 to {MAX_TRIALS:,}, got {trials!r}.")
     shapes.validate(model_spec)
     configs.validate_config(config)
     resizing.check(model_spec, config)
@@ -110,7 +114,7 @@ def load_study(storage_url: str, study_name: str):
     model_spec, config = spec_io.from_dict(base["spec"]), configs.config_from_dict(base["train"])
     space = check_space(attrs.get("space"), model_spec)
     trials = attrs.get("trials")
-    if not isinstance(trials, int) or not 1 <= trials <= 10_000:
+    if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= MAX_TRIALS:
         raise SweepError(f"The study {study_name} has no number of trials.")
     return study, model_spec, config, space, trials
 

@@ -24,10 +24,13 @@ def test_a_bad_range_is_a_sentence(open_app, app_env):
 def test_trials_out_of_range_say_so_and_start_nothing(open_app, app_env):
     at = open_app(SWEEP)
     at.number_input(key="sweep_trials").set_value(0).run()
-    assert [e.value for e in at.error] == ["Trials must be a whole number from 1 to 1,000, got 0."]
+    assert [e.value for e in at.error] == ["Trials must be a whole number from 1 to 10,000, got 0."]
     assert at.button(key="sweep_start").disabled and not at.exception
     at.number_input(key="sweep_trials").set_value(3).run()
     assert not at.error and not at.button(key="sweep_start").disabled
+    at.number_input(key="sweep_epochs").set_value(1001).run()  # the bounds of TrainConfig's epochs field
+    assert [e.value for e in at.error] == ["Epochs per trial must be a whole number from 1 to 1,000, got 1,001."]
+    assert at.button(key="sweep_start").disabled
     assert sweeps.local_studies(app_env) == []
 
 

@@ -38,6 +38,7 @@ def test_validate_config_accepts_the_presets_and_bounds():
 
 
 def test_allowed_reads_the_bounds_from_the_field():
+    assert configs.bounds("epochs") == (1, 1000) and configs.bounds("limit") == (1, None)
     assert configs.allowed("epochs") == "an integer from 1 to 1000"
     assert configs.allowed("learning_rate") == "a number in (0, 10]"
     assert configs.allowed("momentum") == "a number in [0, 1)"

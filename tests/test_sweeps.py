@@ -38,6 +38,20 @@ def test_a_sweep_of_a_network_that_cannot_take_its_small_images_is_refused_befor
     assert optuna.get_all_study_names(storage) == []
 
 
+def test_the_trial_count_is_checked_against_one_limit_where_made_and_where_read(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    space = {"learning_rate": {"low": 1e-3, "high": 1e-2}}
+    for trials in (0, sweeps.MAX_TRIALS + 1, True, 2.0):
+        with pytest.raises(SweepError, match="--trials must be a whole number from 1 to 10,000"):
+            sweeps.create_study(storage, "s", TINY.spec, TINY.train, space, trials)
+    study = sweeps.create_study(storage, "s", TINY.spec, TINY.train, space, sweeps.MAX_TRIALS)
+    assert sweeps.load_study(storage, "s")[-1] == sweeps.MAX_TRIALS
+    for stored in (sweeps.MAX_TRIALS + 1, True, "3"):
+        study.set_user_attr("trials", stored)
+        with pytest.raises(SweepError, match="has no number of trials"):
+            sweeps.load_study(storage, "s")
+
+
 def test_a_study_saved_before_a_setting_existed_opens_again(tmp_path):
     storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
     space = {"learning_rate": {"low": 1e-3, "high": 1e-2}}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
+from cifar_core import config as configs
 from cifar_core import jobs, presets, runs, studies, sweeps
 from cifar_core import spec as specs
 from ui.train import BUILD
@@ -48,9 +49,9 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict, int | None, int | No
         c = st.columns(3)
         preset_epochs = presets.PRESETS.get(model_spec.name, presets.PRESETS["tiny"]).train.epochs
         with c[0]:
-            trials = ui.bounded_number("Trials", 1, 1000, 10, key="sweep_trials")
+            trials = ui.bounded_number("Trials", 1, sweeps.MAX_TRIALS, 10, key="sweep_trials")
         with c[1]:
-            epochs = ui.bounded_number("Epochs per trial", 1, 1000, preset_epochs, key="sweep_epochs")
+            epochs = ui.bounded_number("Epochs per trial", *configs.bounds("epochs"), preset_epochs, key="sweep_epochs")
         with c[2]:
             limit = ui.bounded_number("Limit training images (0: all)", 0, 1_000_000, 0, key="sweep_limit")
     return space, trials, epochs, limit
