@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import statistics
+import time
 
 
 def header(precision: str) -> dict:
@@ -77,6 +79,36 @@ def step_clock():
             self.stamps.append(time.perf_counter())
 
     return StepClock()
+
+
+def fit_stamps(model, *data, callbacks=(), **fit_options):
+    """A loop for alternate: one epoch of model.fit on data, returning the end of every step's time stamp."""
+    clock = step_clock()
+    model.fit(*data, verbose=0, callbacks=[*callbacks, clock], **fit_options)
+    return clock.stamps
+
+
+def alternate(loops: dict, rounds: int, images: int, batch_size: int) -> dict:
+    """Runs each loop (a name and a function that trains one epoch of `images` and returns its steps' end time
+    stamps) once a round, in turn, so that all see the same machine state; prints each round's rates. Returns the
+    medians of whole rounds and of steady rates (steady_rate), and the first loop's ratios to the second."""
+    rates = {name: [] for name in loops}
+    steady = {name: [] for name in loops}
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            start = time.perf_counter()
+            stamps = loop()
+            rates[name].append(images / (time.perf_counter() - start))
+            steady[name].append(steady_rate(stamps, images, batch_size))
+        print({k: round(v[-1]) for k, v in rates.items()}, "steady", {k: round(v[-1]) for k, v in steady.items()},
+              flush=True)
+    medians = {k: statistics.median(v) for k, v in rates.items()}
+    steady_medians = {k: statistics.median(v) for k, v in steady.items()}
+    first, second = list(loops)[:2]
+    return {"images_per_s": {k: round(v, 1) for k, v in medians.items()},
+            "ratio": round(medians[first] / medians[second], 3),
+            "steady_images_per_s": {k: round(v, 1) for k, v in steady_medians.items()},
+            "steady_ratio": round(steady_medians[first] / steady_medians[second], 3)}
 
 
 def steady_rate(stamps, images: int, batch_size: int) -> float:

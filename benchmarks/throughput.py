@@ -7,8 +7,6 @@ and of each round's steady state (from the end of its first step).
 """
 
 import argparse
-import statistics
-import time
 
 import machine
 
@@ -50,26 +48,12 @@ def main():
     warm = 3 * config.batch_size
     plain.fit(x_float[:warm], y_onehot[:warm], batch_size=config.batch_size, verbose=0)
 
-    rates = {"project": [], "plain_float32_fit": []}
-    steady = {"project": [], "plain_float32_fit": []}
-    for _ in range(args.rounds):
-        for name, run in (("project", lambda clock: ours.fit(dataset, verbose=0, callbacks=[*extras, clock])),
-                          ("plain_float32_fit", lambda clock: plain.fit(x_float, y_onehot, verbose=0, callbacks=[clock],
-                                                                        batch_size=config.batch_size))):
-            clock, start = machine.step_clock(), time.perf_counter()
-            run(clock)
-            rates[name].append(args.images / (time.perf_counter() - start))
-            steady[name].append(machine.steady_rate(clock.stamps, args.images, config.batch_size))
-        print({k: round(v[-1]) for k, v in rates.items()}, "steady", {k: round(v[-1]) for k, v in steady.items()},
-              flush=True)
-    medians = {k: statistics.median(v) for k, v in rates.items()}
-    steady_medians = {k: statistics.median(v) for k, v in steady.items()}
-    machine.print_figures(precision, {
-        "preset": args.preset, "precision": precision, "images": args.images, "rounds": args.rounds,
-        "images_per_s": {k: round(v, 1) for k, v in medians.items()},
-        "ratio": round(medians["project"] / medians["plain_float32_fit"], 3),
-        "steady_images_per_s": {k: round(v, 1) for k, v in steady_medians.items()},
-        "steady_ratio": round(steady_medians["project"] / steady_medians["plain_float32_fit"], 3)})
+    figures = machine.alternate({
+        "project": lambda: machine.fit_stamps(ours, dataset, callbacks=extras),
+        "plain_float32_fit": lambda: machine.fit_stamps(plain, x_float, y_onehot, batch_size=config.batch_size),
+    }, args.rounds, args.images, config.batch_size)
+    machine.print_figures(precision, {"preset": args.preset, "precision": precision, "images": args.images,
+                                      "rounds": args.rounds, **figures})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ steps themselves.
 
 import argparse
 import os
-import statistics
 import time
 
 import machine
@@ -93,29 +92,17 @@ def main():
 
     ours.fit(dataset.take(2), verbose=0)  # tracing and oneDNN's first-call set-up stay out of the timed rounds
     twin(x_torch[:2 * config.batch_size], y_torch[:2 * config.batch_size], [])
-    rates = {"project": [], "pytorch_twin": []}
-    steady = {"project": [], "pytorch_twin": []}
-    for _ in range(args.rounds):
-        clock, start = machine.step_clock(), time.perf_counter()
-        ours.fit(dataset, verbose=0, callbacks=[clock])
-        rates["project"].append(args.images / (time.perf_counter() - start))
-        steady["project"].append(machine.steady_rate(clock.stamps, args.images, config.batch_size))
-        stamps, start = [], time.perf_counter()
+
+    def twin_stamps():
+        stamps = []
         twin(x_torch, y_torch, stamps)
-        rates["pytorch_twin"].append(args.images / (time.perf_counter() - start))
-        steady["pytorch_twin"].append(machine.steady_rate(stamps, args.images, config.batch_size))
-        print({k: round(v[-1]) for k, v in rates.items()}, "steady", {k: round(v[-1]) for k, v in steady.items()},
-              flush=True)
-    medians = {k: statistics.median(v) for k, v in rates.items()}
-    steady_medians = {k: statistics.median(v) for k, v in steady.items()}
+        return stamps
+
+    figures = machine.alternate({"project": lambda: machine.fit_stamps(ours, dataset), "pytorch_twin": twin_stamps},
+                                args.rounds, args.images, config.batch_size)
     machine.print_figures(precision, {
         "preset": args.preset, "precision": precision, "images": args.images, "rounds": args.rounds,
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "images_per_s": {k: round(v, 1) for k, v in medians.items()},
-        "ratio": round(medians["project"] / medians["pytorch_twin"], 3),
-        "steady_images_per_s": {k: round(v, 1) for k, v in steady_medians.items()},
-        "steady_ratio": round(steady_medians["project"] / steady_medians["pytorch_twin"], 3)})
-
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(), **figures})
 
 if __name__ == "__main__":
     main()
