@@ -93,8 +93,12 @@ def final_metrics(run_dir: Path) -> dict:
 
 
 def _sweep(config: dict) -> dict | None:
+    """The run's sweep entry, if it is one a trial writes: a study name, a trial number and a dict of parameters."""
     sweep = config.get("sweep")
-    return sweep if isinstance(sweep, dict) and isinstance(sweep.get("params"), dict) else None
+    if not (isinstance(sweep, dict) and isinstance(sweep.get("params"), dict) and isinstance(sweep.get("study"), str)
+            and isinstance(sweep.get("trial"), int) and not isinstance(sweep["trial"], bool)):
+        return None
+    return sweep
 
 
 def compare_runs(run_a: Path, run_b: Path) -> dict:

@@ -7,15 +7,17 @@ Results are stored in the run's eval.json, keyed by split, so each model and spl
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
 
 from . import data as datasets
 from .config import tta_mode
-from .files import read_json, write_json
+from .files import open_regular, read_json, write_json
 from .models import DEFAULT_RUN, load_model, resolve_model, tta_for
 from .predict import predict_proba
+from .readers import MAX_CLASSES
 
 EVAL_BATCH_SIZE = 500
 
@@ -140,36 +142,62 @@ def store_eval(run_dir: Path, result: dict) -> None:
 def model_fingerprint(path: Path) -> str:
     """The SHA-256 of a model file: what a stored evaluation describes. Its content, not its modification time, which
     a git checkout or a copy resets."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _usable(result, class_count: int | None = None) -> bool:
-    """Whether a stored evaluation has the shape the pages read (a torn or edited eval.json is not trusted)."""
-    if not isinstance(result, dict):
-        return False
+def _number(value, low: float = 0.0, high: float = math.inf) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+def _counts(values, length: int, high: float = math.inf) -> bool:
+    return isinstance(values, list) and len(values) == length and all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= high for v in values)
+
+
+def _usable(result, source: str, split: str) -> bool:
+    """Whether a stored evaluation is one that metrics_from_probabilities could have made for this source and split:
+    every field the pages and the CLI read, with its type and range (class indices within the class names,
+    fractions within [0, 1], a confusion matrix that counts the n predictions). A torn, edited or hostile eval.json
+    is then evaluated again instead of trusted: its source, for one, names the images the page would show."""
     try:
-        names, cm, predictions = result["class_names"], result["confusion_matrix"], result["predictions"]
-        n = result["n"]
-        return (isinstance(names, list) and len(cm) == len(names) and all(len(row) == len(names) for row in cm)
-                and all(len(predictions[k]) == n for k in ("true", "pred", "confidence"))
-                and isinstance(result["accuracy"], float) and isinstance(result["per_class"], list))
+        names, cm, predictions, n = (result["class_names"], result["confusion_matrix"], result["predictions"],
+                                     result["n"])
+        k = len(names)
+        return (result["source"] == source and result["split"] == split
+                and isinstance(result.get("tta", "off"), (str, bool))
+                and isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                and 2 <= k <= MAX_CLASSES and all(isinstance(name, str) and 0 < len(name) <= 200
+                                                           for name in names)
+                and all(_number(result[key], high=1.0) for key in ("accuracy", "top3_accuracy"))
+                and _number(result["loss"])
+                and isinstance(cm, list) and len(cm) == k and all(_counts(row, k, n) for row in cm)
+                and sum(map(sum, cm)) == n
+                and isinstance(result["per_class"], list) and len(result["per_class"]) == k
+                and all(isinstance(row, dict) and row.get("class") == name and _counts([row.get("support")], 1, n)
+                        and all(_number(row.get(key), high=1.0) for key in ("precision", "recall", "f1"))
+                        for row, name in zip(result["per_class"], names))
+                and isinstance(predictions, dict)
+                and all(_counts(predictions[key], n, k - 1) for key in ("true", "pred"))
+                and isinstance(predictions["confidence"], list) and len(predictions["confidence"]) == n
+                and all(_number(c, high=1.0) for c in predictions["confidence"]))
     except (KeyError, TypeError):
         return False
 
 
 def load_eval(run_dir: Path, source: str, split: str) -> dict | None:
-    """A stored evaluation, if it describes the model file that is there now, with the test-time augmentation its
-    run's config names now."""
+    """A stored evaluation of this source and split (_usable), if it describes the model file that is there now
+    (None where that file cannot be read), with the test-time augmentation its run's config names now."""
     model = Path(run_dir) / "model.keras"
-    if not model.exists():
-        return None
     fingerprint = None
     for path in eval_paths(run_dir):
         stored = read_json(path, {}, max_bytes=64 * 2**20)
         result = stored.get(f"{source}:{split}") if isinstance(stored, dict) else None
-        if _usable(result):
-            fingerprint = fingerprint or model_fingerprint(model)
+        if _usable(result, source, split):
+            try:
+                fingerprint = fingerprint or model_fingerprint(model)
+            except OSError:
+                return None
             if result.get("model_sha256") == fingerprint and tta_mode(result.get("tta")) == tta_for(run_dir):
                 return result
     return None

@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -179,14 +180,36 @@ def parse_json(text: str | bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth:
         raise JSONFileError(f"it is not valid JSON ({e}).") from None
 
 
-def read_json(path: str | os.PathLike, default=None, *, max_bytes: int = MAX_JSON_BYTES):
-    """A JSON file's content, or default when it is missing, unreadable, too large or not valid JSON: the readers
-    of run files treat all of those alike."""
+def open_regular(path: str | os.PathLike):
+    """path opened for reading in binary, if it is a regular file (through links): a named pipe, a device
+    (/dev/zero behind a link) or a folder in its place raises OSError at once, where open() would wait for a
+    writer forever or read without end. Every reader of a file that a run, a cache or a user may have put there
+    opens it so."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
-        path = Path(path)
-        if path.stat().st_size > max_bytes:
-            return default
-        return parse_json(path.read_bytes(), max_bytes=max_bytes)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{Path(path).name} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """A regular file's bytes (open_regular), at most max_bytes: a larger one, even one that grows while it is
+    read, raises OSError (EFBIG) naming the limit."""
+    with open_regular(path) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(errno.EFBIG, f"{Path(path).name} is larger than {max_bytes:,} bytes")
+    return data
+
+
+def read_json(path: str | os.PathLike, default=None, *, max_bytes: int = MAX_JSON_BYTES):
+    """A JSON file's content, or default when it is missing, unreadable, not a regular file, too large or not
+    valid JSON: the readers of run files treat all of those alike."""
+    try:
+        return parse_json(read_bytes(path, max_bytes), max_bytes=max_bytes)
     except (OSError, JSONFileError):
         return default
 

@@ -20,6 +20,10 @@ FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 UPLOAD_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif", "bmp")
 MAX_PIXELS = 50_000_000  # a 48-megapixel phone photo passes; a 10000x10000 bomb does not
 MAX_BYTES = 10 * 1024 * 1024
+# What one decoded image may take in Pillow: 4 bytes a pixel (RGB and RGBA alike) and a pointer a row, so that a
+# 1 x 49,000,000 PNG of 95 kB (0.6 GB) is refused from its header, and a 48-megapixel PNG (0.2 GB) is not.
+MAX_DECODED_BYTES = 256 * 2**20
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -30,7 +34,7 @@ class ImageError(ValueError):
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if image.mode in (*SIXTEEN_BIT, "I"):
         # 16-bit greyscale: scale the full 0..65535 range to 0..255 rather than clipping at 255.
         values = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(np.clip(np.round(values * 255.0 / 65535.0), 0, 255).astype(np.uint8), "L")
@@ -51,8 +55,14 @@ def _reduced(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """A large image box-averaged to about 4x the target size before the conversions of _to_rgb, each of which copies
     it whole: a 7000x7000 RGBA PNG then costs a quarter of the memory and half the time (benchmarks/README.md), for
     the same 32x32 result to within a level. Palette and 1-bit images are left whole (averaging their values is
-    meaningless)."""
+    meaningless). Pillow cannot reduce 16-bit greyscale, which _to_rgb would otherwise scale through float64 at full
+    size (1.2 GB for 7000x7000): NumPy averages its blocks instead, in float32, without a full-size copy."""
     factor = min(image.size[0] // (4 * size[0]), image.size[1] // (4 * size[1]))
+    if factor >= 2 and image.mode in SIXTEEN_BIT:
+        values = np.asarray(image)
+        height, width = (side // factor * factor for side in values.shape)
+        blocks = values[:height, :width].reshape(height // factor, factor, width // factor, factor)
+        return Image.fromarray(np.round(blocks.mean(axis=(1, 3), dtype=np.float32)).astype(np.uint16))
     if factor >= 2 and image.mode in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
         return image.reduce(factor)
     return image
@@ -98,6 +108,9 @@ def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarra
                                      f"{MAX_PIXELS // 1_000_000} megapixels.")
                 if image.format == "JPEG":
                     image.draft("RGB", (size[0] * 4, size[1] * 4))  # decode large JPEGs at a reduced scale
+                if image.size[1] * (8 + 4 * image.size[0]) > MAX_DECODED_BYTES:
+                    raise ImageError(f"The image is {width}x{height} pixels, too long and thin to open safely: "
+                                     f"decoding it would take more than {MAX_DECODED_BYTES // 2**20} MB.")
                 if image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # turned a quarter: as shown
                     width, height = height, width
                 image.load()

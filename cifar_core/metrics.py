@@ -17,9 +17,10 @@ import math
 import os
 from pathlib import Path
 
-from .files import DiskFullError, dumps, is_disk_full, write_atomic
+from .files import DiskFullError, dumps, is_disk_full, open_regular, write_atomic
 
 MAX_EPOCH_RECORDS = 10_000
+MAX_LINE_BYTES = 64 * 2**10  # a record is a few hundred bytes; a longer line is garbage and is skipped
 MAX_BATCH_POINTS = 4_000  # per run, for the curves: more points than a chart's width in pixels
 
 
@@ -53,6 +54,17 @@ def clean_record(record) -> dict | None:
     return clean
 
 
+def _lines(f):
+    """The file's lines, each read at most MAX_LINE_BYTES at a time: an over-long line (a file of one endless line)
+    is skipped as it is read, never held whole."""
+    while line := f.readline(MAX_LINE_BYTES + 1):
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := f.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+            pass
+
+
 def _parse_line(line: bytes):
     try:
         return clean_record(json.loads(line))
@@ -66,8 +78,8 @@ def _read_metrics_cached(path: str, size: int, mtime_ns: int, max_batch_points: 
     gigabyte of metrics costs seconds once, not gigabytes of memory, and is cached while the file is unchanged."""
     epochs, batches, stride, seen = collections.deque(maxlen=MAX_EPOCH_RECORDS), [], 1, 0
     try:
-        with open(path, "rb") as f:
-            for line in f:
+        with open_regular(path) as f:
+            for line in _lines(f):
                 if b'"kind": "epoch"' in line or b'"kind":"epoch"' in line:
                     record = _parse_line(line)
                 else:  # a batch point: only every stride-th is parsed at all
@@ -139,8 +151,8 @@ def truncate_metrics(run_dir: Path, last_epoch: int) -> list[dict]:
         with open(tmp, "wb") as out:
             if not path.exists():
                 return
-            with open(path, "rb") as source:
-                for line in source:
+            with open_regular(path) as source:
+                for line in _lines(source):
                     record = _parse_line(line)
                     if not record or record["epoch"] > last_epoch:
                         continue

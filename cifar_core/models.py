@@ -2,12 +2,17 @@
 predictions run on.
 
 A model is always rebuilt from its .keras file by Keras with safe_mode=True (no Lambda, no code): the archive's
-members are size-checked first, so a small zip that expands to gigabytes is refused before Keras opens it.
+members are size-checked first, so a small zip that expands to gigabytes is refused before Keras opens it, and the
+weights its architecture asks for are counted as Keras creates them (_weight_budget), so a small file naming a layer
+of a billion weights is refused before they are allocated.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import math
 import os
 import weakref
 import zipfile
@@ -18,6 +23,7 @@ import numpy as np
 from . import runs
 from .config import tta_mode
 from .data import CIFAR10_CLASSES
+from .spec import MAX_PARAMS
 
 MAX_MODEL_CONFIG_BYTES = 16 * 2**20   # config.json inside a .keras file: report-2-2's is 10 kB
 MAX_MODEL_UNPACKED_BYTES = 2 * 2**30  # all members: the largest model allowed (50 M parameters) is 200 MB
@@ -73,8 +79,40 @@ def _load_model_cached(path: str, mtime_ns: int):
 
     # safe_mode=True (Keras's default, stated here on purpose): a .keras file with a Lambda layer or arbitrary
     # code is refused instead of executed.
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    with _weight_budget(MAX_PARAMS):
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     return _float32_on_cpu(model)
+
+
+_weights_left = contextvars.ContextVar("weights_left", default=None)
+
+
+@contextlib.contextmanager
+def _weight_budget(limit: int):
+    """Within it, in this thread, Keras's Layer.add_weight refuses a weight that would take the weights created
+    beyond `limit` values, before allocating it: Keras builds every layer a .keras file's config names, and
+    initialises its weights, before it reads a single stored one, so a 100 kB file naming a Conv2D of 20,000
+    filters took 7.8 GB. The limit is the builder's own (spec.MAX_PARAMS): no model this tool trains has more."""
+    import keras
+
+    add_weight = keras.layers.Layer.add_weight
+    if not getattr(add_weight, "counts_weights", False):
+        def counted(self, shape=None, *args, **kwargs):
+            left = _weights_left.get()
+            if left is not None and shape is not None:
+                left[0] -= math.prod(int(side) for side in shape)
+                if left[0] < 0:
+                    raise ValueError(f"its layer {self.name!r} takes the model past {left[1]:,} weights, more than "
+                                     "any model this tool builds; it is refused before they are made.")
+            return add_weight(self, shape, *args, **kwargs)
+
+        counted.counts_weights = True
+        keras.layers.Layer.add_weight = counted
+    token = _weights_left.set([limit, limit])
+    try:
+        yield
+    finally:
+        _weights_left.reset(token)
 
 
 def _float32_on_cpu(model):

@@ -53,15 +53,21 @@ class _BatchUnpickler(pickle.Unpickler):
 def _unpickle_batch(data: bytes):
     try:
         batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
-        x = np.asarray(batch[b"data"])
+        x, labels = batch[b"data"], batch[b"labels"]
+        # Types first, nothing converted: np.asarray of an unpickled list of references to one bytes object (a
+        # small file) would copy each of them (gigabytes). An official file holds an array and a list of ints.
         # NumPy's reconstruction makes an array of any shape the file names, filled or not: pixels that were not
         # in the file (a 277-byte file naming 20,000 images, say) would only claim memory, so look at nothing else.
+        if not isinstance(x, np.ndarray):
+            raise ValueError("its pixels are not an array")
         if x.nbytes > len(data):
             raise ValueError("its pixels are more than the file holds")
-        labels = np.asarray(batch[b"labels"])
-        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or labels.shape != (len(x),) \
-                or labels.dtype.kind not in "iu" or len(x) == 0 or labels.min() < 0 or labels.max() > 9:
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or len(x) == 0:
             raise ValueError("wrong structure")
+        if not (isinstance(labels, list) and len(labels) == len(x)
+                and all(type(label) is int and 0 <= label <= 9 for label in labels)):
+            raise ValueError("its labels are not one class from 0 to 9 per image")
+        labels = np.asarray(labels)
     except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError,
             MemoryError, RecursionError, OverflowError) as e:
         raise DataError(f"This is not a CIFAR-10 batch file ({e}); nothing in it was run.") from None
@@ -167,12 +173,32 @@ def _decode_files(listing: list[tuple[str, int]], log=None) -> tuple[np.ndarray,
     return x, np.array([label for _, label in listing], dtype=np.int64)
 
 
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
 def _read_cache(path: Path, count: int):
-    """A cached decode, or None when it is missing, torn or not what the listing says (it is then rebuilt)."""
+    """A cached decode, or None when it is missing, torn or not what the listing says (it is then rebuilt). The
+    arrays' headers are read first: a cache whose header names a larger array, or whose members are compressed
+    (np.savez writes them stored), is never inflated or allocated."""
+    expected = {"x.npy": (np.dtype(np.uint8), (count, 32, 32, 3)), "y.npy": (None, (count,))}
     try:
-        with np.load(path) as saved:
-            x, y = saved["x"], saved["y"]
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        with files.open_regular(path) as f, zipfile.ZipFile(f) as archive:
+            for name, (dtype, shape) in expected.items():
+                member = archive.getinfo(name)
+                with archive.open(member) as stream:
+                    read_header = HEADER_READERS.get(np.lib.format.read_magic(stream))
+                    if read_header is None:
+                        return None
+                    found_shape, _, found_dtype = read_header(stream)
+                    header_size = stream.tell()
+                if (member.compress_type != zipfile.ZIP_STORED or found_shape != shape or found_dtype.hasobject
+                        or (dtype is not None and found_dtype != dtype)
+                        or member.file_size != header_size + found_dtype.itemsize * int(np.prod(shape))):
+                    return None
+            f.seek(0)
+            with np.load(f) as saved:
+                x, y = saved["x"], saved["y"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, MemoryError):
         return None
     if x.dtype != np.uint8 or x.shape[1:] != (32, 32, 3) or len(x) != count or y.shape != (count,):
         return None

@@ -53,8 +53,12 @@ def _driver_url(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url))
+    """The URL as messages and logs name it, which the Sweep page shows too: without its password, and an SQLite
+    file by its name alone, not the server's folders."""
+    url = str(url)
+    if url.startswith("sqlite:///"):
+        return "sqlite:///" + Path(url[len("sqlite:///"):]).name
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def _first_line(e: BaseException) -> str:

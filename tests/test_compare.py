@@ -2,6 +2,7 @@
 parameters; torn files give fewer rows, never an exception."""
 
 import dataclasses
+import json
 
 from cifar_core import compare, metrics, runs, spec_io
 from cifar_core import spec as S
@@ -58,6 +59,10 @@ def test_compare_runs_of_one_sweep(tmp_path):
                                       "best_val_accuracy": 0.35, "epochs_done": 1, "train_time_s": 3.0}
     assert result["sweep"] == {"study": "s", "trials": (0, 1),
                                "params": [{"field": "learning_rate", "a": 1e-3, "b": 1e-2}]}
+    config = json.loads((dirs[1] / "config.json").read_text())
+    for trial in ("![x](https://example.com/pixel.png)", True, None, 1.5):  # what the page would put in Markdown
+        (dirs[1] / "config.json").write_text(json.dumps({**config, "sweep": {**config["sweep"], "trial": trial}}))
+        assert compare.compare_runs(*dirs)["sweep"] is None
     (dirs[1] / "config.json").write_text("{torn")
     torn = compare.compare_runs(*dirs)
     assert torn["sweep"] is None and torn["metrics"]["b"]["epochs_done"] == 1

@@ -3,6 +3,7 @@
 import errno
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -113,6 +114,21 @@ def test_parse_json_limits_size_and_keeps_brackets_in_strings():
 def test_read_json_skips_a_file_over_the_limit(tmp_path):
     (tmp_path / "big.json").write_text("[" + "0," * 1000 + "0]")
     assert files.read_json(tmp_path / "big.json", "too big", max_bytes=100) == "too big"
+
+
+def test_only_regular_files_are_read_and_never_past_the_limit(tmp_path):
+    (tmp_path / "a.json").write_text('{"a": 1}')
+    (tmp_path / "link.json").symlink_to(tmp_path / "a.json")  # a link to a regular file is read through
+    assert files.read_bytes(tmp_path / "link.json", 8) == b'{"a": 1}'
+    with pytest.raises(OSError, match="larger than 7 bytes"):
+        files.read_bytes(tmp_path / "a.json", 7)
+    os.mkfifo(tmp_path / "pipe.json")  # open() would wait for a writer forever
+    (tmp_path / "zero.json").symlink_to("/dev/zero")  # read() would never end
+    (tmp_path / "folder.json").mkdir()
+    for name in ("pipe.json", "zero.json", "folder.json"):
+        with pytest.raises(OSError, match="not a regular file"):
+            files.open_regular(tmp_path / name)
+        assert files.read_json(tmp_path / name, "unread") == "unread"
 
 
 @pytest.fixture(params=["native", "soft"])

@@ -41,6 +41,14 @@ def test_garbled_and_non_object_lines_are_skipped(tmp_path):
     assert metrics.read_metrics(tmp_path / "nowhere") == []
 
 
+def test_a_line_over_the_limit_is_skipped_as_it_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(metrics, "MAX_LINE_BYTES", 100)
+    epoch = b'{"kind": "epoch", "epoch": %d}\n'
+    (tmp_path / "metrics.jsonl").write_bytes(epoch % 1 + b"[" + b"0," * 500 + b"0]\n" + epoch % 2 + b"x" * 250)
+    assert [r["epoch"] for r in metrics.read_metrics(tmp_path)] == [1, 2]
+    assert list(metrics._lines(open(tmp_path / "metrics.jsonl", "rb"))) == [epoch % 1, epoch % 2]
+
+
 @pytest.mark.parametrize("record", [{"kind": "batch", "epoch": 0}, {"kind": "batch", "epoch": "1"},
                                     {"kind": "batch", "epoch": 1, "step": -1}, {"kind": "batch", "epoch": True},
                                     {"kind": "lap", "epoch": 1}, {"epoch": 1}])

@@ -80,11 +80,23 @@ The second safety issue ("Safe to share, hard to break"), its items numbered on 
                                                   symlinked run)
 39 validation gaps                                test_39_* (seed, input_shape, 1,001 classes, duplicate keys,
                                                   saliency --opacity nan and --out a folder)
+
+Found by an attack on the engine's readers (2026-12-07), numbered on from 40:
+40 a named pipe or /dev/zero as a run file        test_40_* (runs, metrics, job log, evaluations: no wait, no
+                                                  endless read); test_files.py, test_metrics.py
+41 a hostile eval.json                            test_41_* (every field checked; another source is not shown)
+42 a small batch file of many references          test_42_* (refused before any copy)
+43 a decode cache naming a huge array             test_43_* (its header read first; rebuilt)
+44 a small model.keras naming a billion weights   test_44_* (refused before they are allocated)
+45 uploads that cost memory beyond their pixels   test_45_* (a thin PNG refused; 16-bit averaged small);
+   a sweep trial as Markdown, a server path       test_compare.py::test_compare_runs_of_one_sweep;
+                                                  test_studies.py::test_redact_and_driver
 """
 
 import dataclasses
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -1433,3 +1445,154 @@ def test_27_the_app_opens_only_sample_keras_and_datasets_in_the_data_roots(tmp_p
     assert sources.data_roots() == [Path("data").resolve()]
     monkeypatch.setenv("CIFAR_DATA_ROOTS", "")
     assert sources.data_roots() == [] and list(sources.app_sources()) == ["sample"]
+
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 40-45: hostile files beyond JSON
+
+
+def _finishes(call, seconds: float = 20.0):
+    """call's result, asserting it returns within `seconds` (run in a daemon thread, so a hang fails the test
+    instead of stopping the suite)."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{call} did not return within {seconds} s"
+    return result["value"]
+
+
+@pytest.mark.parametrize("name", ["config.json", "status.json", "label.json", "metrics.jsonl", "job.log",
+                                  "eval.json"])
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_40_a_pipe_or_a_device_as_a_run_file_neither_hangs_nor_fills_memory(runs_with_model, capsys, name, kind):
+    from cifar_core import evaluate
+
+    run = runs_with_model / TINY_RUN_ID
+    (run / name).unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(run / name)
+    else:
+        (run / name).symlink_to("/dev/zero")
+    listed = _finishes(lambda: {r["run_id"]: r for r in runs.list_runs()})
+    assert TINY_RUN_ID in listed
+    _finishes(lambda: (metrics.read_metrics(run), jobs.read_job_log(TINY_RUN_ID),
+                       evaluate.load_eval(run, "sample", "val")))
+    code, out, err = _finishes(lambda: cli(capsys, "runs"))
+    assert code == 0 and "Traceback" not in err
+
+
+def test_41_a_hostile_eval_json_is_evaluated_again_not_shown(runs_with_model):
+    from cifar_core import evaluate
+
+    run = runs_with_model / TINY_RUN_ID
+    evaluate.evaluate_model(TINY_RUN_ID, "val", "sample")
+    (path,) = [p for p in evaluate.eval_paths(run) if p.exists()]
+    stored = json.loads(path.read_text())
+    good = stored["sample:val"]
+    assert evaluate.load_eval(run, "sample", "val") == good
+    n, k = good["n"], len(good["class_names"])
+    hostile = {
+        "a string loss": {"loss": "1.0"}, "no top-3 accuracy": {"top3_accuracy": None},
+        "accuracy above 1": {"accuracy": 1.5}, "a NaN-like confidence": {"predictions": {
+            **good["predictions"], "confidence": ["0.9"] * n}},
+        "a class index out of range": {"predictions": {**good["predictions"], "pred": [k] * n}},
+        "a negative class index": {"predictions": {**good["predictions"], "true": [-1] * n}},
+        "a confusion matrix of strings": {"confusion_matrix": [["1"] * k] * k},
+        "a confusion matrix that does not count n": {"confusion_matrix": [[0] * k] * k},
+        "per-class rows as strings": {"per_class": ["x"] * k},
+        "another data source": {"source": "/etc"},
+        "another split": {"split": "test"},
+        "a class name of 10,000 characters": {"class_names": ["x" * 10_000] * k},
+    }
+    for why, change in hostile.items():
+        path.write_text(json.dumps({"sample:val": {**good, **change}}))
+        assert evaluate.load_eval(run, "sample", "val") is None, why
+    path.write_text(json.dumps({"sample:val": {**good, "source": "/etc"}}))
+    again = evaluate.evaluate_model(TINY_RUN_ID, "val", "sample")  # evaluated anew, its own source
+    assert again["source"] == "sample" and again["accuracy"] == good["accuracy"]
+
+
+def test_42_a_batch_file_of_references_to_one_image_is_refused_before_any_copy(tmp_path, capsys):
+    import pickle
+    import tracemalloc
+
+    from cifar_core import readers
+
+    image = bytes(3072)
+    blob = pickle.dumps({b"data": [image] * 50_000, b"labels": [0] * 50_000}, protocol=2)  # memo references
+    assert len(blob) < 400_000
+    tracemalloc.start()
+    with pytest.raises(readers.DataError, match="not a CIFAR-10 batch file .its pixels are not an array"):
+        readers._unpickle_batch(blob)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 * 2**20, peak  # np.asarray would have copied 150 MB
+    labels = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, protocol=2)
+    with pytest.raises(readers.DataError, match="labels are not one class from 0 to 9"):
+        readers._unpickle_batch(labels)
+
+
+def test_43_a_decode_cache_naming_a_huge_array_or_compressed_is_rebuilt(tmp_path, monkeypatch):
+    from cifar_core import data
+
+    monkeypatch.setenv("CIFAR_CORE_CACHE", str(tmp_path / "cache"))
+    folder = image_folder(tmp_path / "images")
+    first = data.load_data(str(folder))
+    (cached,) = (tmp_path / "cache").glob("folder-*.npz")
+    count = len(first.x_train) + len(first.x_val)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**8, 32, 32, 3)})
+    with zipfile.ZipFile(cached, "w") as archive:  # 300 GB named, a few bytes held
+        archive.writestr("x.npy", header.getvalue() + bytes(100))
+        archive.writestr("y.npy", b"")
+    assert data.load_data(str(folder)).x_train.shape == first.x_train.shape
+    x, y = np.zeros((count, 32, 32, 3), np.uint8), np.zeros(count, np.int64)
+    np.savez_compressed(cached, x=x, y=y)  # the right header, but deflated: a small file could inflate to GBs
+    assert np.array_equal(data.load_data(str(folder)).x_train, first.x_train)
+
+
+def test_44_a_small_model_file_naming_a_billion_weights_is_refused_before_they_are_made(trained_runs, tmp_path):
+    source = trained_runs / TINY_RUN_ID / "model.keras"
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    conv = next(layer for layer in config["config"]["layers"] if layer["class_name"].endswith("Conv2D"))
+    conv["config"]["filters"] = 40_000_000  # 3 x 3 x 3 x 40 M: a billion weights, 4 GB
+    members["config.json"] = json.dumps(config).encode()
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    assert bomb.stat().st_size < 200_000
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="past 50,000,000 weights.*refused before they are made"):
+        models.load_model(bomb)
+    assert time.perf_counter() - started < 30  # Keras would have initialised 4 GB of weights first
+    copy = shutil.copy2(source, tmp_path / "copy.keras")  # a path not loaded before: a real load, same thread
+    assert models.load_model(copy).count_params() == models.load_model(source).count_params() > 0
+
+
+def test_45_uploads_that_would_cost_memory_beyond_their_pixels():
+    import struct
+    import tracemalloc
+    import zlib
+
+    def png_chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    # 1 x 30,000,000 greyscale: 30 MB of pixels, but Pillow keeps a pointer a row (0.36 GB in all). Its header is
+    # enough: the refusal comes before any pixel is decoded.
+    thin = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 30_000_000, 8, 0, 0, 0, 0))
+            + png_chunk(b"IDAT", zlib.compress(b"\x00\x00" * 1000)) + png_chunk(b"IEND", b""))
+    with pytest.raises(images.ImageError, match="1x30000000 pixels, too long and thin to open safely"):
+        images.read_input(thin)
+    assert 6000 * (8 + 4 * 8000) < images.MAX_DECODED_BYTES  # a 48-megapixel photo still opens
+    grey = np.tile(np.arange(0, 65536, 16, dtype=np.uint16), (3000, 1))[:, :3000]  # 18 MB of 16-bit pixels
+    tracemalloc.start()
+    array, _ = images.read_input(helpers.image_bytes(grey))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 45 * 2**20, peak  # float64 at full size: 72 MB and its temporaries
+    assert array.shape == (32, 32, 3) and array[0, 0, 0] < 5 and array[0, -1, 0] > 145  # scaled, not clipped
