@@ -187,7 +187,10 @@ def open_regular(path: str | os.PathLike):
     opens it so."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, f"{Path(path).name} is a folder, not a regular file")
+        if not stat.S_ISREG(mode):
             raise OSError(errno.EINVAL, f"{Path(path).name} is not a regular file")
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -203,6 +206,13 @@ def read_bytes(path: str | os.PathLike, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise OSError(errno.EFBIG, f"{Path(path).name} is larger than {max_bytes:,} bytes")
     return data
+
+
+def read_tail(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """The last max_bytes of a regular file (open_regular): what a page shows of a log that may have grown long."""
+    with open_regular(path) as f:
+        f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
+        return f.read(max_bytes)
 
 
 def read_json(path: str | os.PathLike, default=None, *, max_bytes: int = MAX_JSON_BYTES):

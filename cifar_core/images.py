@@ -16,6 +16,8 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps
 
+from .files import open_regular
+
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 UPLOAD_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif", "bmp")
 MAX_PIXELS = 50_000_000  # a 48-megapixel phone photo passes; a 10000x10000 bomb does not
@@ -135,7 +137,7 @@ def read_image_file(path: str | os.PathLike) -> bytes:
     """A file's bytes for to_input_array, its size checked before it is read: a 2 GB file is refused, not loaded.
     Raises ImageError with one sentence, for a missing or unreadable file too."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a named pipe or a device is refused, not waited on or read forever
             size = os.fstat(f.fileno()).st_size
             if size > MAX_BYTES:
                 raise ImageError(f"The file is {size / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB.")

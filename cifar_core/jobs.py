@@ -389,13 +389,8 @@ def phase_changed(before: str | None, now: str | None) -> bool:
 
 
 def read_job_log(run_id: str, runs_dir=None, lines: int = 20) -> str:
-    """The last lines of the run's job log, read from its last 64 kB only (a log may hold a long traceback, and
-    any file may stand in its place: files.open_regular)."""
     try:
-        with files.open_regular(runs.run_path(run_id, runs_dir) / "job.log") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 64 * 2**10))
-            text = f.read(64 * 2**10).decode(errors="replace")
+        text = files.read_tail(runs.run_path(run_id, runs_dir) / "job.log", 64 * 2**10).decode(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
-

@@ -75,7 +75,7 @@ def check_study_name(name: str) -> str:
 # ---- reading a study
 
 def summary(storage_url: str, study_name: str) -> dict:
-    """{study, trials: [{number, state, value, params, run_dir, started, seconds}], best: {value, params,
+    """{study, trials: [{number, state, value, params, run_dir, error, started, seconds}], best: {value, params,
     run_dir} or None}: the CLI's --json and the Sweep page's table."""
     import optuna
 
@@ -88,7 +88,7 @@ def summary(storage_url: str, study_name: str) -> dict:
     for t in study.get_trials(deepcopy=False):
         end = t.datetime_complete
         rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
-                     "run_dir": t.user_attrs.get("run_dir"),
+                     "run_dir": t.user_attrs.get("run_dir"), "error": t.user_attrs.get("error"),
                      "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
                      "seconds": (end - t.datetime_start).total_seconds() if end and t.datetime_start else None})
     complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
@@ -104,10 +104,12 @@ def trials_done(study_summary: dict) -> int:
 
 
 def trial_rows(study_summary: dict) -> list[dict]:
-    """A summary's trials as the Sweep page's table shows them: one column per parameter, named "param <name>", and
-    the run's id (never its folder: pages print no server path)."""
+    """A summary's trials as the Sweep page's table shows them: one column per parameter, named "param <name>", the
+    run's id (never its folder: pages print no server path), and, when a trial failed, why."""
+    failed = any(t.get("error") for t in study_summary["trials"])
     return [{"trial": t["number"], "state": t["state"], "validation accuracy": t["value"], "seconds": t["seconds"],
-             **{f"param {k}": v for k, v in t["params"].items()}, "run": _run_id(t["run_dir"])}
+             **{f"param {k}": v for k, v in t["params"].items()}, "run": _run_id(t["run_dir"]),
+             **({"why it failed": t.get("error")} if failed else {})}
             for t in study_summary["trials"]]
 
 

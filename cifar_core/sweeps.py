@@ -188,7 +188,9 @@ def follow_run(trial, run_dir: Path, runs_dir, study_name: str) -> float:
     best = metrics.best_val_accuracy(run_dir)
     if state != "finished" or best is None:
         status = runs.read_status(run_dir) if run_dir.is_dir() else {}
-        raise runs.RunError(f"The trial's run {run_dir.name} ended {state}: {status.get('error') or 'no result'}")
+        error = f"The trial's run {run_dir.name} ended {state}: {status.get('error') or 'no result'}"
+        trial.set_user_attr("error", error[:1000])  # what the Sweep page's table says of a failed trial
+        raise runs.RunError(error)
     return best
 
 

@@ -26,7 +26,7 @@ with editor:
     output = st.columns([2, 1], vertical_alignment="center")
     output[0].caption("Output: Dense(10), its logits × logit scale, then softmax; added automatically.")
     with output[1]:
-        logit_scale = ui.number_input("Logit scale", step=0.1, format="%.4f", key="spec_logit_scale",
+        logit_scale = ui.number_input("Logit scale", step=0.1, format="%g", key="spec_logit_scale",
                                       help="airbench uses 1/9: smaller logits learn more gently.")
     general_slot = st.empty()
     view.add_row(spec)
@@ -47,7 +47,7 @@ with summary:
         st.warning("The model is not valid yet: the shapes below stop at the failing layer (in red), and the Keras "
                    "code appears once it is valid. The Train page will not start it.")
     elif error:
-        st.warning(f"The model is not valid yet: {ui.sentence(error[1])} The Train page will not start it.")
+        st.warning(f"The model is not valid yet. {ui.sentence(error[1])} The Train page will not start it.")
     rows, counts = shapes.stack_view(spec)
     if counts:
         view.totals(counts)

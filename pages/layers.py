@@ -12,11 +12,11 @@ st.title("Layers")
 options = ui.model_options_or_stop()
 
 c = st.columns([3, 1])
-ref = c[0].selectbox("Model", list(options), format_func=options.get, key="lay_model")
-limit = c[1].slider("Maps per layer", 8, 64, 32, 8, key="lay_limit")
+ref = c[0].selectbox("Model", list(options), format_func=options.get, key="lay_model", **ui.KEEP)
+limit = c[1].slider("Maps per layer", 8, 64, 32, 8, key="lay_limit", **ui.KEEP)
 model, class_names, _, mtime = ui.model_or_stop(ref)
 
-mode = st.radio("Image", ["sample", "upload"], horizontal=True, key="lay_mode",
+mode = st.radio("Image", ["sample", "upload"], horizontal=True, key="lay_mode", **ui.KEEP,
                 format_func={"upload": "Upload an image", "sample": "Embedded sample image"}.get)
 if mode == "upload":
     upload = st.file_uploader(f"PNG, JPEG, WebP, GIF or BMP, up to {images.MAX_BYTES // 2**20} MB",
@@ -33,7 +33,7 @@ if mode == "upload":
         st.caption(note)
 else:
     x, y, sample_names = data.load_sample()
-    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="lay_sample")
+    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="lay_sample", **ui.KEEP)
     if i is None:
         st.stop()
     st.caption(f"True class: {ui.md_escape(sample_names[y[i]])}")

@@ -233,11 +233,15 @@ def test_a_blank_model_name_is_the_warning_above_the_diagram_not_a_layers_error(
     at = open_app(BUILD)
     at.text_input(key="spec_name").set_value("   ").run()
     assert [w.value for w in at.warning] == [
-        "The model is not valid yet: Name must be a text of 1 to 64 characters, not only spaces. The Train page "
+        "The model is not valid yet. Name must be a text of 1 to 64 characters, not only spaces. The Train page "
         "will not start it."]
     assert not at.error and not at.exception
     at.text_input(key="spec_name").set_value("mine").run()
     assert not at.warning and at.session_state["spec_valid"]
+    at.number_input(key="spec_logit_scale").set_value(0.0).run()  # a field's name keeps its spelling
+    assert [w.value for w in at.warning] == [
+        "The model is not valid yet. logit_scale must be a number in (0, 10], got 0.0. The Train page will not "
+        "start it."]
 
 
 def test_a_blank_name_keeps_the_whole_diagram_and_the_counts(open_app):

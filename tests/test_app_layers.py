@@ -33,6 +33,19 @@ def drawn(monkeypatch):
 
 
 @pytest.mark.usefixtures("runs_with_model")
+def test_the_model_and_the_image_survive_a_visit_to_another_page(open_app):
+    at = open_app(LAYERS)
+    at.selectbox(key="lay_model").set_value(TINY_RUN_ID).run()
+    at.number_input(key="lay_sample").set_value(7).run()
+    at.slider(key="lay_limit").set_value(16).run()
+    at.switch_page("pages/home.py").run()
+    at.switch_page(LAYERS).run()
+    assert not at.exception, at.exception
+    assert (at.selectbox(key="lay_model").value, at.number_input(key="lay_sample").value,
+            at.slider(key="lay_limit").value) == (TINY_RUN_ID, 7, 16)
+
+
+@pytest.mark.usefixtures("runs_with_model")
 def test_feature_map_grids_and_filters_of_the_tiny_model(open_app, drawn):
     at = open_app(LAYERS, lay_model=TINY_RUN_ID)
     assert at.selectbox(key="lay_model").value == TINY_RUN_ID

@@ -57,6 +57,8 @@ def test_a_sweep_from_the_page(open_app, app_env):
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert list(table["state"]) == ["COMPLETE", "COMPLETE"] and "param width" in table.columns
+    assert "why it failed" not in table.columns
+    assert [h.value for h in at.subheader if "trials" in h.value] == [f"{ui.md_escape(study)}: finished, 2/2 trials"]
     assert {"sweep_fig_history", "sweep_fig_parallel"} <= {c.key for c in at.get("plotly_chart")}
     best = summary["best"]["run_dir"].rsplit("/", 1)[-1]
     at.button(key="sweep_open_train").click().run()

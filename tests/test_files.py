@@ -122,12 +122,15 @@ def test_only_regular_files_are_read_and_never_past_the_limit(tmp_path):
     assert files.read_bytes(tmp_path / "link.json", 8) == b'{"a": 1}'
     with pytest.raises(OSError, match="larger than 7 bytes"):
         files.read_bytes(tmp_path / "a.json", 7)
+    assert files.read_tail(tmp_path / "a.json", 3) == b" 1}" and files.read_tail(tmp_path / "a.json", 99) == b'{"a": 1}'
     os.mkfifo(tmp_path / "pipe.json")  # open() would wait for a writer forever
     (tmp_path / "zero.json").symlink_to("/dev/zero")  # read() would never end
     (tmp_path / "folder.json").mkdir()
     for name in ("pipe.json", "zero.json", "folder.json"):
         with pytest.raises(OSError, match="not a regular file"):
             files.open_regular(tmp_path / name)
+        with pytest.raises(OSError, match="not a regular file"):
+            files.read_tail(tmp_path / name, 10)
         assert files.read_json(tmp_path / name, "unread") == "unread"
 
 

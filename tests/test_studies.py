@@ -33,6 +33,10 @@ def test_the_sweep_pages_table_and_best_run():
          "param dropout": 0.1, "run": "20260101-000000-tiny"},  # the id: pages print no server path
         {"trial": 1, "state": "PRUNED", "validation accuracy": None, "seconds": 1.0, "param width": 0.5, "run": None},
         {"trial": 2, "state": "RUNNING", "validation accuracy": None, "seconds": None, "run": None}]
+    failed = {"number": 3, "state": "FAIL", "value": None, "seconds": 1.0, "params": {}, "run_dir": None,
+              "error": "The trial's run 20260101-000003-tiny ended failed: MemoryError"}
+    rows = studies.trial_rows({**summary, "trials": [*summary["trials"], failed]})
+    assert [row["why it failed"] for row in rows] == [None, None, None, failed["error"]]  # only once one failed
     assert studies.best_run_id(summary) == "20260101-000000-tiny"
     assert studies.best_run_id({**summary, "best": None}) is None
     assert studies.best_run_id({**summary, "best": {**summary["best"], "run_dir": None}}) is None

@@ -52,6 +52,20 @@ def test_the_trial_count_is_checked_against_one_limit_where_made_and_where_read(
             sweeps.load_study(storage, "s")
 
 
+def test_a_failed_trials_reason_is_kept_with_the_trial(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    trial = study.ask()
+    run_dir = runs.create_run(tmp_path / "runs" / "20260101-000000-tiny", TINY.spec, TINY.train)
+    runs.write_status(run_dir, state="failed", error="MemoryError: out of memory")
+    with pytest.raises(runs.RunError, match="ended failed: MemoryError"):
+        sweeps.follow_run(trial, run_dir, tmp_path / "runs", "s")
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    (row,) = studies.trial_rows(studies.summary(storage, "s"))
+    assert row["state"] == "FAIL" and row["why it failed"] == (
+        "The trial's run 20260101-000000-tiny ended failed: MemoryError: out of memory")
+
+
 def test_a_study_saved_before_a_setting_existed_opens_again(tmp_path):
     storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
     space = {"learning_rate": {"low": 1e-3, "high": 1e-2}}

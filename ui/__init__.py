@@ -308,8 +308,11 @@ def setting_error(text: str) -> str:
 
 
 def sentence(text: str) -> str:
-    """A message as a sentence: starting with a capital letter."""
+    """A message as a sentence: starting with a capital letter, unless it starts with a setting's or a field's name
+    (logit_scale), which is spelt as the file and the code spell it."""
     text = str(text)
+    if "_" in text.split(" ", 1)[0]:
+        return text
     return text[:1].upper() + text[1:]
 
 

@@ -13,8 +13,9 @@ from cifar_core import spec as specs
 SCRATCH = "scratch"
 CURRENT = "current"
 # The float fields' steps and formats. No bounds go to the widgets (ui.number_input): the spec's own check
-# (specs.float_bounds, specs.INT_RANGES) names a value out of range next to its layer.
-FLOAT_WIDGETS = {"momentum": (0.01, "%.4f"), "rate": (0.05, "%.3f"), "epsilon": (1e-4, "%.1e")}
+# (specs.float_bounds, specs.INT_RANGES) names a value out of range next to its layer. %g, as the Train page's, shows
+# the value the model gets: a fixed number of decimals showed a dropout rate of 0.99999 as 1.000 (refused if typed).
+FLOAT_WIDGETS = {"momentum": (0.01, "%g"), "rate": (0.05, "%g"), "epsilon": (1e-4, "%.1e")}
 
 
 def set_spec(new: specs.ModelSpec) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
-from cifar_core import charts, compare, jobs, metrics, runs
+from cifar_core import charts, compare, files, jobs, metrics, models, runs
 
 METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss", "accuracy": "training accuracy",
            "loss": "training loss"}
@@ -50,13 +50,16 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
     c = st.columns(2)
     with c[0]:
         if row["has_model"]:
-            st.download_button("Download model.keras", lambda: (run_dir / "model.keras").read_bytes(),
+            # Bounded reads of regular files only (files.read_bytes): a named pipe in the run would hang the server.
+            st.download_button("Download model.keras",
+                               lambda: files.read_bytes(run_dir / "model.keras", models.MAX_MODEL_UNPACKED_BYTES),
                                file_name=f"{run_id}.keras", mime="application/octet-stream", on_click="ignore",
                                key="download_model")
         else:
             st.caption("This run has no saved model yet.")
         if (run_dir / "config.json").is_file():
-            st.download_button("Download config.json", lambda: (run_dir / "config.json").read_bytes(),
+            st.download_button("Download config.json",
+                               lambda: files.read_bytes(run_dir / "config.json", files.MAX_JSON_BYTES),
                                file_name=f"{run_id}-config.json", mime="application/json", on_click="ignore",
                                key="download_config")
     with c[1]:

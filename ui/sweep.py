@@ -82,8 +82,8 @@ def _progress(study: str, storage: str, running: bool) -> None:
         st.error(ui.md_escape(str(e)))
         return
     done = studies.trials_done(summary)
-    st.subheader(f"{ui.md_escape(study)}: {'running' if alive else 'not running'}, {done}/"
-                 f"{summary['trials_wanted']} trials")
+    state = "running" if alive else "finished" if done >= (summary["trials_wanted"] or 0) else "stopped"
+    st.subheader(f"{ui.md_escape(study)}: {state}, {done}/{summary['trials_wanted']} trials")
     if alive and st.button("Stop sweep", key="sweep_stop"):
         sweeps.stop_sweep(runs.default_runs_dir(), study)
         st.toast("Stopping: the trial under way stops after its batch.")
