@@ -88,7 +88,7 @@ def summary(storage_url: str, study_name: str) -> dict:
     for t in study.get_trials(deepcopy=False):
         end = t.datetime_complete
         rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
-                     "run_dir": t.user_attrs.get("run_dir"), "error": t.user_attrs.get("error"),
+                     "run_dir": t.user_attrs.get("run_dir"), "error": _failure(t),
                      "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
                      "seconds": (end - t.datetime_start).total_seconds() if end and t.datetime_start else None})
     complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
@@ -96,6 +96,17 @@ def summary(storage_url: str, study_name: str) -> dict:
     return {"study": study_name, "space": study.user_attrs.get("space"), "trials_wanted": study.user_attrs.get(
         "trials"), "trials": rows,
         "best": {k: best[k] for k in ("number", "value", "params", "run_dir")} if best else None}
+
+
+def _failure(trial) -> str | None:
+    """Why a failed trial failed: what its worker recorded, else (a worker that died first, a study made before the
+    record) its run's own error, when the run is on this machine."""
+    if trial.state.name != "FAIL":
+        return None
+    run_dir = trial.user_attrs.get("run_dir")
+    local = runs.read_status(Path(run_dir)).get("error") if isinstance(run_dir, str) and Path(run_dir).is_dir() \
+        else None
+    return trial.user_attrs.get("error") or local
 
 
 def trials_done(study_summary: dict) -> int:

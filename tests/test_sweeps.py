@@ -61,9 +61,13 @@ def test_a_failed_trials_reason_is_kept_with_the_trial(tmp_path):
     with pytest.raises(runs.RunError, match="ended failed: MemoryError"):
         sweeps.follow_run(trial, run_dir, tmp_path / "runs", "s")
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    (row,) = studies.trial_rows(studies.summary(storage, "s"))
-    assert row["state"] == "FAIL" and row["why it failed"] == (
-        "The trial's run 20260101-000000-tiny ended failed: MemoryError: out of memory")
+    died = study.ask()  # a worker that died before it could record why: the run's own error, read here
+    died.set_user_attr("run_dir", str(run_dir))
+    study.tell(died, state=optuna.trial.TrialState.FAIL)
+    rows = studies.trial_rows(studies.summary(storage, "s"))
+    assert [row["state"] for row in rows] == ["FAIL", "FAIL"]
+    assert [row["why it failed"] for row in rows] == [
+        "The trial's run 20260101-000000-tiny ended failed: MemoryError: out of memory", "MemoryError: out of memory"]
 
 
 def test_a_study_saved_before_a_setting_existed_opens_again(tmp_path):
