@@ -286,6 +286,8 @@ def summarize(run_dir: Path) -> dict:
         "epochs": metrics.count(train.get("epochs")) or None,
         "minutes": minutes if minutes is not None and minutes > 0 else None,  # a time budget, in place of epochs
         "best_val_accuracy": max(val) if val else None,
+        # the saved model is the last epoch's (Evaluate measures it), not the best one's
+        "last_val_accuracy": epochs[-1].get("val_accuracy") if epochs else None,
         "train_time_s": epochs[-1]["time"] if epochs else None,
         "state": status["state"] if not problem else "unreadable",
         "has_model": (run_dir / "model.keras").is_file() and not problem,
@@ -307,9 +309,11 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict]:
 
 def table_rows(rows: list[dict]) -> list[dict]:
     """list_runs' rows as the Runs page's table shows them: its column names, epochs as "done/planned" (or "done in
-    M min" for a time budget, whose epochs are whatever the minutes held)."""
+    M min" for a time budget, whose epochs are whatever the minutes held), the best epoch's validation accuracy and
+    the last one's, which is the saved model's."""
     return [{"name": r["name"], "model": r["model"], "params": r["params"],
              "epochs": f"{r['epochs_done']} in {r['minutes']:g} min" if r.get("minutes")
              else f"{r['epochs_done']}/{r['epochs'] or '?'}", "best val accuracy": r["best_val_accuracy"],
+             "last val accuracy": r["last_val_accuracy"],
              "train time (s)": r["train_time_s"], "state": r["state"], "saved model": r["has_model"],
              "run id": r["run_id"], "problem": r["problem"] or ""} for r in rows]

@@ -177,11 +177,20 @@ def test_list_and_summarize(tmp_path):
     assert [r["run_id"] for r in rows] == ["20260102-b", "20260101-a"]
     b, a = rows
     assert a == {"run_id": "20260101-a", "name": "20260101-a", "model": "tiny", "params": 5418, "epochs_done": 3,
-                 "epochs": 3, "minutes": None, "best_val_accuracy": 0.5, "train_time_s": 3.0, "state": "finished",
+                 "epochs": 3, "minutes": None, "best_val_accuracy": 0.5, "last_val_accuracy": 0.5, "train_time_s": 3.0,
+                 "state": "finished",
                  "has_model": True, "created": "2026-01-01 12:00:00", "problem": None}
     assert b["state"] == "interrupted" and b["model"] == "fast" and b["has_model"] is False
     assert b["epochs_done"] == 1 and b["best_val_accuracy"] == 0.2
     assert runs.list_runs(tmp_path / "missing") == []
+
+
+def test_the_saved_models_accuracy_is_the_last_epochs_not_the_best(tmp_path):
+    make_run(tmp_path, "20260101-a", "finished", 3, [0.3, 0.6, 0.5])
+    (row,) = runs.list_runs(tmp_path)
+    assert (row["best_val_accuracy"], row["last_val_accuracy"]) == (0.6, 0.5)
+    make_run(tmp_path, "20260102-b", "finished", 2, [0.4, None])  # the last epoch was not validated
+    assert runs.list_runs(tmp_path)[0]["last_val_accuracy"] is None
 
 
 def test_the_runs_tables_rows(tmp_path):
@@ -191,10 +200,11 @@ def test_the_runs_tables_rows(tmp_path):
     torn, a = runs.list_runs(tmp_path)
     assert runs.table_rows([a, torn]) == [
         {"name": "20260101-a", "model": "tiny", "params": 5418, "epochs": "3/3", "best val accuracy": 0.5,
-         "train time (s)": 3.0, "state": "finished", "saved model": True, "run id": "20260101-a", "problem": ""},
+         "last val accuracy": 0.5, "train time (s)": 3.0, "state": "finished", "saved model": True,
+         "run id": "20260101-a", "problem": ""},
         {"name": "20260103-torn", "model": "?", "params": None, "epochs": "0/?", "best val accuracy": None,
-         "train time (s)": None, "state": "unreadable", "saved model": False, "run id": "20260103-torn",
-         "problem": "its config.json is missing or is not valid JSON."}]
+         "last val accuracy": None, "train time (s)": None, "state": "unreadable", "saved model": False,
+         "run id": "20260103-torn", "problem": "its config.json is missing or is not valid JSON."}]
     assert runs.table_rows([]) == []
     config = runs.read_config(tmp_path / "20260101-a")
     for minutes, shown in ((0.2, "3 in 0.2 min"), (-1, "3/3"), ("5", "3/3"), (float("nan"), "3/3"), (True, "3/3")):

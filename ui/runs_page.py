@@ -22,6 +22,8 @@ def table(rows: list[dict]) -> list[dict]:
                          key="runs_table",
                          column_config={"params": st.column_config.NumberColumn(format="localized"),
                                         "best val accuracy": st.column_config.NumberColumn(format="percent"),
+                                        "last val accuracy": st.column_config.NumberColumn(
+                                            format="percent", help="The last epoch's: the saved model's"),
                                         "train time (s)": st.column_config.NumberColumn(format="%.0f")})
     return [rows[i] for i in event.selection.rows if i < len(rows)]
 

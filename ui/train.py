@@ -152,8 +152,11 @@ def _monitor(run_id: str, initial_state: str) -> None:
     c = st.columns(3)
     c[0].metric("Elapsed", ui.duration(progress["elapsed_s"]))
     c[1].metric("Remaining (estimate)", ui.duration(progress["remaining_s"]) if state in runs.LIVE_STATES else "–")
-    best = metrics.best_val_accuracy(run_dir)
-    c[2].metric("Best validation accuracy", f"{best:.1%}" if best is not None else "–")
+    records, best = metrics.epoch_records(run_dir), metrics.best_val_accuracy(run_dir)
+    last = records[-1].get("val_accuracy") if records else None
+    c[2].metric("Validation accuracy", f"{last:.1%}" if last is not None else "–",
+                help="Of the last epoch, whose model is the one saved (Evaluate measures it)"
+                     + (f"; the best epoch scored {best:.1%}." if best is not None else "."))
     if state in runs.LIVE_STATES and st.button("Stop", key="stop"):
         with st.spinner("Stopping: the job finishes its batch and saves its model…"):
             jobs.stop_job(run_id)
