@@ -18,9 +18,10 @@ from .config import TrainConfig
 
 def check(model_spec: specs.ModelSpec, config: TrainConfig) -> None:
     """Raises SpecError, naming the setting and how to leave it, when config asks for progressive resizing that
-    model_spec cannot take (shapes.at_size: a size not smaller than its images, a layer that does not fit, a Flatten).
-    Every place that starts a training calls it before anything is created: the Train page, jobs.start_job, a
-    sweep's study, train.train."""
+    model_spec cannot take (shapes.at_size: a size not smaller than its images, a layer that does not fit, a Flatten),
+    or for a batch whose activations would not fit in memory (shapes.check_batch). Every place that starts a
+    training calls it before anything is created: the Train page, jobs.start_job, a sweep's study, train.train."""
+    shapes.check_batch(model_spec, config.batch_size)
     if config.low_res_fraction:
         shapes.at_size(model_spec, config.low_res_size)
 

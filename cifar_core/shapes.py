@@ -9,6 +9,7 @@ spec.py holds the vocabulary this walks over and imports nothing back, so the ar
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, replace
 
 from .spec import (
@@ -142,6 +143,29 @@ def infer(spec: ModelSpec) -> list[LayerInfo]:
 def validate(spec: ModelSpec) -> ModelSpec:
     infer(spec)
     return spec
+
+
+def memory_bytes() -> int:
+    """This machine's memory, or 16 GB where the system does not say (Windows)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 16 * 2**30
+
+
+def check_batch(spec: ModelSpec, batch_size: int, memory: int | None = None) -> None:
+    """Raises SpecError, naming batch_size, when a training batch's activations would not fit in three quarters of
+    the memory (memory_bytes()): the input and every layer's output, kept for the backward pass and matched by
+    their gradients, in float32 (2 x 4 bytes a value). The parameter limit alone let a spec of 50 k parameters ask
+    for terabytes: one wide convolution at full resolution, then a hundred layers of its size. fast's batch of 1000
+    counts 2.7 GB here."""
+    values = math.prod(spec.input_shape) + sum(math.prod(row.output_shape) for row in infer(spec))
+    need, allowed = batch_size * values * 8, 0.75 * (memory or memory_bytes())
+    if need > allowed:
+        raise SpecError(f"The training setting batch_size {batch_size:,} asks for about {need / 2**30:,.1f} GB of "
+                        f"activations with this model ({values:,} values an image), more than the "
+                        f"{allowed / 2**30:,.1f} GB this machine can give; choose a batch_size of at most "
+                        f"{max(1, int(allowed // (values * 8))):,}, or a smaller model.")
 
 
 def at_size(spec: ModelSpec, size: int) -> ModelSpec:

@@ -196,6 +196,10 @@ def test_start_job_refuses_invalid_input_before_creating_anything(tmp_path):
         jobs.start_job(S.ModelSpec("bad", (S.Conv2D(0), S.Flatten())), get_preset("tiny").train, tmp_path)
     with pytest.raises(S.SpecError, match="epochs"):
         jobs.start_job(get_preset("tiny").spec, dataclasses.replace(get_preset("tiny").train, epochs=0), tmp_path)
+    wide = S.ModelSpec("wide", (S.Conv2D(1365, 3, padding="same"), *[S.Activation("relu")] * 60,
+                                S.GlobalMaxPooling2D()))  # 51,880 parameters, 85 M values an image
+    with pytest.raises(S.SpecError, match="batch_size 64 asks for about 40.7 GB of activations"):
+        jobs.start_job(wide, get_preset("tiny").train, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -91,6 +91,8 @@ Found by an attack on the engine's readers (2026-12-07), numbered on from 40:
 45 uploads that cost memory beyond their pixels   test_45_* (a thin PNG refused; 16-bit averaged small);
    a sweep trial as Markdown, a server path       test_compare.py::test_compare_runs_of_one_sweep;
                                                   test_studies.py::test_redact_and_driver
+46 a spec of few weights and huge activations     test_shapes.py::test_a_training_batch_must_fit_in_memory;
+                                                  test_jobs.py::test_start_job_refuses_invalid_input_before_...
 """
 
 import dataclasses

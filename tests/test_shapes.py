@@ -279,3 +279,17 @@ def test_at_size_refuses_what_cannot_train_on_smaller_images(spec, size, words):
     with pytest.raises(S.SpecError) as info:
         shapes.at_size(spec, size)
     assert words in str(info.value) and "The training setting low_res_" in str(info.value)
+
+
+def test_a_training_batch_must_fit_in_memory():
+    # tiny, an image: input 32*32*3 + conv 32*32*16 + pool 16*16*16 + conv 16*16*32 + pool 8*8*32 + 32 + 10 values
+    tiny, fast = PRESETS["tiny"].spec, PRESETS["fast"].spec
+    assert 3072 + 16384 + 4096 + 8192 + 2048 + 32 + 10 == 33834
+    shapes.check_batch(tiny, 2975, memory=2**30)  # 2975 x 33834 x 8 bytes fit in 0.75 GiB, 2976 do not
+    with pytest.raises(S.SpecError, match="batch_size 2,976 .* at most 2,975"):
+        shapes.check_batch(tiny, 2976, memory=2**30)
+    with pytest.raises(S.SpecError, match=r"batch_size 1,000 asks for about 2.7 GB .* \(356,602 values an image\)"
+                                          r".* at most 282, or a smaller model"):
+        shapes.check_batch(fast, 1000, memory=2**30)  # 0.75 GiB // (356,602 x 8)
+    shapes.check_batch(fast, 1000, memory=4 * 2**30)
+    assert shapes.memory_bytes() > 2**30
