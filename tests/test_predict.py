@@ -67,6 +67,21 @@ def test_tta_averages_the_image_and_its_mirror(untrained_tiny):
     assert one[0]["probability"] == pytest.approx(float(averaged[0].max()), abs=1e-5)
 
 
+def test_a_model_with_wide_layers_predicts_in_smaller_calls(untrained_tiny, monkeypatch):
+    # tiny's widest output is its first convolution's, 32 x 32 x 16 values an image
+    served = models.serving_model(untrained_tiny)
+    assert predict._widest_output(served) == 32 * 32 * 16
+    calls, predict_on_batch = [], served.predict_on_batch
+    monkeypatch.setattr(served, "predict_on_batch", lambda x: calls.append(len(x)) or predict_on_batch(x))
+    x = np.random.default_rng(2).integers(0, 256, (25, 32, 32, 3)).astype(np.uint8)
+    whole = predict.predict_proba(untrained_tiny, x, tta="mirror")
+    assert calls == [50]
+    calls.clear()
+    monkeypatch.setattr(predict, "MAX_CALL_BYTES", 8 * 32 * 32 * 16 * 10)  # room for 10 images, views included
+    np.testing.assert_allclose(predict.predict_proba(untrained_tiny, x, tta="mirror"), whole, atol=1e-6)
+    assert calls == [10, 10, 10, 10, 10]
+
+
 def test_mirror_shift_tta_weighs_the_shifted_pairs_as_one_half(untrained_tiny):
     x = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
