@@ -245,14 +245,20 @@ def queue_label(run_id: str, runs_dir=None) -> str:
     return f"queued, {ordinal(position)}" if position else runs.read_status(runs.run_path(run_id, runs_dir))["state"]
 
 
-def _start_queued(runs_dir) -> list[str]:
-    """Under the start lock: starts the oldest queued runs while a slot is free; returns their ids."""
+def _start_queued(runs_dir, offered=None) -> list[str]:
+    """Under the start lock: starts the oldest queued runs while a slot is free; returns their ids. A run whose data
+    source `offered` refuses fails with that sentence instead."""
     started = []
     while True:
         queue, slot = queued_runs(runs_dir), _free_slot(runs_dir)
         if not queue or slot is None:
             return started
         run_dir = runs.run_path(queue[0]["run_id"], runs_dir)
+        try:
+            runs.refuse_unoffered(run_dir, offered)
+        except runs.RunError as e:
+            runs.write_status(run_dir, state="failed", error=str(e))
+            continue
         runs.write_status(run_dir, state="starting", error=None)
         try:
             runs.write_status(run_dir, pid=_launch(run_dir, [], slot))
@@ -261,15 +267,15 @@ def _start_queued(runs_dir) -> list[str]:
         started.append(run_dir.name)
 
 
-def start_next(runs_dir=None) -> list[str]:
+def start_next(runs_dir=None, offered=None) -> list[str]:
     """Starts the oldest queued runs while a slot is free (a job ended, or was killed); returns the ids started.
-    Cheap when there is no queue, so pages may call it on every poll."""
+    Cheap when there is no queue, so pages may call it on every poll; they pass sources.offered (_start_queued)."""
     root = Path(runs_dir or runs.default_runs_dir())
     if not queued_runs(root):
         return []
     try:
         with start_lock(root):
-            return _start_queued(root)
+            return _start_queued(root, offered)
     except (OSError, runs.RunError):
         return []  # a read-only or full runs folder: nothing can start from it
 
@@ -306,13 +312,15 @@ def retrain(run_dir: Path, source: str, runs_dir=None) -> str:
     return start_job(model_spec, config, runs_dir, name=runs.run_label(run_dir))
 
 
-def resume_job(run_id: str, runs_dir=None) -> None:
+def resume_job(run_id: str, runs_dir=None, offered=None) -> None:
+    """Resumes a stopped, interrupted or failed run; a page passes sources.offered (runs.refuse_unoffered)."""
     run_dir = runs.run_path(run_id, runs_dir)
     with start_lock(runs_dir):
         _refuse_if_busy(runs_dir)
         slot = _free_slot(runs_dir)
         if runs.read_status(run_dir).get("state") not in RESUMABLE_STATES:
             raise runs.RunError("Only a stopped, interrupted or failed run can be resumed.")
+        runs.refuse_unoffered(run_dir, offered)
         (run_dir / "stop").unlink(missing_ok=True)  # a stop request left by a killed job is not this resume's
         runs.write_status(run_dir, state="starting", error=None)
         runs.write_status(run_dir, pid=_launch(run_dir, ["--resume"], slot))
@@ -386,11 +394,3 @@ def phase_changed(before: str | None, now: str | None) -> bool:
     """Whether a run watched since it was in state `before` has, in state `now`, ended its job (trained or queued
     before, neither now) or gone into or out of the queue: what its page shows changes beyond the watched part."""
     return before in WATCHED_STATES and now not in WATCHED_STATES or (now == "queued") != (before == "queued")
-
-
-def read_job_log(run_id: str, runs_dir=None, lines: int = 20) -> str:
-    try:
-        text = files.read_tail(runs.run_path(run_id, runs_dir) / "job.log", 64 * 2**10).decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import config as configs
 from . import metrics, shapes, spec_io
 from . import spec as specs
-from .files import DiskFullError, is_disk_full, read_json, try_lock, write_json  # noqa: F401
+from .files import DiskFullError, is_disk_full, read_json, read_tail, try_lock, write_json  # noqa: F401
 from .files import is_locked as _is_locked
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
@@ -317,3 +317,22 @@ def table_rows(rows: list[dict]) -> list[dict]:
              "last val accuracy": r["last_val_accuracy"],
              "train time (s)": r["train_time_s"], "state": r["state"], "saved model": r["has_model"],
              "run id": r["run_id"], "problem": r["problem"] or ""} for r in rows]
+
+
+def refuse_unoffered(run_dir: Path, offered) -> None:
+    """RunError when `offered` (a page's sources.offered; None from the command line) refuses the run's stored data
+    source: a page starts only what the web app offers, whoever queued the run or wrote its config.json."""
+    train = read_config(run_dir).get("train")
+    data = train.get("data", "") if isinstance(train, dict) else ""
+    if offered is not None and not (isinstance(data, str) and offered(data)):
+        raise RunError("This run's data source is not offered by this server; train its model again on a data "
+                       "source the app offers.")
+
+
+def read_job_log(run_id: str, runs_dir=None, lines: int = 20) -> str:
+    """The job log's last lines, from its last 64 kB (files.read_tail: a regular file only)."""
+    try:
+        text = read_tail(run_path(run_id, runs_dir) / "job.log", 64 * 2**10).decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -102,6 +102,19 @@ def app_source(choice: str) -> str:
     return str(path)
 
 
+def offered(source: str) -> bool:
+    """Whether a run's stored data source (config.json's train.data: "", keras, sample or a dataset's path) is one
+    the web app offers now: what a page checks before it resumes or starts a run it did not make just now, which a
+    command line, an older setting of the data roots or a hand may have pointed anywhere."""
+    if source in ("", "keras", "sample"):
+        return True
+    try:
+        path = str(Path(source).expanduser().resolve())
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return any(path == str(p) and any(_inside(p, root) for root in data_roots()) for p in _root_sources().values())
+
+
 def app_default() -> str:
     """The web app's first data source: the default source when the app offers it, else the sample."""
     source = data.default_source()

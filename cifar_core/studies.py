@@ -52,13 +52,18 @@ def _driver_url(url: str) -> str:
     return url
 
 
-def redact(url: str) -> str:
-    """The URL as messages and logs name it, which the Sweep page shows too: without its password, and an SQLite
-    file by its name alone, not the server's folders."""
-    url = str(url)
-    if url.startswith("sqlite:///"):
-        return "sqlite:///" + Path(url[len("sqlite:///"):]).name
+def without_password(url: str) -> str:
+    """The URL without its password, after the user name or in the query: what a record of it may keep."""
+    url = re.sub(r"([?&](?:password|passfile|sslpassword)=)[^&]*", r"\1***", str(url), flags=re.IGNORECASE)
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def redact(url: str) -> str:
+    """The URL as messages and logs name it, which the Sweep page shows too: without_password, and an SQLite file
+    by its name alone, not the server's folders."""
+    if str(url).startswith("sqlite:///"):
+        return "sqlite:///" + Path(str(url)[len("sqlite:///"):]).name
+    return without_password(url)
 
 
 def _first_line(e: BaseException) -> str:

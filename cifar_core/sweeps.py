@@ -249,7 +249,7 @@ def _record_local(runs_dir, study_name: str, storage_url: str, pid: int | None =
     old = read_json(path, {})
     old = old if isinstance(old, dict) else {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept_url = storage_url if storage_url == studies.default_storage(runs_dir) else studies.redact(storage_url)
+    kept_url = studies.without_password(storage_url)
     write_json(path, {**old, "study": study_name, "storage": kept_url,
                       "created": old.get("created") or time.strftime("%Y-%m-%d %H:%M:%S"),
                       **({"pid": pid} if pid else {})})

@@ -42,7 +42,7 @@ else:
 top = predict.top_k(predict.predict_proba(model, image)[0], class_names, 1)[0]
 left, right = st.columns([1, 3], gap="large")
 left.image(charts.enlarge(image, 6),
-           caption=f"the 32 × 32 input; the model says {top['label']} ({top['probability']:.0%})")
+           caption=f"the 32 × 32 input; the model says {ui.md_escape(top['label'])} ({top['probability']:.0%})")
 try:
     filters = ui.first_layer_filters(ref, mtime)
 except explain.NoConvolutionError:

@@ -6,7 +6,7 @@ import streamlit as st
 
 import ui
 from cifar_core import config as configs
-from cifar_core import jobs, resizing, runs, shapes
+from cifar_core import jobs, resizing, runs, shapes, sources
 from cifar_core import spec as specs
 from ui import train as view
 
@@ -68,7 +68,7 @@ if status.get("failed_on") == "data":  # resuming would fail the same way: offer
 elif status.get("state") in jobs.RESUMABLE_STATES:
     if st.button("Resume", key="resume"):
         try:
-            jobs.resume_job(run_id)
+            jobs.resume_job(run_id, offered=sources.offered)
         except runs.RunError as e:
             st.error(ui.md_escape(str(e)))
         else:
@@ -77,4 +77,4 @@ if status.get("state") == "finished":
     if st.button("Evaluate this model", icon=":material/analytics:", key="evaluate_this"):
         ui.open_page("pages/evaluate.py", {"eval_model": run_id})
 with st.expander("Job log"):
-    st.code(jobs.read_job_log(run_id) or "(empty)", language=None)
+    st.code(runs.read_job_log(run_id) or "(empty)", language=None)

@@ -32,6 +32,16 @@ def drawn(monkeypatch):
     return calls
 
 
+def test_class_names_in_captions_are_text_not_markdown(open_app, runs_with_model):
+    from cifar_core import runs
+
+    names = [f"[class {i}](https://example.com/{i}) ![p](https://example.com/p.png)" for i in range(10)]
+    runs.write_config(runs_with_model / TINY_RUN_ID, class_names=names)
+    at = open_app(LAYERS, lay_model=TINY_RUN_ID)
+    caption = at.image[0].captions[0]
+    assert "the model says \\[class " in caption and "](" not in caption.replace("\\]\\(", "")
+
+
 @pytest.mark.usefixtures("runs_with_model")
 def test_the_model_and_the_image_survive_a_visit_to_another_page(open_app):
     at = open_app(LAYERS)

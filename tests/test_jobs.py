@@ -216,13 +216,6 @@ def test_stop_job_of_a_finished_run(tmp_path):
     assert runs.stop_requested(run)
 
 
-def test_read_job_log(tmp_path):
-    run = _run(tmp_path, "r", "finished")
-    (run / "job.log").write_text("\n".join(f"line {i}" for i in range(30)))
-    assert jobs.read_job_log("r", tmp_path, lines=2) == "line 28\nline 29"
-    assert jobs.read_job_log("nothing", tmp_path) == ""
-
-
 def _standbys(runs_dir) -> list[int]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):

@@ -243,3 +243,24 @@ def test_delete_run(tmp_path):
     runs.delete_run(live)  # a killed job's run reads as interrupted and can be deleted
     assert not live.exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_read_job_log(tmp_path):
+    run = make_run(tmp_path, "r", "finished", 1, [0.5])
+    (run / "job.log").write_text("\n".join(f"line {i}" for i in range(30)))
+    assert runs.read_job_log("r", tmp_path, lines=2) == "line 28\nline 29"
+    (run / "job.log").write_text("x" * 100_000 + "\nthe end")  # only its last 64 kB are read
+    assert runs.read_job_log("r", tmp_path) == "x" * (64 * 2**10 - 8) + "\nthe end"
+    assert runs.read_job_log("nothing", tmp_path) == ""
+
+
+def test_a_page_starts_only_runs_whose_data_source_it_offers(tmp_path):
+    run = make_run(tmp_path, "r", "stopped", 1, [0.5])
+    runs.write_config(run, train={"data": "/elsewhere/secret"})
+    runs.refuse_unoffered(run, None)  # the command line: any source
+    runs.refuse_unoffered(run, lambda source: source == "/elsewhere/secret")
+    with pytest.raises(runs.RunError, match="This run's data source is not offered by this server"):
+        runs.refuse_unoffered(run, lambda source: source in ("", "keras", "sample"))
+    runs.write_config(run, train={"data": ["not", "a", "path"]})
+    with pytest.raises(runs.RunError):
+        runs.refuse_unoffered(run, lambda source: True)

@@ -93,6 +93,11 @@ Found by an attack on the engine's readers (2026-12-07), numbered on from 40:
                                                   test_studies.py::test_redact_and_driver
 46 a spec of few weights and huge activations     test_shapes.py::test_a_training_batch_must_fit_in_memory;
                                                   test_jobs.py::test_start_job_refuses_invalid_input_before_...
+47 a second attack: a pipe as a batch file, an    test_47_* (each refused at once); test_runs.py::
+   archive of a million members, links out of a   test_a_page_starts_only_runs_whose_data_source_it_offers;
+   dataset, a page resuming an unoffered source,  test_studies.py::test_redact_and_driver
+   class names in image captions, a password in
+   a storage URL's query
 """
 
 import dataclasses
@@ -412,7 +417,7 @@ def test_14_an_exception_inside_the_job(trained_runs, tmp_path):
     assert digests(run) == before  # model, metrics, evaluation, backup, config: all as they were
     helpers.wait_for(lambda: not group_alive(pid), timeout=30)
     assert not runs.is_locked(run)
-    assert "error: " in jobs.read_job_log(TINY_RUN_ID, runs_dir) and "Traceback" not in jobs.read_job_log(
+    assert "error: " in runs.read_job_log(TINY_RUN_ID, runs_dir) and "Traceback" not in runs.read_job_log(
         TINY_RUN_ID, runs_dir)
 
 
@@ -1065,7 +1070,7 @@ def test_33_stop_pressed_right_after_start_is_honoured(app_env):
     time.sleep(0.1)
     state = jobs.stop_job(run_id, wait_s=120)
     run = runs.run_path(run_id)
-    assert state == "stopped", jobs.read_job_log(run_id)
+    assert state == "stopped", runs.read_job_log(run_id)
     assert metrics.epoch_records(run) == [] and not runs.is_locked(run)
 
 
@@ -1455,13 +1460,22 @@ def test_27_the_app_opens_only_sample_keras_and_datasets_in_the_data_roots(tmp_p
 
 
 def _finishes(call, seconds: float = 20.0):
-    """call's result, asserting it returns within `seconds` (run in a daemon thread, so a hang fails the test
-    instead of stopping the suite)."""
+    """call's result (or its exception, raised here), asserting it ends within `seconds` (run in a daemon thread, so
+    a hang fails the test instead of stopping the suite)."""
     result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("value", call()), daemon=True)
+
+    def run():
+        try:
+            result["value"] = call()
+        except Exception as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(seconds)
     assert not thread.is_alive(), f"{call} did not return within {seconds} s"
+    if "error" in result:
+        raise result["error"]
     return result["value"]
 
 
@@ -1479,7 +1493,7 @@ def test_40_a_pipe_or_a_device_as_a_run_file_neither_hangs_nor_fills_memory(runs
         (run / name).symlink_to("/dev/zero")
     listed = _finishes(lambda: {r["run_id"]: r for r in runs.list_runs()})
     assert TINY_RUN_ID in listed
-    _finishes(lambda: (metrics.read_metrics(run), jobs.read_job_log(TINY_RUN_ID),
+    _finishes(lambda: (metrics.read_metrics(run), runs.read_job_log(TINY_RUN_ID),
                        evaluate.load_eval(run, "sample", "val")))
     code, out, err = _finishes(lambda: cli(capsys, "runs"))
     assert code == 0 and "Traceback" not in err
@@ -1598,3 +1612,68 @@ def test_45_uploads_that_would_cost_memory_beyond_their_pixels():
     tracemalloc.stop()
     assert peak < 45 * 2**20, peak  # float64 at full size: 72 MB and its temporaries
     assert array.shape == (32, 32, 3) and array[0, 0, 0] < 5 and array[0, -1, 0] > 145  # scaled, not clipped
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_47_a_pipe_or_a_device_as_a_batch_file_is_refused_at_once(tmp_path, kind):
+    from cifar_core import data
+
+    folder = batches_folder(tmp_path, b"")
+    (folder / "data_batch_1").unlink()
+    if kind == "fifo":
+        os.mkfifo(folder / "data_batch_1")
+    else:
+        (folder / "data_batch_1").symlink_to("/dev/zero")
+    with pytest.raises(data.DataError, match="not a complete cifar-10-batches-py folder .data_batch_1"):
+        _finishes(lambda: data.load_data(str(folder)), 10)
+
+
+def test_47_an_archive_of_many_members_is_read_only_as_far_as_the_batches_can_be(tmp_path):
+    import tarfile
+
+    from cifar_core import data, readers
+
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for i in range(5000):  # getmember would index them all first (1.5 million: 0.7 GB, a minute)
+            tar.addfile(tarfile.TarInfo(f"cifar-10-batches-py/padding_{i}"))
+    started = time.perf_counter()
+    with pytest.raises(data.DataError, match=f"has no data_batch_1 among its first {readers.MAX_ARCHIVE_MEMBERS}"):
+        data.load_data(str(archive))
+    assert time.perf_counter() - started < 2
+
+
+def test_47_a_link_out_of_a_dataset_is_refused_and_one_inside_it_is_followed(tmp_path, monkeypatch):
+    from cifar_core import data
+
+    monkeypatch.setenv("CIFAR_CORE_CACHE", str(tmp_path / "cache"))
+    folder = image_folder(tmp_path / "ds")
+    outside = image_folder(tmp_path / "private", classes=("secret", "other"))
+    (folder / "train" / "cat" / "inside.png").symlink_to(folder / "train" / "dog" / "0.png")  # stays inside
+    assert len(data.load_data(str(folder)).x_train) + len(data.load_data(str(folder)).x_val) == 25
+    for link, target in (("train/secret", outside / "train" / "secret"),
+                         ("train/cat/zz.png", outside / "train" / "secret" / "0.png")):
+        (folder / link).symlink_to(target)
+        with pytest.raises(data.DataError, match=f"holds a link that leads out of it .{link.split('/', 1)[1]}"):
+            data.load_data(str(folder))
+        (folder / link).unlink()
+    (folder / "train").rename(folder / "real")
+    (folder / "train").symlink_to(outside / "train")  # the split folder itself leads out
+    with pytest.raises(data.DataError, match="train is a link that leads out of the dataset"):
+        data.load_data(str(folder))
+
+
+def test_47_a_page_resumes_or_starts_only_runs_on_a_source_it_offers(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(tmp_path / "data"))
+    outside = image_folder(tmp_path / "outside")
+    for run_id, state in (("20260101-000000-stopped", "stopped"), ("20260101-000001-queued", "queued")):
+        preset = get_preset("tiny")
+        run = runs.create_run(tmp_path / "runs" / run_id, preset.spec, dataclasses.replace(preset.train,
+                                                                                          data=str(outside)))
+        runs.write_status(run, state=state, queued_at=1.0)
+    assert not sources.offered(str(outside)) and sources.offered("sample")
+    with pytest.raises(runs.RunError, match="data source is not offered by this server"):
+        jobs.resume_job("20260101-000000-stopped", tmp_path / "runs", offered=sources.offered)
+    assert jobs.start_next(tmp_path / "runs", offered=sources.offered) == []
+    status = runs.read_status(tmp_path / "runs" / "20260101-000001-queued")
+    assert status["state"] == "failed" and "not offered by this server" in status["error"]

@@ -12,6 +12,9 @@ from cifar_core import studies
 def test_redact_and_driver():
     assert studies.redact("postgresql://ann:secret@db:5432/s") == "postgresql://ann:***@db:5432/s"
     assert studies.redact("sqlite:////srv/app/runs/sweeps.db") == "sqlite:///sweeps.db"
+    assert studies.redact("postgresql://bob@db/optuna?sslmode=require&password=hunter2&PassFile=/p") == (
+        "postgresql://bob@db/optuna?sslmode=require&password=***&PassFile=***")
+    assert studies.without_password("sqlite:////srv/app/runs/other.db") == "sqlite:////srv/app/runs/other.db"
     assert studies._driver_url("postgresql://ann@db/s").startswith("postgresql+psycopg://") or \
         importlib.util.find_spec("psycopg2")
     with pytest.raises(S.SpecError, match="--storage must be a database URL"):

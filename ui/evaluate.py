@@ -108,8 +108,9 @@ def confused_pairs(result: dict, x) -> None:
         head[1].button("Show in the gallery", key=f"pair_{n}", on_click=show_pair, args=(pair["true"], pair["pred"]))
         with st.container(horizontal=True, wrap=True):  # a row that wraps: on a phone columns would stack them
             for item in pair["mistakes"]:
-                st.image(charts.enlarge(x[item["index"]], 3), caption=f"{item['confidence']:.0%} {pair['pred']}",
-                         width=96)
+                # a caption is Markdown to Streamlit, and a class name is a folder's name
+                st.image(charts.enlarge(x[item["index"]], 3), width=96,
+                         caption=f"{item['confidence']:.0%} {ui.md_escape(pair['pred'])}")
 
 
 def gallery(result: dict, x) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
-from cifar_core import charts, compare, files, jobs, metrics, models, runs
+from cifar_core import charts, compare, files, jobs, metrics, models, runs, sources
 
 METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss", "accuracy": "training accuracy",
            "loss": "training loss"}
@@ -88,7 +88,8 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
 
 
 def _waiting() -> None:
-    jobs.start_next()  # a job killed outright cannot start the run queued behind it; the page does
+    # a job killed outright cannot start the run queued behind it; the page does, if it offers its data source
+    jobs.start_next(offered=sources.offered)
     waiting = jobs.queued_runs()
     if waiting:
         st.subheader("Queue")

@@ -7,7 +7,7 @@ import streamlit as st
 
 import ui
 from cifar_core import config as configs
-from cifar_core import jobs, presets, runs, studies, sweeps
+from cifar_core import jobs, presets, runs, sources, studies, sweeps
 from cifar_core import spec as specs
 from ui.train import BUILD
 
@@ -72,7 +72,7 @@ def progress(study: str) -> None:
 
 
 def _progress(study: str, storage: str, running: bool) -> None:
-    jobs.start_next()
+    jobs.start_next(offered=sources.offered)
     alive = sweeps.sweep_running(runs.default_runs_dir(), study)
     if running and not alive:
         st.rerun()

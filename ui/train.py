@@ -131,7 +131,8 @@ def monitor(run_id: str) -> None:
 
 def _monitor(run_id: str, initial_state: str) -> None:
     run_dir = runs.run_path(run_id)
-    jobs.start_next()  # a job killed outright cannot start the run queued behind it; the page does
+    # a job killed outright cannot start the run queued behind it; the page does, if it offers its data source
+    jobs.start_next(offered=sources.offered)
     status = runs.read_status(run_dir)
     state = status.get("state", "unknown")
     if jobs.phase_changed(initial_state, state):
