@@ -109,10 +109,11 @@ def offered(source: str) -> bool:
     if source in ("", "keras", "sample"):
         return True
     try:
-        path = str(Path(source).expanduser().resolve())
+        path = Path(source).expanduser().resolve()
+        return any(path == p.resolve() and any(_inside(p, root) for root in data_roots())
+                   for p in _root_sources().values())
     except (OSError, RuntimeError, ValueError):
         return False
-    return any(path == str(p) and any(_inside(p, root) for root in data_roots()) for p in _root_sources().values())
 
 
 def app_default() -> str:

@@ -26,3 +26,17 @@ def test_a_page_names_a_source_by_its_choice_or_its_last_part(monkeypatch, tmp_p
     assert sources.source_status(str(tmp_path / "nothing")) == (False, "The data source nothing does not exist.")
     assert sources.source_status("sample")[0] is True
     assert "/" not in sources.source_status(str(Path(tmp_path) / "birds"))[1]
+
+
+def test_a_stored_source_is_offered_only_if_the_app_offers_it_now(monkeypatch, tmp_path):
+    root = tmp_path / "data"
+    (root / "birds" / "train" / "robin").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "train" / "crow").mkdir(parents=True)
+    (root / "linked").symlink_to(root / "birds")  # a dataset offered through a link that stays in the root
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(root))
+    for stored in ("", "keras", "sample", sources.app_source("data/birds"), sources.app_source("data/linked")):
+        assert sources.offered(stored), stored
+    for stored in (str(tmp_path / "elsewhere"), "/etc", "data/birds", "\0", str(root)):
+        assert not sources.offered(stored), stored
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(tmp_path / "elsewhere"))  # the roots narrowed since
+    assert not sources.offered(str(root / "birds"))
