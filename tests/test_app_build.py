@@ -1,5 +1,8 @@
 """AppTest of the Build page: presets, the layer editor, validity shown in place, Keras code and spec JSON."""
 
+import os
+import time
+
 import helpers
 import pytest
 
@@ -212,7 +215,14 @@ def test_the_compact_editor_shows_one_row_a_layer(open_app):
 
 
 def test_a_reload_keeps_the_model_being_edited(open_app, app_env):
+    (app_env / ".drafts").mkdir()
+    for name, age_days in (("oldoldoldold", 31), ("recentrecent", 29)):
+        (app_env / ".drafts" / f"{name}.json").write_text("{}")
+        then = time.time() - age_days * 86400
+        os.utime(app_env / ".drafts" / f"{name}.json", (then, then))
     at = open_app(BUILD)
+    assert not (app_env / ".drafts" / "oldoldoldold.json").exists()  # a new session prunes drafts of 30 days
+    assert (app_env / ".drafts" / "recentrecent.json").exists()
     load(at, "tiny")
     at.text_input(key="spec_name").set_value("mine").run()
     draft = at.query_params["draft"]

@@ -7,8 +7,10 @@ UI glue only; the product's logic lives in cifar_core.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
+import time
 
 import numpy as np
 import streamlit as st
@@ -329,6 +331,7 @@ def save_draft(spec) -> str:
     draft_id = st.session_state.get("draft_id")
     if not draft_id or not _DRAFT_ID.match(draft_id):
         draft_id = st.session_state["draft_id"] = secrets.token_urlsafe(12)
+        _prune_drafts(_draft_path(draft_id).parent)
     text = spec_io.to_json(spec)
     if st.session_state.get("draft_saved") != text:
         try:
@@ -339,6 +342,24 @@ def save_draft(spec) -> str:
         except OSError:
             pass  # a read-only runs folder: the draft lives in this session only
     return draft_id
+
+
+DRAFT_DAYS = 30
+
+
+def _prune_drafts(folder) -> None:
+    """Removes drafts untouched for DRAFT_DAYS, as each new session starts one: every session that opens Build saves
+    a draft, and nothing else ever removes them."""
+    cutoff = time.time() - DRAFT_DAYS * 86400
+    try:
+        old = [e.path for e in os.scandir(folder) if e.name.endswith(".json") and e.stat().st_mtime < cutoff]
+    except OSError:
+        return
+    for path in old:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def load_draft(draft_id: str | None):
