@@ -257,8 +257,13 @@ def is_locked(path: str | os.PathLike) -> bool:
     return False
 
 
-def wait_lock(path: str | os.PathLike):
-    """The lock on path, waiting for it as long as it takes (for short critical sections)."""
-    lock = filelock.FileLock(str(path), timeout=-1, thread_local=False)
-    lock.acquire()
+def wait_lock(path: str | os.PathLike, timeout: float = 120.0):
+    """The lock on path, waiting for it up to `timeout` seconds (for short critical sections), then OSError: a
+    holder that hangs, or a folder where the lock file can never be made (filelock retries a missing parent, as
+    under /proc, without end), is a sentence instead of a wait forever."""
+    lock = filelock.FileLock(str(path), timeout=timeout, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise OSError(errno.ETIMEDOUT, f"the lock {Path(path).name} was not free within {timeout:g} s") from None
     return lock

@@ -147,6 +147,8 @@ def test_lock_is_exclusive_and_released(tmp_path, lock_backend):
     assert not files.is_locked(path)
     held = files.try_lock(path)
     assert held is not None and files.is_locked(path) and files.try_lock(path) is None
+    with pytest.raises(OSError, match="the lock lock was not free within 0.2 s"):
+        files.wait_lock(path, timeout=0.2)
     held.release()
     assert not files.is_locked(path)
     files.wait_lock(path).release()
