@@ -123,6 +123,12 @@ def best_val_accuracy(run_dir: Path) -> float | None:
                default=None)
 
 
+def last_val_accuracy(run_dir: Path) -> float | None:
+    """The last epoch's validation accuracy: the saved model's (Evaluate measures it), not the best epoch's."""
+    records = epoch_records(run_dir)
+    return records[-1].get("val_accuracy") if records else None
+
+
 def append_metrics(run_dir: Path, records: list[dict]) -> None:
     path = Path(run_dir) / "metrics.jsonl"
     text = "".join(dumps(r, indent=None) + "\n" for r in records)

@@ -286,8 +286,7 @@ def summarize(run_dir: Path) -> dict:
         "epochs": metrics.count(train.get("epochs")) or None,
         "minutes": minutes if minutes is not None and minutes > 0 else None,  # a time budget, in place of epochs
         "best_val_accuracy": max(val) if val else None,
-        # the saved model is the last epoch's (Evaluate measures it), not the best one's
-        "last_val_accuracy": epochs[-1].get("val_accuracy") if epochs else None,
+        "last_val_accuracy": metrics.last_val_accuracy(run_dir),
         "train_time_s": epochs[-1]["time"] if epochs else None,
         "state": status["state"] if not problem else "unreadable",
         "has_model": (run_dir / "model.keras").is_file() and not problem,

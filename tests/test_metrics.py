@@ -101,3 +101,10 @@ def test_best_val_accuracy_reads_the_epoch_records_only(tmp_path):
         {"kind": "epoch", "epoch": 2, "step": 2, "time": 4.0, "val_accuracy": 0.7},
         {"kind": "epoch", "epoch": 3, "step": 2, "time": 6.0, "val_accuracy": None}])
     assert metrics.best_val_accuracy(tmp_path) == 0.7
+
+
+def test_best_and_last_validation_accuracy(tmp_path):
+    assert metrics.last_val_accuracy(tmp_path) is None and metrics.best_val_accuracy(tmp_path) is None
+    metrics.append_metrics(tmp_path, [{"kind": "epoch", "epoch": e, "step": 1, "time": float(e), "val_accuracy": v}
+                                      for e, v in ((1, 0.3), (2, 0.6), (3, 0.5))])
+    assert (metrics.best_val_accuracy(tmp_path), metrics.last_val_accuracy(tmp_path)) == (0.6, 0.5)

@@ -153,8 +153,7 @@ def _monitor(run_id: str, initial_state: str) -> None:
     c = st.columns(3)
     c[0].metric("Elapsed", ui.duration(progress["elapsed_s"]))
     c[1].metric("Remaining (estimate)", ui.duration(progress["remaining_s"]) if state in runs.LIVE_STATES else "–")
-    records, best = metrics.epoch_records(run_dir), metrics.best_val_accuracy(run_dir)
-    last = records[-1].get("val_accuracy") if records else None
+    best, last = metrics.best_val_accuracy(run_dir), metrics.last_val_accuracy(run_dir)
     c[2].metric("Validation accuracy", f"{last:.1%}" if last is not None else "–",
                 help="Of the last epoch, whose model is the one saved (Evaluate measures it)"
                      + (f"; the best epoch scored {best:.1%}." if best is not None else "."))
