@@ -275,3 +275,14 @@ def test_a_number_typed_out_of_range_is_what_the_page_checks(open_app):
     assert not at.session_state["spec_valid"]
     at.number_input(key="layer_0_filters").set_value(8).run()
     assert at.session_state["spec_error"] == "logit_scale must be a number in (0, 10], got 50.0."
+
+
+def test_a_number_that_is_not_whole_is_refused_not_cut(open_app):
+    """Streamlit's integer box read "2.5" as 2 (JavaScript's parseInt); the float box underneath passes 2.5 on."""
+    at = open_app(BUILD)
+    load(at, "tiny")
+    at.number_input(key="layer_0_filters").set_value(2.5).run()
+    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be an integer from 1 to 4096, got 2.5."]
+    assert not at.session_state["spec_valid"] and not at.exception
+    at.number_input(key="layer_0_filters").set_value(12.0).run()
+    assert not at.error and at.session_state["spec_valid"]

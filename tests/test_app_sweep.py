@@ -34,6 +34,19 @@ def test_trials_out_of_range_say_so_and_start_nothing(open_app, app_env):
     assert sweeps.local_studies(app_env) == []
 
 
+def test_a_number_that_is_not_whole_is_named_not_cut(open_app):
+    """Streamlit's integer box read "2.5" as 2 and "1e12" as 1 (JavaScript's parseInt); ui.number_input's float box
+    passes what was typed, and the page names it."""
+    at = open_app(SWEEP)
+    at.number_input(key="sweep_trials").set_value(2.5).run()
+    assert [e.value for e in at.error] == ["Trials must be a whole number from 1 to 10,000, got 2.5."]
+    assert at.button(key="sweep_start").disabled
+    at.number_input(key="sweep_trials").set_value(1e12).run()
+    assert [e.value for e in at.error] == ["Trials must be a whole number from 1 to 10,000, got 1,000,000,000,000."]
+    at.number_input(key="sweep_trials").set_value(4.0).run()
+    assert not at.error and at.number_input(key="sweep_trials").value == 4 and not at.exception
+
+
 def test_a_sweep_from_the_page(open_app, app_env):
     at = open_app(SWEEP)
     at.checkbox(key="sweep_on_label_smoothing").uncheck()

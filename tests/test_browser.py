@@ -203,3 +203,16 @@ def test_runs_queued_behind_a_job_a_sweep_and_what_changed(server, page, runs_di
     page.get_by_role("button", name="Open the best trial in Train").first.wait_for()  # a rerun may show two
     page.screenshot(path=str(ARTIFACTS / "sweep.png"), full_page=True)
 
+
+
+def test_a_whole_number_box_reads_what_is_typed(server, page):
+    """Streamlit's integer box parses what is typed with JavaScript's parseInt: "1e12" became 1 and "2.5" became 2,
+    and the page went on with them. ui.number_input's float box reads them whole, and the page names them."""
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{server}/sweep")
+    page.get_by_role("heading", name="Sweep").wait_for()
+    for typed, shown in (("1e12", "1,000,000,000,000"), ("2.5", "2.5")):
+        _fill(page, "Trials", typed)
+        page.get_by_text(f"Trials must be a whole number from 1 to 10,000, got {shown}.", exact=True).wait_for()
+    _fill(page, "Trials", "7")
+    page.get_by_text("Trials must be", exact=False).wait_for(state="detached")

@@ -7,6 +7,7 @@ UI glue only; the product's logic lives in cifar_core.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import secrets
@@ -70,15 +71,31 @@ def kept_uploads(key: str, label: str, types: list[str]) -> list[tuple[str, byte
 def number_input(label: str, **kwargs):
     """st.number_input with no bounds. Given min_value or max_value, Streamlit keeps a typed value outside them in
     the box, in red, while the page goes on with the last value inside them: a trial count of 0 started 10 trials.
-    Without bounds the page gets what the box shows, and the engine's own check says what is wrong with it."""
-    return st.number_input(label, **kwargs)
+    Without bounds the page gets what the box shows, and the engine's own check says what is wrong with it.
+
+    A whole-number box (an int step) is a float box underneath: Streamlit's integer box reads what is typed with
+    JavaScript's parseInt, so "1e12" arrived as 1 and "2.5" as 2, without a word. Here it returns an int when the
+    typed number is whole and the float otherwise, which every check of a whole number (config, spec,
+    bounded_number) refuses by name."""
+    whole = isinstance(kwargs.get("step"), int) and not isinstance(kwargs.get("step"), bool)
+    if whole:
+        kwargs["step"] = float(kwargs["step"])
+        if isinstance(kwargs.get("value"), int):
+            kwargs["value"] = float(kwargs["value"])
+        if kwargs.get("format") is None:
+            kwargs["format"] = "%g"  # JavaScript's own digits: 50000, not 50000.00 or 5e+04
+    value = st.number_input(label, **kwargs)
+    # Beyond 2**53 a JavaScript number is no longer exact, and its 300 digits would fill a message: it stays a float.
+    if whole and isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
 
 
 def bounded_number(label: str, low: int, high: int, value: int, key: str, **kwargs) -> int | None:
     """A whole number from low to high (ui.number_input); outside them, or empty, a sentence under the box that
     names it and what is allowed, and None."""
     number = number_input(label, value=value, step=kwargs.pop("step", 1), key=key, **kwargs)
-    if number is None or not low <= number <= high:
+    if number is None or not isinstance(number, int) or not low <= number <= high:
         st.error(f"{label} must be a whole number from {low:,} to {high:,}"
                  + (", not empty." if number is None else f", got {number:,}."))
         return None
