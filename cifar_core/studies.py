@@ -124,9 +124,14 @@ def trial_rows(study_summary: dict) -> list[dict]:
     run's id (never its folder: pages print no server path), and, when a trial failed, why."""
     failed = any(t.get("error") for t in study_summary["trials"])
     return [{"trial": t["number"], "state": t["state"], "validation accuracy": t["value"], "seconds": t["seconds"],
-             **{f"param {k}": v for k, v in t["params"].items()}, "run": _run_id(t["run_dir"]),
+             **{f"param {k}": _param(v) for k, v in t["params"].items()}, "run": _run_id(t["run_dir"]),
              **({"why it failed": t.get("error")} if failed else {})}
             for t in study_summary["trials"]]
+
+
+def _param(value):
+    """A parameter as its trial trained on it: a float to the three digits space.suggest keeps."""
+    return float(f"{value:.3g}") if isinstance(value, float) else value
 
 
 def _run_id(run_dir) -> str | None:

@@ -19,9 +19,9 @@ choices = ([BUILD] if "spec" in st.session_state else []) + list(presets.PRESETS
 choice = st.selectbox("Model", choices, index=choices.index("tiny"), key="sweep_model", format_func=lambda c: (
     f"from the Build page: {st.session_state['spec'].name}" if c == BUILD else f"preset {c}"))
 model_spec = st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
-space, trials, epochs, limit = view.search_form(model_spec)
+space, trials, epochs, limit, ready = view.search_form(model_spec)
 
-if st.button("Start sweep", type="primary", key="sweep_start", disabled=None in (trials, epochs, limit)):
+if st.button("Start sweep", type="primary", key="sweep_start", disabled=not ready):
     try:
         config = sweeps.trial_config(model_spec, epochs, ui.data_source(), limit)
         st.session_state["sweep_study"] = sweeps.start_sweep(model_spec, config, space, trials)

@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,11 @@ from cifar_core import spec as S
 from cifar_core import spec_io
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def plain(markdown: str) -> str:
+    """Markdown text as shown (the pages escape user-given names and their messages)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def image_bytes(image, format: str = "PNG", **save_args) -> bytes:

@@ -10,15 +10,35 @@ from cifar_core import runs, studies, sweeps
 SWEEP = "pages/sweep.py"
 
 
-def test_a_bad_range_is_a_sentence(open_app, app_env):
+def test_a_bad_range_is_a_sentence_as_it_is_typed(open_app, app_env):
     at = open_app(SWEEP)
     assert any("No sweep yet" in i.value for i in at.info)
     at.number_input(key="sweep_low_width").set_value(3.0)
-    at.number_input(key="sweep_high_width").set_value(1.0)
-    at.button(key="sweep_start").click().run()
-    assert not at.exception
-    assert len(at.error) == 1 and "width has low 3.0 above high 1.0" in at.error[0].value.replace("\\", "")
+    at.number_input(key="sweep_high_width").set_value(1.0).run()
+    assert not at.exception and at.button(key="sweep_start").disabled  # said before Start, named as the form does
+    assert [helpers.plain(e.value) for e in at.error] == [
+        "The range 'Width (× every Conv2D's filters)' has low 3.0 above high 1.0."]
+    at.number_input(key="sweep_low_width").set_value(0.5).run()
+    assert not at.error and not at.button(key="sweep_start").disabled
+    for key in ("width", "learning_rate", "label_smoothing"):
+        at.checkbox(key=f"sweep_on_{key}").uncheck()
+    at.run()
+    assert [helpers.plain(e.value) for e in at.error] == ["Choose at least one range or preset to search."]
+    assert at.button(key="sweep_start").disabled
     assert sweeps.local_studies(app_env) == [] and runs.list_runs(app_env) == []
+
+
+def test_an_empty_limit_trains_on_all_images_as_on_train(open_app, app_env, monkeypatch):
+    started = []
+    monkeypatch.setattr(sweeps, "start_sweep", lambda spec, config, space, trials: started.append(config) or "s")
+    at = open_app(SWEEP)
+    at.number_input(key="sweep_limit").set_value(0).run()
+    assert [helpers.plain(e.value) for e in at.error] == [
+        "The setting 'Limit training images' must be empty or an integer of at least 1, got 0."]
+    assert at.button(key="sweep_start").disabled
+    at.number_input(key="sweep_limit").set_value(None).run()
+    at.button(key="sweep_start").click().run()
+    assert not at.exception and [c.limit for c in started] == [None]
 
 
 def test_trials_out_of_range_say_so_and_start_nothing(open_app, app_env):

@@ -5,6 +5,7 @@ re-attaching through
 import re
 import time
 
+import helpers
 import pytest
 
 from cifar_core import metrics, runs, spec_io
@@ -12,11 +13,6 @@ from cifar_core import spec as specs
 
 TRAIN = "pages/train.py"
 JOB_TIMEOUT_S = 60
-
-
-def plain(markdown: str) -> str:
-    """Markdown text as shown (the page escapes user-given names)."""
-    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def wait_until_ended(run_dir, timeout=JOB_TIMEOUT_S) -> dict:
@@ -51,7 +47,7 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
         assert not at.exception and not at.error, (at.exception, at.error)
         queued = at.session_state["train_run"]
         assert queued != run_id and runs.read_status(app_env / queued)["state"] == "queued"
-        assert plain(at.subheader[0].value).endswith(": queued, 1st")
+        assert helpers.plain(at.subheader[0].value).endswith(": queued, 1st")
         at.button(key=f"train_queue_cancel_{queued}").click().run()
         assert not at.exception and not (app_env / queued).exists()
         assert [r["run_id"] for r in runs.list_runs()] == [run_id]
@@ -70,7 +66,7 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     again.query_params["run"] = run_id
     again.run().switch_page(TRAIN).run()
     assert not again.exception, again.exception
-    assert plain(again.subheader[0].value) == "page test: finished"
+    assert helpers.plain(again.subheader[0].value) == "page test: finished"
     assert {c.key for c in again.get("plotly_chart")} == {"curves"}
     assert not {"stop", "resume"} & {b.key for b in again.button}  # a finished run is neither stopped nor resumed
     again.button(key="evaluate_this").click().run()
@@ -167,9 +163,9 @@ def test_a_budget_of_few_steps_says_which_batch_it_trains_at(open_app):
     assert not any("time budget sets" in c.value for c in at.caption)
     at.number_input(key="tc_fast-small_minutes").set_value(0.1).run()
     held = r"The time budget sets the run's length, not Epochs: 0\.1 minutes hold about \d+ epochs here by this"
-    assert any(re.match(held, plain(c.value)) for c in at.caption), [c.value for c in at.caption]
+    assert any(re.match(held, helpers.plain(c.value)) for c in at.caption), [c.value for c in at.caption]
     # 6 s hold a few steps of 1000 on any CPU: the batch goes to a quarter, the most it halves
-    assert any("(min_steps 200): training at batch 250, learning rate 0.2062" in plain(c.value)
+    assert any("(min_steps 200): training at batch 250, learning rate 0.2062" in helpers.plain(c.value)
                for c in at.caption), [c.value for c in at.caption]
     assert not at.exception and not at.button(key="start").disabled
 
@@ -206,7 +202,7 @@ def test_stop_asks_the_live_job_to_stop_and_then_offers_resume(open_app, app_env
     worker.start()
     try:
         at = open_app(TRAIN)  # no run chosen: the page shows the live job
-        assert plain(at.subheader[0].value) == "20260101-000000-live: running"
+        assert helpers.plain(at.subheader[0].value) == "20260101-000000-live: running"
         bar = at.get("progress")[0].proto
         assert (bar.value, bar.text) == (12, "epoch 1/4, step 5/10")  # 1.5 of 4 epochs, as a percentage
         tiles = {m.label: m.value for m in at.metric}
@@ -215,7 +211,7 @@ def test_stop_asks_the_live_job_to_stop_and_then_offers_resume(open_app, app_env
         at.button(key="stop").click().run()
         assert not at.exception, at.exception
         assert runs.read_status(run_dir)["state"] == "stopped"
-        assert plain(at.subheader[0].value) == "20260101-000000-live: stopped"
+        assert helpers.plain(at.subheader[0].value) == "20260101-000000-live: stopped"
         assert at.button(key="resume") and "stop" not in {b.key for b in at.button}
     finally:
         worker.join(timeout=25)
@@ -247,7 +243,7 @@ def test_a_setting_error_names_the_setting_as_the_form_does(open_app):
     at = open_app(TRAIN, train_model="tiny")
     at.selectbox(key="tc_tiny_schedule").set_value("cosine")
     at.number_input(key="tc_tiny_minutes").set_value(1.0).run()
-    assert [plain(e.value) for e in at.error] == [
+    assert [helpers.plain(e.value) for e in at.error] == [
         "The setting 'Time budget (minutes)' needs schedule one-cycle or constant: a time budget moves the end of the "
         "schedule, and Keras's cosine decay has a fixed length."]
     assert at.button(key="start").disabled and not at.exception
@@ -258,11 +254,11 @@ def test_a_number_typed_out_of_range_is_refused_by_name_then_the_next_one(open_a
     at = open_app(TRAIN, train_model="tiny")
     pointer = "A setting is out of range: the message under its box says what it allows."
     at.number_input(key="tc_tiny_learning_rate").set_value(-1.0).run()
-    assert [plain(e.value) for e in at.error] == [
+    assert [helpers.plain(e.value) for e in at.error] == [
         "The setting 'Learning rate' must be a number in (0, 10], got -1.0.", pointer]  # under its box, above Start
     assert at.button(key="start").disabled
     at.number_input(key="tc_tiny_learning_rate").set_value(50.0).run()
-    assert [plain(e.value) for e in at.error] == [
+    assert [helpers.plain(e.value) for e in at.error] == [
         "The setting 'Learning rate' must be a number in (0, 10], got 50.0.", pointer]
     at.number_input(key="tc_tiny_learning_rate").set_value(0.01).run()
     assert not at.error and not at.button(key="start").disabled and not at.exception
@@ -272,7 +268,7 @@ def test_a_number_that_is_not_whole_is_refused_not_cut(open_app):
     """Streamlit's integer box read "2.5" as 2 and "1e12" as 1 (JavaScript's parseInt), and trained on that."""
     at = open_app(TRAIN, train_model="tiny")
     at.number_input(key="tc_tiny_epochs").set_value(2.5).run()
-    assert plain(at.error[0].value) == "The setting 'Epochs' must be an integer from 1 to 1000, got 2.5."
+    assert helpers.plain(at.error[0].value) == "The setting 'Epochs' must be an integer from 1 to 1000, got 2.5."
     assert at.button(key="start").disabled and not at.exception
     at.number_input(key="tc_tiny_epochs").set_value(3.0).run()
     assert not at.error and not at.button(key="start").disabled

@@ -196,7 +196,7 @@ def test_runs_queued_behind_a_job_a_sweep_and_what_changed(server, page, runs_di
     page.goto(f"{server}/sweep")
     page.get_by_role("heading", name="Sweep").wait_for()
     _fill(page, "Trials", "3")
-    _fill(page, "Limit training images (0: all)", "300")
+    _fill(page, "Limit training images", "300")
     page.get_by_role("button", name="Start sweep").click()
     page.get_by_text("3/3 trials", exact=False).first.wait_for(timeout=240_000)
     page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=60_000)  # Optuna's figures, drawn

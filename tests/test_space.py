@@ -56,3 +56,14 @@ def test_params_applied_to_spec_and_settings():
     assert (config.batch_size, config.min_steps) == (250, None)  # a batch tried is trained as given
     with pytest.raises(S.SpecError):
         spaces.apply_params(get_preset("report-2-2").spec, base, {"width": 8.0})  # far beyond the parameter limit
+
+
+def test_a_sampled_number_keeps_three_significant_digits_within_its_range():
+    import optuna
+
+    assert spaces.significant(0.0023456789123, 3e-4, 1e-2) == 0.00235
+    assert spaces.significant(0.12346, 0.12345, 0.2) == 0.12345  # rounded below low: low
+    assert spaces.significant(0.99951, 0.5, 0.9995) == 0.9995  # rounded above high (1.0): high
+    trial = optuna.trial.FixedTrial({"learning_rate": 0.0023456789123, "epochs": 3})
+    space = {"learning_rate": {"low": 3e-4, "high": 1e-2, "log": True}, "epochs": {"low": 1, "high": 5, "log": False}}
+    assert spaces.suggest(trial, space) == {"learning_rate": 0.00235, "epochs": 3}

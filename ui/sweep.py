@@ -3,11 +3,14 @@ study's progress as a polling fragment (trials table, figures, the best trial op
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 import ui
 from cifar_core import config as configs
 from cifar_core import jobs, presets, runs, sources, studies, sweeps
+from cifar_core import space as space_checks
 from cifar_core import spec as specs
 from ui.train import BUILD
 
@@ -21,10 +24,10 @@ RANGES = {  # entry: (label, default low, default high, log scale, on by default
 }
 
 
-def search_form(model_spec: specs.ModelSpec) -> tuple[dict, int | None, int | None, int | None]:
+def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, int | None, int | None, bool]:
     """The bordered form: which ranges to search (dropout only for a model with Dropout layers), presets to choose
-    among, trials, epochs per trial, training-image limit. Returns (space, trials, epochs, limit), a number None
-    where its box is out of range (and says so)."""
+    among, trials, epochs per trial, training-image limit. Returns (space, trials, epochs, limit, ready): ready is
+    False when a range or a box is wrong, and a sentence under it says which."""
     has_dropout = any(isinstance(layer, specs.Dropout) for layer in model_spec.layers)
     space = {}
     with st.container(border=True):
@@ -53,8 +56,26 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict, int | None, int | No
         with c[1]:
             epochs = ui.bounded_number("Epochs per trial", *configs.bounds("epochs"), preset_epochs, key="sweep_epochs")
         with c[2]:
-            limit = ui.bounded_number("Limit training images (0: all)", 0, 1_000_000, 0, key="sweep_limit")
-    return space, trials, epochs, limit
+            # TrainConfig's own field, as on the Train page: empty trains on all images.
+            limit = ui.setting_widget("limit", "sweep_limit", None)
+        try:  # the ranges are checked as they are typed, not only once Start is pressed
+            if not space:
+                raise space_checks.SweepError("Choose at least one range or preset to search.")
+            space = space_checks.check_space(space, model_spec)
+        except space_checks.SweepError as e:
+            st.error(range_error(e))
+            space = None
+    ready = space is not None and None not in (trials, epochs) and not configs.setting_problem("limit", limit)
+    return space, trials, epochs, limit, ready
+
+
+def range_error(error) -> str:
+    """The engine's sentence about a range, with the range named as the form names it: "The search space's width"
+    (the JSON's key) becomes "The range 'Width (× every Conv2D's filters)'"."""
+    def named(match):
+        key = match.group(1)
+        return f"The range '{RANGES[key][0]}'" if key in RANGES else match.group(0)
+    return ui.md_escape(re.sub(r"The search space's (\w+)", named, str(error)))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
