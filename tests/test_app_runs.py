@@ -1,5 +1,7 @@
 """AppTest of the Runs page: the table, overlaid curves of selected rows, downloads, rename and delete."""
 
+import json
+
 import pytest
 from conftest import TINY_RUN_ID
 
@@ -15,6 +17,9 @@ def test_table_curves_downloads_rename_and_delete(open_app, runs_with_model):
     row = table.iloc[0]
     assert (row["model"], row["params"], row["epochs"], row["state"]) == ("tiny", 5418, "1/1", "finished")
     assert 0 <= row["best val accuracy"] <= 1 and row["train time (s)"] > 0
+    shown = json.loads(at.dataframe[0].proto.columns)  # one decimal always: 41.0% beside 48.5%, not 41%
+    for column in ("best val accuracy", "last val accuracy"):
+        assert shown[column]["type_config"] == {"type": "number", "format": "percent", "step": 0.001}
     assert "runs_overlay" not in {c.key for c in at.get("plotly_chart")}  # nothing selected yet
 
     at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}

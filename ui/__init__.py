@@ -91,6 +91,12 @@ def number_input(label: str, **kwargs):
     return value
 
 
+def percent_column(help_: str | None = None):
+    """A table column of fractions shown as percentages with one decimal, 41.0% beside 48.5%: Streamlit's "percent"
+    format alone drops the decimals it can (41% beside 48.5%), and its step of 0.001 fixes them at one."""
+    return st.column_config.NumberColumn(format="percent", step=0.001, help=help_)
+
+
 def bounded_number(label: str, low: int, high: int, value: int, key: str, **kwargs) -> int | None:
     """A whole number from low to high (ui.number_input); outside them, or empty, a sentence under the box that
     names it and what is allowed, and None."""

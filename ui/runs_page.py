@@ -21,9 +21,8 @@ def table(rows: list[dict]) -> list[dict]:
     event = st.dataframe(runs.table_rows(rows), hide_index=True, on_select="rerun", selection_mode="multi-row",
                          key="runs_table",
                          column_config={"params": st.column_config.NumberColumn(format="localized"),
-                                        "best val accuracy": st.column_config.NumberColumn(format="percent"),
-                                        "last val accuracy": st.column_config.NumberColumn(
-                                            format="percent", help="The last epoch's: the saved model's"),
+                                        "best val accuracy": ui.percent_column(),
+                                        "last val accuracy": ui.percent_column("The last epoch's: the saved model's"),
                                         "train time (s)": st.column_config.NumberColumn(format="%.0f")})
     return [rows[i] for i in event.selection.rows if i < len(rows)]
 

@@ -108,7 +108,8 @@ def _progress(study: str, storage: str, running: bool) -> None:
     if alive and st.button("Stop sweep", key="sweep_stop"):
         sweeps.stop_sweep(runs.default_runs_dir(), study)
         st.toast("Stopping: the trial under way stops after its batch.")
-    st.dataframe(studies.trial_rows(summary), hide_index=True, key="sweep_table")
+    st.dataframe(studies.trial_rows(summary), hide_index=True, key="sweep_table",
+                 column_config={"validation accuracy": ui.percent_column()})
     shown = figures(storage, study, done)
     if not shown:
         st.caption("Optuna's figures (the search's history, its parallel coordinates) appear once a trial is "
