@@ -37,11 +37,13 @@ def _cmd_train(args) -> int:
             flags.check_resume_flags(args, run_dir, model_spec, config)
     else:
         model_spec, config = flags.new_run_settings(args)
-        run_dir = run_dir or runs.run_path(runs.new_run_id(model_spec.name), args.runs_dir)
+        run_dir = run_dir or runs.claim_run_dir(model_spec.name, args.runs_dir)
     _say_default_source(config.data)
     try:
         return _train_foreground(model_spec, config, run_dir, args)
     finally:
+        if not args.run_dir:
+            files.remove_empty_dir(run_dir)  # the folder claimed for a run that was refused before it began
         _start_next_quietly(run_dir.parent)  # however this job ended, the oldest queued run behind it starts
 
 
@@ -54,7 +56,8 @@ def _train_foreground(model_spec, config, run_dir: Path, args) -> int:
         raise
     except Exception as e:  # the job already wrote the reason into status.json; show it as one sentence
         print(runs.read_status(run_dir).get("error") or str(e), file=sys.stderr)
-        print(run_dir)
+        if run_dir.is_dir() and any(run_dir.iterdir()):  # the last line names the run only where there is one
+            print(run_dir)
         return 1
     print(run_dir)
     return 0

@@ -97,6 +97,15 @@ def clear_leftovers(folder: str | os.PathLike) -> list[str]:
     return removed
 
 
+def remove_empty_dir(path: str | os.PathLike) -> None:
+    """Removes a folder if it is still empty (a run folder claimed for a run that was then refused), else leaves
+    it as it is."""
+    try:
+        Path(path).rmdir()
+    except OSError:
+        pass
+
+
 def _unlink_quietly(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)

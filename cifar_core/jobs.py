@@ -190,13 +190,13 @@ def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, n
     validate_config(config)
     resizing.check(model_spec, config)
     with start_lock(runs_dir):
-        first = run_id = runs.new_run_id(model_spec.name)
-        for n in range(2, 10_000):  # starts in the same second (a sweep, a queue filled at once) get -2, -3, ...
-            if not runs.run_path(run_id, runs_dir).exists():
-                break
-            run_id = f"{first}-{n}"
-        run_dir = runs.create_run(runs.run_path(run_id, runs_dir), model_spec, config, name=name, state="queued",
-                                  **facts)
+        run_dir = runs.claim_run_dir(model_spec.name, runs_dir)
+        try:
+            runs.create_run(run_dir, model_spec, config, name=name, state="queued", **facts)
+        except (specs.SpecError, OSError):
+            files.remove_empty_dir(run_dir)
+            raise
+        run_id = run_dir.name
         runs.write_status(run_dir, queued_at=_next_place(runs_dir))
         _start_queued(runs_dir)
     return run_id

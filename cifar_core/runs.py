@@ -64,6 +64,25 @@ def new_run_id(name: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"
 
 
+def claim_run_dir(name: str, runs_dir: str | os.PathLike | None = None) -> Path:
+    """A new, empty folder for a run of this model, made here and so this caller's alone: two runs started in the
+    same second (a sweep, a queue filled at once, two terminals) get -2, -3, ... instead of one folder."""
+    runs_dir = Path(runs_dir or default_runs_dir())
+    first = new_run_id(name)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            run_dir = run_path(first if n == 1 else f"{first}-{n}", runs_dir)
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise refusal(e, runs_dir, "no run can be created in it") from None
+    raise RunError(f"The runs folder {runs_dir} already holds 9,999 runs named {first}; try again in a second.")
+
+
 def run_path(run_id: str, runs_dir: str | os.PathLike | None = None) -> Path:
     """The directory of a run identifier; only plain identifiers under the runs folder are accepted, never a path,
     URL or remote location."""
@@ -108,6 +127,11 @@ def create_run(run_dir: Path, model_spec: specs.ModelSpec, config: configs.Train
         check_run_name(name)  # before anything exists: a refused name leaves no half-made run
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        try:  # config.json made exclusively: of two jobs creating this run at once, the second is refused here
+            os.close(os.open(run_dir / "config.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            raise RunError(f"The folder {run_dir} was just taken by another run; nothing in it was touched. Give "
+                           "a new folder.") from None
         write_config(run_dir, spec=spec_io.to_dict(model_spec), train=configs.to_dict(config),
                      params=shapes.summary(model_spec)["params"], created=time.strftime("%Y-%m-%d %H:%M:%S"),
                      **facts)
@@ -162,6 +186,15 @@ def read_spec_and_config(run_dir: Path) -> tuple[specs.ModelSpec, configs.TrainC
     except specs.SpecError as e:
         problem = f"its config.json is not usable: {e}"
     raise RunError(f"The run {Path(run_dir).name} cannot be used: {problem}")
+
+
+def check_record(run_dir: Path, model_spec: specs.ModelSpec, config: configs.TrainConfig) -> None:
+    """RunError unless the run's config.json records this spec and these settings: a job that found a fresh run
+    made by another (two started at once in one folder) would otherwise train a model its record does not describe."""
+    raw = read_config(run_dir)
+    if raw.get("spec") != spec_io.to_dict(model_spec) or raw.get("train") != configs.to_dict(config):
+        raise RunError(f"The run {Path(run_dir).name} was made by another job for another model or other settings; "
+                       "nothing in it was touched. Give a new folder.")
 
 
 # ---- the job's lock, status and stop request

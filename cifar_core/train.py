@@ -246,6 +246,12 @@ def train(model_spec: specs.ModelSpec, config: TrainConfig, run_dir: Path, *, re
         fit_spec_to_data(model_spec, dataset, config)
         runs.create_run(run_dir, model_spec, config, name=name)
     lock = runs.RunLock(run_dir).acquire()
+    try:
+        if not resume:  # a fresh run is trained as its record says, or not at all (another job's run, say)
+            runs.check_record(run_dir, model_spec, config)
+    except runs.RunError:
+        lock.release()
+        raise
     callbacks.install_stop_signals()
     try:
         return _train_locked(model_spec, config, run_dir, resume, log, dataset)

@@ -264,3 +264,24 @@ def test_a_page_starts_only_runs_whose_data_source_it_offers(tmp_path):
     runs.write_config(run, train={"data": ["not", "a", "path"]})
     with pytest.raises(runs.RunError):
         runs.refuse_unoffered(run, lambda source: True)
+
+
+def test_runs_started_at_once_get_a_folder_each_and_never_share_a_record(tmp_path, monkeypatch):
+    """Two `train` commands in the same second took one run id: the second wrote its spec over the first's record
+    while the first trained its own model there."""
+    import dataclasses
+
+    from cifar_core.presets import get_preset
+
+    monkeypatch.setattr(runs.time, "strftime", lambda fmt, *a: "20260101-000000" if "%H" in fmt else "2026-01-01")
+    first, second = runs.claim_run_dir("tiny", tmp_path), runs.claim_run_dir("tiny", tmp_path)
+    assert (first.name, second.name) == ("20260101-000000-tiny", "20260101-000000-tiny-2")
+    tiny = get_preset("tiny")
+    runs.create_run(first, tiny.spec, tiny.train)
+    record = (first / "config.json").read_bytes()
+    with pytest.raises(runs.RunError, match="was just taken by another run; nothing in it was touched"):
+        runs.create_run(first, tiny.spec, dataclasses.replace(tiny.train, seed=2))
+    assert (first / "config.json").read_bytes() == record
+    runs.check_record(first, tiny.spec, tiny.train)
+    with pytest.raises(runs.RunError, match="made by another job for another model or other settings"):
+        runs.check_record(first, tiny.spec, dataclasses.replace(tiny.train, seed=2))

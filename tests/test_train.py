@@ -316,6 +316,17 @@ def test_a_time_budget_ends_on_time_with_the_schedule_at_its_end(tmp_path):
     assert runs.read_status(tmp_path / "run")["state"] == "finished"
 
 
+def test_a_fresh_run_made_for_other_settings_is_not_trained_into(tmp_path):
+    """Of two jobs given one folder at once, the second found the first's fresh run and trained its own model there,
+    under the first's record."""
+    run = runs.create_run(tmp_path / "run", TINY, helpers.tiny_config(), state="queued")
+    record = (run / "config.json").read_bytes()
+    with pytest.raises(runs.RunError, match="made by another job for another model or other settings"):
+        T.train(TINY, helpers.tiny_config(seed=2), run, log=lambda m: None)
+    assert (run / "config.json").read_bytes() == record and not (run / "model.keras").exists()
+    runs.RunLock(run).acquire().release()  # refused, the job let go of the run's lock
+
+
 def test_a_new_run_records_the_batch_its_budget_picked(tmp_path):
     """fit_batch_to_budget: too few steps in the budget halve the batch, in config.json and the log; on a GPU no run
     has measured, the CPU's constants are not trusted and the batch stays."""
