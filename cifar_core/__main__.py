@@ -37,13 +37,18 @@ def _cmd_train(args) -> int:
             flags.check_resume_flags(args, run_dir, model_spec, config)
     else:
         model_spec, config = flags.new_run_settings(args)
-        run_dir = run_dir or runs.claim_run_dir(model_spec.name, args.runs_dir)
+    made = []  # the folders claimed for a new run here, removed again if it is refused before it begins
+    if not run_dir:
+        runs_dir = Path(args.runs_dir or runs.default_runs_dir())
+        made = [] if runs_dir.exists() else [runs_dir]
+        run_dir = runs.claim_run_dir(model_spec.name, runs_dir)
+        made.insert(0, run_dir)
     _say_default_source(config.data)
     try:
         return _train_foreground(model_spec, config, run_dir, args)
     finally:
-        if not args.run_dir:
-            files.remove_empty_dir(run_dir)  # the folder claimed for a run that was refused before it began
+        for folder in made:
+            files.remove_empty_dir(folder)
         _start_next_quietly(run_dir.parent)  # however this job ended, the oldest queued run behind it starts
 
 
@@ -170,6 +175,8 @@ def _cmd_saliency(args) -> int:
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise ValueError(f"--out must be a file name in an existing folder, got {args.out}.")
+    if out.is_symlink():  # replaced by the picture, the link would be gone and what it points to unchanged
+        raise ValueError(f"--out is a symbolic link; give the file it points to, or a new name, not {args.out}.")
     model_path, run_dir = resolve_model(args.model, args.runs_dir)
     model = load_model(model_path)
     names = class_names_for(run_dir, model.output_shape[-1])

@@ -63,6 +63,9 @@ def write_atomic(path: str | os.PathLike, data: bytes | str = b"", *, write=None
     """Writes data (or, with write=callable(tmp_path), whatever that writes) to a temporary file, fsyncs it and
     renames it over path. A full disk raises DiskFullError; the temporary file never stays behind."""
     path = Path(path)
+    if not path.is_symlink() and path.exists() and not path.is_file():
+        # Renamed over, a device (--out /dev/null, run as root) or a pipe would become a plain file.
+        raise OSError(errno.EEXIST, "it is not a regular file, so nothing was written over it", str(path))
     tmp = temporary_name(path, suffix)
     try:
         if write is None:
@@ -145,6 +148,27 @@ def _no_constants(name):
     raise JSONFileError(f"{name} is not a JSON number.")
 
 
+def is_text(value: str) -> bool:
+    """Whether a string can be written as UTF-8: a lone surrogate, from a JSON escape ("\\ud800") or from a file
+    name that is not UTF-8 (Python reads b"\\xff" as "\\udcff"), cannot, and one in a page's text, a table or a
+    JSON file broke them (UnicodeEncodeError)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_text(value) -> bool:
+    if isinstance(value, str):
+        return is_text(value)
+    if isinstance(value, dict):
+        return all(is_text(k) and _all_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_all_text(v) for v in value)
+    return True
+
+
 def parse_json(text: str | bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH):
     """Strict, bounded JSON: at most max_bytes, max_depth levels of nesting, no duplicate keys, no NaN, numbers of
     at most 100 digits. Raises JSONFileError with a sentence."""
@@ -181,12 +205,15 @@ def parse_json(text: str | bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth:
         return int(digits)
 
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
                           parse_int=bounded_int)
     except JSONFileError:
         raise
     except (ValueError, RecursionError) as e:
         raise JSONFileError(f"it is not valid JSON ({e}).") from None
+    if not _all_text(data):
+        raise JSONFileError("it holds a lone surrogate escape (such as \\ud800), which is no character.")
+    return data
 
 
 def open_regular(path: str | os.PathLike):

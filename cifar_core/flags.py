@@ -64,14 +64,10 @@ def check_resume_flags(args, run_dir: Path, model_spec, config) -> None:
 
 
 def read_text(path: str, flag: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            text = f.read(files.MAX_JSON_BYTES + 1)
+    try:  # a regular file only: a named pipe given as --spec had waited for a writer forever
+        return files.read_bytes(path, files.MAX_JSON_BYTES)
     except OSError as e:
         raise specs.SpecError(f"{flag} {path} cannot be read ({e.strerror or type(e).__name__}).") from None
-    if len(text) > files.MAX_JSON_BYTES:
-        raise specs.SpecError(f"{flag} {path} is larger than {files.MAX_JSON_BYTES:,} bytes.")
-    return text
 
 
 def add_config_flags(parser) -> None:

@@ -25,6 +25,13 @@ MAX_BYTES = 10 * 1024 * 1024
 # What one decoded image may take in Pillow: 4 bytes a pixel (RGB and RGBA alike) and a pointer a row, so that a
 # 1 x 49,000,000 PNG of 95 kB (0.6 GB) is refused from its header, and a 48-megapixel PNG (0.2 GB) is not.
 MAX_DECODED_BYTES = 256 * 2**20
+# Pillow's WebP decoder holds about four RGBA copies of the image at once (a 4000x4000 WebP took 248 MB, its RGBA
+# pixels 61): counted here, WebP stops at 16 megapixels, where a 7000x7000 one of 2 kB had taken 751 MB.
+DECODER_COPIES = {"WEBP": 4}
+# A progressive JPEG's decoder passes over the image once per scan: a photo has about 10, and a 0.55 MB file of
+# 10,000 one-coefficient scans took 13 s (a 10 MB one would take minutes). The count of SOS markers (FF DA, which
+# entropy-coded data cannot hold) bounds it before decoding.
+MAX_JPEG_SCANS = 100
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -56,18 +63,36 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def _reduced(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """A large image box-averaged to about 4x the target size before the conversions of _to_rgb, each of which copies
     it whole: a 7000x7000 RGBA PNG then costs a quarter of the memory and half the time (benchmarks/README.md), for
-    the same 32x32 result to within a level. Palette and 1-bit images are left whole (averaging their values is
-    meaningless). Pillow cannot reduce 16-bit greyscale, which _to_rgb would otherwise scale through float64 at full
-    size (1.2 GB for 7000x7000): NumPy averages its blocks instead, in float32, without a full-size copy."""
+    the same 32x32 result to within a level. Pillow cannot reduce 16-bit greyscale, which _to_rgb would otherwise
+    scale through float64 at full size (1.2 GB for 7000x7000): NumPy averages its blocks instead, in float32, without
+    a full-size copy. Palette, 1-bit and other modes whose values cannot be averaged are converted band by band and
+    each band reduced (_reduced_in_bands)."""
     factor = min(image.size[0] // (4 * size[0]), image.size[1] // (4 * size[1]))
-    if factor >= 2 and image.mode in SIXTEEN_BIT:
+    if factor < 2:
+        return image
+    if image.mode in SIXTEEN_BIT:
         values = np.asarray(image)
         height, width = (side // factor * factor for side in values.shape)
         blocks = values[:height, :width].reshape(height // factor, factor, width // factor, factor)
         return Image.fromarray(np.round(blocks.mean(axis=(1, 3), dtype=np.float32)).astype(np.uint16))
-    if factor >= 2 and image.mode in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
+    if image.mode in ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F"):
         return image.reduce(factor)
-    return image
+    return _reduced_in_bands(image, factor)
+
+
+def _reduced_in_bands(image: Image.Image, factor: int) -> Image.Image:
+    """A palette (or 1-bit, or premultiplied) image converted to RGB or RGBA a band of rows at a time, each band
+    reduced as it is made: converted whole, a 6 kB 7000x7000 palette PNG with a transparent colour took 609 MB (the
+    RGBA copy, the white background and their composite), three times a plain RGB PNG of that size. Transparency is
+    averaged premultiplied (RGBa), so a transparent pixel's hidden colour does not bleed into its neighbours."""
+    alpha = "transparency" in image.info or image.mode in ("PA", "La", "RGBa")
+    width, height = image.size[0] // factor * factor, image.size[1] // factor * factor
+    reduced = Image.new("RGBa" if alpha else "RGB", (width // factor, height // factor))
+    rows = max(1, 2**23 // (4 * width * factor)) * factor  # bands of about 8 MB once converted
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(top + rows, height))).convert("RGBA" if alpha else "RGB")
+        reduced.paste((band.convert("RGBa") if alpha else band).reduce(factor), (0, top // factor))
+    return reduced.convert("RGBA") if alpha else reduced
 
 
 def to_input_array(data: bytes, size: tuple[int, int] = (32, 32)) -> np.ndarray:
@@ -108,10 +133,16 @@ def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarra
                 if width * height > MAX_PIXELS:
                     raise ImageError(f"The image is {width}x{height} pixels; the limit is "
                                      f"{MAX_PIXELS // 1_000_000} megapixels.")
+                scans = data.count(b"\xff\xda") if image.format == "JPEG" else 0
+                if scans > MAX_JPEG_SCANS:
+                    raise ImageError(f"The JPEG has {scans:,} scans where a photo has about 10 (at most "
+                                     f"{MAX_JPEG_SCANS} are read): decoding it would take minutes.")
                 if image.format == "JPEG":
                     image.draft("RGB", (size[0] * 4, size[1] * 4))  # decode large JPEGs at a reduced scale
-                if image.size[1] * (8 + 4 * image.size[0]) > MAX_DECODED_BYTES:
-                    raise ImageError(f"The image is {width}x{height} pixels, too long and thin to open safely: "
+                copies = DECODER_COPIES.get(image.format, 1)
+                if image.size[1] * (8 + 4 * image.size[0]) * copies > MAX_DECODED_BYTES:
+                    shape = "too long and thin" if copies == 1 else f"too large as {image.format}"
+                    raise ImageError(f"The image is {width}x{height} pixels, {shape} to open safely: "
                                      f"decoding it would take more than {MAX_DECODED_BYTES // 2**20} MB.")
                 if image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # turned a quarter: as shown
                     width, height = height, width

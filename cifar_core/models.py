@@ -23,7 +23,7 @@ import numpy as np
 from . import runs
 from .config import tta_mode
 from .data import CIFAR10_CLASSES
-from .spec import MAX_PARAMS
+from .spec import MAX_CLASSES, MAX_PARAMS
 
 MAX_MODEL_CONFIG_BYTES = 16 * 2**20   # config.json inside a .keras file: report-2-2's is 10 kB
 MAX_MODEL_UNPACKED_BYTES = 2 * 2**30  # all members: the largest model allowed (50 M parameters) is 200 MB
@@ -81,7 +81,35 @@ def _load_model_cached(path: str, mtime_ns: int):
     # code is refused instead of executed.
     with _weight_budget(MAX_PARAMS):
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    check_loaded(model)
     return _float32_on_cpu(model)
+
+
+# What one image's activations may take, all layers' outputs in float32 (Grad-CAM and the Layers page keep them
+# all): a 16 kB file of 40 weights, an UpSampling2D by 400 before a pooling, took 1 GB an image. The presets take
+# under 10 MB.
+MAX_IMAGE_ACTIVATION_BYTES = 2**30
+
+
+def check_loaded(model) -> None:
+    """ValueError unless a loaded model is one the pages and the CLI can run: one input of the 32x32 RGB images
+    every data source gives, one output of 2 to MAX_CLASSES class scores, and activations within
+    MAX_IMAGE_ACTIVATION_BYTES an image. A .keras file of another network (an MNIST model, two outputs, a map as
+    output) had raised deep in Classify, Layers and Evaluate."""
+    inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
+    if len(inputs) != 1 or tuple(inputs[0].shape[1:]) != (32, 32, 3):
+        raise ValueError(f"it takes {', '.join(str(tuple(i.shape)) for i in inputs) or 'no fixed input'}, where "
+                         "this tool's images are (None, 32, 32, 3).")
+    if len(outputs) != 1 or len(outputs[0].shape) != 2 or not 2 <= (outputs[0].shape[-1] or 0) <= MAX_CLASSES:
+        raise ValueError(f"it gives {', '.join(str(tuple(o.shape)) for o in outputs) or 'no output'}, where a "
+                         f"classifier gives one (None, classes) output of 2 to {MAX_CLASSES} classes.")
+    values = 0
+    for layer in model.layers:
+        for output in layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]:
+            values += math.prod(int(side or 1) for side in output.shape[1:])
+    if values * 4 > MAX_IMAGE_ACTIVATION_BYTES:
+        raise ValueError(f"its layers' outputs take {values * 4 / 2**30:.1f} GB for one image; the limit is "
+                         f"{MAX_IMAGE_ACTIVATION_BYTES // 2**30} GB.")
 
 
 _weights_left = contextvars.ContextVar("weights_left", default=None)

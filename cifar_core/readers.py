@@ -142,6 +142,10 @@ def list_folder(root: Path, within: Path | None = None) -> tuple[list[str], list
     try:
         classes = sorted(d.name for d in os.scandir(root)
                          if d.is_dir() and not d.name.startswith(".") and stays_inside(d))
+        unnamed = [name for name in classes if not files.is_text(name)]
+        if unnamed:  # a class name is shown on every page and saved with the model
+            raise DataError(f"The class folder {unnamed[0].encode('utf-8', 'backslashreplace').decode()} in "
+                            f"{root.name} is not named in UTF-8; rename it.")
         per_class = []
         for label, name in enumerate(classes):
             found = []
@@ -173,7 +177,7 @@ def _fingerprint(listing: list[tuple[str, int]]) -> str:
         except OSError as e:
             raise DataError(f"The image {Path(path).name} cannot be read ({name_of(e)}); a symbolic link that "
                             "points to itself can cause this.") from None
-        digest.update(f"{path}\0{label}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+        digest.update(os.fsencode(path) + f"\0{label}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
     return digest.hexdigest()[:24]
 
 
@@ -188,7 +192,9 @@ def _decode_files(listing: list[tuple[str, int]], log=None) -> tuple[np.ndarray,
             raise DataError(f"The image {Path(path).name} cannot be used: {e}") from None
 
     images = []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    # At most 4 decoders at once: each may hold a large image's decoding (up to images.MAX_DECODED_BYTES), and one
+    # per core on a 64-core server would have taken 16 GB for a folder of bombs of 6 kB each.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2)) as pool:
         for start in range(0, len(listing), 5000):  # in slices, so that a long first decode reports progress
             images += pool.map(decode, listing[start:start + 5000], chunksize=256)
             if log and len(listing) > 5000:
@@ -248,7 +254,7 @@ def _load_split_folder(folder: Path, cache: Path, classes: list[str] | None = No
     if len(found) > MAX_CLASSES:
         raise DataError(f"The folder {folder.name} has {len(found):,} class folders; this tool trains on 2 to "
                         f"{MAX_CLASSES:,} classes.")
-    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12] + "-" + _fingerprint(listing)
+    key = hashlib.sha256(os.fsencode(folder.resolve())).hexdigest()[:12] + "-" + _fingerprint(listing)
     cached_path = cache / f"folder-{key}.npz"
     cached = _read_cache(cached_path, len(listing))
     if cached is not None:

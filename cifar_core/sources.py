@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import data
+from . import data, files
 
 
 def source_status(source: str | None = None) -> tuple[bool, str]:
@@ -61,7 +61,7 @@ def _root_sources() -> dict[str, Path]:
     archive directly inside a root, named 'root/entry'. Anything resolving outside its root is left out."""
     found = {}
     for root in data_roots():
-        if not root.is_dir():
+        if not root.is_dir() or not files.is_text(str(root)):
             continue
         if (root / "train").is_dir() or (root / "data_batch_1").is_file():
             found.setdefault(root.name, root)
@@ -72,7 +72,9 @@ def _root_sources() -> dict[str, Path]:
             continue
         for entry in entries:
             path = Path(entry.path)
-            if not entry.name.startswith(".") and _inside(path, root) and _looks_like_dataset(path):
+            # A name that is not UTF-8 cannot be shown in the sidebar's list (it took every page down).
+            if not entry.name.startswith(".") and files.is_text(entry.name) and _inside(path, root) \
+                    and _looks_like_dataset(path):
                 found.setdefault(f"{root.name}/{entry.name}", path)
     return found
 

@@ -33,6 +33,8 @@ def open_storage(url: str):
         raise SweepError(f"--storage must be a database URL such as sqlite:///runs/sweeps.db or "
                          f"postgresql://user@host/db, got {url!r}.")
     if url.startswith("sqlite:///"):
+        if not url[len("sqlite:///"):].strip():  # SQLite's in-memory database: every open would be a new, empty one
+            raise SweepError("--storage sqlite:/// names no file; give one, such as sqlite:///runs/sweeps.db.")
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     try:
         return optuna.storages.RDBStorage(_driver_url(url), heartbeat_interval=30, grace_period=120)

@@ -73,12 +73,12 @@ def test_a_dirac_convolution_starts_as_the_identity():
 def test_a_model_with_all_four_saves_and_loads_safely(tmp_path):
     from cifar_core.models import load_model
 
-    model = keras.Sequential([keras.Input((8, 8, 3)), PatchWhitening(),
+    model = keras.Sequential([keras.Input((32, 32, 3)), PatchWhitening(),  # the images load_model accepts
                               Conv2D(4, 3, kernel_initializer=Dirac()), BatchNormalization(),
-                              Activation("gelu"), keras.layers.Flatten()])
-    model.layers[0].adapt(_correlated_images(50, 8))
+                              Activation("gelu"), keras.layers.GlobalAveragePooling2D()])
+    model.layers[0].adapt(_correlated_images(50, 32))
     model.layers[2].moving_mean.assign([0.1, -0.2, 0.3, 0.0])
-    x = _correlated_images(4, 8, seed=1)
+    x = _correlated_images(4, 32, seed=1)
     model.save(tmp_path / "m.keras")
     again = load_model(tmp_path / "m.keras")
     assert type(again.layers[1]) is Conv2D and type(again.layers[2]) is BatchNormalization

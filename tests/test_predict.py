@@ -124,12 +124,13 @@ def _save(model, path):
 def test_load_model_refuses_a_lambda_layer(tmp_path):
     import keras
 
-    inputs = keras.Input((4,))
-    unsafe = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Lambda(lambda x: x * 2)(inputs)))
-    safe = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    inputs = keras.Input((32, 32, 3))
+    flat = keras.layers.Flatten()(inputs)
+    unsafe = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Lambda(lambda x: x * 2)(flat)))
+    safe = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
     _save(safe, tmp_path / "safe.keras")
     _save(unsafe, tmp_path / "unsafe.keras")
-    assert models.load_model(tmp_path / "safe.keras").count_params() == 10  # the control loads
+    assert models.load_model(tmp_path / "safe.keras").count_params() == 32 * 32 * 3 * 2 + 2  # the control loads
     with pytest.raises(ValueError) as info:
         models.load_model(tmp_path / "unsafe.keras")
     assert "cannot be loaded safely" in str(info.value) and "lambda" in str(info.value).lower()
@@ -149,7 +150,8 @@ def test_load_model_refuses_other_files(tmp_path):
 def test_load_model_caches_per_file_version(tmp_path):
     import keras
 
-    path = _save(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), tmp_path / "m.keras")
+    path = _save(keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalMaxPooling2D(), keras.layers.Dense(2)]),
+                 tmp_path / "m.keras")
     first = models.load_model(path)
     assert models.load_model(path) is first
     assert models.load_model(str(path)) is first

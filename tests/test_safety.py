@@ -98,6 +98,14 @@ Found by an attack on the engine's readers (2026-12-07), numbered on from 40:
    dataset, a page resuming an unoffered source,  test_studies.py::test_redact_and_driver
    class names in image captions, a password in
    a storage URL's query
+
+Found by a third attack (2026-12-07), numbered on from 48:
+48 two runs started in one second, a JPEG of     test_48_* (each refused, or kept apart); test_runs.py::
+   thousands of scans, palette and WebP images   test_runs_started_at_once_get_a_folder_each_and_never_...;
+   that cost 3-4 times their pixels, names that   test_train.py::test_a_fresh_run_made_for_other_settings_...
+   are not UTF-8, --out a device or a link, a
+   model file of another network or of huge
+   activations, a pipe as --spec, sqlite:///
 """
 
 import dataclasses
@@ -669,8 +677,8 @@ def test_21_a_keras_file_naming_an_arbitrary_module_is_refused_unimported(tmp_pa
         f"        open({str(canary)!r}, 'w').write('called')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     good = tmp_path / "good.keras"
-    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(good)
-    assert models.load_model(good).count_params() == 10  # the control loads
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Dense(2), keras.layers.GlobalMaxPooling2D()]).save(good)
+    assert models.load_model(good).count_params() == 8  # the control loads
 
     def layer_from(module, name):
         def change(config):
@@ -1677,3 +1685,120 @@ def test_47_a_page_resumes_or_starts_only_runs_on_a_source_it_offers(tmp_path, m
     assert jobs.start_next(tmp_path / "runs", offered=sources.offered) == []
     status = runs.read_status(tmp_path / "runs" / "20260101-000001-queued")
     assert status["state"] == "failed" and "not offered by this server" in status["error"]
+
+
+# ---- 48: a third attack
+
+def _peak_mb(code: str, *args: str) -> int:
+    """The peak memory a fresh process adds running code (VmHWM, after its imports), in MB."""
+    child = ("import sys\nfrom cifar_core import images\n"
+             "def hwm():\n    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))"
+             ".split()[1]) // 1024\nbase = hwm()\n" + code + "\nprint(hwm() - base)\n")
+    out = subprocess.run([sys.executable, "-c", child, *args], capture_output=True, text=True, cwd=ROOT, check=True)
+    return int(out.stdout.split()[-1])
+
+
+def test_48_a_jpeg_of_thousands_of_scans_is_refused_before_decoding():
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(photo, "JPEG", progressive=True)
+    data = photo.getvalue()
+    assert 1 < data.count(b"\xff\xda") <= images.MAX_JPEG_SCANS and images.read_input(data)[0].shape == (32, 32, 3)
+    sos = data.index(b"\xff\xda")
+    end = data.index(b"\xff\xd9")  # each copy of the last scan is one more pass of the decoder over the image
+    last = data.rindex(b"\xff\xda")
+    bomb = data[:end] + data[last:end] * 2000 + data[end:]
+    assert sos < last
+    started = time.perf_counter()
+    with pytest.raises(images.ImageError, match=r"The JPEG has 2,0\d\d scans where a photo has about 10"):
+        images.read_input(bomb)
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM")
+def test_48_palette_and_webp_images_cost_about_their_pixels_or_are_refused(tmp_path):
+    from PIL import Image
+
+    palette = tmp_path / "p.png"  # 6 kB; converted whole, RGBA + background + composite took 609 MB
+    Image.new("P", (7000, 7000), 0).save(palette, transparency=0)
+    assert _peak_mb("images.read_input(open(sys.argv[1], 'rb').read())", str(palette)) < 120
+    small = Image.new("P", (1000, 1000), 1)
+    small.putpalette([255, 255, 255, 200, 30, 30] + [0] * 762)
+    small.paste(0, (0, 0, 500, 1000))  # the left half transparent (index 0), the right half red
+    shown = images.read_input(helpers.image_bytes(small, transparency=0))[0]
+    assert tuple(shown[16, 2]) == (255, 255, 255) and tuple(shown[16, 29]) == (200, 30, 30)  # on white, unblurred
+    webp = io.BytesIO()
+    Image.new("RGBA", (7000, 7000), (3, 100, 3, 100)).save(webp, "WEBP", lossless=True)  # 2 kB, had taken 751 MB
+    with pytest.raises(images.ImageError, match="7000x7000 pixels, too large as WEBP to open safely"):
+        images.read_input(webp.getvalue())
+
+
+def test_48_names_that_are_not_utf8_are_left_out_refused_or_escaped(tmp_path, monkeypatch):
+    import ui
+    from cifar_core import data, files
+
+    monkeypatch.setenv("CIFAR_CORE_CACHE", str(tmp_path / "cache"))
+    roots = tmp_path / "roots"
+    image_folder(roots / "good")
+    image_folder(Path(os.fsdecode(bytes(roots) + b"/bad\xff")))
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(roots))
+    assert sorted(sources._root_sources()) == ["roots/good"]  # the other name took every page down
+    folder = image_folder(tmp_path / "ds")
+    (folder / "train" / "cat" / "0.png").rename(Path(os.fsdecode(bytes(folder / "train" / "cat") + b"/x\xff.png")))
+    assert len(data.load_data(str(folder)).x_train) > 0  # a file's name is only read, never shown
+    Path(os.fsdecode(bytes(folder / "train") + b"/d\xf6g")).mkdir()
+    with pytest.raises(data.DataError, match=r"The class folder d\\udcf6g in train is not named in UTF-8"):
+        data.load_data(str(folder))
+    with pytest.raises(files.JSONFileError, match="lone surrogate"):
+        files.parse_json('{"name": "x\\ud800"}')
+    with pytest.raises(runs.RunError, match=r"caf\\udce9 is not UTF-8 text"):
+        runs.check_run_name(os.fsdecode(b"caf\xe9"))
+    assert ui.md_escape(os.fsdecode(b"x\xff.png")) == "x\\\\udcff\\.png"
+
+
+def test_48_out_that_is_a_device_or_a_link_is_left_as_it_is(tmp_path):
+    from cifar_core import files
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file, so nothing was written over it"):
+        files.write_atomic(fifo, b"png")
+    assert fifo.is_fifo()
+    kept = tmp_path / "kept.png"
+    kept.write_text("keep")
+    (tmp_path / "link.png").symlink_to(kept)
+    out = helpers.run_cli("saliency", TINY_RUN_ID, str(tmp_path / "x.png"), "--out", str(tmp_path / "link.png"))
+    assert out.returncode == 2 and "--out is a symbolic link" in out.stderr and kept.read_text() == "keep"
+
+
+def test_48_a_model_file_of_another_network_is_refused_in_one_sentence(tmp_path):
+    import keras
+
+    layers = keras.layers
+    x = keras.Input((32, 32, 3))
+    pooled = layers.GlobalMaxPooling2D()(layers.Conv2D(4, 3)(x))
+    cases = {
+        "mnist": (keras.Sequential([keras.Input((28, 28, 1)), layers.Flatten(), layers.Dense(10)]),
+                  r"it takes \(None, 28, 28, 1\), where this tool's images are \(None, 32, 32, 3\)"),
+        "map": (keras.Sequential([keras.Input((32, 32, 3)), layers.Conv2D(4, 3)]), r"it gives \(None, 30, 30, 4\)"),
+        "two": (keras.Model(x, [layers.Dense(10)(pooled), layers.Dense(3)(pooled)]), r"\(None, 10\), \(None, 3\)"),
+        "bomb": (keras.Sequential([keras.Input((32, 32, 3)), layers.UpSampling2D(400), layers.GlobalMaxPooling2D(),
+                                   layers.Dense(10)]), "outputs take 1.8 GB for one image; the limit is 1 GB"),
+    }
+    for name, (model, message) in cases.items():
+        model.save(tmp_path / f"{name}.keras")
+        with pytest.raises(ValueError, match=f"cannot be loaded safely: .*{message}"):
+            models.load_model(tmp_path / f"{name}.keras")
+
+
+def test_48_a_pipe_as_spec_and_an_sqlite_url_of_no_file_are_sentences(tmp_path):
+    from cifar_core import flags, studies
+
+    os.mkfifo(tmp_path / "spec.json")
+    started = time.perf_counter()
+    with pytest.raises(S.SpecError, match="--spec .* cannot be read .*not a regular file"):
+        flags.read_text(str(tmp_path / "spec.json"), "--spec")
+    assert time.perf_counter() - started < 2
+    with pytest.raises(S.SpecError, match="sqlite:/// names no file"):
+        studies.open_storage("sqlite:///")
