@@ -9,6 +9,7 @@ padded.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
@@ -110,19 +111,23 @@ def fit_note(data: bytes, size: tuple[int, int] = (32, 32)) -> str | None:
 
 
 def _note_for(width: int, height: int, size: tuple[int, int]) -> str | None:
-    if width < size[0] or height < size[1]:
-        return (f"This image is {width} × {height} pixels, fewer than the {size[0]} × {size[1]} the model takes: it "
-                "was enlarged, so the prediction rests on very little detail.")
-    if max(width, height) > 2 * min(width, height):
+    cropped = max(width, height) > 2 * min(width, height)
+    if min(width, height) < min(size):
+        return (f"This image is {width} × {height} pixels, fewer than the {size[0]} × {size[1]} the model takes: "
+                + ("only its centre square was classified, more than half of it cropped away, and " if cropped else
+                   "it was ")
+                + "enlarged, so the prediction rests on very little detail.")
+    if cropped:
         return (f"This image is {width} × {height} pixels: only its centre square was classified, and more than "
                 "half of it was cropped away.")
     return None
 
 
-def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarray, str | None]:
-    """(to_input_array's array, a sentence for the reader of its prediction on what fitting the image took:
-    enlarged from fewer pixels than the model takes, or most of it cropped away; None when it suits the model),
-    from one decoding of the file. Raises ImageError as to_input_array does."""
+@contextlib.contextmanager
+def _opened(data: bytes, size: tuple[int, int]):
+    """The image of data, checked before a pixel is decoded (bytes, pixels, decoded memory, JPEG scans), decoded at a
+    reduced scale where the format allows it and turned upright; yields (image, width, height as shown). Raises
+    ImageError with one sentence for anything that is not a safe, whole image."""
     if len(data) > MAX_BYTES:
         raise ImageError(f"The file is {len(data) / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB.")
     try:
@@ -148,10 +153,7 @@ def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarra
                     width, height = height, width
                 image.load()
                 ImageOps.exif_transpose(image, in_place=True)
-                image = _to_rgb(_reduced(image, size))
-                if image.size != size:
-                    image = ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
-                return np.asarray(image, dtype=np.uint8).copy(), _note_for(width, height, size)
+                yield image, width, height
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -162,6 +164,31 @@ def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarra
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         reason = "it is truncated" if "truncated" in str(e) else str(e) or type(e).__name__
         raise ImageError(f"The image is corrupt and cannot be decoded ({reason}).") from None
+
+
+def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarray, str | None]:
+    """(to_input_array's array, a sentence for the reader of its prediction on what fitting the image took:
+    enlarged from fewer pixels than the model takes, or most of it cropped away; None when it suits the model),
+    from one decoding of the file. Raises ImageError as to_input_array does."""
+    with _opened(data, size) as (image, width, height):
+        image = _to_rgb(_reduced(image, size))
+        if image.size != size:
+            image = ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
+        return np.asarray(image, dtype=np.uint8).copy(), _note_for(width, height, size)
+
+
+def preview_png(data: bytes, side: int = 256) -> bytes:
+    """The whole image, upright, within side x side pixels, as PNG: what a page shows as the original. A 20 x 2000
+    upload shown at the column's width had made the page 19,000 pixels tall. A small image is enlarged by whole
+    pixels, so that a 32 x 32 sample looks as blocky as what the model sees beside it, not smoothed."""
+    with _opened(data, (side // 4, side // 4)) as (image, _, _):
+        image = _to_rgb(_reduced(image, (side // 4, side // 4)))
+        if max(image.size) > side:
+            image = ImageOps.contain(image, (side, side), method=Image.Resampling.LANCZOS)
+        elif max(image.size) * 2 <= side:
+            times = side // max(image.size)
+            image = image.resize((image.size[0] * times, image.size[1] * times), Image.Resampling.NEAREST)
+        return encode_png(np.asarray(image))
 
 
 def read_image_file(path: str | os.PathLike) -> bytes:

@@ -21,7 +21,7 @@ def show_file(position: int, name: str, payload: bytes, result: dict, ref: str, 
             st.caption(result["note"])
         image = images.to_input_array(payload)
         c = st.columns([2, 2, 2, 3])
-        c[0].image(payload, caption="original", width=192)
+        c[0].image(images.preview_png(payload), caption="original")
         c[1].image(charts.enlarge(image, 6), caption="what the model sees (32 × 32)")
         with c[2]:
             ui.saliency(ref, image, result["top"][0]["label"], f"cls_cam_{position}", opacity)

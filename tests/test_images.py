@@ -258,6 +258,8 @@ def test_a_large_image_is_reduced_before_it_is_converted_and_gives_what_a_full_s
     ((1, 1), "This image is 1 × 1 pixels, fewer than the 32 × 32 the model takes"),
     ((40, 20), "This image is 40 × 20 pixels, fewer than the 32 × 32"),
     ((300, 100), "This image is 300 × 100 pixels: only its centre square was classified"),
+    ((20, 2000), "This image is 20 × 2000 pixels, fewer than the 32 × 32 the model takes: only its centre square was "
+                 "classified, more than half of it cropped away, and enlarged"),  # both, not only the first
     ((64, 64), None), ((64, 32), None),  # square or 2:1: nothing to say
 ])
 def test_fit_note(size, words):
@@ -271,3 +273,20 @@ def test_fit_note_counts_the_image_as_shown_and_says_nothing_of_non_images():
     exif[0x0112] = 6
     assert fit_note(helpers.image_bytes(image, "JPEG", exif=exif.tobytes())).startswith("This image is 100 × 300")
     assert fit_note(b"not an image") is None
+
+
+def test_the_preview_of_an_upload_keeps_the_whole_image_within_its_box():
+    from cifar_core.images import preview_png
+
+    def size(data):
+        return Image.open(io.BytesIO(data)).size
+
+    thin = np.zeros((2000, 20, 3), np.uint8)  # shown at the column's width it had been 19,000 pixels tall
+    assert size(preview_png(helpers.image_bytes(thin))) == (3, 256)
+    assert size(preview_png(helpers.image_bytes(np.zeros((480, 640, 3), np.uint8)))) == (256, 192)
+    sample = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    shown = np.asarray(Image.open(io.BytesIO(preview_png(helpers.image_bytes(sample)))))
+    assert shown.shape == (256, 256, 3) and (shown[::8, ::8] == sample).all()  # whole pixels, not smoothed
+    assert (shown[7::8, 7::8] == sample).all()
+    with pytest.raises(ImageError):
+        preview_png(b"not an image")
