@@ -47,15 +47,16 @@ def training_curves(records: list[dict], steps_per_epoch: int | None = None, tit
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for col, key in ((1, "loss"), (2, "accuracy")):
         x, y = _series(records, "batch", key)
+        shown = "%{y:.1%}" if key == "accuracy" else "%{y:.4f}"  # accuracy in percent, as every page says it
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train", line={"width": 1, "color": "#1f77b4"},
-                                 hovertemplate=f"train {key} %{{y:.4f}}<extra></extra>", connectgaps=False,
+                                 hovertemplate=f"train {key} {shown}<extra></extra>", connectgaps=False,
                                  legendgroup="train", showlegend=col == 1), row=1, col=col)
         x, y = _series(records, "epoch", f"val_{key}")
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="validation", line={"color": "#ff7f0e"},
-                                 hovertemplate=f"validation {key} %{{y:.4f}}<extra></extra>", connectgaps=False,
+                                 hovertemplate=f"validation {key} {shown}<extra></extra>", connectgaps=False,
                                  legendgroup="val", showlegend=col == 1), row=1, col=col)
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
-    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=2)
     fig.update_layout(title=escape(title) if title else None, height=360, margin={"t": 40, "b": 30, "l": 40, "r": 10},
                       legend={"orientation": "h", "y": -0.2})
     return fig
@@ -68,8 +69,10 @@ def overlay_curves(curves: dict[str, list[dict]], key: str = "val_accuracy") -> 
         x, y = _series(records, "epoch", key)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=escape(name), connectgaps=False))
     # The legend below the plot, not beside it: run names are long, and beside it they took most of a phone's width.
-    fig.update_layout(xaxis_title="epoch", yaxis_title=key.replace("_", " "), height=420,
-                      margin={"t": 30, "b": 30, "l": 40, "r": 10}, legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(xaxis_title="epoch", yaxis_title=key.replace("_", " ").replace("val ", "validation "),
+                      height=420, margin={"t": 30, "b": 30, "l": 40, "r": 10}, legend={"orientation": "h", "y": -0.2})
+    if key.endswith("accuracy"):
+        fig.update_yaxes(tickformat=".0%")
     return fig
 
 

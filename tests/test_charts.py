@@ -60,6 +60,9 @@ def test_training_curves_place_batches_within_epochs_and_leave_gaps_for_null():
     # one legend entry per line, shown once for both panels: the accuracy panel's lines are named too
     assert [(t.name, t.showlegend) for t in fig.data] == [("train", True), ("validation", True), ("train", False),
                                                           ("validation", False)]
+    # accuracy in percent, as the metrics above the chart say it; loss as a number
+    assert (fig.layout.yaxis2.tickformat, fig.layout.yaxis.tickformat) == (".0%", None)
+    assert "%{y:.1%}" in val_acc.hovertemplate and "%{y:.4f}" in val_loss.hovertemplate
 
 
 def test_an_epoch_a_time_budget_ended_early_is_plotted_where_it_ended():
@@ -74,6 +77,8 @@ def test_overlay_curves_one_line_per_run():
                                  "b": [{"kind": "epoch", "epoch": 1, "step": 1, "val_accuracy": 0.6},
                                        {"kind": "epoch", "epoch": 2, "step": 1, "val_accuracy": 0.7}]})
     assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[1].y) == [0.6, 0.7]
+    assert (fig.layout.yaxis.title.text, fig.layout.yaxis.tickformat) == ("validation accuracy", ".0%")
+    assert charts.overlay_curves({}, "loss").layout.yaxis.tickformat is None
 
 
 def test_confusion_heatmap_counts_and_row_normalised():
