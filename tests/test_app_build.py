@@ -238,6 +238,17 @@ def test_a_reload_keeps_the_model_being_edited(open_app, app_env):
     assert fresh.session_state["spec"].name == "mine"
     assert len(fresh.session_state["spec"].layers) == 5
 
+    # every page carries the draft in its URL, and a reload on Train finds the model there, not only on Build
+    at.switch_page("pages/train.py").run()
+    shown = at.query_params["draft"]
+    assert (shown[0] if isinstance(shown, list) else shown) == draft
+    on_train = AppTest.from_file(str(helpers.ROOT / "app.py"), default_timeout=90)
+    on_train.run()
+    on_train.query_params["draft"] = draft
+    on_train.switch_page("pages/train.py").run()
+    assert not on_train.exception and on_train.session_state["spec"].name == "mine"
+    assert on_train.selectbox(key="train_model").value == "build"
+
 
 def test_a_blank_model_name_is_the_warning_above_the_diagram_not_a_layers_error(open_app):
     at = open_app(BUILD)

@@ -32,6 +32,21 @@ def through_router(page_path: str) -> None:
     if not st.session_state.get("routed"):
         st.session_state["deep_link"] = (page_path, st.query_params.to_dict())
         st.switch_page("app.py")
+    keep_draft()
+
+
+def keep_draft() -> None:
+    """The Build page's model survives a reload of any page: its draft's id rides in every page's URL (?draft=),
+    and a new session (a reload) takes the model back from it. Only Build's own URL had it, so a reload on Train
+    lost the edited model for good."""
+    draft_id = st.session_state.get("draft_id")
+    if draft_id:
+        if st.query_params.get("draft") != draft_id:
+            st.query_params["draft"] = draft_id
+    elif "spec" not in st.session_state:
+        spec = load_draft(st.query_params.get("draft"))
+        if spec is not None:
+            st.session_state["spec"] = spec
 
 
 def forward_deep_link() -> None:
