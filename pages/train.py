@@ -44,12 +44,12 @@ if st.button("Start training", type="primary", key="start", disabled=problem is 
     except (specs.SpecError, runs.RunError, OSError) as e:
         st.error(ui.setting_error(e))
     else:
-        view.select_run(run_id)
+        view.select_run(run_id, just_started=True)
         st.rerun()
 
 # ---- this run: live while its job trains, its record afterwards
 run_id = view.shown_run()
-st.header("This run", divider="gray")
+view.run_header()
 if st.session_state.get("retrain_error"):
     st.error(ui.md_escape(st.session_state.pop("retrain_error")))
 has_runs = view.run_picker(run_id)

@@ -12,10 +12,13 @@ from cifar_core import spec as specs
 BUILD = "build"
 
 
-def select_run(run_id: str | None) -> None:
+def select_run(run_id: str | None, just_started: bool = False) -> None:
+    """Shows run_id on this page (and in its URL); just started, the next run of the page scrolls to it."""
     st.session_state["train_run"] = run_id
     if run_id:
         st.query_params["run"] = run_id
+    if just_started:
+        st.session_state["just_started"] = run_id
 
 
 def shown_run() -> str | None:
@@ -173,3 +176,12 @@ def retrain_box(run_dir) -> None:
             ui.source_picker("retrain_source", "sample")
         row[1].button("Train on this data", key="retrain", type="primary", on_click=retrain_on,
                       args=(run_dir, "retrain_source"))
+
+
+def run_header() -> None:
+    """The "This run" heading; right after Start, a toast and a scroll to it: the run's progress and curves appear
+    below the fold of a 1400 x 1000 screen, and nothing else on it changed."""
+    st.header("This run", divider="gray", anchor="this-run")
+    if st.session_state.pop("just_started", None):
+        st.toast("Training started: its progress and curves are below.")
+        ui.scroll_to("this-run")
