@@ -125,7 +125,8 @@ def trial_rows(study_summary: dict) -> list[dict]:
     """A summary's trials as the Sweep page's table shows them: one column per parameter, named "param <name>", the
     run's id (never its folder: pages print no server path), and, when a trial failed, why."""
     failed = any(t.get("error") for t in study_summary["trials"])
-    return [{"trial": t["number"], "state": t["state"], "validation accuracy": t["value"], "seconds": t["seconds"],
+    return [{"trial": t["number"], "state": t["state"].lower(), "validation accuracy": t["value"],
+             "seconds": t["seconds"],
              **{f"param {k}": _param(v) for k, v in t["params"].items()}, "run": _run_id(t["run_dir"]),
              **({"why it failed": t.get("error")} if failed else {})}
             for t in study_summary["trials"]]

@@ -1,6 +1,8 @@
 """AppTest of the Sweep page: a bad range is one sentence with nothing started; a real 2-trial sweep of tiny started
 from the page runs in its own process, then the page shows its trials, Optuna's figures and opens the best trial."""
 
+import json
+
 import helpers
 import pytest
 
@@ -89,7 +91,10 @@ def test_a_sweep_from_the_page(open_app, app_env):
     at.run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
-    assert list(table["state"]) == ["COMPLETE", "COMPLETE"] and "param width" in table.columns
+    assert list(table["state"]) == ["complete", "complete"] and "param width" in table.columns
+    labels = json.loads(at.dataframe[0].proto.columns)  # the form's words, not Optuna's parameter names
+    assert labels["param width"]["label"] == "Width (× every Conv2D's filters)"
+    assert labels["param learning_rate"]["label"] == "Learning rate"
     assert "why it failed" not in table.columns
     assert [h.value for h in at.subheader if "trials" in h.value] == [f"{ui.md_escape(study)}: finished, 2/2 trials"]
     assert {"sweep_fig_history", "sweep_fig_parallel"} <= {c.key for c in at.get("plotly_chart")}

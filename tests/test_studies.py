@@ -32,10 +32,10 @@ def test_the_sweep_pages_table_and_best_run():
         "best": {"number": 0, "value": 0.5, "params": {}, "run_dir": "/r/20260101-000000-tiny/"}}
     assert studies.trials_done(summary) == 2
     assert studies.trial_rows(summary) == [
-        {"trial": 0, "state": "COMPLETE", "validation accuracy": 0.5, "seconds": 2.5, "param width": 1.5,
+        {"trial": 0, "state": "complete", "validation accuracy": 0.5, "seconds": 2.5, "param width": 1.5,
          "param dropout": 0.123, "run": "20260101-000000-tiny"},  # as trained (space.suggest); the run's id only
-        {"trial": 1, "state": "PRUNED", "validation accuracy": None, "seconds": 1.0, "param width": 0.5, "run": None},
-        {"trial": 2, "state": "RUNNING", "validation accuracy": None, "seconds": None, "run": None}]
+        {"trial": 1, "state": "pruned", "validation accuracy": None, "seconds": 1.0, "param width": 0.5, "run": None},
+        {"trial": 2, "state": "running", "validation accuracy": None, "seconds": None, "run": None}]
     failed = {"number": 3, "state": "FAIL", "value": None, "seconds": 1.0, "params": {}, "run_dir": None,
               "error": "The trial's run 20260101-000003-tiny ended failed: MemoryError"}
     rows = studies.trial_rows({**summary, "trials": [*summary["trials"], failed]})

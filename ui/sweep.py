@@ -49,6 +49,13 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, i
         among = st.multiselect("Or also choose among presets", list(presets.PRESETS), key="sweep_presets")
         if among:
             space["preset"] = {"choices": among}
+        try:  # checked as they are typed, and said under them, not only once Start is pressed
+            if not space:
+                raise space_checks.SweepError("Choose at least one range or preset to search.")
+            space = space_checks.check_space(space, model_spec)
+        except space_checks.SweepError as e:
+            st.error(range_error(e))
+            space = None
         c = st.columns(3)
         preset_epochs = presets.PRESETS.get(model_spec.name, presets.PRESETS["tiny"]).train.epochs
         with c[0]:
@@ -58,13 +65,6 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, i
         with c[2]:
             # TrainConfig's own field, as on the Train page: empty trains on all images.
             limit = ui.setting_widget("limit", "sweep_limit", None)
-        try:  # the ranges are checked as they are typed, not only once Start is pressed
-            if not space:
-                raise space_checks.SweepError("Choose at least one range or preset to search.")
-            space = space_checks.check_space(space, model_spec)
-        except space_checks.SweepError as e:
-            st.error(range_error(e))
-            space = None
     ready = space is not None and None not in (trials, epochs) and not configs.setting_problem("limit", limit)
     return space, trials, epochs, limit, ready
 
@@ -108,8 +108,11 @@ def _progress(study: str, storage: str, running: bool) -> None:
     if alive and st.button("Stop sweep", key="sweep_stop"):
         sweeps.stop_sweep(runs.default_runs_dir(), study)
         st.toast("Stopping: the trial under way stops after its batch.")
-    st.dataframe(studies.trial_rows(summary), hide_index=True, key="sweep_table",
-                 column_config={"validation accuracy": ui.percent_column()})
+    rows = studies.trial_rows(summary)
+    named = {f"param {key}": label for key, (label, *_) in RANGES.items()} | {"param preset": "Preset"}
+    st.dataframe(rows, hide_index=True, key="sweep_table", column_config={
+        "validation accuracy": ui.percent_column(), "seconds": st.column_config.NumberColumn(format="%.1f"),
+        **{column: label for column, label in named.items() if any(column in row for row in rows)}})
     shown = figures(storage, study, done)
     if not shown:
         st.caption("Optuna's figures (the search's history, its parallel coordinates) appear once a trial is "
