@@ -112,8 +112,9 @@ def compact_table(spec: specs.ModelSpec) -> tuple[list, list]:
                    on_change=apply_table, width="stretch", column_config={
                        "type": st.column_config.SelectboxColumn("layer", options=list(specs.LAYER_TYPES),
                                                                 required=True),
-                       "settings": st.column_config.TextColumn(
-                           "settings (name=value, ...; others are defaults)", width="large")})
+                       "settings": st.column_config.TextColumn(  # a long header was cut off at 1400 px
+                           "settings", width="large", help="name=value, ...; the settings not named keep their "
+                                                            "defaults")})
     if st.session_state.get("table_error"):
         st.error(ui.md_escape(st.session_state["table_error"]))
     return list(spec.layers), [st.empty() for _ in spec.layers]
