@@ -73,8 +73,8 @@ elif status.get("state") in jobs.RESUMABLE_STATES:
             st.error(ui.md_escape(str(e)))
         else:
             st.rerun()
-if status.get("state") == "finished":
+if status.get("state") in ("finished", "stopped") and (run_dir / "model.keras").is_file():
     if st.button("Evaluate this model", icon=":material/analytics:", key="evaluate_this"):
-        ui.open_page("pages/evaluate.py", {"eval_model": run_id})
+        ui.open_page("pages/evaluate.py", ui.evaluation_request(run_id))
 with st.expander("Job log"):
     st.code(runs.read_job_log(run_id) or "(empty)", language=None)

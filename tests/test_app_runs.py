@@ -36,6 +36,9 @@ def test_table_curves_downloads_rename_and_delete(open_app, runs_with_model):
     at.button(key="rename").click().run()
     assert runs.run_label(runs_with_model / TINY_RUN_ID) == "my first tiny"
     assert at.dataframe[0].value.iloc[0]["name"] == "my first tiny"
+    picker = at.selectbox(key="runs_manage_0")
+    assert picker.options == [f"my first tiny ({TINY_RUN_ID})"]  # the pickers say the new name too
+    assert [t.value for t in at.toast] == ["Renamed to my first tiny."]
     at.text_input(key=f"runs_label_{TINY_RUN_ID}").set_value("   ")
     at.button(key="rename").click().run()
     assert "1 to 80 characters" in at.error[0].value

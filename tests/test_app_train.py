@@ -72,6 +72,7 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     assert not {"stop", "resume"} & {b.key for b in again.button}  # a finished run is neither stopped nor resumed
     again.button(key="evaluate_this").click().run()
     assert not again.exception and again.selectbox(key="eval_model").value == run_id  # this run, not the default
+    assert not again.error and any(m.label == "Accuracy" for m in again.metric)  # evaluated, not a second click
 
 
 def test_a_failed_run_shows_its_error_and_offers_resume(open_app, app_env):

@@ -155,6 +155,14 @@ def setting_widget(name: str, key: str, default):
     return value
 
 
+def evaluation_request(ref: str) -> dict:
+    """The Evaluate page's choices for evaluating ref at once, on the split and data source it shows now: a button
+    that opened Evaluate with the model chosen still left the evaluation to a second click."""
+    split = st.session_state.get("eval_split", "test")
+    choice = st.session_state.get("eval_source") or data_choice()
+    return {"eval_model": ref, "eval_request": (ref, split, choice)}
+
+
 def open_page(page: str, choices: dict) -> None:
     """Goes to page with some of its widgets set (key -> value), as if the user had chosen them there. The run ends
     at the switch, so the writes cannot be lost to an interrupted rerun; the widgets keep them (persist_state)."""

@@ -71,7 +71,10 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
             except (runs.RunError, OSError) as e:
                 st.error(ui.md_escape(str(e)))
             else:
+                st.session_state["renamed"] = runs.check_run_name(label)
                 st.rerun()
+        if "renamed" in st.session_state:  # said after the rerun that shows the new name everywhere
+            st.toast(f"Renamed to {ui.md_escape(st.session_state.pop('renamed'))}.")
 
     with st.expander("Delete this run"):
         st.text(f"Deletes the run {run_id} with its model, curves and logs. This cannot be undone.")
