@@ -94,7 +94,9 @@ def summary(storage_url: str, study_name: str) -> dict:
     rows = []
     for t in study.get_trials(deepcopy=False):
         end = t.datetime_complete
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
+        trained = t.user_attrs.get("params")  # what the trial's run trained on (space.suggest), else Optuna's own
+        params = trained if isinstance(trained, dict) else dict(t.params)
+        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": params,
                      "run_dir": t.user_attrs.get("run_dir"), "error": _failure(t),
                      "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
                      "seconds": (end - t.datetime_start).total_seconds() if end and t.datetime_start else None})
@@ -127,14 +129,9 @@ def trial_rows(study_summary: dict) -> list[dict]:
     failed = any(t.get("error") for t in study_summary["trials"])
     return [{"trial": t["number"], "state": t["state"].lower(), "validation accuracy": t["value"],
              "seconds": t["seconds"],
-             **{f"param {k}": _param(v) for k, v in t["params"].items()}, "run": _run_id(t["run_dir"]),
+             **{f"param {k}": v for k, v in t["params"].items()}, "run": _run_id(t["run_dir"]),
              **({"why it failed": t.get("error")} if failed else {})}
             for t in study_summary["trials"]]
-
-
-def _param(value):
-    """A parameter as its trial trained on it: a float to the three digits space.suggest keeps."""
-    return float(f"{value:.3g}") if isinstance(value, float) else value
 
 
 def _run_id(run_dir) -> str | None:

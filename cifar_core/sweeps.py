@@ -145,6 +145,7 @@ def make_objective(study, model_spec, config, space, trials: int, runs_dir, log=
             study.stop()
             raise optuna.TrialPruned("the study already has its trials")
         params = suggest(trial, space)
+        trial.set_user_attr("params", params)  # as trained: Optuna's own record keeps its samples' every digit
         trial_spec, trial_config = apply_params(model_spec, config, params)
         run_id = jobs.start_job(trial_spec, trial_config, runs_dir, name=f"{study.study_name} #{trial.number}",
                                 sweep={"study": study.study_name, "trial": trial.number, "params": params})

@@ -210,7 +210,7 @@ def test_a_whole_number_box_reads_what_is_typed(server, page):
     and the page went on with them. ui.number_input's float box reads them whole, and the page names them."""
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{server}/sweep")
-    page.get_by_role("heading", name="Sweep").wait_for()
+    page.get_by_role("heading", name="Sweep", exact=True).wait_for()
     for typed, shown in (("1e12", "1,000,000,000,000"), ("2.5", "2.5")):
         _fill(page, "Trials", typed)
         page.get_by_text(f"Trials must be a whole number from 1 to 10,000, got {shown}.", exact=True).wait_for()

@@ -25,7 +25,7 @@ def test_redact_and_driver():
 
 def test_the_sweep_pages_table_and_best_run():
     summary = {"trials": [
-        {"number": 0, "state": "COMPLETE", "value": 0.5, "seconds": 2.5, "params": {"width": 1.5, "dropout": 0.1234567},
+        {"number": 0, "state": "COMPLETE", "value": 0.5, "seconds": 2.5, "params": {"width": 1.5, "dropout": 0.1},
          "run_dir": "/r/20260101-000000-tiny"},
         {"number": 1, "state": "PRUNED", "value": None, "seconds": 1.0, "params": {"width": 0.5}, "run_dir": None},
         {"number": 2, "state": "RUNNING", "value": None, "seconds": None, "params": {}, "run_dir": None}],
@@ -33,7 +33,7 @@ def test_the_sweep_pages_table_and_best_run():
     assert studies.trials_done(summary) == 2
     assert studies.trial_rows(summary) == [
         {"trial": 0, "state": "complete", "validation accuracy": 0.5, "seconds": 2.5, "param width": 1.5,
-         "param dropout": 0.123, "run": "20260101-000000-tiny"},  # as trained (space.suggest); the run's id only
+         "param dropout": 0.1, "run": "20260101-000000-tiny"},  # the id: pages print no server path
         {"trial": 1, "state": "pruned", "validation accuracy": None, "seconds": 1.0, "param width": 0.5, "run": None},
         {"trial": 2, "state": "running", "validation accuracy": None, "seconds": None, "run": None}]
     failed = {"number": 3, "state": "FAIL", "value": None, "seconds": 1.0, "params": {}, "run_dir": None,

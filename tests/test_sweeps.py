@@ -65,7 +65,7 @@ def test_a_failed_trials_reason_is_kept_with_the_trial(tmp_path):
     died.set_user_attr("run_dir", str(run_dir))
     study.tell(died, state=optuna.trial.TrialState.FAIL)
     rows = studies.trial_rows(studies.summary(storage, "s"))
-    assert [row["state"] for row in rows] == ["FAIL", "FAIL"]
+    assert [row["state"] for row in rows] == ["fail", "fail"]
     assert [row["why it failed"] for row in rows] == [
         "The trial's run 20260101-000000-tiny ended failed: MemoryError: out of memory", "MemoryError: out of memory"]
 
@@ -109,6 +109,7 @@ def test_a_three_trial_sweep_of_tiny_on_sqlite(tmp_path):
         assert run_dir.parent == tmp_path.resolve() and runs.read_status(run_dir)["state"] == "finished"
         assert set(t["params"]) == {"width", "learning_rate", "label_smoothing"}  # the default space for tiny
         assert runs.read_config(run_dir)["sweep"] == {"study": "three", "trial": t["number"], "params": t["params"]}
+        assert all(float(f"{v:.3g}") == v for v in t["params"].values())  # as trained: three digits, not Optuna's
         assert t["value"] == max(r["val_accuracy"] for r in metrics.epoch_records(run_dir))
     best = max(trials, key=lambda t: t["value"])
     assert summary["best"]["value"] == best["value"] and summary["best"]["run_dir"] == best["run_dir"]
