@@ -139,6 +139,10 @@ def layer_name(index: int, layer) -> str:
     return f"layer {index} ({type(layer).__name__})"
 
 
+def _got(value) -> str:
+    return "not empty" if value is None else f"got {value!r}"
+
+
 def check_layer_fields(index: int, layer) -> None:
     """SpecError unless every field of one layer is in its range. Public because two callers need it alone:
     shapes checks each layer before working out its shape, spec_io each layer as it is read (so that a bad value in
@@ -150,7 +154,7 @@ def check_layer_fields(index: int, layer) -> None:
         if f.name in INT_RANGES and not (f.name == "strides" and value is None and isinstance(layer, MaxPooling2D)):
             low, high = INT_RANGES[f.name]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise SpecError(f"{where}: {f.name} must be an integer from {low} to {high}, got {value!r}.")
+                raise SpecError(f"{where}: {f.name} must be an integer from {low} to {high}, {_got(value)}.")
         if f.name == "activation" and value not in ACTIVATIONS:
             raise SpecError(f"{where}: activation must be one of {', '.join(ACTIVATIONS)}, got {value!r}.")
         if f.name == "padding" and value not in PADDINGS:
@@ -162,7 +166,7 @@ def check_layer_fields(index: int, layer) -> None:
         if f.name in FLOAT_RANGES:
             low, high = float_bounds(f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise SpecError(f"{where}: {f.name} must be a number in {FLOAT_RANGES[f.name][2]}, got {value!r}.")
+                raise SpecError(f"{where}: {f.name} must be a number in {FLOAT_RANGES[f.name][2]}, {_got(value)}.")
 
 
 def validate_header(spec: ModelSpec) -> None:

@@ -49,8 +49,7 @@ else:
     i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="cls_sample", **ui.KEEP)
     if i is None:
         st.stop()
-    st.caption(f"True class: {ui.md_escape(sample_names[y[i]])}")
-    files = [(f"sample image {i} (true class: {sample_names[y[i]]})", images.encode_png(x[i]))]
+    files = [(f"sample image {i} (true class: {sample_names[y[i]]})", images.encode_png(x[i]))]  # said once
 
 if not files:
     st.caption("Upload one or more images to classify them.")

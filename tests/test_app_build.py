@@ -297,3 +297,5 @@ def test_a_number_that_is_not_whole_is_refused_not_cut(open_app):
     assert not at.session_state["spec_valid"] and not at.exception
     at.number_input(key="layer_0_filters").set_value(12.0).run()
     assert not at.error and at.session_state["spec_valid"]
+    at.number_input(key="layer_0_filters").set_value(None).run()  # emptied: named so, not refilled with 0
+    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be an integer from 1 to 4096, not empty."]

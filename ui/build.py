@@ -53,7 +53,7 @@ def upload_spec() -> None:
             set_spec(spec_io.from_json(file.getvalue()))
             st.session_state["start_from"] = CURRENT  # "Start from" names what is now being edited
         except specs.SpecError as e:
-            st.session_state["upload_error"] = f"This spec cannot be loaded: {e}"
+            st.session_state["upload_error"] = f"The file was not loaded: {e}"
 
 
 def apply_table() -> None:
@@ -88,7 +88,7 @@ def field_widget(i: int, layer, name: str):
     if name in specs.FLOAT_RANGES:
         (low, high), (step, fmt) = specs.float_bounds(name), FLOAT_WIDGETS[name]
         st.session_state.setdefault(key, min(max(float(value), low), high))
-        return ui.number_input(name, step=step, format=fmt, key=key)
+        return ui.number_input(name, value=None, step=step, format=fmt, key=key)
     st.session_state.setdefault(key, value)
     if name == "activation":
         return st.selectbox(name, specs.ACTIVATIONS, key=key)
@@ -102,7 +102,9 @@ def field_widget(i: int, layer, name: str):
     if name == "strides" and isinstance(layer, specs.MaxPooling2D):
         return ui.number_input(name, step=1, key=key, placeholder="= pool_size",
                                help="Empty means the same as pool_size, as in Keras.")
-    return ui.number_input(name, step=1, key=key)
+    # value=None: a box the user empties stays empty and is named as such; without it Streamlit put 0 back into
+    # the box and the page said "got 0" of a number nobody typed.
+    return ui.number_input(name, value=None, step=1, key=key)
 
 
 def compact_table(spec: specs.ModelSpec) -> tuple[list, list]:
