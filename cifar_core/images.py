@@ -179,8 +179,9 @@ def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarra
 
 def preview_png(data: bytes, side: int = 256) -> bytes:
     """The whole image, upright, within side x side pixels, as PNG: what a page shows as the original. A 20 x 2000
-    upload shown at the column's width had made the page 19,000 pixels tall. A small image is enlarged by whole
-    pixels, so that a 32 x 32 sample looks as blocky as what the model sees beside it, not smoothed."""
+    upload shown at the column's width had made the page 19,000 pixels tall; one that thin is framed in white to a
+    quarter of the side. A small image is enlarged by whole pixels, so that a 32 x 32 sample looks as blocky as what
+    the model sees beside it, not smoothed."""
     with _opened(data, (side // 4, side // 4)) as (image, _, _):
         image = _to_rgb(_reduced(image, (side // 4, side // 4)))
         if max(image.size) > side:
@@ -188,6 +189,10 @@ def preview_png(data: bytes, side: int = 256) -> bytes:
         elif max(image.size) * 2 <= side:
             times = side // max(image.size)
             image = image.resize((image.size[0] * times, image.size[1] * times), Image.Resampling.NEAREST)
+        if min(image.size) < side // 4:  # a page stretches a 3-pixel-wide preview to its caption's width
+            framed = Image.new("RGB", (max(image.size[0], side // 4), max(image.size[1], side // 4)), "white")
+            framed.paste(image, ((framed.size[0] - image.size[0]) // 2, (framed.size[1] - image.size[1]) // 2))
+            image = framed
         return encode_png(np.asarray(image))
 
 

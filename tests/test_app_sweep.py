@@ -94,7 +94,8 @@ def test_a_sweep_from_the_page(open_app, app_env):
     assert list(table["state"]) == ["complete", "complete"] and "param width" in table.columns
     labels = json.loads(at.dataframe[0].proto.columns)  # the form's words, not Optuna's parameter names
     assert labels["param width"]["label"] == "Width (× every Conv2D's filters)"
-    assert labels["param learning_rate"]["label"] == "Learning rate"
+    assert labels["param learning_rate"] == {"label": "Learning rate", "type_config": {"type": "number",
+                                                                                      "format": "%g"}}
     assert "why it failed" not in table.columns
     assert [h.value for h in at.subheader if "trials" in h.value] == [f"{ui.md_escape(study)}: finished, 2/2 trials"]
     assert {"sweep_fig_history", "sweep_fig_parallel"} <= {c.key for c in at.get("plotly_chart")}

@@ -282,7 +282,8 @@ def test_the_preview_of_an_upload_keeps_the_whole_image_within_its_box():
         return Image.open(io.BytesIO(data)).size
 
     thin = np.zeros((2000, 20, 3), np.uint8)  # shown at the column's width it had been 19,000 pixels tall
-    assert size(preview_png(helpers.image_bytes(thin))) == (3, 256)
+    assert size(preview_png(helpers.image_bytes(thin))) == (64, 256)  # framed: stretched to a caption's width, 3
+    # pixels wide had still been 4,155 tall
     assert size(preview_png(helpers.image_bytes(np.zeros((480, 640, 3), np.uint8)))) == (256, 192)
     sample = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     shown = np.asarray(Image.open(io.BytesIO(preview_png(helpers.image_bytes(sample)))))

@@ -18,7 +18,8 @@ METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss",
 
 def table(rows: list[dict]) -> list[dict]:
     """The table of every run; returns the rows the user selected in it."""
-    event = st.dataframe(runs.table_rows(rows), hide_index=True, on_select="rerun", selection_mode="multi-row",
+    shown = ui.rounded(runs.table_rows(rows), ("best val accuracy", "last val accuracy"))
+    event = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="multi-row",
                          key="runs_table",
                          column_config={"params": st.column_config.NumberColumn(format="localized"),
                                         "best val accuracy": ui.percent_column(),

@@ -108,11 +108,12 @@ def _progress(study: str, storage: str, running: bool) -> None:
     if alive and st.button("Stop sweep", key="sweep_stop"):
         sweeps.stop_sweep(runs.default_runs_dir(), study)
         st.toast("Stopping: the trial under way stops after its batch.")
-    rows = studies.trial_rows(summary)
-    named = {f"param {key}": label for key, (label, *_) in RANGES.items()} | {"param preset": "Preset"}
+    rows = ui.rounded(studies.trial_rows(summary), ("validation accuracy",))
+    named = {f"param {key}": st.column_config.NumberColumn(label, format="%g")  # 0.000737, not 0.0007
+             for key, (label, *_) in RANGES.items()} | {"param preset": "Preset"}
     st.dataframe(rows, hide_index=True, key="sweep_table", column_config={
         "validation accuracy": ui.percent_column(), "seconds": st.column_config.NumberColumn(format="%.1f"),
-        **{column: label for column, label in named.items() if any(column in row for row in rows)}})
+        **{column: config for column, config in named.items() if any(column in row for row in rows)}})
     shown = figures(storage, study, done)
     if not shown:
         st.caption("Optuna's figures (the search's history, its parallel coordinates) appear once a trial is "
