@@ -17,7 +17,7 @@ from .config import tta_mode
 from .files import open_regular, read_json, write_json
 from .models import DEFAULT_RUN, load_model, resolve_model, tta_for
 from .predict import predict_proba
-from .readers import MAX_CLASSES
+from .spec import MAX_CLASSES
 
 EVAL_BATCH_SIZE = 500
 

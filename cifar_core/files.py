@@ -159,6 +159,11 @@ def is_text(value: str) -> bool:
     return True
 
 
+def shown(text) -> str:
+    """Text as it can be shown and written: what is_text refuses keeps its bytes as escapes (\\udcff)."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _all_text(value) -> bool:
     if isinstance(value, str):
         return is_text(value)

@@ -103,13 +103,23 @@ def check_loaded(model) -> None:
     if len(outputs) != 1 or len(outputs[0].shape) != 2 or not 2 <= (outputs[0].shape[-1] or 0) <= MAX_CLASSES:
         raise ValueError(f"it gives {', '.join(str(tuple(o.shape)) for o in outputs) or 'no output'}, where a "
                          f"classifier gives one (None, classes) output of 2 to {MAX_CLASSES} classes.")
-    values = 0
-    for layer in model.layers:
-        for output in layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]:
-            values += math.prod(int(side or 1) for side in output.shape[1:])
+    values = sum(output_sizes(model))
     if values * 4 > MAX_IMAGE_ACTIVATION_BYTES:
         raise ValueError(f"its layers' outputs take {values * 4 / 2**30:.1f} GB for one image; the limit is "
                          f"{MAX_IMAGE_ACTIVATION_BYTES // 2**30} GB.")
+
+
+def output_sizes(model) -> list[int]:
+    """The values each layer output holds for one image (check_loaded sums them, predict_proba sizes its calls by
+    the widest); an output whose shape Keras does not know counts nothing."""
+    sizes = []
+    for layer in getattr(model, "layers", []):
+        try:
+            outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+            sizes += [math.prod(int(side or 1) for side in output.shape[1:]) for output in outputs]
+        except (AttributeError, TypeError, ValueError):
+            continue
+    return sizes
 
 
 _weights_left = contextvars.ContextVar("weights_left", default=None)

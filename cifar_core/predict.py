@@ -5,13 +5,11 @@ A bad file never stops the others: each gets its own sentence.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .config import TTA_MODES
 from .images import ImageError, read_input
-from .models import serving_model
+from .models import output_sizes, serving_model
 
 # Images, views included, per predict call: the evaluation's 500 and their mirror images, as before the shifted
 # views; 1,000 of `fast` hold about 0.3 GB of activations.
@@ -46,20 +44,10 @@ def predict_proba(model, x: np.ndarray, tta: str = "off") -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 3:
         x = x[None]
-    chunk = max(1, min(MAX_IMAGES_PER_CALL, MAX_CALL_BYTES // (8 * _widest_output(model)))
+    widest = max(output_sizes(model), default=1) or 1
+    chunk = max(1, min(MAX_IMAGES_PER_CALL, MAX_CALL_BYTES // (8 * widest))
                 // len(tta_views(x[:1], tta)))
     return np.concatenate([_averaged(model, x[start:start + chunk], tta) for start in range(0, len(x), chunk)])
-
-
-def _widest_output(model) -> int:
-    """The most values any layer of the model outputs for one image (1 where Keras does not know its shapes)."""
-    sizes = []
-    for layer in getattr(model, "layers", []):
-        try:
-            sizes.append(math.prod(int(side) for side in layer.output.shape[1:]))
-        except (AttributeError, TypeError, ValueError):
-            continue
-    return max(sizes, default=1) or 1
 
 
 def _averaged(model, x: np.ndarray, tta: str) -> np.ndarray:

@@ -22,6 +22,7 @@ from . import files
 from .images import ImageError, read_image_file, to_input_array
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+# spec.MAX_CLASSES, restated: readers sit below spec in the import graph (tests/test_architecture.py)
 MAX_CLASSES = 1000
 MAX_BATCH_BYTES = 64 * 2**20  # an official batch file is 31 MB
 
@@ -144,7 +145,7 @@ def list_folder(root: Path, within: Path | None = None) -> tuple[list[str], list
                          if d.is_dir() and not d.name.startswith(".") and stays_inside(d))
         unnamed = [name for name in classes if not files.is_text(name)]
         if unnamed:  # a class name is shown on every page and saved with the model
-            raise DataError(f"The class folder {unnamed[0].encode('utf-8', 'backslashreplace').decode()} in "
+            raise DataError(f"The class folder {files.shown(unnamed[0])} in "
                             f"{root.name} is not named in UTF-8; rename it.")
         per_class = []
         for label, name in enumerate(classes):

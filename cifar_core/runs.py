@@ -27,7 +27,7 @@ from pathlib import Path
 from . import config as configs
 from . import metrics, shapes, spec_io
 from . import spec as specs
-from .files import DiskFullError, is_disk_full, is_text, read_json, read_tail, try_lock, write_json  # noqa: F401
+from .files import DiskFullError, is_disk_full, is_text, read_json, read_tail, shown, try_lock, write_json  # noqa: F401
 from .files import is_locked as _is_locked
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
@@ -277,8 +277,7 @@ def check_run_name(label) -> str:
     if not 1 <= len(label) <= 80:
         raise RunError(f"A run name must be 1 to 80 characters; the one given has {len(label):,}.")
     if not is_text(label):  # `--name café` typed in a Latin-1 terminal
-        raise RunError(f"The run name {label.encode('utf-8', 'backslashreplace').decode()} is not UTF-8 text; type it "
-                       "again in a UTF-8 terminal.")
+        raise RunError(f"The run name {shown(label)} is not UTF-8 text; type it again in a UTF-8 terminal.")
     return label
 
 

@@ -70,7 +70,7 @@ def test_tta_averages_the_image_and_its_mirror(untrained_tiny):
 def test_a_model_with_wide_layers_predicts_in_smaller_calls(untrained_tiny, monkeypatch):
     # tiny's widest output is its first convolution's, 32 x 32 x 16 values an image
     served = models.serving_model(untrained_tiny)
-    assert predict._widest_output(served) == 32 * 32 * 16
+    assert max(models.output_sizes(served)) == 32 * 32 * 16
     calls, predict_on_batch = [], served.predict_on_batch
     monkeypatch.setattr(served, "predict_on_batch", lambda x: calls.append(len(x)) or predict_on_batch(x))
     x = np.random.default_rng(2).integers(0, 256, (25, 32, 32, 3)).astype(np.uint8)

@@ -214,3 +214,9 @@ def test_incomplete_batches_and_bad_archive(tmp_path, small_val):
     bad.write_bytes(b"not a gzip file at all")
     with pytest.raises(data.DataError, match="not the official"):
         data.load_data(str(bad))
+
+
+def test_a_folders_class_limit_is_the_specs():
+    from cifar_core import spec as specs
+
+    assert readers.MAX_CLASSES == specs.MAX_CLASSES  # restated below spec in the import graph; one number

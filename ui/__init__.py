@@ -434,8 +434,7 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
 def md_escape(text: str) -> str:
     """Text that st.markdown shows literally (class names come from folder names, which a user chose); a file name
     that is not UTF-8 shows its bytes as escapes (\\udcff), where it broke the page."""
-    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", files.shown(text))
 
 
 def duration(seconds: float | None) -> str:
