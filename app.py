@@ -29,9 +29,11 @@ with st.sidebar:
     ui.source_picker("data_source", sources.app_default(),
                      help_="CIFAR-10 from Keras, the embedded sample (always available), or a dataset in the "
                            "folders this server offers (its data roots).")
-    info = ui.device()
-    st.caption(f"Device: {info['device']}  \nPrecision: {info['precision']}")
+    ui.device_line()
 
 ui.forward_deep_link()
 st.session_state["routed"] = True
-page.run()
+try:
+    page.run()
+finally:  # also when the page stops early (st.stop) or switches
+    ui.find_device()

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import secrets
+import threading
 import time
 
 import numpy as np
@@ -238,6 +239,42 @@ def data_note(choice: str, key: str, named: bool = False) -> None:
 @st.cache_resource(show_spinner="Detecting the training device…")
 def device() -> dict:
     return devices.device_info()
+
+
+_device_search: list[threading.Thread] = []
+_device_search_lock = threading.Lock()
+
+
+def _device_known() -> bool:
+    """True also when the search has ended without an answer: the caller's own device() then raises its error."""
+    return devices.device_info.cache_info().currsize > 0 or bool(_device_search and not _device_search[0].is_alive())
+
+
+def find_device() -> None:
+    """Starts devices.device_info in a thread, once per server, after the first page is drawn: it imports
+    TensorFlow, and a thread started before the page slowed its drawing from 1.6 to 3.3 s (the two share the GIL)."""
+    with _device_search_lock:
+        if not _device_search and devices.device_info.cache_info().currsize == 0:
+            _device_search.append(threading.Thread(target=devices.device_info, name="device-info", daemon=True))
+            _device_search[0].start()
+
+
+def device_line() -> None:
+    """The sidebar's device and precision. Finding them held a server's first page blank for 7.3 s (headless
+    Chromium, 2026-12-07): until find_device has them, a fragment looks again each second and reruns the app once
+    they are known."""
+    if _device_known():
+        info = device()
+        st.caption(f"Device: {info['device']}  \nPrecision: {info['precision']}")
+    else:
+        _device_pending()
+
+
+@st.fragment(run_every=1)
+def _device_pending() -> None:
+    if _device_known():
+        st.rerun()
+    st.caption("Device: being detected…")
 
 
 def run_title(run_id: str) -> str:
