@@ -7,7 +7,6 @@ import html
 import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 RIGHT, WRONG = "#1a7f37", "#cf222e"
 
@@ -40,25 +39,25 @@ def _series(records, kind, key):
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def training_curves(records: list[dict], steps_per_epoch: int | None = None, title: str = "") -> go.Figure:
-    """Loss and accuracy against epochs: training per batch point (thin), validation per epoch (markers), one legend
-    entry each ("train", "validation": the same colours in both panels). A null (NaN) value leaves a gap."""
+def training_curve(records: list[dict], key: str, steps_per_epoch: int | None = None) -> go.Figure:
+    """One metric, "loss" or "accuracy", against epochs: training per batch point (thin), validation per epoch
+    (markers), in the same two colours in both figures. The Train page sets the two side by side in columns, which
+    stack on a narrow screen: one figure of two panels had squeezed both into a phone's width. A null (NaN) value
+    leaves a gap."""
     records = [{**r, "steps_per_epoch": steps_per_epoch} if steps_per_epoch else r for r in records]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-    for col, key in ((1, "loss"), (2, "accuracy")):
-        x, y = _series(records, "batch", key)
-        shown = "%{y:.1%}" if key == "accuracy" else "%{y:.4f}"  # accuracy in percent, as every page says it
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train", line={"width": 1, "color": "#1f77b4"},
-                                 hovertemplate=f"train {key} {shown}<extra></extra>", connectgaps=False,
-                                 legendgroup="train", showlegend=col == 1), row=1, col=col)
-        x, y = _series(records, "epoch", f"val_{key}")
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="validation", line={"color": "#ff7f0e"},
-                                 hovertemplate=f"validation {key} {shown}<extra></extra>", connectgaps=False,
-                                 legendgroup="val", showlegend=col == 1), row=1, col=col)
+    shown = "%{y:.1%}" if key == "accuracy" else "%{y:.4f}"  # accuracy in percent, as every page says it
+    fig = go.Figure()
+    x, y = _series(records, "batch", key)
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train", line={"width": 1, "color": "#1f77b4"},
+                             hovertemplate=f"train {key} {shown}<extra></extra>", connectgaps=False))
+    x, y = _series(records, "epoch", f"val_{key}")
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="validation", line={"color": "#ff7f0e"},
+                             hovertemplate=f"validation {key} {shown}<extra></extra>", connectgaps=False))
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=2)
-    fig.update_layout(title=escape(title) if title else None, height=360, margin={"t": 40, "b": 30, "l": 40, "r": 10},
-                      legend={"orientation": "h", "y": -0.2})
+    if key == "accuracy":
+        fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    fig.update_layout(title=key, height=340, margin={"t": 40, "b": 30, "l": 40, "r": 10},
+                      legend={"orientation": "h", "y": -0.25})
     return fig
 
 
@@ -77,12 +76,13 @@ def overlay_curves(curves: dict[str, list[dict]], key: str = "val_accuracy") -> 
 
 
 def confusion_heatmap(cm, class_names, normalize: bool = False) -> go.Figure:
-    """Rows are true classes, columns predicted; normalized rows sum to 1."""
+    """Rows are true classes, columns predicted; normalized rows sum to 1. The cells fill the chart's width and
+    height rather than staying square: square, a phone's narrow matrix stood in a band of white as tall as it."""
     cm = np.asarray(cm, dtype=float)
     values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     names = [escape(n) for n in class_names]
     fig = px.imshow(values, x=names, y=names, color_continuous_scale="Blues",
-                    text_auto=".2f" if normalize else "d", aspect="equal",
+                    text_auto=".2f" if normalize else "d", aspect="auto",
                     labels={"x": "predicted", "y": "true", "color": "fraction" if normalize else "images"})
     fig.update_layout(height=560, margin={"t": 30, "b": 30, "l": 30, "r": 10})
     fig.update_xaxes(side="bottom", tickangle=-45)
@@ -103,7 +103,9 @@ def per_class_bars(per_class: list[dict]) -> go.Figure:
     rows = [{"class": escape(r["class"]), "metric": m, "value": r[m]} for r in per_class
             for m in ("precision", "recall", "f1")]
     fig = px.bar(rows, x="class", y="value", color="metric", barmode="group", range_y=[0, 1])
-    fig.update_layout(height=320, margin={"t": 20, "b": 30, "l": 40, "r": 10})
+    # The legend above the bars, not beside them, where it took a third of a phone's width.
+    fig.update_layout(height=340, margin={"t": 40, "b": 30, "l": 40, "r": 10},
+                      legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "title": None})
     return fig
 
 

@@ -68,7 +68,7 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     again.run().switch_page(TRAIN).run()
     assert not again.exception, again.exception
     assert helpers.plain(again.subheader[0].value) == "page test: finished"
-    assert {c.key for c in again.get("plotly_chart")} == {"curves"}
+    assert {c.key for c in again.get("plotly_chart")} == {"curves_loss", "curves_accuracy"}
     assert not {"stop", "resume"} & {b.key for b in again.button}  # a finished run is neither stopped nor resumed
     again.button(key="evaluate_this").click().run()
     assert not again.exception and again.selectbox(key="eval_model").value == run_id  # this run, not the default

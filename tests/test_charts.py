@@ -51,24 +51,24 @@ def test_training_curves_place_batches_within_epochs_and_leave_gaps_for_null():
                {"kind": "epoch", "epoch": 1, "step": 10, "loss": 1.5, "accuracy": 0.3, "val_loss": 1.4,
                 "val_accuracy": 0.35},
                {"kind": "batch", "epoch": 2, "step": 5, "loss": 1.2, "accuracy": 0.4}]
-    fig = charts.training_curves(records, steps_per_epoch=10)
-    train_loss, val_loss, train_acc, val_acc = fig.data
+    train_loss, val_loss = charts.training_curve(records, "loss", steps_per_epoch=10).data
+    accuracy = charts.training_curve(records, "accuracy", steps_per_epoch=10)
+    train_acc, val_acc = accuracy.data
     assert list(train_loss.x) == [0.5, 1.0, 1.5] and list(train_loss.y) == [2.0, None, 1.2]
     assert train_loss.connectgaps is False
     assert list(val_loss.x) == [1] and list(val_loss.y) == [1.4] and list(val_acc.y) == [0.35]
     assert list(train_acc.y) == [0.2, 0.3, 0.4]
-    # one legend entry per line, shown once for both panels: the accuracy panel's lines are named too
-    assert [(t.name, t.showlegend) for t in fig.data] == [("train", True), ("validation", True), ("train", False),
-                                                          ("validation", False)]
+    assert [t.name for t in accuracy.data] == ["train", "validation"]
     # accuracy in percent, as the metrics above the chart say it; loss as a number
-    assert (fig.layout.yaxis2.tickformat, fig.layout.yaxis.tickformat) == (".0%", None)
+    assert accuracy.layout.yaxis.tickformat == ".0%"
+    assert charts.training_curve(records, "loss").layout.yaxis.tickformat is None
     assert "%{y:.1%}" in val_acc.hovertemplate and "%{y:.4f}" in val_loss.hovertemplate
 
 
 def test_an_epoch_a_time_budget_ended_early_is_plotted_where_it_ended():
     records = [{"kind": "epoch", "epoch": 1, "step": 10, "val_loss": 1.4, "val_accuracy": 0.35},
                {"kind": "epoch", "epoch": 2, "step": 4, "val_loss": 1.2, "val_accuracy": 0.4}]
-    val_loss = charts.training_curves(records, steps_per_epoch=10).data[1]
+    val_loss = charts.training_curve(records, "loss", steps_per_epoch=10).data[1]
     assert list(val_loss.x) == [1, 1.4]
 
 
@@ -108,6 +108,8 @@ def test_the_evaluate_pages_confusion_chart_fits_a_phone_and_is_clickable():
     bar = fig.layout.coloraxis.colorbar
     assert (bar.orientation, bar.y, bar.yanchor, bar.thickness, bar.title.side) == ("h", 1.0, "bottom", 10, "top")
     assert (fig.layout.margin.t, fig.layout.margin.b, fig.layout.margin.l, fig.layout.margin.r) == (60, 10, 10, 10)
+    # cells fill the width: square cells left a narrow matrix in a tall band of white on a phone
+    assert fig.layout.yaxis.scaleanchor is None and fig.layout.xaxis.constrain is None
     assert (fig.layout.xaxis.dtick, fig.layout.xaxis.tickfont.size) == (1, 10)
     assert (fig.layout.yaxis.dtick, fig.layout.yaxis.tickfont.size) == (1, 10)
 
@@ -122,3 +124,4 @@ def test_per_class_bars_three_metrics_per_class():
     values = {t.name: list(t.y) for t in fig.data}
     assert values["precision"] == [0.5] and values["recall"] == [0.25]
     assert math.isclose(values["f1"][0], 1 / 3)
+    assert fig.layout.legend.orientation == "h"  # above the bars: beside them it took a third of a phone's width

@@ -164,7 +164,9 @@ def _monitor(run_id: str, initial_state: str) -> None:
         with st.spinner("Stopping: the job finishes its batch and saves its model…"):
             jobs.stop_job(run_id)
         st.rerun()
-    st.plotly_chart(charts.training_curves(metrics.read_metrics(run_dir), status.get("steps_per_epoch")), key="curves")
+    records = metrics.read_metrics(run_dir)
+    for column, key in zip(st.columns(2), ("loss", "accuracy")):
+        column.plotly_chart(charts.training_curve(records, key, status.get("steps_per_epoch")), key=f"curves_{key}")
 
 
 def retrain_box(run_dir) -> None:
