@@ -274,6 +274,12 @@ def needs_chromium():
                               "(.ci/run installs it)")
 
 
+def selectbox(at, label: str):
+    """The one selectbox with this label in an AppTest (for boxes whose key carries a digest, ui.run_select)."""
+    [box] = [s for s in at.selectbox if s.label == label]
+    return box
+
+
 def free_port() -> int:
     import socket
 

@@ -2,6 +2,7 @@
 
 import json
 
+import helpers
 import pytest
 from conftest import TINY_RUN_ID
 
@@ -39,7 +40,7 @@ def test_table_curves_downloads_rename_and_delete(open_app, runs_with_model):
     at.button(key="rename").click().run()
     assert runs.run_label(runs_with_model / TINY_RUN_ID) == "my first tiny"
     assert at.dataframe[0].value.iloc[0]["name"] == "my first tiny"
-    picker = at.selectbox(key="runs_manage_0")
+    picker = helpers.selectbox(at, "Run")
     assert picker.options == [f"my first tiny ({TINY_RUN_ID})"]  # the pickers say the new name too
     assert [t.value for t in at.toast] == ["Renamed to my first tiny."]
     at.text_input(key=f"runs_label_{TINY_RUN_ID}").set_value("   ")
@@ -87,8 +88,8 @@ def test_what_changed_between_two_runs(open_app, runs_with_model):
     runs.write_config(other, spec=spec_io.to_dict(dataclasses.replace(spec, layers=(wider, *spec.layers[1:]))),
                       train={**config["train"], "learning_rate": 0.01})
     at = open_app(RUNS)
-    assert at.selectbox(key="runs_cmp_a").value == "20260101-000002-tiny"
-    assert at.selectbox(key="runs_cmp_b").value == TINY_RUN_ID
+    assert helpers.selectbox(at, "Run A").value == "20260101-000002-tiny"
+    assert helpers.selectbox(at, "Run B").value == TINY_RUN_ID
     frames = [f.value for f in at.dataframe]
     spec_rows = next(f for f in frames if "where" in f.columns).to_dict("records")
     assert spec_rows == [{"where": "layer 1 (Conv2D)", "field": "filters", "A": "24", "B": "16"}]

@@ -205,6 +205,28 @@ def test_runs_queued_behind_a_job_a_sweep_and_what_changed(server, page, runs_di
 
 
 
+def test_a_renamed_run_is_named_anew_in_every_closed_picker(server, page, runs_dir):
+    """Streamlit's frontend keeps the text a closed selectbox showed for its key: after Rename, the Runs page's
+    pickers named the run by its old name until a reload (ui.run_select keys them by the titles)."""
+    import shutil
+
+    run_id = "20250101-000002-tiny"
+    for other in ("20250101-000001-tiny", run_id):
+        shutil.copytree(helpers.tiny_run(), runs_dir / other)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{server}/runs")
+    page.get_by_role("heading", name="What changed between two runs").wait_for()
+    _choose(page, "Run B", run_id)
+    _choose(page, "Run", run_id)
+    page.get_by_label("Name", exact=True).fill("cats against dogs")
+    page.get_by_label("Name", exact=True).press("Enter")
+    page.get_by_role("button", name="Rename", exact=True).click()
+    page.get_by_text("Renamed to cats against dogs.").wait_for()
+    for label in ("Run", "Run B"):  # and each still on the run it showed
+        box = page.get_by_role("combobox", name=label, exact=True)
+        helpers.wait_for(lambda: box.input_value() == f"cats against dogs ({run_id})", timeout=10)
+
+
 def test_a_whole_number_box_reads_what_is_typed(server, page):
     """Streamlit's integer box parses what is typed with JavaScript's parseInt: "1e12" became 1 and "2.5" became 2,
     and the page went on with them. ui.number_input's float box reads them whole, and the page names them."""

@@ -43,7 +43,7 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
     ids = [r["run_id"] for r in rows]
     default = ids.index(selected[0]["run_id"]) if selected else 0
     # keyed by the default, so that selecting another row in the table picks that run here
-    run_id = st.selectbox("Run", ids, index=default, key=f"runs_manage_{default}", format_func=ui.run_title)
+    run_id = ui.run_select("Run", ids, ids[default], key=f"runs_manage_{default}")
     run_dir = runs.run_path(run_id)
     row = rows[ids.index(run_id)]
     if row["problem"]:
@@ -114,8 +114,10 @@ def what_changed(rows: list[dict], selected: list[dict]) -> None:
     ids = [r["run_id"] for r in rows]
     a, b = compare.default_pair(ids, [r["run_id"] for r in selected])
     c = st.columns(2)
-    first = c[0].selectbox("Run A", ids, index=ids.index(a), key="runs_cmp_a", format_func=ui.run_title)
-    second = c[1].selectbox("Run B", ids, index=ids.index(b), key="runs_cmp_b", format_func=ui.run_title)
+    with c[0]:
+        first = ui.run_select("Run A", ids, a, key="runs_cmp_a")
+    with c[1]:
+        second = ui.run_select("Run B", ids, b, key="runs_cmp_b")
     if first == second:
         st.caption("Pick two different runs (or select two rows in the table).")
         return
