@@ -224,7 +224,7 @@ def test_a_renamed_run_is_named_anew_in_every_closed_picker(server, page, runs_d
     page.get_by_text("Renamed to cats against dogs.").wait_for()
     for label in ("Run", "Run B"):  # and each still on the run it showed
         box = page.get_by_role("combobox", name=label, exact=True)
-        helpers.wait_for(lambda: box.input_value() == f"cats against dogs ({run_id})", timeout=10)
+        helpers.wait_for(lambda box=box: box.input_value() == f"cats against dogs ({run_id})", timeout=10)
 
 
 def test_a_whole_number_box_reads_what_is_typed(server, page):
