@@ -129,7 +129,7 @@ def bounds(name: str) -> tuple:
 
 
 def allowed(name: str) -> str:
-    """What the field accepts, as the end of a sentence: 'an integer from 1 to 1000', 'a number in (0, 10]'."""
+    """What the field accepts, as the end of a sentence: 'a whole number from 1 to 1000', 'a number in (0, 10]'."""
     meta = FIELDS[name].metadata
     if meta["choices"]:
         return "one of " + ", ".join(meta["choices"])
@@ -138,7 +138,7 @@ def allowed(name: str) -> str:
         return "true or false"
     if t is str:
         return "a text"
-    noun = "an integer" if t is int else "a number"
+    noun = "a whole number" if t is int else "a number"
     lo = meta["low"] if meta["low"] is not None else meta["above"]
     hi = meta["high"] if meta["high"] is not None else meta["below"]
     if lo is not None and hi is not None:

@@ -154,7 +154,7 @@ def check_layer_fields(index: int, layer) -> None:
         if f.name in INT_RANGES and not (f.name == "strides" and value is None and isinstance(layer, MaxPooling2D)):
             low, high = INT_RANGES[f.name]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise SpecError(f"{where}: {f.name} must be an integer from {low} to {high}, {_got(value)}.")
+                raise SpecError(f"{where}: {f.name} must be a whole number from {low} to {high}, {_got(value)}.")
         if f.name == "activation" and value not in ACTIVATIONS:
             raise SpecError(f"{where}: activation must be one of {', '.join(ACTIVATIONS)}, got {value!r}.")
         if f.name == "padding" and value not in PADDINGS:
@@ -179,7 +179,7 @@ def validate_header(spec: ModelSpec) -> None:
         raise SpecError(f"input_shape must be (height, width, 1 or 3) with sides 8 to 256, got {spec.input_shape}.")
     classes = spec.num_classes
     if isinstance(classes, bool) or not isinstance(classes, int) or not 2 <= classes <= MAX_CLASSES:
-        raise SpecError(f"num_classes must be an integer from 2 to {MAX_CLASSES}, got {classes!r}.")
+        raise SpecError(f"num_classes must be a whole number from 2 to {MAX_CLASSES}, got {classes!r}.")
     scale = spec.logit_scale
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 10:
         raise SpecError(f"logit_scale must be a number in (0, 10], got {scale!r}.")

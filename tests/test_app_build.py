@@ -280,7 +280,7 @@ def test_a_number_typed_out_of_range_is_what_the_page_checks(open_app):
     at = open_app(BUILD)
     load(at, "tiny")
     at.number_input(key="layer_0_filters").set_value(0).run()
-    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be an integer from 1 to 4096, got 0."]
+    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be a whole number from 1 to 4096, got 0."]
     assert not at.session_state["spec_valid"] and not at.exception
     at.number_input(key="spec_logit_scale").set_value(50.0).run()
     assert not at.session_state["spec_valid"]
@@ -293,9 +293,9 @@ def test_a_number_that_is_not_whole_is_refused_not_cut(open_app):
     at = open_app(BUILD)
     load(at, "tiny")
     at.number_input(key="layer_0_filters").set_value(2.5).run()
-    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be an integer from 1 to 4096, got 2.5."]
+    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be a whole number from 1 to 4096, got 2.5."]
     assert not at.session_state["spec_valid"] and not at.exception
     at.number_input(key="layer_0_filters").set_value(12.0).run()
     assert not at.error and at.session_state["spec_valid"]
     at.number_input(key="layer_0_filters").set_value(None).run()  # emptied: named so, not refilled with 0
-    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be an integer from 1 to 4096, not empty."]
+    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be a whole number from 1 to 4096, not empty."]

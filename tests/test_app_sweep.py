@@ -36,7 +36,7 @@ def test_an_empty_limit_trains_on_all_images_as_on_train(open_app, app_env, monk
     at = open_app(SWEEP)
     at.number_input(key="sweep_limit").set_value(0).run()
     assert [helpers.plain(e.value) for e in at.error] == [
-        "The setting 'Limit training images' must be empty or an integer of at least 1, got 0."]
+        "The setting 'Limit training images' must be empty or a whole number of at least 1, got 0."]
     assert at.button(key="sweep_start").disabled
     at.number_input(key="sweep_limit").set_value(None).run()
     at.button(key="sweep_start").click().run()

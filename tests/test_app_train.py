@@ -270,7 +270,7 @@ def test_a_number_that_is_not_whole_is_refused_not_cut(open_app):
     """Streamlit's integer box read "2.5" as 2 and "1e12" as 1 (JavaScript's parseInt), and trained on that."""
     at = open_app(TRAIN, train_model="tiny")
     at.number_input(key="tc_tiny_epochs").set_value(2.5).run()
-    assert helpers.plain(at.error[0].value) == "The setting 'Epochs' must be an integer from 1 to 1000, got 2.5."
+    assert helpers.plain(at.error[0].value) == "The setting 'Epochs' must be a whole number from 1 to 1000, got 2.5."
     assert at.button(key="start").disabled and not at.exception
     at.number_input(key="tc_tiny_epochs").set_value(3.0).run()
     assert not at.error and not at.button(key="start").disabled

@@ -39,14 +39,14 @@ def test_validate_config_accepts_the_presets_and_bounds():
 
 def test_allowed_reads_the_bounds_from_the_field():
     assert configs.bounds("epochs") == (1, 1000) and configs.bounds("limit") == (1, None)
-    assert configs.allowed("epochs") == "an integer from 1 to 1000"
+    assert configs.allowed("epochs") == "a whole number from 1 to 1000"
     assert configs.allowed("learning_rate") == "a number in (0, 10]"
     assert configs.allowed("momentum") == "a number in [0, 1)"
-    assert configs.allowed("limit") == "empty or an integer of at least 1"
+    assert configs.allowed("limit") == "empty or a whole number of at least 1"
     assert configs.allowed("optimizer") == "one of adam, adamw, sgd, muon"
-    assert configs.allowed("seed") == "an integer from 0 to 2,147,483,647"
+    assert configs.allowed("seed") == "a whole number from 0 to 2,147,483,647"
     assert configs.describe("translate") == ("random translation of training images (reflect padding, then crop); "
-                                             "in pixels; an integer from 0 to 8; default 2.")
+                                             "in pixels; a whole number from 0 to 8; default 2.")
 
 
 def test_every_field_has_help_and_a_group():
@@ -116,12 +116,12 @@ def test_the_cli_flags_come_from_the_fields():
                                text=True, timeout=60).stdout
     for name in configs.FIELDS:
         assert "--" + name.replace("_", "-") in help_text, name
-    assert "an integer from 1 to 1000" in " ".join(help_text.split())
+    assert "a whole number from 1 to 1000" in " ".join(help_text.split())
 
 
 def test_a_bad_flag_value_is_one_sentence(capsys, tmp_path):
     assert main(["train", "--preset", "tiny", "--seed", "-1", "--runs-dir", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == ("error: The training setting seed must be an integer from 0 to 2,147,483,647, "
+    assert capsys.readouterr().err == ("error: The training setting seed must be a whole number from 0 to 2,147,483,647, "
                                        "got -1.\n")
     assert not list(tmp_path.iterdir())
 
@@ -136,7 +136,7 @@ def test_runs_saved_before_the_tta_modes_still_read():
 
 def test_setting_problem_names_one_value_on_its_own():
     assert configs.setting_problem("epochs", 0) == \
-        "The training setting epochs must be an integer from 1 to 1000, got 0."
+        "The training setting epochs must be a whole number from 1 to 1000, got 0."
     assert configs.setting_problem("minutes", None) is None and configs.setting_problem("epochs", 3) is None
     assert configs.setting_problem("learning_rate", 2) is None  # an integer is a number
     assert configs.setting_problem("learning_rate", float("nan")) is not None
