@@ -155,8 +155,10 @@ def figures(storage_url: str, study_name: str) -> dict:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         return {}
-    shown = {"history": vis.plot_optimization_history(study, target_name="validation accuracy"),
-             "parallel": vis.plot_parallel_coordinate(study, target_name="validation accuracy")}
+    # in percent, as every page says an accuracy (the trials store fractions)
+    percent = {"target": lambda trial: 100 * trial.value, "target_name": "validation accuracy (%)"}
+    shown = {"history": vis.plot_optimization_history(study, **percent),
+             "parallel": vis.plot_parallel_coordinate(study, **percent)}
     if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
         try:
             shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")

@@ -55,4 +55,8 @@ def test_figures_wait_for_a_complete_trial(tmp_path):
     assert studies.figures(url, "s") == {}  # not Optuna's empty axes from -1 to 4
     study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, value=0.4,
                                               distributions={"x": optuna.distributions.FloatDistribution(0, 2)}))
-    assert set(studies.figures(url, "s")) == {"history", "parallel"}
+    shown = studies.figures(url, "s")
+    assert set(shown) == {"history", "parallel"}
+    assert list(shown["history"].data[0].y) == [40.0]  # in percent, as the pages say an accuracy
+    assert shown["history"].layout.yaxis.title.text == "validation accuracy (%)"
+    assert ["validation accuracy (%)", "40"] in [list(row) for row in shown["parallel"].data[0].customdata]
