@@ -298,4 +298,5 @@ def test_a_number_that_is_not_whole_is_refused_not_cut(open_app):
     at.number_input(key="layer_0_filters").set_value(12.0).run()
     assert not at.error and at.session_state["spec_valid"]
     at.number_input(key="layer_0_filters").set_value(None).run()  # emptied: named so, not refilled with 0
-    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be a whole number from 1 to 4096, not empty."]
+    assert [e.value for e in at.error] == [
+        "Layer 1 (Conv2D): filters must be a whole number from 1 to 4096, not empty."]

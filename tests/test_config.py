@@ -121,8 +121,8 @@ def test_the_cli_flags_come_from_the_fields():
 
 def test_a_bad_flag_value_is_one_sentence(capsys, tmp_path):
     assert main(["train", "--preset", "tiny", "--seed", "-1", "--runs-dir", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == ("error: The training setting seed must be a whole number from 0 to 2,147,483,647, "
-                                       "got -1.\n")
+    assert capsys.readouterr().err == ("error: The training setting seed must be a whole number from 0 to "
+                                       "2,147,483,647, got -1.\n")
     assert not list(tmp_path.iterdir())
 
 
