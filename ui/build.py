@@ -136,7 +136,7 @@ def layer_boxes(spec: specs.ModelSpec) -> tuple[list, list]:
                 st.button("✕", key=f"remove_{i}", on_click=remove, args=(i,), help="Remove")
             fields = [f.name for f in dataclasses.fields(layer)]
             values = {}
-            # two to a row: three left a number box 30 px of text beside its buttons (0.6 showed as "0.", 1e-05 as "1.0")
+            # two to a row: three left a number box 30 px of text beside its buttons (0.4 showed as "0.")
             columns = st.columns(2) if fields else []
             for n, field_name in enumerate(fields):
                 with columns[n % 2]:
