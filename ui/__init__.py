@@ -11,7 +11,6 @@ import math
 import os
 import re
 import secrets
-import threading
 import time
 
 import numpy as np
@@ -241,28 +240,22 @@ def device() -> dict:
     return devices.device_info()
 
 
-_device_search: list[threading.Thread] = []
-_device_search_lock = threading.Lock()
-
-
 def _device_known() -> bool:
-    """True also when the search has ended without an answer: the caller's own device() then raises its error."""
-    return devices.device_info.cache_info().currsize > 0 or bool(_device_search and not _device_search[0].is_alive())
+    return devices.device_info.cache_info().currsize > 0
 
 
 def find_device() -> None:
-    """Starts devices.device_info in a thread, once per server, after the first page is drawn: it imports
-    TensorFlow, and a thread started before the page slowed its drawing from 1.6 to 3.3 s (the two share the GIL)."""
-    with _device_search_lock:
-        if not _device_search and devices.device_info.cache_info().currsize == 0:
-            _device_search.append(threading.Thread(target=devices.device_info, name="device-info", daemon=True))
-            _device_search[0].start()
+    """Finds the device (devices.device_info, which imports TensorFlow) at the end of a page run, once the page is
+    drawn, in the script's own thread. A thread of its own raced the next page run's import of Keras, and Python's
+    import lock then failed one of them (_DeadlockError, a half-made module), so that a good model file was said
+    not to load."""
+    devices.device_info()
 
 
 def device_line() -> None:
     """The sidebar's device and precision. Finding them held a server's first page blank for 7.3 s (headless
-    Chromium, 2026-12-07): until find_device has them, a fragment looks again each second and reruns the app once
-    they are known."""
+    Chromium, 2026-12-07): until find_device has found them after the page, a fragment looks again each second and
+    reruns the app once they are known."""
     if _device_known():
         info = device()
         st.caption(f"Device: {info['device']}  \nPrecision: {info['precision']}")
