@@ -200,7 +200,7 @@ def _cmd_standby(args) -> int:
         return 0
     sys.stdout.flush()
     sys.stderr.flush()
-    log = os.open(Path(command[2]) / "job.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log = files.open_for_append(Path(command[2]) / "job.log")
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)

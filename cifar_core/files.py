@@ -59,6 +59,29 @@ def temporary_name(path: Path, suffix: str = ".tmp") -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
+def open_for_append(path: str | os.PathLike, readable: bool = False) -> int:
+    """A file descriptor for appending to path, made if missing, never through a symbolic link and only to a regular
+    file: an OSError naming the file otherwise. A run folder is anybody's to edit, and a job.log or stop file made a
+    link to ~/.bashrc had the job's whole output appended there (the fourth attack, 2026-12-07)."""
+    flags = (os.O_RDWR if readable else os.O_WRONLY) | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) \
+        | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, f"{Path(path).name} is a symbolic link; it is not written through") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{Path(path).name} is not a regular file; it is not written to")
+    return fd
+
+
+def touch(path: str | os.PathLike) -> None:
+    """Makes path an empty file if it is missing (open_for_append's checks: no link, a regular file only)."""
+    os.close(open_for_append(path))
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str = b"", *, write=None, suffix: str = ".tmp") -> None:
     """Writes data (or, with write=callable(tmp_path), whatever that writes) to a temporary file, fsyncs it and
     renames it over path. A full disk raises DiskFullError; the temporary file never stays behind."""
@@ -267,8 +290,12 @@ def read_json(path: str | os.PathLike, default=None, *, max_bytes: int = MAX_JSO
 
 # ---- locks
 
-def _lock(path: str | os.PathLike):
-    return filelock.FileLock(str(path), timeout=0, thread_local=False)
+def _lock(path: str | os.PathLike, timeout: float = 0):
+    """filelock's lock on path, an existing file checked first by touch: filelock opens it with O_TRUNC, following a
+    link, so a run's lock file made a link to another file would have emptied that file."""
+    if os.path.lexists(path):  # a missing file is filelock's to make (its portable lock is the file's existence)
+        touch(path)  # refuses a link or a non-regular file
+    return filelock.FileLock(str(path), timeout=timeout, thread_local=False)
 
 
 def try_lock(path: str | os.PathLike):
@@ -302,7 +329,7 @@ def wait_lock(path: str | os.PathLike, timeout: float = 120.0):
     """The lock on path, waiting for it up to `timeout` seconds (for short critical sections), then OSError: a
     holder that hangs, or a folder where the lock file can never be made (filelock retries a missing parent, as
     under /proc, without end), is a sentence instead of a wait forever."""
-    lock = filelock.FileLock(str(path), timeout=timeout, thread_local=False)
+    lock = _lock(path, timeout)
     try:
         lock.acquire()
     except filelock.Timeout:

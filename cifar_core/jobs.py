@@ -109,7 +109,7 @@ def spawn(command: list[str], log_path: Path, gpu: str | None = None) -> int:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     detach = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
               else {"start_new_session": True})
-    with open(log_path, "ab") as log:
+    with open(files.open_for_append(log_path), "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "cifar_core", *command], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, **detach)
     return process.pid

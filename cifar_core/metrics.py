@@ -17,7 +17,7 @@ import math
 import os
 from pathlib import Path
 
-from .files import DiskFullError, dumps, is_disk_full, open_regular, write_atomic
+from .files import DiskFullError, dumps, is_disk_full, open_for_append, open_regular, write_atomic
 
 MAX_EPOCH_RECORDS = 10_000
 MAX_LINE_BYTES = 64 * 2**10  # a record is a few hundred bytes; a longer line is garbage and is skipped
@@ -133,7 +133,7 @@ def append_metrics(run_dir: Path, records: list[dict]) -> None:
     path = Path(run_dir) / "metrics.jsonl"
     text = "".join(dumps(r, indent=None) + "\n" for r in records)
     try:
-        with open(path, "a+b") as f:
+        with open(open_for_append(path, readable=True), "a+b") as f:  # never through a link
             f.seek(0, os.SEEK_END)
             if f.tell() > 0:
                 f.seek(-1, os.SEEK_END)

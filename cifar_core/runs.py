@@ -27,7 +27,7 @@ from pathlib import Path
 from . import config as configs
 from . import metrics, shapes, spec_io
 from . import spec as specs
-from .files import DiskFullError, is_disk_full, is_text, read_json, read_tail, shown, try_lock, write_json  # noqa: F401
+from .files import DiskFullError, is_disk_full, is_text, read_json, read_tail, shown, touch, try_lock, write_json  # noqa: F401
 from .files import is_locked as _is_locked
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
@@ -256,7 +256,7 @@ def read_status(run_dir: Path, raw: bool = False) -> dict:
 
 
 def request_stop(run_dir: Path) -> None:
-    (Path(run_dir) / "stop").touch()
+    touch(Path(run_dir) / "stop")
 
 
 def stop_requested(run_dir: Path) -> bool:

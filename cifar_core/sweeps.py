@@ -23,7 +23,7 @@ from pathlib import Path
 from . import config as configs
 from . import jobs, metrics, presets, resizing, runs, shapes, spec_io, studies
 from . import spec as specs
-from .files import read_json, write_json
+from .files import read_json, touch, write_json
 from .space import SweepError, apply_params, check_space, default_space, suggest
 
 POLL_S = 0.25
@@ -314,4 +314,4 @@ def stop_sweep(runs_dir, study_name: str) -> None:
     studies.check_study_name(study_name)
     path = _stop_file(runs_dir, study_name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
+    touch(path)

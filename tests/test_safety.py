@@ -1798,3 +1798,35 @@ def test_48_a_pipe_as_spec_and_an_sqlite_url_of_no_file_are_sentences(tmp_path):
     assert time.perf_counter() - started < 2
     with pytest.raises(S.SpecError, match="sqlite:/// names no file"):
         studies.open_storage("sqlite:///")
+
+
+# ---- 49: a fourth attack
+
+def test_49_files_in_a_run_folder_are_never_written_through_a_link(tmp_path):
+    """A run folder is anybody's to edit: its job.log, stop, lock and metrics.jsonl made links to another file had
+    the job's output appended there, a file made where `stop` pointed, and (filelock opens with O_TRUNC) the other
+    file emptied. files.open_for_append and files.touch refuse a link or a non-regular file."""
+    from cifar_core import files, jobs
+
+    run = runs.create_run(tmp_path / "run", TINY, helpers.tiny_config())
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    for name in ("job.log", "stop", "lock", "metrics.jsonl"):
+        (run / name).unlink(missing_ok=True)
+        (run / name).symlink_to(victim)
+    with pytest.raises(OSError, match="job.log is a symbolic link"):
+        jobs.spawn(["runs"], run / "job.log")
+    with pytest.raises(OSError, match="stop is a symbolic link"):
+        runs.request_stop(run)
+    with pytest.raises(OSError, match="lock is a symbolic link"):
+        files.try_lock(run / "lock")
+    with pytest.raises(OSError, match="metrics.jsonl is a symbolic link"):
+        metrics.append_metrics(run, [{"kind": "epoch", "epoch": 1}])
+    (run / "stop").unlink()
+    (run / "stop").symlink_to(tmp_path / "made-through-stop")  # a dangling link: nothing may be made there
+    with pytest.raises(OSError, match="stop is a symbolic link"):
+        runs.request_stop(run)
+    assert victim.read_text() == "precious\n" and not (tmp_path / "made-through-stop").exists()
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OSError):  # no reader: refused at once rather than blocking
+        files.open_for_append(tmp_path / "fifo")
