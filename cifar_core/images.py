@@ -33,6 +33,10 @@ DECODER_COPIES = {"WEBP": 4}
 # 10,000 one-coefficient scans took 13 s (a 10 MB one would take minutes). The count of SOS markers (FF DA, which
 # entropy-coded data cannot hold) bounds it before decoding.
 MAX_JPEG_SCANS = 100
+JPEG_FORMATS = ("JPEG", "MPO")  # Pillow names a JPEG with a multi-picture (APP2) segment MPO; it decodes the same
+# Pillow decodes run-length BMPs (RLE8, RLE4) in Python, a step a byte: a 28 kB 7000x7000 one of one-pixel rows
+# took 10 s, a 2000x2000 one 0.9 s. Such BMPs are read up to a megapixel (about 0.25 s).
+MAX_RLE_BMP_PIXELS = 1_000_000
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -138,11 +142,16 @@ def _opened(data: bytes, size: tuple[int, int]):
                 if width * height > MAX_PIXELS:
                     raise ImageError(f"The image is {width}x{height} pixels; the limit is "
                                      f"{MAX_PIXELS // 1_000_000} megapixels.")
-                scans = data.count(b"\xff\xda") if image.format == "JPEG" else 0
+                scans = data.count(b"\xff\xda") if image.format in JPEG_FORMATS else 0
                 if scans > MAX_JPEG_SCANS:
                     raise ImageError(f"The JPEG has {scans:,} scans where a photo has about 10 (at most "
                                      f"{MAX_JPEG_SCANS} are read): decoding it would take minutes.")
-                if image.format == "JPEG":
+                if image.format == "BMP" and image.info.get("compression") in (1, 2) \
+                        and width * height > MAX_RLE_BMP_PIXELS:
+                    raise ImageError(f"The BMP is {width}x{height} pixels and run-length compressed, which is decoded "
+                                     f"slowly; such BMPs are read up to {MAX_RLE_BMP_PIXELS // 1_000_000} megapixel. "
+                                     "Save it as PNG or JPEG.")
+                if image.format in JPEG_FORMATS:
                     image.draft("RGB", (size[0] * 4, size[1] * 4))  # decode large JPEGs at a reduced scale
                 copies = DECODER_COPIES.get(image.format, 1)
                 if image.size[1] * (8 + 4 * image.size[0]) * copies > MAX_DECODED_BYTES:

@@ -1830,3 +1830,36 @@ def test_49_files_in_a_run_folder_are_never_written_through_a_link(tmp_path):
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(OSError):  # no reader: refused at once rather than blocking
         files.open_for_append(tmp_path / "fifo")
+
+
+def test_49_an_mpo_jpeg_of_thousands_of_scans_and_a_large_run_length_bmp_are_refused_before_decoding():
+    import struct
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(photo, "JPEG", progressive=True)
+    data = photo.getvalue()
+    end, last = data.index(b"\xff\xd9"), data.rindex(b"\xff\xda")
+    mpo = io.BytesIO()  # the APP2 multi-picture segment Pillow writes: with it, Pillow names the JPEG "MPO"
+    Image.new("RGB", (8, 8)).save(mpo, "MPO", save_all=True, append_images=[Image.new("RGB", (8, 8))])
+    app2 = mpo.getvalue()[mpo.getvalue().index(b"\xff\xe2"):]
+    app2 = app2[:4 + int.from_bytes(app2[2:4], "big") - 2]
+    bomb = b"\xff\xd8" + app2 + (data[:end] + data[last:end] * 2000 + data[end:])[2:]
+    with Image.open(io.BytesIO(bomb)) as image:
+        assert image.format == "MPO"
+    with pytest.raises(images.ImageError, match=r"The JPEG has 2,0\d\d scans"):
+        images.read_input(bomb)
+
+    def rle8_bmp(side):  # every row one pixel, then end of line: 4 bytes a row, Pillow's Python decoder a step a byte
+        rows = b"\x01\x07\x00\x00" * side + b"\x00\x01"
+        palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+        info = struct.pack("<IiiHHIIiiII", 40, side, side, 1, 8, 1, len(rows), 2835, 2835, 256, 0)
+        offset = 14 + 40 + len(palette)
+        return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + info + palette + rows
+
+    assert images.read_input(rle8_bmp(1000))[0].shape == (32, 32, 3)  # a megapixel: read
+    started = time.perf_counter()
+    with pytest.raises(images.ImageError, match="1001x1001 pixels and run-length compressed"):
+        images.read_input(rle8_bmp(1001))
+    assert time.perf_counter() - started < 0.5
