@@ -26,6 +26,7 @@ from .data import CIFAR10_CLASSES
 from .spec import MAX_CLASSES, MAX_PARAMS
 
 MAX_MODEL_CONFIG_BYTES = 16 * 2**20   # config.json inside a .keras file: report-2-2's is 10 kB
+MAX_MODEL_MEMBERS = 64  # a .keras file holds 3 (config.json, metadata.json, model.weights.h5)
 MAX_MODEL_UNPACKED_BYTES = 2 * 2**30  # all members: the largest model allowed (50 M parameters) is 200 MB
 
 DEFAULT_RUN = Path(__file__).parent / "assets" / "default"
@@ -276,6 +277,12 @@ def check_model_archive(path: Path) -> None:
     sizes = {m.filename: m.file_size for m in members}
     if "config.json" not in sizes:
         raise ValueError(f"The model file {path.name} is not a Keras model file (it has no config.json).")
-    if sizes["config.json"] > MAX_MODEL_CONFIG_BYTES or sum(sizes.values()) > MAX_MODEL_UNPACKED_BYTES:
-        raise ValueError(f"The model file {path.name} unpacks to {sum(sizes.values()) / 2**20:,.0f} MB, more than "
+    # Every entry counts, and a name is listed once: Keras unpacks each entry, and a 0.3 MB file naming one 200 MB
+    # member twenty times had it write 3.9 GB (the fourth attack).
+    if len(sizes) < len(members) or len(members) > MAX_MODEL_MEMBERS:
+        raise ValueError(f"The model file {path.name} lists {len(members):,} entries for {len(sizes):,} names; a "
+                         f"Keras model file names each member once, and has at most {MAX_MODEL_MEMBERS}.")
+    unpacked = sum(m.file_size for m in members)
+    if sizes["config.json"] > MAX_MODEL_CONFIG_BYTES or unpacked > MAX_MODEL_UNPACKED_BYTES:
+        raise ValueError(f"The model file {path.name} unpacks to {unpacked / 2**20:,.0f} MB, more than "
                          "any model this tool builds; it is refused.")

@@ -1863,3 +1863,20 @@ def test_49_an_mpo_jpeg_of_thousands_of_scans_and_a_large_run_length_bmp_are_ref
     with pytest.raises(images.ImageError, match="1001x1001 pixels and run-length compressed"):
         images.read_input(rle8_bmp(1001))
     assert time.perf_counter() - started < 0.5
+
+
+def test_49_a_model_file_listing_one_member_many_times_is_refused(tmp_path):
+    import warnings
+
+    source = tmp_path / "tiny.keras"
+    shutil.copy(helpers.tiny_run() / "model.keras", source)
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(bomb, "w") as out, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name it is asked to write
+        for member in original.infolist():
+            out.writestr(member, original.read(member))
+        for _ in range(5):
+            out.writestr("model.weights.h5", original.read("model.weights.h5"))
+    with pytest.raises(ValueError, match="^The model file bomb.keras lists 8 entries for 3 names; a Keras model file names each member once"):
+        models.load_model(bomb)
+    models.load_model(source)  # the file it was made from loads
