@@ -57,7 +57,8 @@ def _driver_url(url: str) -> str:
 def without_password(url: str) -> str:
     """The URL without its password, after the user name or in the query: what a record of it may keep."""
     url = re.sub(r"([?&](?:password|passfile|sslpassword)=)[^&]*", r"\1***", str(url), flags=re.IGNORECASE)
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    # after any user name, the empty one too (postgresql://:secret@host: libpq then takes the login name)
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
 def redact(url: str) -> str:

@@ -11,6 +11,8 @@ from cifar_core import studies
 
 def test_redact_and_driver():
     assert studies.redact("postgresql://ann:secret@db:5432/s") == "postgresql://ann:***@db:5432/s"
+    assert studies.redact("postgresql://:secret@db/s") == "postgresql://:***@db/s"  # no user name: still hidden
+    assert studies.redact("postgresql+psycopg://ann:se/cret@db/s") == "postgresql+psycopg://ann:***@db/s"
     assert studies.redact("sqlite:////srv/app/runs/sweeps.db") == "sqlite:///sweeps.db"
     assert studies.redact("postgresql://bob@db/optuna?sslmode=require&password=hunter2&PassFile=/p") == (
         "postgresql://bob@db/optuna?sslmode=require&password=***&PassFile=***")
