@@ -10,6 +10,7 @@ measured_speed corrects them for any other machine from its own runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 
 from . import metrics, resizing, runs, shapes, spec_io
@@ -104,6 +105,9 @@ def budget_batch_here(model_spec: specs.ModelSpec, config: TrainConfig, images: 
                     f"{fitted.learning_rate:.4g}, for about {steps / fitted.batch_size:.0f} steps.")
 
 
+MIN_RATIO, MAX_RATIO = 1e-3, 1e3  # a GPU 1,000 times this CPU's constants, or a device 1,000 times slower
+
+
 def measured_speed(device: str, precision: str, runs_dir=None, recent: int = 10) -> tuple[float, int]:
     """(ratio of measured to estimated epoch time, runs it comes from) on this device in this precision (a CPU's
     float32 and bfloat16 differ by more than their constants know): the median over the whole epochs of its most
@@ -143,6 +147,8 @@ def measured_speed(device: str, precision: str, runs_dir=None, recent: int = 10)
                 switch = resizing.switch_of(epoch, settings, settings.epochs * steps)
                 low = min(1.0, max(0.0, (switch - before["epoch"] * steps) / steps))  # its share of small steps
                 run_ratios.append((epoch["time"] - before["time"]) / (low * small_epoch + (1 - low) * full_epoch))
+        # a ratio no device shows comes from a torn or edited record (times of +-1e308 made it infinite)
+        run_ratios = [r for r in run_ratios if math.isfinite(r) and MIN_RATIO < r < MAX_RATIO]
         if run_ratios:
             ratios.append(statistics.median(run_ratios))
     return (statistics.median(ratios), len(ratios)) if ratios else (1.0, 0)

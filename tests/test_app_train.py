@@ -274,3 +274,12 @@ def test_a_number_that_is_not_whole_is_refused_not_cut(open_app):
     assert at.button(key="start").disabled and not at.exception
     at.number_input(key="tc_tiny_epochs").set_value(3.0).run()
     assert not at.error and not at.button(key="start").disabled
+
+
+def test_a_duration_no_clock_gives_reads_as_a_dash():
+    import ui
+
+    assert [ui.duration(s) for s in (None, 0.5, 59.6, 61, 7260)] == ["–", "under 1 s", "1 min 00 s", "1 min 01 s",
+                                                                      "2 h 01 min"]
+    # a torn record's times (status time 1e308, an epoch of -1e308 s) had raised OverflowError on the Train page
+    assert [ui.duration(s) for s in (float("inf"), float("nan"), -5.0, 1e308)] == ["–", "–", "–", "over 1,000 h"]

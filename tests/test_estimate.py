@@ -82,6 +82,9 @@ def test_the_epoch_estimate_learns_this_devices_speed_from_its_runs(tmp_path):
     assert estimate.measured_speed("CPU: elsewhere", "float32", tmp_path) == (pytest.approx(0.25), 1)
     # the newest only
     assert estimate.measured_speed("CPU: here", "float32", tmp_path, recent=1) == (pytest.approx(4.0), 1)
+    # a torn or edited record's times (an epoch of 1e308 s) are no device's speed: skipped
+    past_run(tmp_path, "20260101-000004-d", "CPU: torn", [-1e308, 1e308, 1e308])
+    assert estimate.measured_speed("CPU: torn", "float32", tmp_path) == (1.0, 0)
 
 
 def test_the_speed_of_a_low_resolution_run_counts_its_small_epochs_as_small(tmp_path):

@@ -481,10 +481,13 @@ def md_escape(text: str) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
+    """A time as a person reads it; "–" for none, or for one no clock gives (a torn record's 1e308 s)."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "–"
     if seconds < 1:
         return "under 1 s"
+    if seconds >= 1000 * 3600:
+        return "over 1,000 h"
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"
