@@ -119,6 +119,9 @@ def first_layer_filters(model) -> np.ndarray:
     if conv is None:
         raise NoConvolutionError("This model has no convolution layer, so it has no filters to show.")
     kernel = np.asarray(conv.kernel, dtype=np.float32).transpose(3, 0, 1, 2)
+    if kernel.ndim != 4 or kernel.shape[-1] != 3:  # a layer before it changed the channels (a Dense, a 1x1 conv)
+        raise NoConvolutionError(f"This model's first convolution sees {kernel.shape[-1]} channels, not the image's "
+                                 "3 colours, so its filters cannot be drawn as images.")
     low = kernel.min(axis=(1, 2, 3), keepdims=True)
     span = kernel.max(axis=(1, 2, 3), keepdims=True) - low
     scaled = np.divide(kernel - low, span, out=np.full_like(kernel, 0.5), where=span > 0)

@@ -61,6 +61,16 @@ def test_first_layer_filters_of_a_whitened_model_are_the_whitening_kernels():
     assert all(f.min() == 0 and f.max() == 255 for f in filters)
 
 
+
+def test_a_first_convolution_that_does_not_see_the_three_colours_has_no_filters_to_draw():
+    import keras
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Dense(2), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalMaxPooling2D(), keras.layers.Dense(10)])
+    with pytest.raises(explain.NoConvolutionError, match="first convolution sees 2 channels, not the image's 3"):
+        explain.first_layer_filters(model)
+
+
 def test_no_convolution():
     model = build_model(S.ModelSpec("flat", (S.Flatten(), S.Dense(4))))
     with pytest.raises(explain.NoConvolutionError, match="no convolution layer"):
