@@ -80,13 +80,17 @@ def gpu_ids() -> tuple[str, ...]:
     return tuple(str(i) for i, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU "))
 
 
+MAX_SLOTS = 64
+
+
 def slots() -> int:
     """How many jobs train at once: CIFAR_CORE_SLOTS if set (a whole number of at least 1), else one per GPU, else
     one on the CPU."""
     setting = os.environ.get("CIFAR_CORE_SLOTS", "").strip()
     if setting:
-        if not setting.isdigit() or int(setting) < 1:
-            raise runs.RunError(f"CIFAR_CORE_SLOTS must be a whole number of at least 1, got {setting!r}.")
+        # ASCII digits only ("²" is a digit to str.isdigit, not to int), and a bound: the slots are counted out
+        if not (setting.isascii() and setting.isdigit()) or not 1 <= int(setting) <= MAX_SLOTS:
+            raise runs.RunError(f"CIFAR_CORE_SLOTS must be a whole number from 1 to {MAX_SLOTS}, got {setting!r}.")
         return int(setting)
     return max(1, len(gpu_ids()))
 

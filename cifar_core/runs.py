@@ -248,9 +248,13 @@ def read_status(run_dir: Path, raw: bool = False) -> dict:
         clean[key] = metrics.count(status.get(key))
     clean["time"] = metrics.number(status.get("time")) or 0.0
     clean["pid"] = metrics.count(status.get("pid")) or None
+    slot = status.get("slot")  # any JSON value there (a list) had failed the queue
+    clean["slot"] = slot if metrics.count(slot) or slot == 0 and not isinstance(slot, bool) else None
     clean["error"] = str(status["error"])[:1000] if status.get("error") is not None else None
     if clean["state"] in LIVE_STATES and not is_locked(run_dir):
-        if clean["state"] != "starting" or time.time() - clean["updated"] > 60:
+        # a start more than a minute old, or in the future (a clock set ahead, an edited file: "updated" 1e12 had
+        # held the only slot for ever), is no start under way
+        if clean["state"] != "starting" or abs(time.time() - clean["updated"]) > 60:
             clean["state"] = "interrupted"
     return clean
 

@@ -136,9 +136,10 @@ def test_slots_give_each_gpu_its_job(tmp_path, monkeypatch):
     assert [runs.read_status(tmp_path / i)["state"] for i in ids] == ["starting", "starting", "queued"]
     monkeypatch.setenv("CIFAR_CORE_SLOTS", "3")
     assert jobs.slots() == 3
-    monkeypatch.setenv("CIFAR_CORE_SLOTS", "none")
-    with pytest.raises(runs.RunError, match="CIFAR_CORE_SLOTS must be a whole number"):
-        jobs.slots()
+    for setting in ("none", "²", "0", "65", "30000000"):  # "²" is a digit to str.isdigit, not to int
+        monkeypatch.setenv("CIFAR_CORE_SLOTS", setting)
+        with pytest.raises(runs.RunError, match="CIFAR_CORE_SLOTS must be a whole number from 1 to 64"):
+            jobs.slots()
 
 
 def test_ordinal():

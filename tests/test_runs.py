@@ -73,7 +73,7 @@ def test_lock_freed_when_the_holder_is_killed(tmp_path):
 
 def test_read_status_states(tmp_path):
     assert runs.read_status(tmp_path) == {"state": "unknown", "updated": 0.0, "epoch": 0, "epochs": 0, "step": 0,
-                                          "steps_per_epoch": 0, "time": 0.0, "pid": None, "error": None}
+                                          "steps_per_epoch": 0, "time": 0.0, "pid": None, "slot": None, "error": None}
     for state in ("running", "stopping"):
         runs.write_status(tmp_path, state=state)
         assert runs.read_status(tmp_path)["state"] == "interrupted"

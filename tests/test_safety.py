@@ -1880,3 +1880,16 @@ def test_49_a_model_file_listing_one_member_many_times_is_refused(tmp_path):
     with pytest.raises(ValueError, match="^The model file bomb.keras lists 8 entries for 3 names"):
         models.load_model(bomb)
     models.load_model(source)  # the file it was made from loads
+
+
+def test_49_odd_status_fields_neither_fail_the_queue_nor_hold_a_slot_for_ever(tmp_path):
+    from cifar_core import jobs
+
+    ghost = runs.create_run(tmp_path / "20260101-000001-tiny", TINY, helpers.tiny_config())
+    runs.write_status(ghost, state="running", slot=[0])
+    assert runs.read_status(ghost)["slot"] is None
+    assert jobs._free_slot(tmp_path) == 0  # no TypeError (unhashable list)
+    # "starting", with "updated" far in the future (a clock set ahead, an edited file): no start under way
+    (ghost / "status.json").write_text(json.dumps({"state": "starting", "updated": 1e12, "slot": 0}))
+    assert runs.read_status(ghost)["state"] == "interrupted"
+    assert jobs._free_slot(tmp_path) == 0
