@@ -291,19 +291,23 @@ def start_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, space:
     return study_name
 
 
+MAX_PID = 2**22  # Linux's largest pid_max
+
+
 def sweep_running(runs_dir, study_name: str) -> bool:
     """Whether the worker started from this folder for the study is alive."""
     entry = read_json(_local_path(runs_dir) / f"{study_name}.json", {})
     pid = entry.get("pid") if isinstance(entry, dict) else None
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID:  # os.kill(2**31) overflows
         return False
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        return state != "Z"
+        # the pid may since be another process's (pid 1 in an edited record made a sweep run for ever)
+        return state != "Z" and b"sweep-worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         try:
             os.kill(pid, 0)
-        except OSError:
+        except (OSError, OverflowError):
             return False
         return os.name == "nt"
 

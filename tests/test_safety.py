@@ -1893,3 +1893,19 @@ def test_49_odd_status_fields_neither_fail_the_queue_nor_hold_a_slot_for_ever(tm
     (ghost / "status.json").write_text(json.dumps({"state": "starting", "updated": 1e12, "slot": 0}))
     assert runs.read_status(ghost)["state"] == "interrupted"
     assert jobs._free_slot(tmp_path) == 0
+
+
+def test_49_a_study_record_whose_pid_is_out_of_range_or_another_process_is_no_running_sweep(tmp_path):
+    from cifar_core import sweeps
+
+    (tmp_path / ".sweeps").mkdir()
+    for pid in (2**31, 2**63, 1, os.getpid()):  # os.kill(2**31) raised OverflowError; pid 1 and this test are alive
+        (tmp_path / ".sweeps" / "s.json").write_text(json.dumps({"pid": pid}))
+        assert sweeps.sweep_running(tmp_path, "s") is False
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "sweep-worker"])
+    try:
+        (tmp_path / ".sweeps" / "s.json").write_text(json.dumps({"pid": worker.pid}))
+        assert sweeps.sweep_running(tmp_path, "s") is True
+    finally:
+        worker.kill()
+        worker.wait()
