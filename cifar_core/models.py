@@ -64,12 +64,16 @@ def tta_for(run_dir: Path | None) -> str:
 
 def class_names_for(run_dir: Path | None, num_classes: int) -> tuple:
     """The class names a model was trained with (from its run's config, when they are a list of num_classes
-    strings), else CIFAR-10's for 10 classes."""
+    strings of at most 255 characters, a folder name's limit), else CIFAR-10's for a 10-class model that has no
+    record of its own (the shipped one, a bare .keras file), else "class 0", "class 1", ...: a run whose record is
+    unusable had been labelled with CIFAR-10's names, whatever it was trained on."""
     names = (runs.read_config(run_dir)).get("class_names") if run_dir else None
     if isinstance(names, list) and len(names) == num_classes \
-            and all(isinstance(n, str) and 0 < len(n) <= 200 for n in names):
+            and all(isinstance(n, str) and 0 < len(n) <= 255 for n in names):
         return tuple(names)
-    return CIFAR10_CLASSES if num_classes == 10 else tuple(f"class {i}" for i in range(num_classes))
+    if names is None and num_classes == 10:
+        return CIFAR10_CLASSES
+    return tuple(f"class {i}" for i in range(num_classes))
 
 
 @functools.lru_cache(maxsize=4)

@@ -145,6 +145,11 @@ def test_class_names_for(tmp_path):
         assert models.class_names_for(tmp_path, 3) == ("class 0", "class 1", "class 2"), torn
     assert models.class_names_for(tmp_path, 10)[0] == "airplane"
     assert models.class_names_for(None, 4) == ("class 0", "class 1", "class 2", "class 3")
+    # a 10-class run with names of its own that cannot be used is not labelled with CIFAR-10's
+    runs.write_json(tmp_path / "config.json", {"class_names": [f"fruit{i}" for i in range(9)] + ["x" * 256]})
+    assert models.class_names_for(tmp_path, 10) == tuple(f"class {i}" for i in range(10))
+    runs.write_json(tmp_path / "config.json", {"class_names": [f"fruit{i}" for i in range(9)] + ["x" * 255]})
+    assert models.class_names_for(tmp_path, 10)[-1] == "x" * 255  # a folder name's longest
 
 
 # ---------------------------------------------------------------------------------------------------------------
