@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import readers
+from . import files, readers
 from .images import to_input_array
 from .readers import DataError
 
@@ -157,7 +157,7 @@ def load_data(source: str | None = None, *, limit: int | None = None, log=None) 
         (x_train, y_train), test = (x[:cut], y[:cut]), ((x[cut:], y[cut:]) if cut < len(x) else None)
         val_size = sample_counts()["val"]
     else:
-        path = Path(source).expanduser()
+        path = files.user_path(source)
         if not path.exists():
             raise DataError(f"The data source {source!r} does not exist; give 'keras', 'sample', a "
                             "cifar-10-batches-py folder, the cifar-10-python.tar.gz archive, or an image folder.")

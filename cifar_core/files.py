@@ -59,6 +59,15 @@ def temporary_name(path: Path, suffix: str = ".tmp") -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
+def user_path(text: str | os.PathLike) -> Path:
+    """Path(text) with a leading ~ or ~user made that home folder; as written when there is no such user or home
+    (Path.expanduser raised RuntimeError: "~nosuchuser/cifar" as --data, or a run's data, was a traceback)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 def open_for_append(path: str | os.PathLike, readable: bool = False) -> int:
     """A file descriptor for appending to path, made if missing, never through a symbolic link and only to a regular
     file: an OSError naming the file otherwise. A run folder is anybody's to edit, and a job.log or stop file made a

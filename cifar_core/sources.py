@@ -26,7 +26,7 @@ def source_status(source: str | None = None) -> tuple[bool, str]:
             return False, ("CIFAR-10 has not been downloaded yet: the first training or evaluation downloads it "
                            "(about 170 MB) through keras.datasets.")
         return False, "CIFAR-10 has not been downloaded, and it cannot be downloaded here (no network)."
-    if Path(source).expanduser().exists():
+    if files.user_path(source).exists():
         return True, f"The data source {Path(source).name} exists."
     return False, f"The data source {Path(source).name} does not exist."
 
@@ -36,7 +36,7 @@ def data_roots() -> list[Path]:
     (os.pathsep-separated), by default ./data. The CLI takes any path; only the app is confined to these."""
     raw = os.environ.get("CIFAR_DATA_ROOTS")
     parts = raw.split(os.pathsep) if raw is not None else ["data"]
-    return [Path(p).expanduser().resolve() for p in parts if p.strip()]
+    return [files.user_path(p).resolve() for p in parts if p.strip()]
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -111,7 +111,7 @@ def offered(source: str) -> bool:
     if source in ("", "keras", "sample"):
         return True
     try:
-        path = Path(source).expanduser().resolve()
+        path = files.user_path(source).resolve()
         return any(path == p.resolve() and any(_inside(p, root) for root in data_roots())
                    for p in _root_sources().values())
     except (OSError, RuntimeError, ValueError):
@@ -124,7 +124,7 @@ def app_default() -> str:
     if source in app_sources():
         return source
     by_path = {str(p): c for c, p in _root_sources().items()}
-    return by_path.get(str(Path(source).expanduser().resolve()), "sample")
+    return by_path.get(str(files.user_path(source).resolve()), "sample")
 
 
 def app_label(source: str) -> str:
@@ -132,4 +132,4 @@ def app_label(source: str) -> str:
     if source in ("keras", "sample"):
         return {"keras": "CIFAR-10", "sample": "the embedded sample"}[source]
     by_path = {str(p): c for c, p in _root_sources().items()}
-    return by_path.get(str(Path(source).expanduser().resolve()), Path(source).name)
+    return by_path.get(str(files.user_path(source).resolve()), Path(source).name)

@@ -1909,3 +1909,12 @@ def test_49_a_study_record_whose_pid_is_out_of_range_or_another_process_is_no_ru
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_49_a_home_folder_of_no_user_is_a_missing_data_source_not_a_traceback():
+    from cifar_core import data
+
+    source = "~no_such_user_of_cifar_studio/cifar"
+    with pytest.raises(data.DataError, match="does not exist"):  # Path.expanduser had raised RuntimeError
+        data.load_data(source)
+    assert sources.app_label(source) == "cifar"
