@@ -73,7 +73,7 @@ def test_the_bottom_modules_import_nothing_above_them():
     assert graph["shapes"] <= {"spec"}
     assert graph["spec_io"] <= {"files", "spec", "shapes"}  # files.parse_json, the one bounded JSON reader
     assert graph["config"] <= {"spec"}
-    assert graph["readers"] <= {"files", "images"} and graph["data"] <= {"readers", "images"}
+    assert graph["readers"] <= {"files", "images"} and graph["data"] <= {"files", "readers", "images"}
     assert graph["runs"] <= {"files", "spec", "shapes", "spec_io", "config", "metrics"}
     assert graph["metrics"] <= {"files"} and graph["space"] <= {"files", "spec", "shapes", "config", "presets"}
     assert graph["studies"] <= {"runs", "space"}  # reading a study needs no worker, no queue, no jobs
