@@ -18,7 +18,7 @@ options = ui.model_options_or_stop()
 c = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="eval_model", **ui.KEEP)
 with c[1]:
-    choice = ui.source_picker("eval_source", ui.data_choice())
+    choice = ui.source_picker("eval_source", ui.data_choice(), follow=True)
 split = c[2].radio("Split", ["test", "val"], key="eval_split", horizontal=True, **ui.KEEP)
 if c[3].button("Evaluate", type="primary", key="eval_go"):
     st.session_state["eval_request"] = (ref, split, choice)

@@ -143,3 +143,20 @@ def test_without_any_model_the_page_says_how_to_get_one(open_app):
     assert any("Train page" in info.value for info in at.info)
     assert not at.main.selectbox
     assert any("default" in c.value for c in at.caption)  # the shipped model is missing, and the page says so
+
+
+def test_the_pages_data_source_follows_the_sidebars_until_chosen_on_the_page(open_app, monkeypatch, tmp_path):
+    # Once drawn, the page's picker had kept its own choice: the sidebar said the dataset folder while the page
+    # evaluated the sample.
+    root = tmp_path / "data"
+    for name in ("cat", "dog"):
+        (root / "mine" / "train" / name).mkdir(parents=True)
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(root))
+    at = open_app("pages/evaluate.py")
+    assert at.selectbox(key="eval_source").value == "sample"
+    at.sidebar.selectbox(key="data_source").set_value("data/mine").run()
+    assert at.selectbox(key="eval_source").value == "data/mine"
+    at.selectbox(key="eval_source").set_value("sample").run()  # chosen on the page: kept
+    assert at.selectbox(key="eval_source").value == "sample"
+    at.run()
+    assert at.selectbox(key="eval_source").value == "sample"

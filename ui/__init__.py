@@ -187,12 +187,20 @@ def data_source() -> str:
     return sources.app_source(data_choice())
 
 
-def source_picker(key: str, default: str, label: str = "Data source", help_: str | None = None) -> str:
+def source_picker(key: str, default: str, label: str = "Data source", help_: str | None = None,
+                  follow: bool = False) -> str:
     """A selectbox of the data sources the app offers (sources.app_sources), starting at `default` (or the sample),
-    its choice kept across pages by Streamlit (persist_state); a choice it no longer offers goes back to the start."""
+    its choice kept across pages by Streamlit (persist_state), with `follow` until `default` changes; a choice it
+    no longer offers goes back to the start."""
     options = list(sources.app_sources())
     if f"{key}_next" in st.session_state:  # a choice made after this picker was drawn (choose_source)
         st.session_state[key] = st.session_state.pop(f"{key}_next")
+    # follow: a page's picker takes a new `default` (the sidebar's choice). Once drawn it had kept its own, and the
+    # page trained or evaluated on the sample while the sidebar said the dataset folder.
+    followed = st.session_state.get(f"{key}_follows")
+    if follow and followed is not None and followed != default and default in options:
+        st.session_state[key] = default
+    st.session_state[f"{key}_follows"] = default
     start = options.index(default) if default in options else options.index("sample")
     return st.selectbox(label, options, start, format_func=sources.app_sources().get, key=key, help=help_,
                         **KEEP)

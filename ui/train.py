@@ -65,7 +65,8 @@ def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
         for n, name in enumerate(shown):
             with columns[n // per_column]:
                 if name == "data":  # only what this server offers (sources.app_sources), never a typed path
-                    source_choice = ui.source_picker(prefix + name, ui.data_choice(), label=configs.label(name))
+                    source_choice = ui.source_picker(prefix + name, ui.data_choice(), label=configs.label(name),
+                                                     follow=True)
                     values[name] = sources.app_source(source_choice)
                 else:
                     values[name] = ui.setting_widget(name, prefix + name, defaults[name])
