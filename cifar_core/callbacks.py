@@ -95,6 +95,7 @@ def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs, time_offset: fl
             super().__init__()
             self.start = time.time() - time_offset
             self.last_point = 0.0
+            self.pace_from = None  # (seconds, epochs done) at this fit's first step: the pace is measured from it
             self.epoch = 0
             self.steps_done = 0  # in the epoch under way: a time budget may end it early
             self.stopped = False
@@ -119,8 +120,10 @@ def make_run_logger(run_dir: Path, steps_per_epoch: int, epochs, time_offset: fl
                 record = {"kind": "batch", "epoch": self.epoch, "step": batch + 1, "time": self._now(),
                           **{k: float(v) for k, v in (logs or {}).items()}}
                 metrics.append_metrics(run_dir, [record])
+                if self.pace_from is None:
+                    self.pace_from = [record["time"], self.epoch - 1 + (batch + 1) / steps_per_epoch]
                 runs.write_status(run_dir, state="running", epoch=self.epoch, epochs=planned(), step=batch + 1,
-                                  steps_per_epoch=steps_per_epoch, time=record["time"])
+                                  steps_per_epoch=steps_per_epoch, time=record["time"], pace_from=self.pace_from)
             if runs.stop_requested(run_dir) or _SIGNALLED:
                 self.stopped = True
                 self.model.stop_training = True

@@ -29,6 +29,13 @@ def test_job_progress_by_hand():
     budget = {"epochs": 24, "steps_per_epoch": 29, "epoch": 24, "step": 8, "budget_s": 12.0, "time": 11.5}
     assert jobs.job_progress({**budget, "state": "running"})["fraction"] == pytest.approx(11.5 / 12)
     assert jobs.job_progress({**budget, "state": "finished"})["fraction"] == 1.0
+    # the pace from the fit's first step: 2 epochs of 10 steps, the first step ending at 4 s (imports, tracing),
+    # 0.1 epochs in; at step 5 after 6 s: 0.25 of the run done, 0.2 of it in the last 2 s -> 2 * 0.75 / 0.2 s left
+    paced = {"epochs": 2, "steps_per_epoch": 10, "epoch": 1, "step": 5, "time": 6.0, "pace_from": [4.0, 0.1]}
+    assert jobs.job_progress(paced)["remaining_s"] == pytest.approx(2 * 0.75 / 0.2)
+    assert jobs.job_progress({**paced, "step": 1, "time": 4.0})["remaining_s"] is None  # no pace yet at step 1
+    for torn in ([4.0], ["x", 0.1], [1e308, 0.1], [4.0, float("nan")], "4"):  # the plain extrapolation
+        assert jobs.job_progress({**paced, "pace_from": torn})["remaining_s"] == pytest.approx(6 * 0.75 / 0.25)
 
 
 def test_progress_label_by_hand():
