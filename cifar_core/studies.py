@@ -156,10 +156,14 @@ def figures(storage_url: str, study_name: str) -> dict:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         return {}
-    # in percent, as every page says an accuracy (the trials store fractions)
-    percent = {"target": lambda trial: 100 * trial.value, "target_name": "validation accuracy (%)"}
-    shown = {"history": vis.plot_optimization_history(study, **percent),
-             "parallel": vis.plot_parallel_coordinate(study, **percent)}
+    shown = {"history": vis.plot_optimization_history(study, target_name="validation accuracy (%)"),
+             "parallel": vis.plot_parallel_coordinate(study, target_name="validation accuracy")}
+    # The history in percent, as every page says an accuracy (the trials store fractions). Not through Optuna's
+    # `target`: with one, Optuna draws no best-value line and reverses the parallel plot's colours (the best trials
+    # were white on white).
+    for trace in shown["history"].data:
+        if trace.y is not None:
+            trace.y = [None if y is None else 100 * y for y in trace.y]
     if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
         try:
             shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")

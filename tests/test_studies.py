@@ -59,6 +59,13 @@ def test_figures_wait_for_a_complete_trial(tmp_path):
                                               distributions={"x": optuna.distributions.FloatDistribution(0, 2)}))
     shown = studies.figures(url, "s")
     assert set(shown) == {"history", "parallel"}
-    assert list(shown["history"].data[0].y) == [40.0]  # in percent, as the pages say an accuracy
+    study.add_trial(optuna.trial.create_trial(params={"x": 1.5}, value=0.6,
+                                              distributions={"x": optuna.distributions.FloatDistribution(0, 2)}))
+    shown = studies.figures(url, "s")
+    history = {trace.name: list(trace.y) for trace in shown["history"].data}
+    assert history["validation accuracy (%)"] == [40.0, 60.0]  # in percent, as the pages say an accuracy
+    assert history["Best Value"][-2:] == [40.0, 60.0]  # Optuna's best-value line is kept
     assert shown["history"].layout.yaxis.title.text == "validation accuracy (%)"
-    assert ["validation accuracy (%)", "40"] in [list(row) for row in shown["parallel"].data[0].customdata]
+    # the parallel plot's best trial is the darkest line (with Optuna's `target` its colours had been reversed)
+    colours = [trace.line.color for trace in shown["parallel"].data if trace.line.color]
+    assert sum(map(float, colours[-1][4:-1].split(","))) < sum(map(float, colours[0][4:-1].split(",")))
