@@ -32,6 +32,7 @@ with st.sidebar:
     ui.device_line()
 
 ui.forward_deep_link()
+ui.show_toasts()
 st.session_state["routed"] = True
 try:
     page.run()

@@ -301,9 +301,29 @@ def delete_run(run_dir: Path) -> None:
         if run_dir.is_symlink():  # the link is the run's entry here; what it points to is somebody else's
             run_dir.unlink()
         else:
-            shutil.rmtree(run_dir)
+            try:
+                shutil.rmtree(run_dir)
+            except RecursionError:  # Python 3.11's rmtree recurses: a run holding 1,500 nested folders
+                _remove_tree(run_dir)
     except OSError as e:
         raise refusal(e, run_dir.parent, f"the run {run_dir.name} could not be deleted") from None
+
+
+def _remove_tree(root: Path) -> None:
+    """shutil.rmtree without recursion: files and links removed as found (a link to a folder is not followed), then
+    the folders deepest first."""
+    folders, pending = [], [str(root)]
+    while pending:
+        folder = pending.pop()
+        folders.append(folder)
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+    for folder in reversed(folders):
+        os.rmdir(folder)
 
 
 def summarize(run_dir: Path) -> dict:

@@ -42,7 +42,7 @@ def test_table_curves_downloads_rename_and_delete(open_app, runs_with_model):
     assert at.dataframe[0].value.iloc[0]["name"] == "my first tiny"
     picker = helpers.selectbox(at, "Run")
     assert picker.options == [f"my first tiny ({TINY_RUN_ID})"]  # the pickers say the new name too
-    assert [t.value for t in at.toast] == ["Renamed to my first tiny."]
+    assert [helpers.plain(t.value) for t in at.toast] == ["Renamed to my first tiny."]
     at.text_input(key=f"runs_label_{TINY_RUN_ID}").set_value("   ")
     at.button(key="rename").click().run()
     assert "1 to 80 characters" in at.error[0].value
@@ -52,6 +52,8 @@ def test_table_curves_downloads_rename_and_delete(open_app, runs_with_model):
     at.button(key="delete").click().run()
     assert not (runs_with_model / TINY_RUN_ID).exists()
     assert "No runs yet" in at.info[0].value
+    # said, though no run is left to show
+    assert [helpers.plain(t.value) for t in at.toast] == [f"Deleted my first tiny ({TINY_RUN_ID})."]
 
 
 def test_a_training_run_cannot_be_deleted(open_app, runs_with_model):

@@ -1918,3 +1918,15 @@ def test_49_a_home_folder_of_no_user_is_a_missing_data_source_not_a_traceback():
     with pytest.raises(data.DataError, match="does not exist"):  # Path.expanduser had raised RuntimeError
         data.load_data(source)
     assert sources.app_label(source) == "cifar"
+
+
+def test_49_a_run_of_deeply_nested_folders_is_deleted_whole(tmp_path):
+    run = runs.create_run(tmp_path / "20260101-000001-tiny", TINY, helpers.tiny_config())
+    runs.write_status(run, state="finished")
+    deep = run
+    for _ in range(sys.getrecursionlimit() + 100):  # Python 3.11's rmtree recursed past its limit, half-deleting
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "f").write_text("x")
+    runs.delete_run(run)
+    assert not run.exists()

@@ -35,6 +35,17 @@ def through_router(page_path: str) -> None:
     keep_draft()
 
 
+def toast_after_rerun(text: str) -> None:
+    """A toast for the next run of the app (app.py shows it): one made just before st.rerun() was lost, and a
+    rename or a deletion went unconfirmed."""
+    st.session_state.setdefault("_toasts", []).append(text)
+
+
+def show_toasts() -> None:
+    for text in st.session_state.pop("_toasts", []):
+        st.toast(text)
+
+
 def keep_draft() -> None:
     """The Build page's model survives a reload of any page: its draft's id rides in every page's URL (?draft=),
     and a new session (a reload) takes the model back from it. Only Build's own URL had it, so a reload on Train

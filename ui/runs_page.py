@@ -72,13 +72,13 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
             except (runs.RunError, OSError) as e:
                 st.error(ui.md_escape(str(e)))
             else:
-                st.session_state["renamed"] = runs.check_run_name(label)
+                ui.toast_after_rerun(f"Renamed to {ui.md_escape(runs.check_run_name(label))}.")
                 st.rerun()
-        if "renamed" in st.session_state:  # said after the rerun that shows the new name everywhere
-            st.toast(f"Renamed to {ui.md_escape(st.session_state.pop('renamed'))}.")
 
-    with st.expander("Delete this run"):
-        st.text(f"Deletes the run {run_id} with its model, curves and logs. This cannot be undone.")
+    title = ui.run_title(run_id)
+    # labelled by the run, so that after a deletion the box of the run shown next starts closed
+    with st.expander(f"Delete {title}"):
+        st.text(f"Deletes the run {title} with its model, curves and logs. This cannot be undone.")
         sure = st.checkbox("Yes, delete it", key=f"runs_confirm_{run_id}")
         if st.button("Delete", type="primary", key="delete", disabled=not sure):
             try:
@@ -87,6 +87,7 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
                 st.error(ui.md_escape(str(e)))
             else:
                 st.session_state.pop("train_run", None)
+                ui.toast_after_rerun(f"Deleted {ui.md_escape(title)}.")
                 st.rerun()
 
 
