@@ -211,8 +211,8 @@ def config_from_dict(data) -> TrainConfig:
                         f"{', '.join(FIELDS)}.")
     if isinstance(data.get("tta"), bool):
         data = {**data, "tta": tta_mode(data["tta"])}
-    values = {name: float(v) if kind(name) is float and isinstance(v, int) and not isinstance(v, bool) else v
-              for name, v in data.items()}
+    values = {name: float(v) if kind(name) is float and isinstance(v, int) and not isinstance(v, bool)
+              and abs(v) < 2**1000 else v for name, v in data.items()}  # 10**400 overflows a float: left to check
     return validate_config(TrainConfig(**values))
 
 

@@ -109,7 +109,7 @@ def _is_kind(value, kind) -> bool:
     if isinstance(value, bool):
         return False
     if kind is float:
-        return isinstance(value, (int, float)) and math.isfinite(value)
+        return isinstance(value, float) and math.isfinite(value) or isinstance(value, int) and abs(value) < 2**1000
     return isinstance(value, kind)
 
 

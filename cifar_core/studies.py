@@ -103,8 +103,9 @@ def summary(storage_url: str, study_name: str) -> dict:
                      "seconds": (end - t.datetime_start).total_seconds() if end and t.datetime_start else None})
     complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
     best = max(complete, key=lambda r: r["value"]) if complete else None
-    return {"study": study_name, "space": study.user_attrs.get("space"), "trials_wanted": study.user_attrs.get(
-        "trials"), "trials": rows,
+    wanted = study.user_attrs.get("trials")  # a study's attributes are anybody's who can write its storage
+    wanted = wanted if isinstance(wanted, int) and not isinstance(wanted, bool) and 0 < wanted <= 10**6 else None
+    return {"study": study_name, "space": study.user_attrs.get("space"), "trials_wanted": wanted, "trials": rows,
         "best": {k: best[k] for k in ("number", "value", "params", "run_dir")} if best else None}
 
 

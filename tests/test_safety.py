@@ -1933,3 +1933,16 @@ def test_49_a_run_of_deeply_nested_folders_is_deleted_whole(tmp_path):
         assert not run.exists()
     finally:  # pytest's own cleanup of old temporary folders is the same recursive rmtree
         subprocess.run(["rm", "-rf", str(run)], check=False)
+
+
+def test_49_a_studys_odd_attributes_and_huge_stored_numbers_are_sentences(tmp_path):
+    import optuna
+
+    from cifar_core import studies
+
+    url = studies.default_storage(tmp_path)
+    study = optuna.create_study(study_name="s", storage=studies.open_storage(url), direction="maximize")
+    study.set_user_attr("trials", "2")  # another tool's study, an edited database: the Sweep page had failed
+    assert studies.summary(url, "s")["trials_wanted"] is None
+    with pytest.raises(S.SpecError, match="learning_rate must be a number in"):  # float(10**400): OverflowError
+        configs.config_from_dict({"learning_rate": 10**400})

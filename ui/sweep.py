@@ -104,7 +104,7 @@ def _progress(study: str, storage: str, running: bool) -> None:
         return
     done = studies.trials_done(summary)
     state = "running" if alive else "finished" if done >= (summary["trials_wanted"] or 0) else "stopped"
-    st.subheader(f"{ui.md_escape(study)}: {state}, {done}/{summary['trials_wanted']} trials")
+    st.subheader(f"{ui.md_escape(study)}: {state}, {done}/{summary['trials_wanted'] or '?'} trials")
     if alive and st.button("Stop sweep", key="sweep_stop"):
         sweeps.stop_sweep(runs.default_runs_dir(), study)
         st.toast("Stopping: the trial under way stops after its batch.")
