@@ -13,7 +13,17 @@ from pathlib import Path
 
 from . import files, jobs, runs
 
-STANDBY_IDLE_S = float(os.environ.get("CIFAR_CORE_STANDBY_IDLE_S") or 600)  # a standby unused this long exits
+def _idle_seconds(setting: str | None, default: float = 600.0) -> float:
+    """CIFAR_CORE_STANDBY_IDLE_S as seconds from 1 to a day; the default for anything else ("abc" had failed the
+    standby's import, "nan" had kept it for ever)."""
+    try:
+        seconds = float(setting or default)
+    except ValueError:
+        return default
+    return seconds if 1 <= seconds <= 86_400 else default
+
+
+STANDBY_IDLE_S = _idle_seconds(os.environ.get("CIFAR_CORE_STANDBY_IDLE_S"))  # a standby unused this long exits
 STANDBY_POLL_S = 0.05
 
 

@@ -20,3 +20,10 @@ def test_an_unused_standby_exits_and_takes_no_job_from_outside_its_folder(tmp_pa
     assert helpers.wait_for(lambda: not helpers.process_alive(pid), 40)
     assert jobs.standby_pid(root) is None
     assert not (root / ".standby.job.json").exists() and not elsewhere.exists()
+
+
+def test_the_idle_setting_is_read_leniently():
+    from cifar_core import standby
+
+    assert [standby._idle_seconds(s) for s in (None, "", "120", "abc", "nan", "inf", "0", "-5", "1e9")] == [
+        600.0, 600.0, 120.0, 600.0, 600.0, 600.0, 600.0, 600.0, 600.0]
