@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import files, jobs, runs
 
+
 def _idle_seconds(setting: str | None, default: float = 600.0) -> float:
     """CIFAR_CORE_STANDBY_IDLE_S as seconds from 1 to a day; the default for anything else ("abc" had failed the
     standby's import, "nan" had kept it for ever)."""
