@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import json
 import math
 import os
 import weakref
@@ -290,3 +291,34 @@ def check_model_archive(path: Path) -> None:
     if sizes["config.json"] > MAX_MODEL_CONFIG_BYTES or unpacked > MAX_MODEL_UNPACKED_BYTES:
         raise ValueError(f"The model file {path.name} unpacks to {unpacked / 2**20:,.0f} MB, more than "
                          "any model this tool builds; it is refused.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, OSError, ValueError, RecursionError):
+        raise ValueError(f"The model file {path.name} is not a Keras model file (its config.json cannot be "
+                         "read).") from None
+    problem = _fixed_batch_or_state(config)
+    if problem:
+        raise ValueError(f"The model file {path.name} cannot be loaded safely: {problem}; the models this tool "
+                         "uses take batches of any size.")
+
+
+def _fixed_batch_or_state(config) -> str | None:
+    """What in a .keras file's config makes Keras allocate state by the batch as it loads (before any weight
+    budget sees it: a stateful SimpleRNN's zeros of (batch, units) took 4 GB from a 0.3 MB file), or fixes the
+    batch every prediction must have (a batch of 2 failed inside Classify): a stateful layer, a fixed batch size."""
+    pending = [config]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            if item.get("stateful") is True:
+                return "it has a stateful layer"
+            for key in ("batch_shape", "batch_input_shape", "batch_size"):
+                value = item.get(key)
+                first = value[0] if isinstance(value, list) and value else value if key == "batch_size" else None
+                if first is not None:
+                    return f"it fixes the batch size ({key} {value})"
+            pending.extend(item.values())
+    return None

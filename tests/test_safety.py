@@ -1946,3 +1946,18 @@ def test_49_a_studys_odd_attributes_and_huge_stored_numbers_are_sentences(tmp_pa
     assert studies.summary(url, "s")["trials_wanted"] is None
     with pytest.raises(S.SpecError, match="learning_rate must be a number in"):  # float(10**400): OverflowError
         configs.config_from_dict({"learning_rate": 10**400})
+
+
+def test_49_a_model_file_of_fixed_batch_or_stateful_layers_is_refused_before_keras_builds_it(tmp_path):
+    import keras
+
+    fixed = keras.Sequential([keras.Input((32, 32, 3), batch_size=2), keras.layers.GlobalMaxPooling2D(),
+                              keras.layers.Dense(10)])
+    fixed.save(tmp_path / "fixed.keras")
+    with pytest.raises(ValueError, match=r"cannot be loaded safely: it fixes the batch size \(batch_shape \[2, 32"):
+        models.load_model(tmp_path / "fixed.keras")
+    stateful = keras.Sequential([keras.Input((32, 32, 3), batch_size=4), keras.layers.Reshape((32, 96)),
+                                 keras.layers.SimpleRNN(8, stateful=True), keras.layers.Dense(10)])
+    stateful.save(tmp_path / "stateful.keras")  # its state, zeros of (batch, units), is made while Keras loads it
+    with pytest.raises(ValueError, match="cannot be loaded safely: it has a stateful layer"):
+        models.load_model(tmp_path / "stateful.keras")
