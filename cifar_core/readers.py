@@ -99,6 +99,19 @@ def load_batches(path: Path):
 
 
 MAX_ARCHIVE_MEMBERS = 64  # the official archive holds 9 (a folder, 6 batches, batches.meta, readme.html)
+MAX_TAR_HEADER_BYTES = 64 * 2**10  # a long name or extended (pax) header; the official archive has none
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar member whose long-name or extended header is refused above MAX_TAR_HEADER_BYTES before tarfile reads
+    it whole: a 1 MB archive whose first header declared a name of 1 GB took 2 GB while it was iterated."""
+
+    def _proc_member(self, tar):
+        if self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
+                         tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE) \
+                and self.size > MAX_TAR_HEADER_BYTES:
+            raise ValueError(f"it has a header of {self.size:,} bytes")
+        return super()._proc_member(tar)
 
 
 def load_archive(path: Path):
@@ -108,7 +121,7 @@ def load_archive(path: Path):
     wanted = {f"cifar-10-batches-py/{name}" for name in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")}
     blobs = {}
     try:
-        with tarfile.open(path, "r:gz") as tar:
+        with tarfile.open(path, "r:gz", tarinfo=_BoundedTarInfo) as tar:
             for count, member in enumerate(tar, start=1):
                 if member.name in wanted:
                     if not member.isfile() or member.size > MAX_BATCH_BYTES:

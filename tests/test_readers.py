@@ -234,3 +234,14 @@ def test_a_folders_class_limit_is_the_specs():
     from cifar_core import spec as specs
 
     assert readers.MAX_CLASSES == specs.MAX_CLASSES  # restated below spec in the import graph; one number
+
+
+def test_an_archive_whose_long_name_header_is_huge_is_refused_before_it_is_read(tmp_path):
+    # tarfile reads a long-name header whole while iterating: a 1 MB archive declaring a 1 GB name took 2 GB
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        header = tarfile.TarInfo("././@LongLink")
+        header.type, header.size = tarfile.GNUTYPE_LONGNAME, readers.MAX_TAR_HEADER_BYTES + 1
+        tar.addfile(header, io.BytesIO(b"n" * header.size))
+    with pytest.raises(data.DataError, match=r"\(it has a header of 65,537 bytes\)"):
+        readers.load_archive(archive)
