@@ -146,6 +146,15 @@ def model_fingerprint(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def data_fingerprint(x, y, class_names) -> str:
+    """The SHA-256 of the evaluated images, labels and class names: a stored evaluation describes these too. Keyed by
+    the source's path alone, a folder whose images or classes had since changed got the old figures back."""
+    digest = hashlib.sha256(repr(tuple(class_names)).encode("utf-8", "backslashreplace"))
+    for array in (x, y):
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
 def _number(value, low: float = 0.0, high: float = math.inf) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
 
@@ -185,9 +194,10 @@ def _usable(result, source: str, split: str) -> bool:
         return False
 
 
-def load_eval(run_dir: Path, source: str, split: str) -> dict | None:
+def load_eval(run_dir: Path, source: str, split: str, data_sha256: str | None = None) -> dict | None:
     """A stored evaluation of this source and split (_usable), if it describes the model file that is there now
-    (None where that file cannot be read), with the test-time augmentation its run's config names now."""
+    (None where that file cannot be read) and, given data_sha256, these images (data_fingerprint), with the
+    test-time augmentation its run's config names now."""
     model = Path(run_dir) / "model.keras"
     fingerprint = None
     for path in eval_paths(run_dir):
@@ -198,7 +208,8 @@ def load_eval(run_dir: Path, source: str, split: str) -> dict | None:
                 fingerprint = fingerprint or model_fingerprint(model)
             except OSError:
                 return None
-            if result.get("model_sha256") == fingerprint and tta_mode(result.get("tta")) == tta_for(run_dir):
+            if result.get("model_sha256") == fingerprint and data_sha256 in (None, result.get("data_sha256")) \
+                    and tta_mode(result.get("tta")) == tta_for(run_dir):
                 return result
     return None
 
@@ -212,8 +223,9 @@ def evaluate_model(model_ref: str, split: str = "test", source: str | None = Non
     x, y, used_split = dataset.split(split)
     if not len(x):
         raise datasets.DataError(f"The {used_split} split of this data source has no images to evaluate.")
+    data_sha256 = data_fingerprint(x, y, dataset.class_names)
     if run_dir is not None:
-        cached = load_eval(run_dir, dataset.source, used_split)
+        cached = load_eval(run_dir, dataset.source, used_split, data_sha256)
         if cached:
             return cached
     model = load_model(model_path)
@@ -223,6 +235,7 @@ def evaluate_model(model_ref: str, split: str = "test", source: str | None = Non
     result = evaluate_arrays(model, x, y, dataset.class_names, used_split, dataset.source, progress,
                              tta=tta_for(run_dir))
     result["model_sha256"] = model_fingerprint(model_path)
+    result["data_sha256"] = data_sha256
     if run_dir is not None:
         try:
             store_eval(run_dir, result)

@@ -247,3 +247,26 @@ def helpers_read_json(path):
     import json
 
     return json.loads(path.read_text())
+
+
+def test_a_stored_evaluation_of_other_images_under_the_same_source_is_stale(run_copy, tmp_path, decode_cache,
+                                                                           monkeypatch):
+    # keyed by the source's path alone, a folder whose images had since changed got the old figures back
+    folder = tmp_path / "images"
+
+    def fill(shade):
+        for c in range(10):
+            (folder / "train" / f"c{c}").mkdir(parents=True, exist_ok=True)
+            for i in range(3):
+                image = helpers.solid((shade, 20 * c, 50 * i))
+                (folder / "train" / f"c{c}" / f"{i}.png").write_bytes(helpers.image_bytes(image))
+
+    loads = []
+    load_model = E.load_model
+    monkeypatch.setattr(E, "load_model", lambda path: loads.append(path) or load_model(path))
+    fill(10)
+    first = E.evaluate_model(str(run_copy), split="val", source=str(folder))
+    assert E.evaluate_model(str(run_copy), split="val", source=str(folder)) == first and len(loads) == 1
+    fill(200)  # the same folder, other images
+    again = E.evaluate_model(str(run_copy), split="val", source=str(folder))
+    assert len(loads) == 2 and again["data_sha256"] != first["data_sha256"]
