@@ -22,6 +22,11 @@ from .files import DiskFullError, dumps, is_disk_full, open_for_append, open_reg
 MAX_EPOCH_RECORDS = 10_000
 MAX_LINE_BYTES = 64 * 2**10  # a record is a few hundred bytes; a longer line is garbage and is skipped
 MAX_BATCH_POINTS = 4_000  # per run, for the curves: more points than a chart's width in pixels
+# A run writes a batch point a second or so, about 0.4 MB an hour: 64 MB is a week of training. Past it the file is
+# not read further (20 MB of empty lines had taken 100 s to read, every line parsed).
+MAX_METRICS_BYTES = 64 * 2**20
+MAX_METRICS_LINES = 1_000_000  # and as many lines (a week of batch points is about 600,000)
+MAX_RECORD_KEYS = 32  # a record has about ten; 6,000 keys a line had taken a gigabyte over a thousand lines
 
 
 def number(value):
@@ -49,6 +54,8 @@ def clean_record(record) -> dict | None:
         return None
     clean = {"kind": record["kind"], "epoch": epoch, "step": count(step), "time": number(record.get("time"))}
     for key, value in record.items():
+        if len(clean) >= MAX_RECORD_KEYS:
+            break
         if key not in clean and isinstance(key, str) and len(key) <= 64:
             clean[key] = number(value)
     return clean
@@ -56,8 +63,14 @@ def clean_record(record) -> dict | None:
 
 def _lines(f):
     """The file's lines, each read at most MAX_LINE_BYTES at a time: an over-long line (a file of one endless line)
-    is skipped as it is read, never held whole."""
-    while line := f.readline(MAX_LINE_BYTES + 1):
+    is skipped as it is read, never held whole; empty lines are skipped, and no line past MAX_METRICS_LINES or
+    MAX_METRICS_BYTES is read."""
+    for _ in range(MAX_METRICS_LINES):
+        line = f.readline(MAX_LINE_BYTES + 1)
+        if not line or f.tell() > MAX_METRICS_BYTES:
+            return
+        if not line.strip():  # an empty line: nothing to parse
+            continue
         if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
             yield line
             continue
@@ -82,8 +95,10 @@ def _read_metrics_cached(path: str, size: int, mtime_ns: int, max_batch_points: 
             for line in _lines(f):
                 if b'"kind": "epoch"' in line or b'"kind":"epoch"' in line:
                     record = _parse_line(line)
-                else:  # a batch point: only every stride-th is parsed at all
+                else:  # a batch point: only every stride-th line is parsed at all, whether it parses or not
                     seen += 1
+                    if seen > max_batch_points * stride:
+                        batches, stride = batches[::2], stride * 2
                     if (seen - 1) % stride:
                         continue
                     record = _parse_line(line)
@@ -93,8 +108,6 @@ def _read_metrics_cached(path: str, size: int, mtime_ns: int, max_batch_points: 
                     epochs.append(record)
                 else:
                     batches.append(record)
-                    if len(batches) > max_batch_points:
-                        batches, stride = batches[::2], stride * 2
     except OSError:
         pass
     # A batch point with the epoch records, in order of (epoch, step): the file's own order.

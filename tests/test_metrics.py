@@ -108,3 +108,21 @@ def test_best_and_last_validation_accuracy(tmp_path):
     metrics.append_metrics(tmp_path, [{"kind": "epoch", "epoch": e, "step": 1, "time": float(e), "val_accuracy": v}
                                       for e, v in ((1, 0.3), (2, 0.6), (3, 0.5))])
     assert (metrics.best_val_accuracy(tmp_path), metrics.last_val_accuracy(tmp_path)) == (0.6, 0.5)
+
+
+def test_junk_lines_are_thinned_with_the_batch_points_and_a_files_reading_is_bounded(tmp_path, monkeypatch):
+    # lines that never parse had all been parsed (20 MB of empty lines: 100 s), and a record kept every key
+    batch = json.dumps({"kind": "batch", "epoch": 1, "step": 1, "loss": 1.0, **{f"k{i}": i for i in range(100)}})
+    epoch = json.dumps({"kind": "epoch", "epoch": 1, "step": 1, "val_accuracy": 0.5})
+    parsed = []
+    parse = metrics._parse_line
+    monkeypatch.setattr(metrics, "_parse_line", lambda line: parsed.append(line) or parse(line))
+    (tmp_path / "metrics.jsonl").write_text("{}\n" * 10_000 + "\n" * 5_000 + batch + "\n" + epoch + "\n")
+    records = metrics.read_metrics(tmp_path, max_batch_points=100)
+    # the stride doubles each time the lines pass max_batch_points of it: 100 + 50 a doubling, 7 of them here
+    assert len(parsed) <= 100 + 50 * 7 + 2
+    assert [r["kind"] for r in records] == ["epoch"]  # the batch line fell between the strided ones
+    assert len(metrics.clean_record(json.loads(batch))) == metrics.MAX_RECORD_KEYS
+    monkeypatch.setattr(metrics, "MAX_METRICS_LINES", 100)  # nothing past it is read
+    (tmp_path / "metrics.jsonl").write_text("{}\n" * 100 + epoch + "\n")
+    assert metrics.read_metrics(tmp_path / ".", max_batch_points=10) == []
