@@ -142,15 +142,18 @@ def _cmd_predict(args) -> int:
     model_path, run_dir = resolve_model(args.model, args.runs_dir)
     model = load_model(model_path)
     names = class_names_for(run_dir, model.output_shape[-1])
-    readable, results = [], {}
-    for position, image in enumerate(args.images):
-        try:
-            readable.append((position, image, read_image_file(image)))
-        except ImageError as e:
-            results[position] = {"file": image, "error": str(e)}
-    classified = classify(model, names, [(name, data) for _, name, data in readable], k=args.top_k,
-                          tta=tta_for(run_dir))
-    results.update({position: result for (position, _, _), result in zip(readable, classified)})
+    results = {}
+    # 32 files at a time: every file's bytes at once (up to 10 MB each) had grown with the number of files
+    for first in range(0, len(args.images), 32):
+        readable = []
+        for position, image in enumerate(args.images[first:first + 32], start=first):
+            try:
+                readable.append((position, image, read_image_file(image)))
+            except ImageError as e:
+                results[position] = {"file": image, "error": str(e)}
+        classified = classify(model, names, [(name, data) for _, name, data in readable], k=args.top_k,
+                              tta=tta_for(run_dir))
+        results.update({position: result for (position, _, _), result in zip(readable, classified)})
     ordered = [results[i] for i in range(len(args.images))]
     if args.json:
         print(json.dumps(ordered))
