@@ -181,6 +181,10 @@ def clickable_cells(fig, confusion_matrix, class_names):
         marker={"size": 30, "opacity": 0}, selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}},
         hovertemplate="true: %{y}<br>predicted: %{x}<br>images: %{customdata}<extra></extra>"))
     fig.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "heatmap"})
+    # the axes end at the cells' edges: for the 30-px markers Plotly's autorange had padded them, leaving the
+    # matrix 21 px short of its plot area on every side, its gridlines sticking out and its labels adrift
+    fig.update_xaxes(range=[-0.5, len(names) - 0.5], autorange=False)
+    fig.update_yaxes(range=[len(names) - 0.5, -0.5], autorange=False)
     return fig
 
 

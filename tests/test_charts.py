@@ -96,6 +96,8 @@ def test_clickable_cells_put_one_invisible_marker_on_each_cell():
     markers = fig.data[-1]
     assert list(zip(markers.y, markers.x)) == [("cat", "cat"), ("cat", "dog"), ("dog", "cat"), ("dog", "dog")]
     assert list(markers.customdata) == [3, 1, 2, 0] and markers.marker.opacity == 0
+    # the axes end at the cells' edges (autorange padded them for the markers), the first class on top
+    assert list(fig.layout.xaxis.range) == [-0.5, 1.5] and list(fig.layout.yaxis.range) == [1.5, -0.5]
 
 
 def test_the_evaluate_pages_confusion_chart_fits_a_phone_and_is_clickable():
