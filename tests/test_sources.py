@@ -40,3 +40,33 @@ def test_a_stored_source_is_offered_only_if_the_app_offers_it_now(monkeypatch, t
         assert not sources.offered(stored), stored
     monkeypatch.setenv("CIFAR_DATA_ROOTS", str(tmp_path / "elsewhere"))  # the roots narrowed since
     assert not sources.offered(str(root / "birds"))
+
+
+def test_a_large_flat_folder_in_a_data_root_is_looked_at_only_so_far(tmp_path, monkeypatch):
+    # a flat folder of 300,000 files in a root was scanned whole, ten times a page run
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(tmp_path))
+    monkeypatch.setattr(sources, "MAX_ROOT_ENTRIES", 5)
+    (tmp_path / "flat").mkdir()
+    for i in range(50):
+        (tmp_path / "flat" / f"{i}.png").write_bytes(b"")
+    read = []
+    scandir = sources.os.scandir
+
+    class Counted:
+        def __init__(self, path):
+            self.listing = scandir(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.listing.close()
+
+        def __iter__(self):
+            for entry in self.listing:
+                read.append(entry.name)
+                yield entry
+
+    monkeypatch.setattr(sources.os, "scandir", Counted)
+    assert not [choice for choice in sources.app_sources() if choice not in ("keras", "sample")]  # no dataset
+    assert 0 < len(read) <= 2 * 5  # the root's one entry, then at most 5 of the flat folder's 50
