@@ -13,11 +13,13 @@ import errno
 import json
 import math
 import os
+import re
 import stat
 import uuid
 from pathlib import Path
 
 import filelock
+import numpy as np
 
 MAX_JSON_BYTES = 4 * 2**20  # config, status and spec files are a few kB; a spec of 200 layers is about 30 kB
 MAX_JSON_DEPTH = 32
@@ -206,6 +208,19 @@ def _all_text(value) -> bool:
     return True
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _deepest(text: str) -> int:
+    """The deepest nesting of brackets outside strings: the strings cut out by a regular expression and the
+    brackets summed by NumPy, both in C. A loop over every character in Python had taken 0.75 s for a 4 MB file,
+    and the Runs page read dozens of such files."""
+    structure = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    steps = (structure == ord("[")).astype(np.int32) + (structure == ord("{")) \
+        - (structure == ord("]")) - (structure == ord("}"))
+    return int(np.cumsum(steps).max(initial=0))
+
+
 def parse_json(text: str | bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH):
     """Strict, bounded JSON: at most max_bytes, max_depth levels of nesting, no duplicate keys, no NaN, numbers of
     at most 100 digits. Raises JSONFileError with a sentence."""
@@ -216,25 +231,8 @@ def parse_json(text: str | bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth:
             text = text.decode("utf-8-sig")  # Windows editors begin a UTF-8 file with a byte-order mark
         except UnicodeDecodeError:
             raise JSONFileError("the file is not UTF-8 text.") from None
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:  # nesting depth outside strings, before json recurses into it
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > max_depth:
-                raise JSONFileError(f"it nests more than {max_depth} levels deep.")
-        elif char in "]}":
-            depth -= 1
+    if _deepest(text) > max_depth:  # before json recurses into it
+        raise JSONFileError(f"it nests more than {max_depth} levels deep.")
 
     def bounded_int(digits):
         if len(digits.lstrip("-")) > 100:

@@ -1,6 +1,7 @@
 """cifar_core.runs: atomic JSON, metrics.jsonl after a crash, the run lock across processes, status, identifiers and
 model references, and the runs table."""
 
+import json
 import os
 import signal
 import subprocess
@@ -290,3 +291,12 @@ def test_runs_started_at_once_get_a_folder_each_and_never_share_a_record(tmp_pat
     runs.check_record(first, tiny.spec, tiny.train)
     with pytest.raises(runs.RunError, match="made by another job for another model or other settings"):
         runs.check_record(first, tiny.spec, dataclasses.replace(tiny.train, seed=2))
+
+
+def test_a_status_or_label_file_larger_than_any_the_job_writes_is_not_read(tmp_path):
+    # read for every run on every Runs and Train page: 4 MB ones (the limit of other JSON) had taken seconds each
+    padding = "x" * runs.MAX_STATUS_BYTES
+    (tmp_path / "status.json").write_text(json.dumps({"state": "finished", "note": padding}))
+    (tmp_path / "label.json").write_text(json.dumps({"name": "mine", "note": padding}))
+    assert runs.read_status(tmp_path)["state"] == "unknown"
+    assert runs.run_label(tmp_path) == tmp_path.name
