@@ -106,6 +106,13 @@ Found by a third attack (2026-12-07), numbered on from 48:
    are not UTF-8, --out a device or a link, a
    model file of another network or of huge
    activations, a pipe as --spec, sqlite:///
+
+Found by a fourth attack (2026-12-07), numbered on from 49:
+49 run files as links, an MPO JPEG of thousands  test_49_* (each refused or bounded); test_readers.py,
+   of scans, a run-length BMP, a .keras file      test_metrics.py, test_compare.py, test_sources.py,
+   listing a member many times or with state,     test_evaluate.py, test_jobs.py, test_standby.py,
+   odd status, study and pid records, ~nouser,    test_studies.py, test_explain.py, test_estimate.py
+   deep folders, huge tar headers, junk metrics
 """
 
 import dataclasses
