@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import filelock
 import pytest
@@ -181,3 +182,16 @@ def test_every_module_imports_without_fcntl():
         done = subprocess.run([sys.executable, "-W", "ignore", "-c", code, f"{tmp}/lock"], capture_output=True,
                               text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_nesting_is_measured_in_one_pass_even_for_an_unterminated_string():
+    # a regular expression that had to find a closing quote retried from every later one: 15 s for 64 kB
+    started = time.perf_counter()
+    with pytest.raises(files.JSONFileError, match="not valid JSON"):
+        files.parse_json('"' + '\\\\"' * 200_000)
+    assert time.perf_counter() - started < 2
+    with pytest.raises(files.JSONFileError, match="not valid JSON"):  # brackets in a string are no nesting
+        files.parse_json('"' + "[" * 100)
+    with pytest.raises(files.JSONFileError, match="nests more than 32 levels"):
+        files.parse_json('{"a": "]]]]", "b": ' + "[" * 33 + "]" * 33 + "}")
+    assert files.parse_json('{"a": "x\\"[[[", "b": [[1]]}') == {"a": 'x"[[[', "b": [[1]]}
