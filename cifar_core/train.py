@@ -210,13 +210,14 @@ def make_callbacks(run_dir: Path, config: TrainConfig, steps_per_epoch: int, tim
 def evaluate_saved(run_dir: Path, dataset, config: TrainConfig, log) -> None:
     """Evaluates the saved file, as every later reader will, outside the distribution strategy (under
     MirroredStrategy predict_on_batch returned one row per replica and image)."""
-    from .evaluate import evaluate_arrays, model_fingerprint, store_eval
+    from .evaluate import data_fingerprint, evaluate_arrays, model_fingerprint, store_eval
     from .models import load_model
 
     x_eval, y_eval, split = dataset.split("test")
     saved = load_model(run_dir / "model.keras")
     result = evaluate_arrays(saved, x_eval, y_eval, dataset.class_names, split, dataset.source, tta=config.tta)
     result["model_sha256"] = model_fingerprint(run_dir / "model.keras")
+    result["data_sha256"] = data_fingerprint(x_eval, y_eval, dataset.class_names)  # so Evaluate reuses it
     store_eval(run_dir, result)
     log(f"{split} accuracy {result['accuracy']:.4f} on {result['n']} images ({split} split).")
 

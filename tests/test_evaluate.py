@@ -270,3 +270,13 @@ def test_a_stored_evaluation_of_other_images_under_the_same_source_is_stale(run_
     fill(200)  # the same folder, other images
     again = E.evaluate_model(str(run_copy), split="val", source=str(folder))
     assert len(loads) == 2 and again["data_sha256"] != first["data_sha256"]
+
+
+def test_the_evaluation_made_at_the_end_of_training_is_reused(run_copy, monkeypatch):
+    def no_load(path):
+        raise AssertionError("the evaluation stored by training should have been used")
+
+    stored = helpers_read_json(run_copy / "eval.json")
+    assert [key.rsplit(":", 1)[-1] for key in stored] == ["test"] and all(r["data_sha256"] for r in stored.values())
+    monkeypatch.setattr(E, "load_model", no_load)
+    assert E.evaluate_model(str(run_copy), split="test", source="sample")["n"] == next(iter(stored.values()))["n"]
