@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 
+class FiltersNotImagesError(ValueError):
+    """The first convolution's kernels are not pictures: it sees channels other than an image's colours."""
+
+
 class NoConvolutionError(ValueError):
     """The model has no convolution layer with a spatial output, so there is no map to show."""
 
@@ -119,9 +123,11 @@ def first_layer_filters(model) -> np.ndarray:
     if conv is None:
         raise NoConvolutionError("This model has no convolution layer, so it has no filters to show.")
     kernel = np.asarray(conv.kernel, dtype=np.float32).transpose(3, 0, 1, 2)
-    if kernel.ndim != 4 or kernel.shape[-1] != 3:  # a layer before it changed the channels (a Dense, a 1x1 conv)
-        raise NoConvolutionError(f"This model's first convolution sees {kernel.shape[-1]} channels, not the image's "
-                                 "3 colours, so its filters cannot be drawn as images.")
+    if kernel.shape[-1] == 1:  # a grey image's filters, drawn in grey
+        kernel = np.repeat(kernel, 3, axis=-1)
+    if kernel.shape[-1] != 3:  # a layer before it changed the channels (a Dense before the first convolution)
+        raise FiltersNotImagesError(f"This model's first convolution sees {kernel.shape[-1]} channels, not an "
+                                    "image's colours, so its filters cannot be drawn as pictures.")
     low = kernel.min(axis=(1, 2, 3), keepdims=True)
     span = kernel.max(axis=(1, 2, 3), keepdims=True) - low
     scaled = np.divide(kernel - low, span, out=np.full_like(kernel, 0.5), where=span > 0)

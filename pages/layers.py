@@ -49,12 +49,17 @@ except explain.NoConvolutionError:
     st.info("This model has no convolution layer, so it has no feature maps or filters to show; add a Conv2D layer "
             "on the Build page to see them.")
     st.stop()
+except explain.FiltersNotImagesError as e:
+    filters = str(e)  # the feature maps below are still drawn
 
 with right:
     st.subheader("First layer's filters")
-    k = filters.shape[1]
-    st.caption(f"{len(filters)} filters of {k} × {k} pixels × 3 colours, each scaled to its own range and enlarged.")
-    st.image(charts.filter_grid(filters))
+    if isinstance(filters, str):
+        st.info(filters)
+    else:
+        k = filters.shape[1]
+        st.caption(f"{len(filters)} filters of {k} × {k} pixels, each scaled to its own range and enlarged.")
+        st.image(charts.filter_grid(filters))
 
 # Named as the Build page numbers the stack ("3. Conv2D"): the built model is Rescaling, then the spec's layers.
 position = {layer.name: i for i, layer in enumerate(model.layers)}

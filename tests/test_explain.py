@@ -67,8 +67,9 @@ def test_a_first_convolution_that_does_not_see_the_three_colours_has_no_filters_
 
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Dense(2), keras.layers.Conv2D(4, 3),
                               keras.layers.GlobalMaxPooling2D(), keras.layers.Dense(10)])
-    with pytest.raises(explain.NoConvolutionError, match="first convolution sees 2 channels, not the image's 3"):
+    with pytest.raises(explain.FiltersNotImagesError, match="first convolution sees 2 channels, not an image's"):
         explain.first_layer_filters(model)
+    assert explain.feature_maps(model, ramp())  # its maps are still there to draw
 
 
 def test_no_convolution():
