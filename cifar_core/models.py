@@ -313,10 +313,14 @@ def _fixed_batch_or_state(config) -> str | None:
         if isinstance(item, list):
             pending.extend(item)
         elif isinstance(item, dict):
-            if item.get("stateful") is True:
+            if item.get("stateful"):  # Keras tests it for truth: 1 or "yes" is stateful too
                 return "it has a stateful layer"
-            for key in ("batch_shape", "batch_input_shape", "batch_size"):
-                value = item.get(key)
+            # a model or layer is built from its build_config's input_shape, batch first (a Sequential model without
+            # an InputLayer makes one of it); elsewhere an input_shape may be Keras 2's, without the batch
+            build = item.get("build_config")
+            shapes = {**item, "input_shape": build.get("input_shape") if isinstance(build, dict) else None}
+            for key in ("batch_shape", "batch_input_shape", "batch_size", "build_input_shape", "input_shape"):
+                value = shapes.get(key)
                 first = value[0] if isinstance(value, list) and value else value if key == "batch_size" else None
                 if first is not None:
                     return f"it fixes the batch size ({key} {value})"

@@ -107,6 +107,8 @@ class _BoundedTarInfo(tarfile.TarInfo):
     it whole: a 1 MB archive whose first header declared a name of 1 GB took 2 GB while it was iterated."""
 
     def _proc_member(self, tar):
+        if self.type == tarfile.GNUTYPE_SPARSE:  # its chain of extension blocks has no bound in tarfile
+            raise ValueError("it has a sparse member")
         if self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
                          tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE) \
                 and self.size > MAX_TAR_HEADER_BYTES:
@@ -133,8 +135,10 @@ def load_archive(path: Path):
         if missing:
             raise ValueError(f"it has no {missing[0]} among its first {MAX_ARCHIVE_MEMBERS} members")
         return _join_batches(blobs.__getitem__)
-    except (OSError, KeyError, ValueError, EOFError, tarfile.TarError, zipfile.BadZipFile) as e:
-        reason = "it is truncated" if isinstance(e, (EOFError, tarfile.ReadError)) else str(e) or type(e).__name__
+    except (OSError, KeyError, ValueError, EOFError, IndexError, tarfile.TarError, zipfile.BadZipFile) as e:
+        # IndexError: tarfile's own, from a truncated header chain
+        reason = "it is truncated" if isinstance(e, (EOFError, IndexError, tarfile.ReadError)) \
+            else str(e) or type(e).__name__
         raise DataError(f"The archive {path.name} is not the official cifar-10-python.tar.gz ({reason}).") from None
 
 

@@ -1961,10 +1961,23 @@ def test_49_a_model_file_of_fixed_batch_or_stateful_layers_is_refused_before_ker
     fixed = keras.Sequential([keras.Input((32, 32, 3), batch_size=2), keras.layers.GlobalMaxPooling2D(),
                               keras.layers.Dense(10)])
     fixed.save(tmp_path / "fixed.keras")
-    with pytest.raises(ValueError, match=r"cannot be loaded safely: it fixes the batch size \(batch_shape \[2, 32"):
+    with pytest.raises(ValueError, match=r"cannot be loaded safely: it fixes the batch size \(\w+ \[2, 32"):
         models.load_model(tmp_path / "fixed.keras")
     stateful = keras.Sequential([keras.Input((32, 32, 3), batch_size=4), keras.layers.Reshape((32, 96)),
                                  keras.layers.SimpleRNN(8, stateful=True), keras.layers.Dense(10)])
     stateful.save(tmp_path / "stateful.keras")  # its state, zeros of (batch, units), is made while Keras loads it
-    with pytest.raises(ValueError, match="cannot be loaded safely: it has a stateful layer"):
+    with pytest.raises(ValueError, match="cannot be loaded safely: it (has a stateful layer|fixes the batch size)"):
         models.load_model(tmp_path / "stateful.keras")
+
+
+def test_49_a_fixed_batch_hidden_in_a_build_config_or_a_truthy_stateful_is_refused_too(tmp_path):
+    import keras
+
+    built = keras.Sequential([keras.layers.GlobalMaxPooling2D(), keras.layers.Dense(10)])
+    built.build((2, 32, 32, 3))  # no InputLayer: Keras makes one from the build config's shape, batch and all
+    built.save(tmp_path / "built.keras")
+    with pytest.raises(ValueError, match="cannot be loaded safely: it fixes the batch size"):
+        models.load_model(tmp_path / "built.keras")
+    assert models._fixed_batch_or_state({"layers": [{"config": {"stateful": 1}}]}) == "it has a stateful layer"
+    assert models._fixed_batch_or_state({"config": {"stateful": False, "input_shape": [32, 32, 3],
+                                                    "batch_shape": [None, 32, 32, 3]}}) is None
