@@ -183,8 +183,9 @@ def clickable_cells(fig, confusion_matrix, class_names):
     fig.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "heatmap"})
     # the axes end at the cells' edges: for the 30-px markers Plotly's autorange had padded them, leaving the
     # matrix 21 px short of its plot area on every side, its gridlines sticking out and its labels adrift
-    fig.update_xaxes(range=[-0.5, len(names) - 0.5], autorange=False)
-    fig.update_yaxes(range=[len(names) - 0.5, -0.5], autorange=False)
+    # category axes: class folders named "1" to "10" had made Plotly draw number axes, and the range cut one off
+    fig.update_xaxes(type="category", range=[-0.5, len(names) - 0.5], autorange=False)
+    fig.update_yaxes(type="category", range=[len(names) - 0.5, -0.5], autorange=False)
     return fig
 
 

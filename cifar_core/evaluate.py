@@ -17,7 +17,7 @@ from .config import tta_mode
 from .files import open_regular, read_json, write_json
 from .models import DEFAULT_RUN, load_model, resolve_model, tta_for
 from .predict import predict_proba
-from .spec import MAX_CLASSES
+from .spec import MAX_CLASS_NAME_CHARS, MAX_CLASSES
 
 EVAL_BATCH_SIZE = 500
 
@@ -176,7 +176,7 @@ def _usable(result, source: str, split: str) -> bool:
         return (result["source"] == source and result["split"] == split
                 and isinstance(result.get("tta", "off"), (str, bool))
                 and isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                and 2 <= k <= MAX_CLASSES and all(isinstance(name, str) and 0 < len(name) <= 200
+                and 2 <= k <= MAX_CLASSES and all(isinstance(name, str) and 0 < len(name) <= MAX_CLASS_NAME_CHARS
                                                            for name in names)
                 and all(_number(result[key], high=1.0) for key in ("accuracy", "top3_accuracy"))
                 and _number(result["loss"])

@@ -24,7 +24,7 @@ import numpy as np
 from . import runs
 from .config import tta_mode
 from .data import CIFAR10_CLASSES
-from .spec import MAX_CLASSES, MAX_PARAMS
+from .spec import MAX_CLASS_NAME_CHARS, MAX_CLASSES, MAX_PARAMS
 
 MAX_MODEL_CONFIG_BYTES = 16 * 2**20   # config.json inside a .keras file: report-2-2's is 10 kB
 MAX_MODEL_MEMBERS = 64  # a .keras file holds 3 (config.json, metadata.json, model.weights.h5)
@@ -65,12 +65,12 @@ def tta_for(run_dir: Path | None) -> str:
 
 def class_names_for(run_dir: Path | None, num_classes: int) -> tuple:
     """The class names a model was trained with (from its run's config, when they are a list of num_classes
-    strings of at most 255 characters, a folder name's limit), else CIFAR-10's for a 10-class model that has no
-    record of its own (the shipped one, a bare .keras file), else "class 0", "class 1", ...: a run whose record is
-    unusable had been labelled with CIFAR-10's names, whatever it was trained on."""
+    strings of at most 255 characters, a folder name's limit), else CIFAR-10's for a 10-class model whose run names
+    no classes (the shipped one, a bare .keras file, a config without the field), else "class 0", "class 1", ...:
+    a run naming classes that cannot be used had been labelled with CIFAR-10's names, whatever it was trained on."""
     names = (runs.read_config(run_dir)).get("class_names") if run_dir else None
     if isinstance(names, list) and len(names) == num_classes \
-            and all(isinstance(n, str) and 0 < len(n) <= 255 for n in names):
+            and all(isinstance(n, str) and 0 < len(n) <= MAX_CLASS_NAME_CHARS for n in names):
         return tuple(names)
     if names is None and num_classes == 10:
         return CIFAR10_CLASSES

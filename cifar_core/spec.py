@@ -18,6 +18,7 @@ PADDINGS = ("same", "valid")
 INITIALIZERS = ("glorot_uniform", "he_normal", "dirac")  # dirac: airbench's identity start, see layers.Dirac
 MAX_PARAMS = 50_000_000
 MAX_CLASSES = 1000
+MAX_CLASS_NAME_CHARS = 255  # a class is named by its folder, and a folder name has at most 255 bytes
 MAX_SPEC_BYTES = 256 * 2**10  # a spec of MAX_LAYERS layers is about 10 kB
 # The Build page redraws every layer's widgets on each edit, and must answer within 2 s; the largest preset has 25.
 MAX_LAYERS = 64

@@ -98,6 +98,7 @@ def test_clickable_cells_put_one_invisible_marker_on_each_cell():
     assert list(markers.customdata) == [3, 1, 2, 0] and markers.marker.opacity == 0
     # the axes end at the cells' edges (autorange padded them for the markers), the first class on top
     assert list(fig.layout.xaxis.range) == [-0.5, 1.5] and list(fig.layout.yaxis.range) == [1.5, -0.5]
+    assert fig.layout.xaxis.type == fig.layout.yaxis.type == "category"  # classes named "1", "2" stay names
 
 
 def test_the_evaluate_pages_confusion_chart_fits_a_phone_and_is_clickable():

@@ -201,8 +201,8 @@ def data_source() -> str:
 def source_picker(key: str, default: str, label: str = "Data source", help_: str | None = None,
                   follow: bool = False) -> str:
     """A selectbox of the data sources the app offers (sources.app_sources), starting at `default` (or the sample),
-    its choice kept across pages by Streamlit (persist_state), with `follow` until `default` changes; a choice it
-    no longer offers goes back to the start."""
+    its choice kept across pages by Streamlit (persist_state); with `follow`, it takes `default` again whenever
+    `default` changes. A choice it no longer offers goes back to the start."""
     options = list(sources.app_sources())
     if f"{key}_next" in st.session_state:  # a choice made after this picker was drawn (choose_source)
         st.session_state[key] = st.session_state.pop(f"{key}_next")

@@ -77,7 +77,7 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
 
     title = ui.run_title(run_id)
     # labelled by the run, so that after a deletion the box of the run shown next starts closed
-    with st.expander(f"Delete {title}"):
+    with st.expander(f"Delete {ui.md_escape(title)}"):  # a label is Markdown: a name may hold a link or an image
         st.text(f"Deletes the run {title} with its model, curves and logs. This cannot be undone.")
         sure = st.checkbox("Yes, delete it", key=f"runs_confirm_{run_id}")
         if st.button("Delete", type="primary", key="delete", disabled=not sure):
