@@ -172,11 +172,15 @@ def list_folder(root: Path, within: Path | None = None) -> tuple[list[str], list
         for label, name in enumerate(classes):
             found = []
             for entry in os.scandir(root / name):
-                seen += 1
+                # images count toward the limit, and every entry toward four times it (macOS leaves a ._name file
+                # beside each image it copies)
+                seen += 1 if entry.name.lower().endswith(IMAGE_EXTENSIONS) and not entry.name.startswith(".") \
+                    else 0.25
                 if seen > MAX_FOLDER_FILES:
-                    raise DataError(f"The folder {root.name} holds more than {MAX_FOLDER_FILES:,} files in its class "
-                                    f"folders; this tool reads at most {MAX_FOLDER_FILES:,} images a split "
-                                    "(CIFAR-10's training split has 50,000): use a subset of them.")
+                    raise DataError(f"The folder {root.name} holds more than {MAX_FOLDER_FILES:,} images (or four "
+                                    f"times as many files) in its class folders; this tool reads at most "
+                                    f"{MAX_FOLDER_FILES:,} images a split (CIFAR-10's training split has 50,000): "
+                                    "use a subset of them.")
                 # a hidden file is no image of the class: macOS writes ._name beside every file it copies
                 if entry.name.lower().endswith(IMAGE_EXTENSIONS) and not entry.name.startswith(".") \
                         and entry.is_file() and stays_inside(entry):
