@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import threading
 from pathlib import Path
 
 
@@ -35,10 +36,14 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=1)
 def device_info() -> dict:
     """{'device': 'GPU: NVIDIA ...' or 'CPU: ... (2 cores)', 'gpus': count, 'precision': ..., 'bf16': bool}."""
-    import tensorflow as tf
+    with _IMPORT_LOCK:  # two threads importing TensorFlow at once can fail one (Python's import lock: a deadlock)
+        import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:

@@ -24,6 +24,7 @@ import numpy as np
 from . import runs
 from .config import tta_mode
 from .data import CIFAR10_CLASSES
+from .device import device_info
 from .spec import MAX_CLASS_NAME_CHARS, MAX_CLASSES, MAX_PARAMS
 
 MAX_MODEL_CONFIG_BYTES = 16 * 2**20   # config.json inside a .keras file: report-2-2's is 10 kB
@@ -184,6 +185,7 @@ def load_model(path: str | os.PathLike):
     if path.suffix != ".keras" or not path.is_file():
         raise FileNotFoundError(f"No model file at {path}; a model is a .keras file written by training.")
     check_model_archive(path)
+    device_info()  # TensorFlow imported under device's lock first: a page's thread and another's could race
     try:
         return _load_model_cached(str(path.resolve()), path.stat().st_mtime_ns)
     except Exception as e:  # Keras raises many types for a bad file; the user needs one sentence
