@@ -22,10 +22,11 @@ from .files import DiskFullError, dumps, is_disk_full, open_for_append, open_reg
 MAX_EPOCH_RECORDS = 10_000
 MAX_LINE_BYTES = 64 * 2**10  # a record is a few hundred bytes; a longer line is garbage and is skipped
 MAX_BATCH_POINTS = 4_000  # per run, for the curves: more points than a chart's width in pixels
-# A run writes a batch point a second or so, about 0.4 MB an hour: 64 MB is a week of training. Past it the file is
-# not read further (20 MB of empty lines had taken 100 s to read, every line parsed).
-MAX_METRICS_BYTES = 64 * 2**20
-MAX_METRICS_LINES = 1_000_000  # and as many lines (a week of batch points is about 600,000)
+# A run writes a batch point every half second, about 0.9 MB (7,200 lines) an hour: 512 MB and 4 million lines are
+# three weeks of training. Past them the file is not read further (20 MB of empty lines had taken 100 s, every line
+# parsed; skipped and thinned now, 4 million such lines take a few seconds, once per version of the file).
+MAX_METRICS_BYTES = 512 * 2**20
+MAX_METRICS_LINES = 4_000_000
 MAX_RECORD_KEYS = 32  # a record has about ten; 6,000 keys a line had taken a gigabyte over a thousand lines
 
 
