@@ -297,6 +297,8 @@ def test_a_status_or_label_file_larger_than_any_the_job_writes_is_not_read(tmp_p
     # read for every run on every Runs and Train page: 4 MB ones (the limit of other JSON) had taken seconds each
     padding = "x" * runs.MAX_STATUS_BYTES
     (tmp_path / "status.json").write_text(json.dumps({"state": "finished", "note": padding}))
-    (tmp_path / "label.json").write_text(json.dumps({"name": "mine", "note": padding}))
+    (tmp_path / "label.json").write_text(json.dumps({"label": "mine", "note": padding}))
     assert runs.read_status(tmp_path)["state"] == "unknown"
     assert runs.run_label(tmp_path) == tmp_path.name
+    (tmp_path / "label.json").write_text(json.dumps({"label": "mine"}))
+    assert runs.run_label(tmp_path) == "mine"

@@ -1893,9 +1893,9 @@ def test_49_odd_status_fields_neither_fail_the_queue_nor_hold_a_slot_for_ever(tm
     from cifar_core import jobs
 
     ghost = runs.create_run(tmp_path / "20260101-000001-tiny", TINY, helpers.tiny_config())
-    runs.write_status(ghost, state="running", slot=[0])
-    assert runs.read_status(ghost)["slot"] is None
-    assert jobs._free_slot(tmp_path) == 0  # no TypeError (unhashable list)
+    runs.write_status(ghost, state="starting", slot=[0])  # live: a start under way for a minute
+    assert runs.read_status(ghost)["slot"] is None and [r["run_id"] for r in jobs.active_jobs(tmp_path)]
+    assert jobs._free_slot(tmp_path) is None  # no TypeError (unhashable list); the one slot is the live job's
     # "starting", with "updated" far in the future (a clock set ahead, an edited file): no start under way
     (ghost / "status.json").write_text(json.dumps({"state": "starting", "updated": 1e12, "slot": 0}))
     assert runs.read_status(ghost)["state"] == "interrupted"
