@@ -297,6 +297,30 @@ def read_json(path: str | os.PathLike, default=None, *, max_bytes: int = MAX_JSO
         return default
 
 
+# ---- processes
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this pid runs. Not by os.kill(pid, 0) on Windows, where any signal but Ctrl-C and
+    Ctrl-Break is TerminateProcess: asking whether the server or a sweep worker was alive killed it."""
+    if os.name == "nt":
+        import ctypes
+
+        kernel = ctypes.windll.kernel32
+        handle = kernel.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        try:
+            code = ctypes.c_ulong()
+            return bool(kernel.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
 # ---- locks
 
 def _lock(path: str | os.PathLike, timeout: float = 0):

@@ -33,11 +33,7 @@ def _parent_alive(parent: int | None) -> bool:
         return True
     if os.name != "nt":
         return os.getppid() == parent  # reparented (to init) once the server that started it is gone
-    try:
-        os.kill(parent, 0)
-    except OSError:
-        return False
-    return True
+    return files.process_alive(parent)
 
 
 def run_standby(runs_dir, parent: int | None = None) -> list[str] | None:

@@ -16,14 +16,13 @@ studies are kept and how one is read back: studies.py.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 
 from . import config as configs
 from . import jobs, metrics, presets, resizing, runs, shapes, spec_io, studies
 from . import spec as specs
-from .files import read_json, touch, write_json
+from .files import process_alive, read_json, touch, write_json
 from .space import SweepError, apply_params, check_space, default_space, suggest
 
 POLL_S = 0.25
@@ -304,12 +303,8 @@ def sweep_running(runs_dir, study_name: str) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
         # the pid may since be another process's (pid 1 in an edited record made a sweep run for ever)
         return state != "Z" and b"sweep-worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except (OSError, OverflowError):
-            return False
-        return os.name == "nt"
+    except OSError:  # no /proc (macOS, Windows): whether the pid runs at all
+        return process_alive(pid)
 
 
 def stop_sweep(runs_dir, study_name: str) -> None:

@@ -195,3 +195,10 @@ def test_nesting_is_measured_in_one_pass_even_for_an_unterminated_string():
     with pytest.raises(files.JSONFileError, match="nests more than 32 levels"):
         files.parse_json('{"a": "]]]]", "b": ' + "[" * 33 + "]" * 33 + "}")
     assert files.parse_json('{"a": "x\\"[[[", "b": [[1]]}') == {"a": 'x"[[[', "b": [[1]]}
+
+
+def test_process_alive_asks_without_signalling():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert files.process_alive(os.getpid()) and not files.process_alive(child.pid)
+    assert not files.process_alive(2**31)  # os.kill raised OverflowError
