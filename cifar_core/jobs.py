@@ -35,6 +35,7 @@ from . import spec as specs
 from .config import TrainConfig, validate_config
 
 STOP_GRACE_S = 15.0
+MAX_SLOTS = 64  # CIFAR_CORE_SLOTS' largest
 ORDINALS = {1: "st", 2: "nd", 3: "rd"}
 RESUMABLE_STATES = ("stopped", "interrupted", "failed")
 WATCHED_STATES = (*runs.LIVE_STATES, "queued")  # a run whose page polls it: its job trains, or waits for a slot
@@ -80,15 +81,11 @@ def gpu_ids() -> tuple[str, ...]:
     return tuple(str(i) for i, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU "))
 
 
-MAX_SLOTS = 64
-
-
 def slots() -> int:
     """How many jobs train at once: CIFAR_CORE_SLOTS if set (a whole number of at least 1), else one per GPU, else
     one on the CPU."""
     setting = os.environ.get("CIFAR_CORE_SLOTS", "").strip()
-    if setting:
-        # ASCII digits only ("²" is a digit to str.isdigit, not to int), and a bound: the slots are counted out
+    if setting:  # ASCII digits only ("²" is a digit to str.isdigit, not to int), and a bound: slots are counted out
         if not (setting.isascii() and setting.isdigit()) or not 1 <= int(setting) <= MAX_SLOTS:
             raise runs.RunError(f"CIFAR_CORE_SLOTS must be a whole number from 1 to {MAX_SLOTS}, got {setting!r}.")
         return int(setting)
@@ -106,13 +103,11 @@ def _free_slot(runs_dir) -> int | None:
 def spawn(command: list[str], log_path: Path, gpu: str | None = None) -> int:
     """Starts `python -m cifar_core COMMAND` in a session (process group) of its own, so that it outlives the
     page's script runs and can be ended as a whole; returns its pid. gpu: the one GPU the job may see."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "CIFAR_CORE_LAUNCHED": "1"}
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "CIFAR_CORE_LAUNCHED": "1",
+           **({} if gpu is None else {"CUDA_VISIBLE_DEVICES": gpu})}
     package_parent = str(Path(__file__).resolve().parent.parent)  # importable even when not installed
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-    detach = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
-              else {"start_new_session": True})
+    detach = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
     with open(files.open_for_append(log_path), "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "cifar_core", *command], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, **detach)
@@ -131,9 +126,7 @@ def _launch(run_dir: Path, extra: list[str], slot: int = 0) -> int:
         runs.write_json(root / ".standby.job.json", {"run_dir": str(run_dir.resolve()), "args": extra})
         return pid
     command = ["train", "--run-dir", str(run_dir.resolve()), *extra]
-    if gpus:
-        return spawn(command, run_dir / "job.log", gpus[slot % len(gpus)])
-    return spawn(command, run_dir / "job.log")
+    return spawn(command, run_dir / "job.log", gpus[slot % len(gpus)] if gpus else None)
 
 
 def standby_pid(runs_dir=None) -> int | None:
@@ -374,14 +367,13 @@ def job_progress(status: dict) -> dict:
     if status.get("state") == "finished":  # a budget ends a little early, and may end within an epoch
         fraction = 1.0
     remaining = elapsed * (1 - fraction) / fraction if fraction > 0 and elapsed > 0 else None
-    # The pace from this fit's first step on: the time before it (imports, tracing, the first step's set-up) is no
-    # pace, and at step 1 of a 2-epoch run of 6 s the page had said 3 min 23 s were left.
+    # The pace from this fit's first step (pace_from: its time and epochs done): the imports and tracing before it
+    # are no pace, and at step 1 of a 2-epoch run of 6 s the page had said 3 min 23 s were left.
     pace = status.get("pace_from")
-    if not budget and remaining and isinstance(pace, list) and len(pace) == 2 and epochs:
-        start, done_then = (metrics.number(v) for v in pace)
-        if start is not None and done_then is not None and 0 <= start <= elapsed:
-            gained = fraction - done_then / epochs
-            remaining = (elapsed - start) * (1 - fraction) / gained if gained > 0 else None
+    start, then = [metrics.number(v) for v in pace] if isinstance(pace, list) and len(pace) == 2 else (None, None)
+    if remaining and not budget and epochs and None not in (start, then) and 0 <= start <= elapsed:
+        gained = fraction - then / epochs
+        remaining = (elapsed - start) * (1 - fraction) / gained if gained > 0 else None
     return {"fraction": fraction, "elapsed_s": elapsed, "remaining_s": remaining}
 
 

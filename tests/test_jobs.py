@@ -71,7 +71,7 @@ def test_one_job_at_a_time_and_the_next_is_queued(tmp_path, monkeypatch):
     monkeypatch.delenv("CIFAR_CORE_SLOTS", raising=False)
     monkeypatch.setattr(jobs, "gpu_ids", lambda: ())
     spawned = []
-    monkeypatch.setattr(jobs, "spawn", lambda command, log: spawned.append(command) or 4242)
+    monkeypatch.setattr(jobs, "spawn", lambda command, log, gpu=None: spawned.append(command) or 4242)
     busy = _run(tmp_path, "busy", "running")
     _run(tmp_path, "old", "stopped")
     assert jobs.active_job(tmp_path) is None  # running, but nobody holds its lock: interrupted

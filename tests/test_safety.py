@@ -442,7 +442,7 @@ def test_15_start_pressed_twice_at_once_then_a_reload(app_env, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     spawned = []
-    monkeypatch.setattr(jobs, "spawn", lambda run_dir, extra: spawned.append(run_dir) or None)  # no real process
+    monkeypatch.setattr(jobs, "spawn", lambda command, log, gpu=None: spawned.append(command))  # no real process
     preset = get_preset("tiny")
     config = dataclasses.replace(preset.train, data="sample")
     barrier, outcomes = threading.Barrier(2), []
