@@ -203,7 +203,11 @@ def _cmd_standby(args) -> int:
         return 0
     sys.stdout.flush()
     sys.stderr.flush()
-    log = files.open_for_append(Path(command[2]) / "job.log")
+    try:
+        log = files.open_for_append(Path(command[2]) / "job.log")
+    except OSError as e:  # a link or a folder in its place: the run says why, as a spawned job's does
+        runs.write_status(Path(command[2]), state="failed", error=f"The job could not be started: {e}.")
+        return 1
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)

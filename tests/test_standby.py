@@ -27,3 +27,19 @@ def test_the_idle_setting_is_read_leniently():
 
     assert [standby._idle_seconds(s) for s in (None, "", "120", "abc", "nan", "inf", "0", "-5", "1e9")] == [
         600.0, 600.0, 120.0, 600.0, 600.0, 600.0, 600.0, 600.0, 600.0]
+
+
+def test_a_job_handed_to_the_standby_whose_log_is_a_link_fails_with_its_reason(tmp_path, monkeypatch):
+    import argparse
+
+    from cifar_core import __main__ as cli
+    from cifar_core import standby
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "job.log").symlink_to(tmp_path / "elsewhere.txt")
+    monkeypatch.setattr(standby, "run_standby", lambda runs_dir, parent: ["train", "--run-dir", str(run)])
+    assert cli._cmd_standby(argparse.Namespace(runs_dir=str(tmp_path), parent=None)) == 1
+    status = runs.read_status(run)
+    assert status["state"] == "failed" and "job.log is a symbolic link" in status["error"]
+    assert not (tmp_path / "elsewhere.txt").exists()
