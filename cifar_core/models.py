@@ -275,30 +275,31 @@ def _fold_target(kept, norm):
 
 
 def check_model_archive(path: Path) -> None:
-    """Refuses a .keras file that is not a zip archive or whose members would unpack to more than the limits."""
+    """Refuses a .keras file that is not a zip archive, whose members would unpack to more than the limits, or whose
+    config fixes the batch or keeps state (_fixed_batch_or_state): one opening of the archive for all of it."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError):
         raise ValueError(f"The model file {path.name} is not a Keras model file (not a .keras archive).") from None
-    sizes = {m.filename: m.file_size for m in members}
-    if "config.json" not in sizes:
-        raise ValueError(f"The model file {path.name} is not a Keras model file (it has no config.json).")
-    # Every entry counts, and a name is listed once: Keras unpacks each entry, and a 0.3 MB file naming one 200 MB
-    # member twenty times had it write 3.9 GB (the fourth attack).
-    if len(sizes) < len(members) or len(members) > MAX_MODEL_MEMBERS:
-        raise ValueError(f"The model file {path.name} lists {len(members):,} entries for {len(sizes):,} names; a "
-                         f"Keras model file names each member once, and has at most {MAX_MODEL_MEMBERS}.")
-    unpacked = sum(m.file_size for m in members)
-    if sizes["config.json"] > MAX_MODEL_CONFIG_BYTES or unpacked > MAX_MODEL_UNPACKED_BYTES:
-        raise ValueError(f"The model file {path.name} unpacks to {unpacked / 2**20:,.0f} MB, more than "
-                         "any model this tool builds; it is refused.")
-    try:
-        with zipfile.ZipFile(path) as archive:
+    with archive:
+        members = archive.infolist()
+        sizes = {m.filename: m.file_size for m in members}
+        if "config.json" not in sizes:
+            raise ValueError(f"The model file {path.name} is not a Keras model file (it has no config.json).")
+        # Every entry counts, and a name is listed once: Keras unpacks each entry, and a 0.3 MB file naming one
+        # 200 MB member twenty times had it write 3.9 GB (the fourth attack).
+        if len(sizes) < len(members) or len(members) > MAX_MODEL_MEMBERS:
+            raise ValueError(f"The model file {path.name} lists {len(members):,} entries for {len(sizes):,} names; "
+                             f"a Keras model file names each member once, and has at most {MAX_MODEL_MEMBERS}.")
+        unpacked = sum(m.file_size for m in members)
+        if sizes["config.json"] > MAX_MODEL_CONFIG_BYTES or unpacked > MAX_MODEL_UNPACKED_BYTES:
+            raise ValueError(f"The model file {path.name} unpacks to {unpacked / 2**20:,.0f} MB, more than "
+                             "any model this tool builds; it is refused.")
+        try:
             config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, OSError, ValueError, RecursionError):
-        raise ValueError(f"The model file {path.name} is not a Keras model file (its config.json cannot be "
-                         "read).") from None
+        except (zipfile.BadZipFile, OSError, ValueError, RecursionError):
+            raise ValueError(f"The model file {path.name} is not a Keras model file (its config.json cannot be "
+                             "read).") from None
     problem = _fixed_batch_or_state(config)
     if problem:
         raise ValueError(f"The model file {path.name} cannot be loaded safely: {problem}; the models this tool "
