@@ -106,6 +106,7 @@ def per_class_bars(per_class: list[dict]) -> go.Figure:
     # The legend above the bars, not beside them, where it took a third of a phone's width.
     fig.update_layout(height=340, margin={"t": 40, "b": 30, "l": 40, "r": 10},
                       legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "title": None})
+    fig.update_yaxes(title=None, tickformat=".0%", hoverformat=".1%")  # percent, as the page's accuracy is
     return fig
 
 

@@ -43,6 +43,8 @@ def test_evaluation_shows_metrics_confusion_matrix_and_gallery(open_app, runs_wi
     per_class = at.dataframe[0].value
     assert list(per_class["class"]) == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                         "ship", "truck"]
+    stored = evaluate.load_eval(runs_with_model / TINY_RUN_ID, "sample", "test")
+    assert per_class["recall"].tolist() == pytest.approx([100 * r["recall"] for r in stored["per_class"]])
     assert len(gallery_images(at)) == 40  # the gallery's default size
     captions = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
     assert len(captions) == 40 and all("→" in c for c in captions)

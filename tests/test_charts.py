@@ -128,3 +128,4 @@ def test_per_class_bars_three_metrics_per_class():
     assert values["precision"] == [0.5] and values["recall"] == [0.25]
     assert math.isclose(values["f1"][0], 1 / 3)
     assert fig.layout.legend.orientation == "h"  # above the bars: beside them it took a third of a phone's width
+    assert fig.layout.yaxis.tickformat == ".0%" and fig.layout.yaxis.hoverformat == ".1%"  # fractions, shown in %

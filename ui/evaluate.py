@@ -75,9 +75,12 @@ def confusion_matrix(result: dict) -> None:
 
 
 def per_class(result: dict) -> None:
+    """Precision, recall and F1 in percent, as the accuracy above them is."""
     st.subheader("Per class")
-    st.dataframe(result["per_class"], hide_index=True, key="per_class_table", column_config={
-        k: st.column_config.NumberColumn(format="%.3f") for k in ("precision", "recall", "f1")})
+    scores = ("precision", "recall", "f1")
+    rows = [{**row, **{k: 100 * row[k] for k in scores}} for row in result["per_class"]]
+    st.dataframe(rows, hide_index=True, key="per_class_table", column_config={
+        k: st.column_config.NumberColumn(format="%.1f%%") for k in scores})
     st.plotly_chart(charts.per_class_bars(result["per_class"]), key="per_class_chart")
 
 
