@@ -205,8 +205,9 @@ def test_the_compact_editor_shows_one_row_a_layer(open_app):
     at.toggle(key="build_compact").set_value(True).run()
     assert not at.exception, at.exception
     assert "layer_0_filters" not in at.session_state  # no boxes: one table instead
-    assert at.session_state["compact_rows"][0] == {"type": "Conv2D", "settings": "filters=16"}
-    assert len(at.session_state["compact_rows"]) == 5
+    # numbered from 1, as the layer boxes and the messages count layers
+    assert at.session_state["compact_rows"][0] == {"#": 1, "type": "Conv2D", "settings": "filters=16"}
+    assert [row["#"] for row in at.session_state["compact_rows"]] == [1, 2, 3, 4, 5]
     # Each row's settings read back into the same layer, so an edit of the table becomes the stack.
     for layer in presets.PRESETS["fast"].spec.layers:
         assert spec_io.layer_from_settings(type(layer).__name__, spec_io.layer_settings(layer), 1) == layer

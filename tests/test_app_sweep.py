@@ -109,3 +109,13 @@ def test_a_sweep_from_the_page(open_app, app_env):
     rate = at.number_input(key=f"tc_tiny_{ui.slug(best)}_learning_rate").value
     assert rate == pytest.approx(trial_config.learning_rate, rel=1e-3) and trial_config.learning_rate != 0.003
     assert all("/" not in str(r) for r in table["run"])  # run ids, never a server path
+
+
+def test_the_epochs_range_takes_over_the_epochs_box(open_app):
+    at = open_app(SWEEP)
+    box = at.number_input(key="sweep_epochs")
+    assert not box.disabled and box.help == "Every trial trains this many epochs."
+    at.checkbox(key="sweep_on_epochs").check().run()
+    box = at.number_input(key="sweep_epochs")
+    assert box.disabled and box.help == "Each trial's epochs come from the Epochs range above."
+    assert not at.exception and not at.button(key="sweep_start").disabled

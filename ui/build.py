@@ -109,9 +109,12 @@ def field_widget(i: int, layer, name: str):
 
 def compact_table(spec: specs.ModelSpec) -> tuple[list, list]:
     """The compact editor, one row a layer; (the layers as they are, an empty slot for each layer's error)."""
-    st.session_state["compact_rows"] = spec_io.table_rows(spec)
-    st.data_editor(st.session_state["compact_rows"], key="compact_table", num_rows="dynamic", hide_index=False,
+    # Numbered from 1 in a column of its own, as the layer boxes and every message count layers: the table's own
+    # index counted from 0.
+    st.session_state["compact_rows"] = [{"#": n, **row} for n, row in enumerate(spec_io.table_rows(spec), 1)]
+    st.data_editor(st.session_state["compact_rows"], key="compact_table", num_rows="dynamic", hide_index=True,
                    on_change=apply_table, width="stretch", column_config={
+                       "#": st.column_config.NumberColumn("#", disabled=True, width=40),
                        "type": st.column_config.SelectboxColumn("layer", options=list(specs.LAYER_TYPES),
                                                                 required=True),
                        "settings": st.column_config.TextColumn(  # a long header was cut off at 1400 px

@@ -61,7 +61,11 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, i
         with c[0]:
             trials = ui.bounded_number("Trials", 1, sweeps.MAX_TRIALS, 10, key="sweep_trials")
         with c[1]:
-            epochs = ui.bounded_number("Epochs per trial", *configs.bounds("epochs"), preset_epochs, key="sweep_epochs")
+            # The Epochs range, when on, sets each trial's epochs: this box then says so and takes no part.
+            ranged = st.session_state.get("sweep_on_epochs", False)
+            epochs = ui.bounded_number("Epochs per trial", *configs.bounds("epochs"), preset_epochs, key="sweep_epochs",
+                                       disabled=ranged, help="Each trial's epochs come from the Epochs range above."
+                                       if ranged else "Every trial trains this many epochs.")
         with c[2]:
             # TrainConfig's own field, as on the Train page: empty trains on all images.
             limit = ui.setting_widget("limit", "sweep_limit", None)
