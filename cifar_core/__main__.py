@@ -7,13 +7,12 @@ A user's mistake (bad spec, missing data, unreadable image) prints one sentence 
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
-from . import config as configs
 from . import files, flags, runs, shapes
 from . import spec as specs
 from .data import DataError
@@ -24,11 +23,16 @@ def _cmd_train(args) -> int:
     if args.queue:
         return _cmd_queue(args)
     run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir and not runs.RUN_ID.match(run_dir.name):  # the runs list and the app name a run by its folder
+        raise runs.RunError(f"--run-dir's folder name must be 1 to 80 letters, digits, '-' or '_', the first a letter "
+                            f"or a digit, got {run_dir.name!r}.")
     if args.resume or (run_dir and not args.preset and not args.spec):
         if not run_dir:
             raise runs.RunError("--resume needs --run-dir of the run to continue.")
         if args.resume and os.environ.get("CIFAR_CORE_LAUNCHED") != "1":
             (run_dir / "stop").unlink(missing_ok=True)  # a stop request left behind by a killed job
+        if not args.resume and not run_dir.exists():
+            raise runs.RunError(f"{run_dir} does not exist; give --preset or --spec to train a new run into it.")
         if not args.resume and not runs.is_fresh(run_dir):
             raise runs.RunError(f"{run_dir} is not a new run; give --preset or --spec to train into a new folder, or "
                                 "--resume to continue the run there.")
@@ -84,6 +88,7 @@ def _cmd_queue(args) -> int:
     if args.run_dir or args.resume:
         raise runs.RunError("--queue makes a new run in --runs-dir; it takes neither --run-dir nor --resume.")
     model_spec, config = flags.new_run_settings(args)
+    _check_source(config.data)  # now, not once the job behind which it waits has ended
     run_id = jobs.start_job(model_spec, config, args.runs_dir, name=args.name)
     print(runs.run_path(run_id, args.runs_dir))
     return 0
@@ -96,7 +101,8 @@ def _cmd_evaluate(args) -> int:
     result = evaluate_model(args.model, split=args.split, source=args.data, runs_dir=args.runs_dir,
                             progress=_progress_printer("Predicting"), log=_note)
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k not in ("predictions", "model_sha256")}))
+        shown = {k: v for k, v in result.items() if k not in ("predictions", "model_sha256")}
+        print(json.dumps(shown), file=args.stdout)
     else:
         note = " (this source has no test split)" if args.split == "test" and result["split"] == "val" else ""
         print(f"{result['split']} split{note}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}, "
@@ -131,6 +137,15 @@ def _say_default_source(source: str | None) -> None:
             _note(note)
 
 
+def _check_source(source: str | None) -> None:
+    """A queued run's or a sweep's data source, checked now (data.check_source): its trials would each have failed
+    on it, with Optuna's traceback, and a queued run once the job ahead had ended. A fallback to the sample is said."""
+    from .data import check_source
+
+    _say_default_source(source)
+    check_source(source)
+
+
 def _cmd_predict(args) -> int:
     from .images import ImageError, read_image_file
     from .models import class_names_for, load_model, resolve_model, tta_for
@@ -156,7 +171,7 @@ def _cmd_predict(args) -> int:
         results.update({position: result for (position, _, _), result in zip(readable, classified)})
     ordered = [results[i] for i in range(len(args.images))]
     if args.json:
-        print(json.dumps(ordered))
+        print(json.dumps(ordered), file=args.stdout)
     else:
         for r in ordered:
             print(f"{r['file']}: " + (r["error"] if "error" in r else
@@ -219,17 +234,20 @@ def _cmd_presets(args) -> int:
 
     rows = [{"name": n, "params": shapes.summary(p.spec)["params"], "why": p.why} for n, p in PRESETS.items()]
     print(json.dumps(rows) if args.json else "\n".join(f"{r['name']:<12} {r['params']:>12,}  {r['why']}"
-                                                       for r in rows))
+                                                       for r in rows), file=args.stdout)
     return 0
 
 
 def _cmd_runs(args) -> int:
     from . import jobs
 
+    root = Path(args.runs_dir or runs.default_runs_dir())
+    if root.exists() and not root.is_dir():
+        raise runs.RunError(f"The runs folder {root} is not a folder.")
     jobs.start_next(args.runs_dir)  # a queue stalled behind a killed job moves on when somebody looks
     rows = runs.list_runs(args.runs_dir)
-    if args.json:
-        print(json.dumps(rows))
+    if args.json:  # "id" is the contract's name (DESIGN.md), "run_id" the app's
+        print(json.dumps([{"id": r["run_id"], **r} for r in rows]), file=args.stdout)
     elif not rows:
         print(f"No runs yet in {Path(args.runs_dir or runs.default_runs_dir()).resolve()}.")
     else:
@@ -237,16 +255,17 @@ def _cmd_runs(args) -> int:
             acc = f"{r['best_val_accuracy']:.4f}" if r["best_val_accuracy"] is not None else "-"
             name = "" if r["name"] == r["run_id"] else f"  {r['name']!r}"
             detail = f"  ({r['problem']})" if r["problem"] else ""
-            print(f"{r['run_id']:<40} {r['state']:<12} epochs {r['epochs_done']}/{r['epochs'] or '?'}  "
+            epochs = runs.table_rows([r])[0]["epochs"]
+            print(f"{r['run_id']:<40} {r['state']:<12} epochs {epochs}  "
                   f"best val {acc}{name}{detail}")
     return 0
 
 
-def _print_sweep(result: dict, as_json: bool) -> None:
-    if as_json:
+def _print_sweep(result: dict, args) -> None:
+    if args.json:
         keys = ("number", "state", "value", "params", "run_dir", "seconds")
         print(json.dumps({"study": result["study"], "best": result["best"],
-                          "trials": [{k: t[k] for k in keys} for t in result["trials"]]}))
+                          "trials": [{k: t[k] for k in keys} for t in result["trials"]]}), file=args.stdout)
         return
     for t in result["trials"]:
         value = f"{t['value']:.4f}" if t["value"] is not None else "-"
@@ -261,11 +280,12 @@ def _cmd_sweep(args) -> int:
     from .space import parse_space
 
     model_spec, config = flags.new_run_settings(args)
+    _check_source(config.data)  # every trial would fail on it, each with Optuna's traceback
     space = parse_space(flags.read_text(args.space, "--space"), model_spec) if args.space else None
     result = sweeps.run_sweep(model_spec, config, trials=args.trials, space=space, storage_url=args.storage,
                               study_name=args.study, runs_dir=args.runs_dir, pruner=args.pruner,
                               log=lambda m: print(m, flush=True))
-    _print_sweep(result, args.json)
+    _print_sweep(result, args)
     return 0
 
 
@@ -273,92 +293,24 @@ def _cmd_sweep_worker(args) -> int:
     from . import studies, sweeps
 
     sweeps.work(args.storage, args.study, args.runs_dir, log=lambda m: print(m, flush=True), data=args.data)
-    _print_sweep(studies.summary(args.storage, args.study), args.json)
+    _print_sweep(studies.summary(args.storage, args.study), args)
     return 0
+
+
+COMMANDS = {"train": _cmd_train, "sweep": _cmd_sweep, "sweep-worker": _cmd_sweep_worker, "evaluate": _cmd_evaluate,
+            "predict": _cmd_predict, "saliency": _cmd_saliency, "standby": _cmd_standby, "presets": _cmd_presets,
+            "runs": _cmd_runs}
 
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = argparse.ArgumentParser(prog="python -m cifar_core", description="CIFAR-10 CNN Studio engine")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train a preset or a spec into a run directory")
-    p.add_argument("--preset")
-    p.add_argument("--spec", help="a model spec JSON file")
-    p.add_argument("--config", help="a JSON file of training settings (TrainConfig fields)")
-    flags.add_config_flags(p)
-    p.add_argument("--runs-dir")
-    p.add_argument("--run-dir", help="the run's folder: a new one, or with --resume one to continue")
-    p.add_argument("--name", help="a display name for the run")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--queue", action="store_true", help="add the run behind the running job and return at once")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("sweep", help="a hyperparameter search (an Optuna study) whose trials are runs")
-    p.add_argument("--preset")
-    p.add_argument("--spec", help="a model spec JSON file")
-    p.add_argument("--space", help="a JSON file of the search space (default: one that suits the model)")
-    p.add_argument("--trials", type=int, required=True, help="how many trials the study has in all")
-    p.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///RUNS_DIR/sweeps.db)")
-    p.add_argument("--study", help="the study's name (default: made from the time and the model)")
-    p.add_argument("--data", help=configs.describe("data"))
-    p.add_argument("--epochs", type=int, help=configs.describe("epochs"))
-    p.add_argument("--limit", type=int, help=configs.describe("limit"))
-    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
-    p.add_argument("--runs-dir")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_sweep, config=None)
-
-    p = sub.add_parser("sweep-worker", help="join a study (from any machine) and train its trials here")
-    p.add_argument("--storage", required=True, help="the study's Optuna storage URL")
-    p.add_argument("--study", required=True)
-    p.add_argument("--data", help="the data source on this machine (default: the study's)")
-    p.add_argument("--runs-dir")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_sweep_worker)
-
-    p = sub.add_parser("evaluate", help="evaluate a model on the test or validation split")
-    p.add_argument("model", help="'default', a run id, a run directory or a .keras file")
-    p.add_argument("--data")
-    p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument("--runs-dir")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_evaluate)
-
-    p = sub.add_parser("predict", help="classify image files")
-    p.add_argument("model")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--runs-dir")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_predict)
-
-    p = sub.add_parser("saliency", help="write a Grad-CAM overlay of an image as PNG")
-    p.add_argument("model")
-    p.add_argument("image")
-    p.add_argument("--class", dest="class_name", help="the class to explain (default: the predicted one)")
-    p.add_argument("--opacity", type=float, default=0.5)
-    p.add_argument("--out", required=True)
-    p.add_argument("--runs-dir")
-    p.set_defaults(func=_cmd_saliency)
-
-    p = sub.add_parser("standby", help="wait with TensorFlow imported for a job from the Train page")
-    p.add_argument("--runs-dir", required=True)
-    p.add_argument("--parent", type=int, help="exit when this process (the server) has ended")
-    p.set_defaults(func=_cmd_standby)
-
-    p = sub.add_parser("presets", help="list the presets")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_presets)
-
-    p = sub.add_parser("runs", help="list the runs")
-    p.add_argument("--runs-dir")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_runs)
-
-    args = parser.parse_args(argv)
+    args = flags.parser().parse_args(argv)
+    # With --json, stdout holds the JSON alone: whatever else is printed meanwhile goes to stderr (Keras prints its
+    # download's progress to stdout), and the command prints its JSON to args.stdout.
+    args.stdout = sys.stdout
     try:
-        return args.func(args)
+        with contextlib.redirect_stdout(sys.stderr if getattr(args, "json", False) else sys.stdout):
+            return COMMANDS[args.command](args)
     except (specs.SpecError, runs.RunError, DataError, ImageError, ValueError, KeyError, files.DiskFullError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {message}", file=sys.stderr)

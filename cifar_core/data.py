@@ -144,10 +144,29 @@ def _hold_out(x: np.ndarray, y: np.ndarray, val_size: int):
     return x[:-val_size], y[:-val_size], x[-val_size:], y[-val_size:]
 
 
+def _not_downloaded(reason: str) -> str:
+    return (f"CIFAR-10 could not be downloaded ({reason}); use a local copy (a cifar-10-batches-py folder, the "
+            "cifar-10-python.tar.gz archive or an image folder) or the embedded sample instead.")
+
+
+def check_source(source: str | None = None) -> str:
+    """The source named (the default when None), checked without loading it: DataError for a path that does not
+    exist, or CIFAR-10 from Keras neither downloaded nor downloadable. A queued run and a sweep's trials are
+    checked so before they wait, a run's own loading as it starts."""
+    named, source = source, source or default_source()
+    if source == "keras" and not keras_downloaded() and not can_download():
+        raise DataError(_not_downloaded("no network connection"))
+    if source not in ("keras", "sample") and not files.user_path(source).exists():
+        where = " (set by CIFAR10_DATA)" if not named else ""
+        raise DataError(f"The data source {source!r}{where} does not exist; give 'keras', 'sample', a "
+                        "cifar-10-batches-py folder, the cifar-10-python.tar.gz archive, or an image folder.")
+    return source
+
+
 def load_data(source: str | None = None, *, limit: int | None = None, log=None) -> Dataset:
     """Loads a source and splits it. `limit` keeps the first N training images (for quick tries); the
     validation and test splits stay whole so that accuracies remain comparable."""
-    source = source or default_source()
+    named, source = source, source or default_source()
     if source == "keras":
         (x_train, y_train), test, names = _load_keras()
         val_size = CIFAR10_VAL_SIZE
@@ -157,10 +176,7 @@ def load_data(source: str | None = None, *, limit: int | None = None, log=None) 
         (x_train, y_train), test = (x[:cut], y[:cut]), ((x[cut:], y[cut:]) if cut < len(x) else None)
         val_size = sample_counts()["val"]
     else:
-        path = files.user_path(source)
-        if not path.exists():
-            raise DataError(f"The data source {source!r} does not exist; give 'keras', 'sample', a "
-                            "cifar-10-batches-py folder, the cifar-10-python.tar.gz archive, or an image folder.")
+        path = files.user_path(check_source(named))
         if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
             (x_train, y_train), test = readers.load_archive(path)
             names, val_size = CIFAR10_CLASSES, CIFAR10_VAL_SIZE
@@ -190,9 +206,7 @@ def _load_keras():
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     except Exception as e:  # any network, HTTP or archive failure: the user needs the same one sentence
         reason = "no network connection" if not can_download() else (str(e).split("\n")[0][:120] or type(e).__name__)
-        raise DataError(f"CIFAR-10 could not be downloaded ({reason}); use a local copy (a cifar-10-batches-py "
-                        "folder, the cifar-10-python.tar.gz archive or an image folder) or the embedded sample "
-                        "instead.") from None
+        raise DataError(_not_downloaded(reason)) from None
     return (x_train, y_train.reshape(-1).astype(np.int64)), (x_test, y_test.reshape(-1).astype(np.int64)), \
         CIFAR10_CLASSES
 

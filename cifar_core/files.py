@@ -368,3 +368,20 @@ def wait_lock(path: str | os.PathLike, timeout: float = 120.0):
     except filelock.Timeout:
         raise OSError(errno.ETIMEDOUT, f"the lock {Path(path).name} was not free within {timeout:g} s") from None
     return lock
+
+
+def remove_tree(root: Path) -> None:
+    """shutil.rmtree without recursion: files and links removed as found (a link to a folder is not followed), then
+    the folders deepest first."""
+    folders, pending = [], [str(root)]
+    while pending:
+        folder = pending.pop()
+        folders.append(folder)
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+    for folder in reversed(folders):
+        os.rmdir(folder)

@@ -137,8 +137,8 @@ def load_archive(path: Path):
         return _join_batches(blobs.__getitem__)
     except (OSError, KeyError, ValueError, EOFError, IndexError, tarfile.TarError, zipfile.BadZipFile) as e:
         # IndexError: tarfile's own, from a truncated header chain
-        reason = "it is truncated" if isinstance(e, (EOFError, IndexError, tarfile.ReadError)) \
-            else str(e) or type(e).__name__
+        reason = "it is truncated, or not a gzip-compressed tar archive" if isinstance(e, tarfile.ReadError) \
+            else "it is truncated" if isinstance(e, (EOFError, IndexError)) else str(e) or type(e).__name__
         raise DataError(f"The archive {path.name} is not the official cifar-10-python.tar.gz ({reason}).") from None
 
 
@@ -220,7 +220,8 @@ def _decode_files(listing: list[tuple[str, int]], log=None) -> tuple[np.ndarray,
         try:
             return to_input_array(read_image_file(path))
         except ImageError as e:
-            raise DataError(f"The image {Path(path).name} cannot be used: {e}") from None
+            # the class folder and the file, where the file's name alone may be in every class
+            raise DataError(f"The image {Path(path).parent.name}/{Path(path).name} cannot be used: {e}") from None
 
     images = []
     # At most 4 decoders at once: each may hold a large image's decoding (up to images.MAX_DECODED_BYTES), and one

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from . import config as configs
-from . import metrics, shapes, spec_io
+from . import files, metrics, shapes, spec_io
 from . import spec as specs
 from .files import DiskFullError, is_disk_full, is_text, read_json, read_tail, shown, touch, try_lock, write_json  # noqa: F401
 from .files import is_locked as _is_locked
@@ -307,26 +307,9 @@ def delete_run(run_dir: Path) -> None:
             try:
                 shutil.rmtree(run_dir)
             except RecursionError:  # Python 3.11's rmtree recurses: a run holding 1,500 nested folders
-                _remove_tree(run_dir)
+                files.remove_tree(run_dir)
     except OSError as e:
         raise refusal(e, run_dir.parent, f"the run {run_dir.name} could not be deleted") from None
-
-
-def _remove_tree(root: Path) -> None:
-    """shutil.rmtree without recursion: files and links removed as found (a link to a folder is not followed), then
-    the folders deepest first."""
-    folders, pending = [], [str(root)]
-    while pending:
-        folder = pending.pop()
-        folders.append(folder)
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                else:
-                    os.unlink(entry.path)
-    for folder in reversed(folders):
-        os.rmdir(folder)
 
 
 def summarize(run_dir: Path) -> dict:
@@ -334,6 +317,7 @@ def summarize(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     config, problem = read_config(run_dir), config_problem(run_dir)
     status = read_status(run_dir)
+    unreadable = problem or _status_problem(run_dir, status)
     epochs = metrics.epoch_records(run_dir)
     val = [r["val_accuracy"] for r in epochs if r.get("val_accuracy") is not None]
     spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
@@ -345,7 +329,8 @@ def summarize(run_dir: Path) -> dict:
         "model": name if isinstance(name, str) else "?",
         "params": metrics.count(config.get("params")) or None,
         "epochs_done": len(epochs),
-        "epochs": metrics.count(train.get("epochs")) or None,
+        # a time budget's epochs are what its job planned last (status), not the settings' count
+        "epochs": (status["epochs"] if minutes and minutes > 0 else metrics.count(train.get("epochs"))) or None,
         "minutes": minutes if minutes is not None and minutes > 0 else None,  # a time budget, in place of epochs
         "best_val_accuracy": max(val) if val else None,
         "last_val_accuracy": metrics.last_val_accuracy(run_dir),
@@ -353,16 +338,30 @@ def summarize(run_dir: Path) -> dict:
         "state": status["state"] if not problem else "unreadable",
         "has_model": (run_dir / "model.keras").is_file() and not problem,
         "created": config.get("created") if isinstance(config.get("created"), str) else None,
-        "problem": problem,
+        "problem": unreadable,
+        "error": status["error"] if status["state"] == "failed" else None,  # what the failed job ended on
     }
+
+
+def _status_problem(run_dir: Path, status: dict) -> str | None:
+    """Why status.json or metrics.jsonl cannot be read, as a sentence, or None (a run not started has neither)."""
+    if (run_dir / "status.json").is_symlink() or (run_dir / "status.json").exists() and status["state"] == "unknown":
+        return "its status.json is not readable, or names no state it can be in."
+    metrics_path = run_dir / "metrics.jsonl"
+    if metrics_path.is_symlink() or metrics_path.exists() and not metrics_path.is_file():
+        return "its metrics.jsonl is not a regular file."
+    return None
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict]:
     """Every run folder under runs_dir, newest first, the unreadable ones included with their problem."""
     root = Path(runs_dir or default_runs_dir())
     try:
-        entries = [p for p in root.iterdir() if RUN_ID.match(p.name) and p.is_dir()]
-    except OSError:
+        found, entries = {}, [p for p in root.iterdir() if RUN_ID.match(p.name) and p.is_dir()]
+        for p in sorted(entries, key=lambda p: (p.is_symlink(), p.name)):  # a run once: folders, then links
+            found.setdefault(p.resolve(), p)
+        entries = list(found.values())
+    except (OSError, RuntimeError):  # RuntimeError: a loop of links
         return []
     rows = [summarize(p) for p in entries if (p / "config.json").exists() or (p / "status.json").exists()]
     return sorted(rows, key=lambda r: r["run_id"], reverse=True)

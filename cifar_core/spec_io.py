@@ -24,6 +24,8 @@ def layer_from_dict(data: dict, index: int = 0):
     if not isinstance(data, dict):
         raise SpecError(f"layer {index}: expected an object with a 'type', got {type(data).__name__}.")
     kind = data.get("type")
+    if "type" not in data:
+        raise SpecError(f"layer {index} has no 'type'; give one of {', '.join(LAYER_TYPES)}.")
     if not isinstance(kind, str) or kind not in LAYER_TYPES:
         raise SpecError(f"layer {index}: unknown layer type {kind!r}; allowed: {', '.join(LAYER_TYPES)}.")
     cls = LAYER_TYPES[kind]

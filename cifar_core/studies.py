@@ -35,7 +35,10 @@ def open_storage(url: str):
     if url.startswith("sqlite:///"):
         if not url[len("sqlite:///"):].strip():  # SQLite's in-memory database: every open would be a new, empty one
             raise SweepError("--storage sqlite:/// names no file; give one, such as sqlite:///runs/sweeps.db.")
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url[len("sqlite:///"):]).parent
+        if not folder.parent.is_dir():  # its folder may be new (a new runs folder), not a whole new tree
+            raise SweepError(f"--storage {redact(url)} is in a folder that does not exist, nor does the one above it.")
+        folder.mkdir(exist_ok=True)
     try:
         return optuna.storages.RDBStorage(_driver_url(url), heartbeat_interval=30, grace_period=120)
     except Exception as e:  # a wrong URL, an absent driver, a server that does not answer

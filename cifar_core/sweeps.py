@@ -16,6 +16,8 @@ studies are kept and how one is read back: studies.py.
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -214,6 +216,7 @@ def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str 
             study.stop()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    previous = _stop_on_signals(stop_file)
     try:
         study.optimize(make_objective(study, model_spec, config, space, trials, runs_dir, log),
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=counted), stop_when_asked],
@@ -222,6 +225,24 @@ def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str 
         log(str(e))
     finally:
         stop_file.unlink(missing_ok=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_on_signals(stop_file: Path) -> dict:
+    """SIGTERM and Ctrl-C stop the sweep as the Sweep page's Stop does, through the stop file: the trial's job is
+    stopped and the trial ends failed. Killed at once, the sweep had left its trial's job training on and the trial
+    'running' in the study for good. Returns the handlers replaced (none outside the main thread)."""
+    def stop(signum, _frame):
+        try:
+            stop_file.parent.mkdir(parents=True, exist_ok=True)
+            touch(stop_file)
+        except OSError:
+            raise KeyboardInterrupt from None  # no stop file can be made: Optuna marks the trial failed itself
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def run_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, *, trials: int, space: dict | None = None,
@@ -229,6 +250,8 @@ def run_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, *, trial
               log=print) -> dict:
     """Creates (or continues) a study and trains its trials here; returns studies.summary()."""
     runs_dir = Path(runs_dir or runs.default_runs_dir())
+    if not storage_url:  # the default database lies in the runs folder, which may be new
+        runs_dir.mkdir(parents=True, exist_ok=True)
     storage_url = storage_url or studies.default_storage(runs_dir)
     study_name = study_name or runs.new_run_id(f"sweep-{model_spec.name}")
     create_study(storage_url, study_name, model_spec, config, space or default_space(model_spec), trials, pruner)

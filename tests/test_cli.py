@@ -130,14 +130,16 @@ def test_an_explicit_keras_source_that_cannot_be_had_is_one_line(monkeypatch, ca
     from cifar_core import data
 
     def offline():
+        print("Downloading data from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")  # as Keras does
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
     monkeypatch.setattr(data, "can_download", lambda: False)
     assert main(["evaluate", str(helpers.tiny_run() / "model.keras"), "--data", "keras", "--json"]) == 2
     captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.count("\n") == 1 and "could not be downloaded (no network connection)" in captured.err
+    assert captured.out == ""  # Keras's own line went to stderr, before the one sentence
+    assert captured.err.splitlines()[0].startswith("Downloading data from") and captured.err.count("\n") == 2
+    assert "could not be downloaded (no network connection)" in captured.err.splitlines()[1]
 
 
 def test_runs_json(tmp_path, capsys):
@@ -145,6 +147,7 @@ def test_runs_json(tmp_path, capsys):
     assert main(["runs", "--runs-dir", str(tmp_path / "runs"), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 1 and rows[0]["run_id"] == "r1" and rows[0]["state"] == "finished"
+    assert rows[0]["id"] == "r1"  # DESIGN.md's name for it
     assert rows[0]["epochs_done"] == 1 and rows[0]["has_model"] is True and rows[0]["params"] == 5418
 
 
@@ -176,3 +179,64 @@ def test_unknown_preset_is_one_line(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown preset 'huge'" in err and "tiny" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_json_output_is_the_json_alone_whatever_else_prints_meanwhile(monkeypatch, capsys):
+    """Keras prints its download's progress to stdout: with --json it goes to stderr, and stdout parses."""
+    from cifar_core import evaluate
+
+    def noisy(*args, **kwargs):
+        print("Downloading data from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
+        return {"accuracy": 0.5, "top3_accuracy": 1.0, "loss": 1.0, "n": 2, "split": "test", "confusion_matrix": [[1, 0], [1, 0]],
+                "per_class": [], "predictions": [0, 0]}
+
+    monkeypatch.setattr(evaluate, "evaluate_model", noisy)
+    assert main(["evaluate", "default", "--data", "sample", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"accuracy": 0.5, "top3_accuracy": 1.0, "loss": 1.0, "n": 2, "split": "test",
+                               "confusion_matrix": [[1, 0], [1, 0]], "per_class": []}
+    assert "Downloading data from" in err
+    assert main(["evaluate", "default", "--data", "sample"]) == 0  # without --json, stdout is the terminal's
+    assert capsys.readouterr().out.startswith("Downloading data from")
+
+
+def test_every_command_and_flag_says_what_it_is():
+    from cifar_core import flags
+
+    commands = next(a for a in flags.parser()._actions if a.dest == "command").choices
+    assert set(commands) == {"train", "sweep", "sweep-worker", "evaluate", "predict", "saliency", "standby",
+                             "presets", "runs"}
+    for name, command in commands.items():
+        for action in command._actions:
+            assert action.help, (name, action.dest)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["runs", "--runs-dir", "{tmp}/a-file", "--json"], "is not a folder"),
+    (["train", "--preset", "tiny", "--run-dir", "{tmp}/my run"], "--run-dir's folder name must be"),
+    (["train", "--run-dir", "{tmp}/nothing-here"], "does not exist; give --preset or --spec"),
+    (["train", "--preset", "tiny", "--data", "{tmp}/no-data", "--queue", "--runs-dir", "{tmp}/runs"],
+     "The data source '{tmp}/no-data' does not exist"),
+    (["sweep", "--preset", "tiny", "--trials", "2", "--data", "{tmp}/no-data", "--runs-dir", "{tmp}/runs", "--json"],
+     "The data source '{tmp}/no-data' does not exist"),
+    (["train", "--preset", "tiny", "--minutes", "1", "--epochs", "3", "--runs-dir", "{tmp}/runs"],
+     "Give --epochs or --minutes, not both"),
+])
+def test_a_mistake_is_refused_at_once_in_one_sentence_and_nothing_is_made(argv, words, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and words.replace("{tmp}", str(tmp_path)) in err, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run, no study
+    assert not (tmp_path / "nothing-here").exists() and not (tmp_path / "my run").exists()
+
+
+def test_an_offline_keras_source_is_refused_before_a_run_is_queued(monkeypatch, tmp_path, capsys):
+    from cifar_core import data
+
+    monkeypatch.setattr(data, "keras_downloaded", lambda: None)
+    monkeypatch.setattr(data, "can_download", lambda: False)
+    assert main(["train", "--preset", "tiny", "--data", "keras", "--queue", "--runs-dir", str(tmp_path)]) == 2
+    assert "CIFAR-10 could not be downloaded (no network connection)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

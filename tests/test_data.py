@@ -161,3 +161,20 @@ def test_embedded_sample():
     assert sorted(set(ds.y_val.tolist())) == list(range(10))
     assert data.train_images_hint("sample") == 1800
     assert len(data.load_data("sample", limit=300).x_train) == 300
+
+
+def test_a_source_is_checked_without_loading_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("CIFAR10_DATA", raising=False)
+    assert data.check_source("sample") == "sample" and data.check_source(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(data.DataError, match=f"The data source '{tmp_path}/gone' does not exist; give"):
+        data.check_source(str(tmp_path / "gone"))
+    monkeypatch.setenv("CIFAR10_DATA", str(tmp_path / "gone"))  # named nowhere: the message says where it came from
+    for check in (data.check_source, data.load_data):
+        with pytest.raises(data.DataError, match=r"'.*/gone' \(set by CIFAR10_DATA\) does not exist"):
+            check()
+    monkeypatch.setattr(data, "keras_downloaded", lambda: None)
+    monkeypatch.setattr(data, "can_download", lambda: False)
+    with pytest.raises(data.DataError, match=r"could not be downloaded \(no network connection\)"):
+        data.check_source("keras")
+    monkeypatch.setattr(data, "can_download", lambda: True)
+    assert data.check_source("keras") == "keras"  # downloaded when it is loaded

@@ -229,7 +229,8 @@ def test_incomplete_batches_and_bad_archive(tmp_path, small_val):
         data.load_data(str(folder))
     bad = tmp_path / "cifar-10-python.tar.gz"
     bad.write_bytes(b"not a gzip file at all")
-    with pytest.raises(data.DataError, match="not the official"):
+    with pytest.raises(data.DataError, match=r"not the official cifar-10-python.tar.gz \(it is truncated, or not a "
+                                             r"gzip-compressed tar archive\)"):
         data.load_data(str(bad))
 
 

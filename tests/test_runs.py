@@ -185,10 +185,49 @@ def test_list_and_summarize(tmp_path):
     assert a == {"run_id": "20260101-a", "name": "20260101-a", "model": "tiny", "params": 5418, "epochs_done": 3,
                  "epochs": 3, "minutes": None, "best_val_accuracy": 0.5, "last_val_accuracy": 0.5, "train_time_s": 3.0,
                  "state": "finished",
-                 "has_model": True, "created": "2026-01-01 12:00:00", "problem": None}
+                 "has_model": True, "created": "2026-01-01 12:00:00", "problem": None, "error": None}
     assert b["state"] == "interrupted" and b["model"] == "fast" and b["has_model"] is False
     assert b["epochs_done"] == 1 and b["best_val_accuracy"] == 0.2
     assert runs.list_runs(tmp_path / "missing") == []
+
+
+def test_a_run_whose_status_or_metrics_cannot_be_read_is_listed_with_its_reason(tmp_path):
+    """DESIGN.md: a run with unreadable files is listed with its reason; before, only config.json's were named."""
+    make_run(tmp_path, "20260101-torn", "finished", 3, [0.5]).joinpath("status.json").write_text("{broken")
+    make_run(tmp_path, "20260102-list", "finished", 3, [0.5]).joinpath("status.json").write_text("[1, 2]")
+    runs.write_json(make_run(tmp_path, "20260103-odd", "finished", 3, [0.5]) / "status.json", {"state": "bogus"})
+    metrics_folder = make_run(tmp_path, "20260104-mf", "finished", 3, [])
+    (metrics_folder / "metrics.jsonl").unlink()
+    (metrics_folder / "metrics.jsonl").mkdir()
+    failed = make_run(tmp_path, "20260105-failed", "failed", 3, [0.5])
+    runs.write_status(failed, error="The data source 'x' does not exist.")
+    rows = {r["run_id"]: r for r in runs.list_runs(tmp_path)}
+    for run_id in ("20260101-torn", "20260102-list", "20260103-odd"):
+        assert rows[run_id]["problem"] == "its status.json is not readable, or names no state it can be in."
+        assert rows[run_id]["state"] == "unknown" and rows[run_id]["has_model"], run_id  # the model is still there
+    assert rows["20260104-mf"]["problem"] == "its metrics.jsonl is not a regular file."
+    assert rows["20260105-failed"]["problem"] is None  # its files are fine: why it failed is its error
+    assert rows["20260105-failed"]["error"] == "The data source 'x' does not exist."
+    assert rows["20260101-torn"]["error"] is None
+
+
+def test_a_time_budgets_epochs_are_what_its_job_planned(tmp_path):
+    run = make_run(tmp_path, "20260101-a", "finished", 1, [0.3, 0.4])
+    runs.write_json(run / "config.json", {**runs.read_config(run), "train": {"epochs": 1, "minutes": 0.2}})
+    runs.write_status(run, epochs=2)
+    (row,) = runs.list_runs(tmp_path)
+    assert (row["epochs_done"], row["epochs"], row["minutes"]) == (2, 2, 0.2)  # not the settings' 1
+
+
+def test_a_run_is_listed_once_however_many_links_lead_to_it(tmp_path):
+    make_run(tmp_path / "runs", "20260101-a", "finished", 1, [0.3])
+    make_run(tmp_path / "elsewhere", "20260102-b", "finished", 1, [0.3])
+    (tmp_path / "runs" / "20260109-link-to-a").symlink_to(tmp_path / "runs" / "20260101-a")
+    (tmp_path / "runs" / "20260103-link-to-b").symlink_to(tmp_path / "elsewhere" / "20260102-b")
+    (tmp_path / "runs" / "20260104-second-link-to-b").symlink_to(tmp_path / "elsewhere" / "20260102-b")
+    (tmp_path / "runs" / "20260105-loop").symlink_to("20260105-loop")
+    # the folder itself, not the link made later; a run linked in from elsewhere once, by its first link
+    assert [r["run_id"] for r in runs.list_runs(tmp_path / "runs")] == ["20260103-link-to-b", "20260101-a"]
 
 
 def test_the_saved_models_accuracy_is_the_last_epochs_not_the_best(tmp_path):

@@ -123,3 +123,8 @@ def test_the_compact_tables_rows_and_its_edits():
     assert both == (spec.layers[0], S.Conv2D(8), *spec.layers[3:])
     assert spec_io.layers_from_table(rows, {"edited_rows": {"9": {"settings": "filters=8"}}}) == spec.layers
     assert rows == spec_io.table_rows(spec)  # the rows given are not changed
+
+
+def test_a_layer_without_a_type_says_so():
+    with pytest.raises(S.SpecError, match="layer 1 has no 'type'; give one of Conv2D, "):
+        spec_io.layer_from_dict({"kind": "Conv2D", "filters": 8}, 1)

@@ -69,3 +69,11 @@ def test_figures_wait_for_a_complete_trial(tmp_path):
     # the parallel plot's best trial is the darkest line (with Optuna's `target` its colours had been reversed)
     colours = [trace.line.color for trace in shown["parallel"].data if trace.line.color]
     assert sum(map(float, colours[-1][4:-1].split(","))) < sum(map(float, colours[0][4:-1].split(",")))
+
+
+def test_an_sqlite_file_may_be_in_a_new_folder_but_not_in_a_new_tree(tmp_path):
+    studies.open_storage(f"sqlite:///{tmp_path / 'new' / 'sweeps.db'}")
+    assert (tmp_path / "new").is_dir()
+    with pytest.raises(studies.SweepError, match="in a folder that does not exist, nor does the one above it"):
+        studies.open_storage(f"sqlite:///{tmp_path / 'no' / 'such' / 'sweeps.db'}")
+    assert not (tmp_path / "no").exists()

@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -143,7 +144,10 @@ def test_the_pruner_stops_a_trial_forced_to_be_bad(tmp_path):
     assert len(studies.summary(storage, "prune")["trials"]) == 4  # the study had its 4: no fifth was asked for
 
 
-def test_stop_request_ends_a_sweep(tmp_path):
+@pytest.mark.parametrize("how", ["stop file", "SIGTERM"])
+def test_stop_request_ends_a_sweep(how, tmp_path):
+    """The Sweep page's Stop, and a SIGTERM to the sweep: killed at once instead, the sweep had left its trial's job
+    training on and the trial 'running' in the study for good."""
     storage = studies.default_storage(tmp_path)
     base = dataclasses.replace(TINY.train, data="sample", limit=300, epochs=500)
     sweeps.create_study(storage, "stopme", TINY.spec, base, {"learning_rate": {"low": 1e-3, "high": 1e-2}}, 5)
@@ -151,7 +155,10 @@ def test_stop_request_ends_a_sweep(tmp_path):
     try:
         helpers.wait_for(lambda: any(r["state"] == "running" for r in runs.list_runs(tmp_path)), 120,
                          process=worker)
-        sweeps.stop_sweep(tmp_path, "stopme")
+        if how == "SIGTERM":
+            worker.send_signal(signal.SIGTERM)
+        else:
+            sweeps.stop_sweep(tmp_path, "stopme")
         out, err = worker.communicate(timeout=120)
     finally:
         if worker.poll() is None:

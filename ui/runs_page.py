@@ -47,7 +47,8 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
     run_dir = runs.run_path(run_id)
     row = rows[ids.index(run_id)]
     if row["problem"]:
-        st.warning(ui.md_escape(f"This run cannot be used: {row['problem']} It can still be renamed or deleted."))
+        what = "This run cannot be used" if row["state"] == "unreadable" else "Part of this run cannot be read"
+        st.warning(ui.md_escape(f"{what}: {row['problem']} It can still be renamed or deleted."))
 
     c = st.columns(2)
     with c[0]:
