@@ -154,11 +154,16 @@ def allowed(name: str) -> str:
     return ("empty or " + text) if optional(name) else text
 
 
-def describe(name: str) -> str:
-    """One line of help: what the field does, its unit and what it accepts (the CLI's --help and the widgets')."""
+def describe(name: str, default=dataclasses.MISSING) -> str:
+    """One line of help: what the field does, its unit, what it accepts and its default (the CLI's --help and the
+    widgets'). `default`: the value a page starts from (a preset's), where the field's own would be wrong there."""
     meta = FIELDS[name].metadata
     unit = f"; in {meta['unit']}" if meta["unit"] and meta["unit"] != "x" else ""
-    return f"{meta['help']}{unit}; {allowed(name)}; default {FIELDS[name].default!r}."
+    value = FIELDS[name].default if default is dataclasses.MISSING else default
+    # in words, not Python: None is an empty box, True a ticked one
+    shown = "empty" if value in (None, "") else ("on" if value else "off") if isinstance(value, bool) \
+        else f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{meta['help']}{unit}; {allowed(name)}; default {shown}."
 
 
 def _ok(name: str, value) -> bool:

@@ -9,7 +9,7 @@ import itertools
 import os
 from pathlib import Path
 
-from . import data, files
+from . import data, files, runs
 
 
 def source_status(source: str | None = None) -> tuple[bool, str]:
@@ -145,3 +145,14 @@ def app_label(source: str) -> str:
         return {"keras": "CIFAR-10", "sample": "the embedded sample"}[source]
     by_path = {str(p): c for c, p in _root_sources().items()}
     return by_path.get(str(files.user_path(source).resolve()), Path(source).name)
+
+
+def without_server_paths(text: str) -> str:
+    """Text a job wrote (its log) as a page may show it: the runs folder, the data roots, the server's working
+    folder and its home folder taken out of every path, so that a run's folder reads as its id and a dataset in a
+    root as its name, as the pages name them. A job's log had ended on its run folder's full path."""
+    folders = {runs.default_runs_dir(), *data_roots(), Path.cwd()}
+    prefixes = {f"{form}{os.sep}" for folder in folders for form in (folder, folder.resolve()) if form.is_absolute()}
+    for prefix in sorted(prefixes, key=len, reverse=True):  # the longest first: a root inside the working folder
+        text = text.replace(prefix, "")
+    return text.replace(str(Path.home()), "~") if str(Path.home()) not in ("/", "") else text

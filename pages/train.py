@@ -77,4 +77,4 @@ if status.get("state") in ("finished", "stopped") and (run_dir / "model.keras").
     if st.button("Evaluate this model", icon=":material/analytics:", key="evaluate_this"):
         ui.open_page("pages/evaluate.py", ui.evaluation_request(run_id))
 with st.expander("Job log"):
-    st.code(runs.read_job_log(run_id) or "(empty)", language=None)
+    st.code(sources.without_server_paths(runs.read_job_log(run_id)) or "(empty)", language=None)

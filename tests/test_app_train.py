@@ -40,6 +40,7 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     (run,) = runs.list_runs()
     run_id = run["run_id"]
     assert run_id.endswith("-tiny") and run["name"] == "page test"
+    assert at.text_input(key="train_name").value == ""  # kept, it had named the next run the same
     assert at.query_params["run"] == run_id and at.session_state["train_run"] == run_id
     assert [t.value for t in at.toast] == ["Training started: its progress and curves are below."]  # below the fold
     try:

@@ -187,8 +187,8 @@ def test_json_output_is_the_json_alone_whatever_else_prints_meanwhile(monkeypatc
 
     def noisy(*args, **kwargs):
         print("Downloading data from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
-        return {"accuracy": 0.5, "top3_accuracy": 1.0, "loss": 1.0, "n": 2, "split": "test", "confusion_matrix": [[1, 0], [1, 0]],
-                "per_class": [], "predictions": [0, 0]}
+        return {"accuracy": 0.5, "top3_accuracy": 1.0, "loss": 1.0, "n": 2, "split": "test",
+                "confusion_matrix": [[1, 0], [1, 0]], "per_class": [], "predictions": [0, 0]}
 
     monkeypatch.setattr(evaluate, "evaluate_model", noisy)
     assert main(["evaluate", "default", "--data", "sample", "--json"]) == 0

@@ -47,6 +47,11 @@ def test_allowed_reads_the_bounds_from_the_field():
     assert configs.allowed("seed") == "a whole number from 0 to 2,147,483,647"
     assert configs.describe("translate") == ("random translation of training images (reflect padding, then crop); "
                                              "in pixels; a whole number from 0 to 8; default 2.")
+    # in words, not Python, and the default a page starts from where it is given (a preset's)
+    assert configs.describe("limit").endswith("; default empty.")
+    assert configs.describe("precision").endswith("; default auto.")
+    assert configs.describe("learning_rate", 0.003).endswith("; default 0.003.")
+    assert configs.describe("flip", False).endswith("; default off.") and configs.describe("flip").endswith(" on.")
 
 
 def test_every_field_has_help_and_a_group():

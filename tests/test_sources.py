@@ -70,3 +70,16 @@ def test_a_large_flat_folder_in_a_data_root_is_looked_at_only_so_far(tmp_path, m
     monkeypatch.setattr(sources.os, "scandir", Counted)
     assert not [choice for choice in sources.app_sources() if choice not in ("keras", "sample")]  # no dataset
     assert 0 < len(read) <= 2 * 5  # the root's one entry, then at most 5 of the flat folder's 50
+
+
+def test_a_job_log_is_shown_without_server_paths(tmp_path, monkeypatch):
+    (tmp_path / "home" / "studio").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "home" / "studio")  # the server started in a folder of its user's home
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "srv" / "runs"))
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(tmp_path / "srv" / "datasets"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    log = (f"Training 1,800 images from {tmp_path}/srv/datasets/cifar10-jpeg\n"
+           f"Keras keeps CIFAR-10 in {tmp_path}/home/.keras\n{tmp_path}/home/studio/data/mine\n"
+           f"{tmp_path}/srv/runs/20261207-tiny")
+    assert sources.without_server_paths(log) == ("Training 1,800 images from cifar10-jpeg\n"
+                                                 "Keras keeps CIFAR-10 in ~/.keras\ndata/mine\n20261207-tiny")

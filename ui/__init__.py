@@ -147,7 +147,7 @@ def setting_widget(name: str, key: str, default):
     model's widgets were being drawn (a click right after choosing the model), such writes were lost and the
     widgets fell back to False and their lower bounds (the browser test caught filter_learning_rate at 0.0)."""
     meta, kind = configs.FIELDS[name].metadata, configs.kind(name)
-    common = {"key": key, "help": configs.describe(name), **KEEP}
+    common = {"key": key, "help": configs.describe(name, default), **KEEP}
     label = configs.label(name)
     if kind is bool:
         return st.checkbox(label, bool(default), **common)

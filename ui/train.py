@@ -13,12 +13,14 @@ BUILD = "build"
 
 
 def select_run(run_id: str | None, just_started: bool = False) -> None:
-    """Shows run_id on this page (and in its URL); just started, the next run of the page scrolls to it."""
+    """Shows run_id on this page (and in its URL); just started, the next run of the page scrolls to it and empties
+    the run name box (kept, it had named the next run the same)."""
     st.session_state["train_run"] = run_id
     if run_id:
         st.query_params["run"] = run_id
     if just_started:
         st.session_state["just_started"] = run_id
+        st.session_state["clear_train_name"] = True
 
 
 def shown_run() -> str | None:
@@ -70,6 +72,8 @@ def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
                     values[name] = sources.app_source(source_choice)
                 else:
                     values[name] = ui.setting_widget(name, prefix + name, defaults[name])
+        if st.session_state.pop("clear_train_name", False):  # before the box: a widget's state is set only so
+            st.session_state["train_name"] = ""
         run_name = columns[-1].text_input("Run name (optional)", key="train_name", max_chars=80,
                                           **ui.KEEP)
         with st.expander("More (the fast presets' airbench recipe)"):
