@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 
 import numpy as np
 import plotly.express as px
@@ -39,6 +40,13 @@ def _series(records, kind, key):
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def _epoch_axis(fig: go.Figure) -> None:
+    """An epoch axis from 0 to the last point, so that a figure with no point yet runs as far as its neighbour (a
+    lone empty axis ran from -1 to 6), ticked at whole epochs from two on (Plotly ticked 1, 1.5, 2, ...)."""
+    last = max((x for trace in fig.data for x in (trace.x or ()) if x is not None), default=0) or 1
+    fig.update_xaxes(title_text="epoch", range=[0, last], dtick=math.ceil(last / 10) if last >= 2 else None)
+
+
 def training_curve(records: list[dict], key: str, steps_per_epoch: int | None = None) -> go.Figure:
     """One metric, "loss" or "accuracy", against epochs: training per batch point (thin), validation per epoch
     (markers), in the same two colours in both figures. The Train page sets the two side by side in columns, which
@@ -53,7 +61,7 @@ def training_curve(records: list[dict], key: str, steps_per_epoch: int | None = 
     x, y = _series(records, "epoch", f"val_{key}")
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="validation", line={"color": "#ff7f0e"},
                              hovertemplate=f"validation {key} {shown}<extra></extra>", connectgaps=False))
-    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    _epoch_axis(fig)
     if key == "accuracy":
         fig.update_yaxes(range=[0, 1], tickformat=".0%")
     fig.update_layout(title=key, height=340, margin={"t": 40, "b": 30, "l": 40, "r": 10},
@@ -68,7 +76,8 @@ def overlay_curves(curves: dict[str, list[dict]], key: str = "val_accuracy") -> 
         x, y = _series(records, "epoch", key)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=escape(name), connectgaps=False))
     # The legend below the plot, not beside it: run names are long, and beside it they took most of a phone's width.
-    fig.update_layout(xaxis_title="epoch", yaxis_title=key.replace("_", " ").replace("val ", "validation "),
+    _epoch_axis(fig)
+    fig.update_layout(yaxis_title=key.replace("_", " ").replace("val ", "validation "),
                       height=420, margin={"t": 30, "b": 30, "l": 40, "r": 10}, legend={"orientation": "h", "y": -0.2})
     if key.endswith("accuracy"):
         fig.update_yaxes(tickformat=".0%")
@@ -82,9 +91,11 @@ def confusion_heatmap(cm, class_names, normalize: bool = False) -> go.Figure:
     values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     names = [escape(n) for n in class_names]
     fig = px.imshow(values, x=names, y=names, color_continuous_scale="Blues",
-                    text_auto=".2f" if normalize else "d", aspect="auto",
-                    labels={"x": "predicted", "y": "true", "color": "fraction" if normalize else "images"})
+                    text_auto=".0%" if normalize else "d", aspect="auto",  # percent, as the page's recall is
+                    labels={"x": "predicted", "y": "true", "color": "of the true class" if normalize else "images"})
     fig.update_layout(height=560, margin={"t": 30, "b": 30, "l": 30, "r": 10})
+    if normalize:
+        fig.update_coloraxes(colorbar_tickformat=".0%")
     fig.update_xaxes(side="bottom", tickangle=-45)
     return fig
 

@@ -63,6 +63,12 @@ def test_training_curves_place_batches_within_epochs_and_leave_gaps_for_null():
     assert accuracy.layout.yaxis.tickformat == ".0%"
     assert charts.training_curve(records, "loss").layout.yaxis.tickformat is None
     assert "%{y:.1%}" in val_acc.hovertemplate and "%{y:.4f}" in val_loss.hovertemplate
+    # both figures' epoch axes end at the last point; whole-epoch ticks from two epochs on, fractions before
+    assert list(accuracy.layout.xaxis.range) == [0, 1.5] and accuracy.layout.xaxis.dtick is None
+    early = [{"kind": "batch", "epoch": 1, "step": 1, "loss": 2.0}]  # no accuracy yet: it had run from -1 to 6
+    assert list(charts.training_curve(early, "accuracy", steps_per_epoch=100).layout.xaxis.range) == [0, 0.01]
+    many = [{"kind": "epoch", "epoch": e, "step": 1, "val_loss": 1.0} for e in range(1, 31)]
+    assert charts.training_curve(many, "loss").layout.xaxis.dtick == 3
 
 
 def test_an_epoch_a_time_budget_ended_early_is_plotted_where_it_ended():
@@ -79,6 +85,7 @@ def test_overlay_curves_one_line_per_run():
     assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[1].y) == [0.6, 0.7]
     assert (fig.layout.yaxis.title.text, fig.layout.yaxis.tickformat) == ("validation accuracy", ".0%")
     assert charts.overlay_curves({}, "loss").layout.yaxis.tickformat is None
+    assert (list(fig.layout.xaxis.range), fig.layout.xaxis.dtick) == ([0, 2], 1)  # whole epochs, not 1, 1.5, 2
 
 
 def test_confusion_heatmap_counts_and_row_normalised():
@@ -88,6 +95,8 @@ def test_confusion_heatmap_counts_and_row_normalised():
     assert list(counts.x) == ["cat", "dog"] and list(counts.y) == ["cat", "dog"]
     rows = charts.confusion_heatmap(cm, ["cat", "dog"], normalize=True).data[0]
     np.testing.assert_allclose(rows.z, [[0.75, 0.25], [0.0, 0.0]])  # an empty row stays 0, not NaN
+    assert rows.texttemplate == "%{z:.0%}" and counts.texttemplate == "%{z:d}"  # percent, as recall is beside it
+    assert charts.confusion_heatmap(cm, ["cat", "dog"], normalize=True).layout.coloraxis.colorbar.tickformat == ".0%"
 
 
 def test_clickable_cells_put_one_invisible_marker_on_each_cell():

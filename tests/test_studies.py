@@ -66,6 +66,8 @@ def test_figures_wait_for_a_complete_trial(tmp_path):
     assert history["validation accuracy (%)"] == [40.0, 60.0]  # in percent, as the pages say an accuracy
     assert history["Best Value"][-2:] == [40.0, 60.0]  # Optuna's best-value line is kept
     assert shown["history"].layout.yaxis.title.text == "validation accuracy (%)"
+    assert shown["history"].layout.xaxis.dtick == 1  # whole trials: Plotly had ticked 0, 0.2, 0.4
+    assert all(f.layout.margin.l == f.layout.margin.r == 50 for f in shown.values())  # a phone cut off the labels
     # the parallel plot's best trial is the darkest line (with Optuna's `target` its colours had been reversed)
     colours = [trace.line.color for trace in shown["parallel"].data if trace.line.color]
     assert sum(map(float, colours[-1][4:-1].split(","))) < sum(map(float, colours[0][4:-1].split(",")))

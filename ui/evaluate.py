@@ -66,7 +66,7 @@ def summary(result: dict, split: str) -> None:
 def confusion_matrix(result: dict) -> None:
     """The clickable matrix; a click on a cell sets the gallery's filters (apply_cell_click)."""
     st.subheader("Confusion matrix")
-    normalize = st.toggle("Row-normalised (each true class sums to 1)", False, key="cm_normalize",
+    normalize = st.toggle("Row-normalised (each true class sums to 100%)", False, key="cm_normalize",
                           **ui.KEEP)
     event = st.plotly_chart(charts.confusion_chart(result["confusion_matrix"], result["class_names"], normalize),
                             on_select="rerun", selection_mode="points", key="cm_chart")
