@@ -241,7 +241,7 @@ def network_dot(rows, input_shape, per_row: int = 4, bad_index: int | None = Non
              'edge [arrowsize=0.5];']
     for node_id, text, shape, colour in nodes:
         width, height = size(shape)
-        shown = " × ".join(map(str, shape)) if shape else "impossible"
+        shown = " × ".join(map(str, shape)) if shape else "invalid"
         pen = ', color="#dc3545", penwidth=2, fontcolor="#842029"' if colour == "#f8d7da" else ""
         lines.append(f'{node_id} [label="{label(text)}\\n{shown}", width={width:.2f}, height={height:.2f}, '
                      f'fillcolor="{colour}"{pen}];')

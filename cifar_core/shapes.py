@@ -65,7 +65,7 @@ def _infer_one(index: int, layer, shape: tuple) -> tuple[tuple, int, int, int]:
             raise SpecError(f"{where} must be the first layer: it is set from the images themselves.")
         k = layer.kernel_size
         if k > min(shape[:2]):
-            raise SpecError(f"{where}: kernel_size {k} does not fit the {shape[0]}x{shape[1]} input.")
+            raise SpecError(f"{where}: kernel_size {k} does not fit the {shape[0]} × {shape[1]} input.")
         filters = 2 * channels * k * k
         h, w = shape[0] - k + 1, shape[1] - k + 1
         params = k * k * channels * filters + filters
@@ -74,15 +74,15 @@ def _infer_one(index: int, layer, shape: tuple) -> tuple[tuple, int, int, int]:
         k, s = layer.kernel_size, layer.strides
         h, w = (_spatial_out(d, k, s, layer.padding) for d in shape[:2])
         if h < 1 or w < 1:
-            raise SpecError(f"{where}: a {k}x{k} kernel with padding 'valid' does not fit its {shape[0]}x{shape[1]} "
-                            "input; use a smaller kernel_size or padding 'same'.")
+            raise SpecError(f"{where}: a {k} × {k} kernel with padding 'valid' does not fit its "
+                            f"{shape[0]} × {shape[1]} input; use a smaller kernel_size or padding 'same'.")
         params = k * k * channels * layer.filters + (layer.filters if layer.use_bias else 0)
         return (h, w, layer.filters), params, 0, h * w * k * k * channels * layer.filters
     if isinstance(layer, MaxPooling2D):  # and AveragePooling2D
         p, s = layer.pool_size, layer.strides or layer.pool_size
         h, w = (_spatial_out(d, p, s, layer.padding) for d in shape[:2])
         if h < 1 or w < 1:
-            raise SpecError(f"{where}: pool_size {p} with padding 'valid' does not fit its {shape[0]}x{shape[1]} "
+            raise SpecError(f"{where}: pool_size {p} with padding 'valid' does not fit its {shape[0]} × {shape[1]} "
                             "input; the image has shrunk too far. Remove a pooling layer or use padding 'same'.")
         return (h, w, channels), 0, 0, 0
     if isinstance(layer, (GlobalMaxPooling2D, GlobalAveragePooling2D)):
@@ -241,9 +241,9 @@ def infer_prefix(spec: ModelSpec) -> list[LayerInfo]:
 
 def table(rows: list[LayerInfo], totals: dict | None = None) -> list[dict]:
     """The Build page's shape table: a row a LayerInfo (layer, output shape, params, MACs; an output_shape of None
-    reads '✗ impossible'), then a Total row when `totals` (summary's) are given."""
+    reads '✗ invalid'), then a Total row when `totals` (summary's) are given."""
     shown = [{"layer": f"{r.index}. {r.type}", "output shape": " × ".join(map(str, r.output_shape))
-              if r.output_shape else "✗ impossible", "params": r.params, "MACs": r.macs} for r in rows]
+              if r.output_shape else "✗ invalid", "params": r.params, "MACs": r.macs} for r in rows]
     if totals:
         shown.append({"layer": "Total", "output shape": "", "params": totals["params"], "MACs": totals["macs"]})
     return shown

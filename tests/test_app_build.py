@@ -71,22 +71,22 @@ def test_a_kernel_too_large_is_reported_at_its_layer_and_train_refuses(open_app)
     at = open_app(BUILD)
     load(at, "report-2-1")
     at.number_input(key="layer_6_kernel_size").set_value(7).run()  # layer 7: a 7x7 valid kernel on a 5x5 input
-    assert errors(at) == ["Layer 7 (Conv2D): a 7x7 kernel with padding 'valid' does not fit its 5x5 input; "
+    assert errors(at) == ["Layer 7 (Conv2D): a 7 × 7 kernel with padding 'valid' does not fit its 5 × 5 input; "
                           "use a smaller kernel_size or padding 'same'."]
     box = layer_box(at, "layer_6_kernel_size")
     assert [e.value for e in box.error] == errors(at)  # shown in place, inside layer 7's box
     assert not at.code  # no code for an invalid model
     # The shape table stops at the failing layer, marked; the diagram draws it in red.
     table = at.dataframe[0].value
-    assert list(table["layer"])[-1] == "7. Conv2D" and list(table["output shape"])[-1] == "✗ impossible"
-    assert list(table["output shape"])[-2] != "✗ impossible"
-    assert 'n7 [label="7. Conv2D\\nimpossible"' in diagram(at) and "#dc3545" in diagram(at)
+    assert list(table["layer"])[-1] == "7. Conv2D" and list(table["output shape"])[-1] == "✗ invalid"
+    assert list(table["output shape"])[-2] != "✗ invalid"
+    assert 'n7 [label="7. Conv2D\\ninvalid"' in diagram(at) and "#dc3545" in diagram(at)
     assert at.session_state["spec_valid"] is False
 
     at.switch_page("pages/train.py").run()
     assert at.selectbox(key="train_model").value == "build"
     assert at.button(key="start").disabled
-    assert "cannot be trained" in errors(at)[0] and "7x7 kernel" in errors(at)[0]
+    assert "cannot be trained" in errors(at)[0] and "7 × 7 kernel" in errors(at)[0]
 
 
 def test_six_pooling_layers_from_scratch_shrink_the_image_to_nothing(open_app):
@@ -99,7 +99,7 @@ def test_six_pooling_layers_from_scratch_shrink_the_image_to_nothing(open_app):
         at.selectbox(key="add_type").set_value("MaxPooling2D")
         at.button(key="add").click().run()
     assert len(at.session_state["spec"].layers) == 6
-    assert errors(at)[0].startswith("Layer 6 (MaxPooling2D): pool_size 2 with padding 'valid' does not fit its 1x1")
+    assert errors(at)[0].startswith("Layer 6 (MaxPooling2D): pool_size 2 with padding 'valid' does not fit its 1 × 1")
     assert [e.value for e in layer_box(at, "layer_5_pool_size").error] == errors(at)
     # Fixing it: remove one pooling layer, end with Flatten; the model becomes valid.
     at.button(key="remove_5").click().run()

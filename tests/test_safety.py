@@ -339,7 +339,7 @@ def refusals(tmp_path_factory) -> dict:
 
 
 @pytest.mark.parametrize("case, start", [
-    ("collapse", "layer 7 (MaxPooling2D): pool_size 2"), ("valid kernel", "layer 8 (Conv2D): a 5x5 kernel"),
+    ("collapse", "layer 7 (MaxPooling2D): pool_size 2"), ("valid kernel", "layer 8 (Conv2D): a 5 × 5 kernel"),
     ("filters 0", "layer 1 (Conv2D): filters"), ("dropout 1.5", "layer 3 (Dropout): rate"),
     ("activation", "layer 2 (Dense): activation"), ("lr 0", "The training setting learning_rate"),
     ("lr -1e-3", "The training setting learning_rate"), ("epochs 0", "The training setting epochs"),

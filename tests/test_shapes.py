@@ -177,7 +177,7 @@ def test_pooling_collapse_names_the_layer():
     spec = S.ModelSpec("collapse", (S.Conv2D(8),) + (S.MaxPooling2D(2),) * 6 + (S.Flatten(),))
     message = _error(spec)
     assert message.startswith("layer 7 (MaxPooling2D)")
-    assert "1x1" in message and "pool_size 2" in message and "padding 'same'" in message
+    assert "1 × 1" in message and "pool_size 2" in message and "padding 'same'" in message
     assert shapes.first_error(spec) == (7, message)
     # without the first Conv2D the sixth pooling layer is at position 6
     message = _error(S.ModelSpec("collapse", (S.MaxPooling2D(2),) * 6 + (S.Flatten(),)))
@@ -256,8 +256,8 @@ def test_the_build_pages_shape_table():
     bad = S.ModelSpec("bad", (S.MaxPooling2D(),) * 6 + (S.Flatten(),))
     table = shapes.table(shapes.infer_prefix(bad))
     assert [r["output shape"] for r in table] == ["16 × 16 × 3", "8 × 8 × 3", "4 × 4 × 3", "2 × 2 × 3", "1 × 1 × 3",
-                                                  "✗ impossible"]
-    assert table[-1] == {"layer": "6. MaxPooling2D", "output shape": "✗ impossible", "params": 0, "MACs": 0}
+                                                  "✗ invalid"]
+    assert table[-1] == {"layer": "6. MaxPooling2D", "output shape": "✗ invalid", "params": 0, "MACs": 0}
 
 
 def test_at_size_feeds_the_same_weights_smaller_images():

@@ -139,9 +139,11 @@ def layer_boxes(spec: specs.ModelSpec) -> tuple[list, list]:
                 st.button("✕", key=f"remove_{i}", on_click=remove, args=(i,), help="Remove")
             fields = [f.name for f in dataclasses.fields(layer)]
             values = {}
-            # two to a row: three left a number box 30 px of text beside its buttons (0.4 showed as "0.")
-            columns = st.columns(2) if fields else []
+            # two to a row (three left a number box 30 px of text beside its buttons: 0.4 showed as "0."), a row of
+            # columns per pair, so that on a phone, where columns stack, the fields keep their order
             for n, field_name in enumerate(fields):
+                if n % 2 == 0:
+                    columns = st.columns(2)
                 with columns[n % 2]:
                     values[field_name] = field_widget(i, layer, field_name)
             slots.append(st.empty())
@@ -173,7 +175,8 @@ def tabs(spec: specs.ModelSpec, rows: list, counts: dict | None, bad_index: int 
     """Diagram, Shapes and Keras code; counts for a valid stack (None otherwise), code for a valid model."""
     diagram_tab, shapes_tab, code_tab = st.tabs(["Diagram", "Shapes", "Keras code"])
     with diagram_tab:
-        st.graphviz_chart(charts.network_dot(rows, spec.input_shape, bad_index=bad_index), width="stretch")
+        # its own size, at most the column's: stretched, a stack of two layers had filled it in large type
+        st.graphviz_chart(charts.network_dot(rows, spec.input_shape, bad_index=bad_index), width="content")
         st.caption("One box a layer with its output (height × width × channels): wider for more channels, taller for "
                    "a larger image.")
     with shapes_tab:
