@@ -6,7 +6,7 @@ best trial."""
 import streamlit as st
 
 import ui
-from cifar_core import presets, runs, sweeps
+from cifar_core import presets, runs, sources, sweeps
 from cifar_core import spec as specs
 from ui import sweep as view
 
@@ -19,11 +19,12 @@ choices = ([BUILD] if "spec" in st.session_state else []) + list(presets.PRESETS
 choice = st.selectbox("Model", choices, index=choices.index("tiny"), key="sweep_model", format_func=lambda c: (
     f"from the Build page: {st.session_state['spec'].name}" if c == BUILD else f"preset {c}"))
 model_spec = st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
-space, trials, epochs, limit, ready = view.search_form(model_spec)
+space, trials, epochs, limit, source_choice, ready = view.search_form(model_spec)
+ui.data_note(source_choice, "sweep_source")
 
 if st.button("Start sweep", type="primary", key="sweep_start", disabled=not ready):
     try:
-        config = sweeps.trial_config(model_spec, epochs, ui.data_source(), limit)
+        config = sweeps.trial_config(model_spec, epochs, sources.app_source(source_choice), limit)
         st.session_state["sweep_study"] = sweeps.start_sweep(model_spec, config, space, trials)
     except (specs.SpecError, runs.RunError, OSError) as e:
         st.error(ui.setting_error(e))

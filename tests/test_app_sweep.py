@@ -74,6 +74,9 @@ def test_a_sweep_from_the_page(open_app, app_env):
     at.checkbox(key="sweep_on_label_smoothing").uncheck()
     at.number_input(key="sweep_trials").set_value(2)
     at.number_input(key="sweep_limit").set_value(300)
+    # the trials' data source is on the form, the sidebar's to start with, and named under it as on Train
+    assert at.selectbox(key="sweep_source").value == at.session_state["data_source"] == "sample"
+    assert any(c.value.startswith("Data: embedded sample.") for c in at.caption)
     at.button(key="sweep_start").click().run()
     assert not at.exception and not at.error, (at.exception, at.error)
     study = at.session_state["sweep_study"]
@@ -87,6 +90,8 @@ def test_a_sweep_from_the_page(open_app, app_env):
     assert [t["state"] for t in summary["trials"]] == ["COMPLETE", "COMPLETE"], \
         (app_env / ".sweeps" / f"{study}.log").read_text()
     assert set(summary["trials"][0]["params"]) == {"width", "learning_rate"}
+    assert runs.read_config(runs.run_path(summary["trials"][0]["run_dir"].rsplit("/", 1)[-1], app_env))["train"][
+        "data"] == "sample"
 
     at.run()
     assert not at.exception, at.exception

@@ -24,10 +24,11 @@ RANGES = {  # entry: (label, default low, default high, log scale, on by default
 }
 
 
-def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, int | None, int | None, bool]:
+def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, int | None, int | None, str, bool]:
     """The bordered form: which ranges to search (dropout only for a model with Dropout layers), presets to choose
-    among, trials, epochs per trial, training-image limit. Returns (space, trials, epochs, limit, ready): ready is
-    False when a range or a box is wrong, and a sentence under it says which."""
+    among, trials, epochs per trial, training-image limit, data source (the sidebar's until one is chosen here).
+    Returns (space, trials, epochs, limit, source choice, ready): ready is False when a range or a box is wrong, and
+    a sentence under it says which."""
     has_dropout = any(isinstance(layer, specs.Dropout) for layer in model_spec.layers)
     space = {}
     with st.container(border=True):
@@ -56,7 +57,7 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, i
         except space_checks.SweepError as e:
             st.error(range_error(e))
             space = None
-        c = st.columns(3)
+        c = st.columns(4)
         preset_epochs = presets.PRESETS.get(model_spec.name, presets.PRESETS["tiny"]).train.epochs
         with c[0]:
             trials = ui.bounded_number("Trials", 1, sweeps.MAX_TRIALS, 10, key="sweep_trials")
@@ -69,8 +70,10 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, i
         with c[2]:
             # TrainConfig's own field, as on the Train page: empty trains on all images.
             limit = ui.setting_widget("limit", "sweep_limit", None)
+        with c[3]:  # what the trials train on, said on the page as Train says it (it had been the sidebar's, unsaid)
+            choice = ui.source_picker("sweep_source", ui.data_choice(), follow=True)
     ready = space is not None and None not in (trials, epochs) and not configs.setting_problem("limit", limit)
-    return space, trials, epochs, limit, ready
+    return space, trials, epochs, limit, choice, ready
 
 
 def range_error(error) -> str:

@@ -99,11 +99,13 @@ def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, train
     c = st.columns(3)
     c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
     c[1].metric("Precision", precision)
-    basis = (f"scaled by the speed this device showed in its last {measured_runs} run(s) in {precision}"
+    runs_word = "run" if measured_runs == 1 else f"{measured_runs} runs"
+    basis = (f"scaled by the speed this device showed in its last {runs_word} in {precision}"
              if measured_runs else f"fitted to another CPU for {precision} until a run on this device has measured "
              "its own speed")
     c[2].metric("Time per epoch (estimate)", ui.duration(per_epoch) if per_epoch else "unknown",
-                help=f"{images or '?'} images x (a fixed cost per image + a cost per multiply-accumulate), {basis}.")
+                help=f"{images:,} images × (a fixed cost per image + a cost per multiply-accumulate), {basis}."
+                if images else f"The number of training images is not known before the data is loaded; {basis}.")
     if per_epoch and config.minutes is not None:
         epochs = estimate.budget_epochs(model_spec, config, images, precision, speed)
         held = f"about {epochs:.0f} epochs" if epochs >= 1.5 else "about one epoch" if epochs >= 0.5 else \
