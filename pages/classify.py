@@ -22,10 +22,10 @@ def show_file(position: int, name: str, payload: bytes, result: dict, ref: str, 
         image = images.to_input_array(payload)
         c = st.columns([2, 2, 2, 3])
         c[0].image(images.preview_png(payload), caption="original")
-        c[1].image(charts.enlarge(image, 6), caption="what the model sees (32 × 32)")
+        c[1].image(charts.enlarge(image, 6), caption="what the model sees (the centre square at 32 × 32)")
         with c[2]:
             ui.saliency(ref, image, result["top"][0]["label"], f"cls_cam_{position}", opacity)
-        c[3].plotly_chart(charts.top_k_bar(result["top"]), key=f"top_k_{position}")
+        c[3].plotly_chart(charts.top_k_bar(result["top"]), key=f"top_k_{position}", config=ui.NO_TOOLBAR)
 
 
 st.title("Classify images")
@@ -46,7 +46,7 @@ if mode == "upload":
                             list(images.UPLOAD_EXTENSIONS))
 else:
     x, y, sample_names = data.load_sample()
-    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="cls_sample", **ui.KEEP)
+    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="cls_sample", help=ui.sample_ranges(), **ui.KEEP)
     if i is None:
         st.stop()
     files = [(f"sample image {i} (true class: {sample_names[y[i]]})", images.encode_png(x[i]))]  # said once

@@ -41,7 +41,7 @@ def test_a_valid_and_an_invalid_upload_give_a_prediction_and_a_sentence(open_app
         "This file is not an image in a supported format (PNG, JPEG, WebP, GIF or BMP)."]
     # The original, the enlarged 32x32 input and its Grad-CAM heatmap, for the good file only.
     assert [image.captions[0].split(":")[0] for image in at.image] == [
-        "original", "what the model sees (32 × 32)", "Grad-CAM"]
+        "original", "what the model sees (the centre square at 32 × 32)", "Grad-CAM"]
 
 
 @pytest.mark.usefixtures("app_env")
@@ -65,6 +65,9 @@ def test_embedded_sample_images_show_their_true_class(open_app):
     at.number_input(key="cls_sample").set_value(7).run()
     _, y, names = data.load_sample()
     assert at.text[0].value == f"sample image 7 (true class: {names[y[7]]})"
+    assert at.number_input(key="cls_sample").help == ("0 to 1,799: training images; 1,800 to 1,999: validation "
+                                                      "images; 2,000 to 2,999: test images, which no run on the "
+                                                      "sample trained on.")  # the numbers say which split
     assert not any("True class" in c.value for c in at.caption)  # said once, in the file's name, not twice
     assert len(top_k_charts(at)) == 1 and not at.error
     at.slider(key="cls_k").set_value(5).run()

@@ -48,6 +48,15 @@ def test_evaluation_shows_metrics_confusion_matrix_and_gallery(open_app, runs_wi
     assert len(gallery_images(at)) == 40  # the gallery's default size
     captions = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
     assert len(captions) == 40 and all("→" in c for c in captions)
+    assert "40 of the 1,000 matching images, the most confident first." in [c.value for c in at.caption]
+    at.checkbox(key="gal_wrong").check()
+    at.selectbox(key="gal_true").set_value("cat")
+    at.selectbox(key="gal_pred").set_value("cat").run()  # filters that no image can match: said why
+    assert "No image matches: a misclassified image is never predicted as its own class." in [
+        c.value for c in at.caption] and not gallery_images(at)
+    at.checkbox(key="gal_wrong").uncheck()
+    at.selectbox(key="gal_true").set_value("(any)")
+    at.selectbox(key="gal_pred").set_value("(any)").run()
     # Row-normalised matrix: the same chart, other numbers; the evaluation comes from st.cache_data this time.
     at.toggle(key="cm_normalize").set_value(True).run()
     assert not at.exception and "cm_chart" in charts(at)

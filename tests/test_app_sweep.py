@@ -107,11 +107,12 @@ def test_a_sweep_from_the_page(open_app, app_env):
     best = summary["best"]["run_dir"].rsplit("/", 1)[-1]
     at.button(key="sweep_open_train").click().run()
     assert not at.exception, at.exception
-    assert at.session_state["train_run"] == best and at.session_state["spec"].name == "tiny"
+    name = at.session_state["spec"].name
+    assert at.session_state["train_run"] == best and name.startswith("tiny ×") and name.endswith(" width")
     # Train offers the trial's model and settings (the learning rate the sweep chose), ready to train again.
     assert at.selectbox(key="train_model").value == "build"
     trial_config = runs.read_spec_and_config(app_env / best)[1]
-    rate = at.number_input(key=f"tc_tiny_{ui.slug(best)}_learning_rate").value
+    rate = at.number_input(key=f"tc_{ui.slug(name)}_{ui.slug(best)}_learning_rate").value
     assert rate == pytest.approx(trial_config.learning_rate, rel=1e-3) and trial_config.learning_rate != 0.003
     assert all("/" not in str(r) for r in table["run"])  # run ids, never a server path
 

@@ -24,6 +24,8 @@ from cifar_core import spec as specs
 # Every widget whose choice should outlive a visit to another page: Streamlit keeps its value itself, with no Session
 # State written before it (writes an interrupted rerun could lose, leaving widgets at their own defaults).
 KEEP = {"persist_state": "session"}
+# Plotly's toolbar off for small charts: on a phone it lay over their legends and bars, and they need no zoom
+NO_TOOLBAR = {"displayModeBar": False}
 
 
 def through_router(page_path: str) -> None:
@@ -185,6 +187,14 @@ def open_page(page: str, choices: dict) -> None:
     at the switch, so the writes cannot be lost to an interrupted rerun; the widgets keep them (persist_state)."""
     st.session_state.update(choices)
     st.switch_page(page)
+
+
+def sample_ranges() -> str:
+    """Which of the embedded sample's images are which split, for a picker that numbers them."""
+    counts = data.sample_counts()
+    train, val = counts["train"], counts["val"]
+    return (f"0 to {train - val - 1:,}: training images; {train - val:,} to {train - 1:,}: validation images; "
+            f"{train:,} to {train + counts['test'] - 1:,}: test images, which no run on the sample trained on.")
 
 
 def data_choice() -> str:

@@ -81,7 +81,7 @@ def per_class(result: dict) -> None:
     rows = [{**row, **{k: 100 * row[k] for k in scores}} for row in result["per_class"]]
     st.dataframe(rows, hide_index=True, key="per_class_table", column_config={
         k: st.column_config.NumberColumn(format="%.1f%%") for k in scores})
-    st.plotly_chart(charts.per_class_bars(result["per_class"]), key="per_class_chart")
+    st.plotly_chart(charts.per_class_bars(result["per_class"]), key="per_class_chart", config=ui.NO_TOOLBAR)
 
 
 def images_or_stop(result: dict):
@@ -137,10 +137,16 @@ def gallery(result: dict, x) -> None:
         limit = ui.bounded_number("Images", 1, 200, 40, step=8, key="gal_limit", **ui.KEEP)
     if limit is None:
         return
-    items = evaluate.gallery(result, misclassified_only=wrong, true_class=None if true_class == ANY else true_class,
-                             pred_class=None if pred_class == ANY else pred_class, limit=limit)
-    if not items:
+    filters = {"misclassified_only": wrong, "true_class": None if true_class == ANY else true_class,
+               "pred_class": None if pred_class == ANY else pred_class}
+    items = evaluate.gallery(result, **filters, limit=limit)
+    matching = len(evaluate.select_predictions(result, **filters, limit=None))
+    if wrong and true_class == pred_class != ANY:
+        st.caption("No image matches: a misclassified image is never predicted as its own class.")
+    elif not items:
         st.caption("No image matches these filters.")
+    else:
+        st.caption(f"{len(items):,} of the {matching:,} matching images, the most confident first.")
     with st.container(horizontal=True, wrap=True):  # thumbnails that wrap at any width, a phone's included
         for item in items:
             with st.container(width=120, gap=None):
