@@ -122,3 +122,19 @@ def test_the_queue_moves_up_and_cancels(open_app, app_env, monkeypatch):
         assert [r["run_id"] for r in jobs.queued_runs(app_env)] == [second]
     finally:
         lock.release()
+
+
+def test_after_a_delete_run_a_and_run_b_do_not_start_on_the_same_run(open_app, runs_with_model):
+    import shutil
+
+    for run_id in ("20260101-000002-tiny", "20260101-000003-tiny"):
+        shutil.copytree(runs_with_model / TINY_RUN_ID, runs_with_model / run_id)
+    at = open_app(RUNS)
+    helpers.selectbox(at, "Run A").set_value("20260101-000002-tiny").run()
+    helpers.selectbox(at, "Run B").set_value(TINY_RUN_ID).run()
+    runs.delete_run(runs_with_model / TINY_RUN_ID)  # Run B's: its box is made anew, on the default pair's second
+    at.run()
+    assert not at.exception
+    assert helpers.selectbox(at, "Run A").value == "20260101-000002-tiny"
+    assert helpers.selectbox(at, "Run B").value == "20260101-000003-tiny"  # not Run A's: "pick two different runs"
+    assert not any("Pick two different runs" in c.value for c in at.caption)

@@ -305,14 +305,18 @@ def run_title(run_id: str) -> str:
     return run_id if label == run_id else f"{label} ({run_id})"
 
 
-def run_select(label: str, run_ids: list[str], default: str, key: str) -> str:
+def run_select(label: str, run_ids: list[str], default: str, key: str, other: str | None = None) -> str:
     """A selectbox of runs shown by run_title, on `default`. Streamlit's frontend keeps the text a closed box showed
     for its key, so after a rename the box went on naming the run by its old name until a reload: the key carries a
-    digest of the titles, and a box made anew because a title changed stays on the run it showed."""
+    digest of the titles, and a box made anew because a title changed stays on the run it showed. A box made anew
+    does not start on `other` (a box beside it) while there is another run: after a delete, Run A and Run B had
+    both started on the same run."""
     titles = {run_id: run_title(run_id) for run_id in run_ids}
     digest = hashlib.sha256("\0".join(titles.values()).encode("utf-8", "backslashreplace")).hexdigest()[:8]
     shown = st.session_state.get(f"{key}_shown")  # (digest, run id) of the last run of this box
     start = shown[1] if shown and shown[0] != digest and shown[1] in titles else default
+    if start == other:
+        start = next((run_id for run_id in run_ids if run_id != other), start)
     run_id = st.selectbox(label, run_ids, index=run_ids.index(start), key=f"{key}_{digest}", format_func=titles.get)
     st.session_state[f"{key}_shown"] = (digest, run_id)
     return run_id

@@ -119,7 +119,7 @@ def what_changed(rows: list[dict], selected: list[dict]) -> None:
     with c[0]:
         first = ui.run_select("Run A", ids, a, key="runs_cmp_a")
     with c[1]:
-        second = ui.run_select("Run B", ids, b, key="runs_cmp_b")
+        second = ui.run_select("Run B", ids, b, key="runs_cmp_b", other=first)
     if first == second:
         st.caption("Pick two different runs (or select two rows in the table).")
         return
