@@ -160,10 +160,16 @@ def describe(name: str, default=dataclasses.MISSING) -> str:
     meta = FIELDS[name].metadata
     unit = f"; in {meta['unit']}" if meta["unit"] and meta["unit"] != "x" else ""
     value = FIELDS[name].default if default is dataclasses.MISSING else default
-    # in words, not Python: None is an empty box, True a ticked one
-    shown = "empty" if value in (None, "") else ("on" if value else "off") if isinstance(value, bool) \
-        else f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{meta['help']}{unit}; {allowed(name)}; default {shown}."
+    return f"{meta['help']}{unit}; {allowed(name)}; default {in_words(value)}."
+
+
+def in_words(value) -> str:
+    """A setting's value as pages and help say it, not as Python: None is an empty box, True a ticked one."""
+    if value is None or value == "":
+        return "empty"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _ok(name: str, value) -> bool:

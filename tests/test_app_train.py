@@ -107,6 +107,11 @@ def test_a_run_that_failed_on_its_data_offers_another_data_source_not_resume(ope
     assert not any("--" in e.value for e in at.error)  # no command-line flags in a page
     captions = [c.value for c in at.caption]
     assert "This run's settings: model nodata, 1 epoch, batch size 128, data CIFAR\\-10." in captions, captions
+    runs.write_json(run_dir / "config.json", {"spec": spec_io.to_dict(spec), "train": {
+        "data": "keras", "epochs": 1, "learning_rate": 0.01, "flip": False}})
+    captions = [c.value for c in open_app(TRAIN, train_run=run_dir.name).caption]  # a typed-in change is said too
+    assert ("This run's settings: model nodata, 1 epoch, batch size 128, data CIFAR\\-10; changed from the model's "
+            "defaults: learning rate 0\\.01, random horizontal flip off.") in captions, captions
 
 
 def test_a_finished_budget_run_names_its_budget_not_its_form_epochs(open_app, app_env):

@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 from cifar_core import config as configs
-from cifar_core import data, explain, files, models, runs, sources, spec_io
+from cifar_core import data, explain, files, models, presets, runs, sources, spec_io
 from cifar_core import device as devices
 from cifar_core import spec as specs
 
@@ -331,9 +331,16 @@ def run_settings(run_dir) -> str:
     source = sources.app_label(config.data) if config.data else "the default data source"
     epochs = (f"a time budget of {config.minutes:g} minutes" if config.minutes is not None
               else f"{config.epochs} epoch" + ("" if config.epochs == 1 else "s"))
+    # and what differs from the settings the model starts from (a learning rate typed in had gone unsaid)
+    start = presets.train_config_for(model_spec)
+    changed = [f"{configs.label(name).lower()} {configs.in_words(getattr(config, name))}"
+               for name in (*configs.fields_in("basic"), *configs.fields_in("recipe"))
+               if name not in ("epochs", "minutes", "batch_size", "data", "limit")
+               and getattr(config, name) != getattr(start, name)]
     return (f"This run's settings: model {md_escape(model_spec.name)}, {epochs}, batch size "
             f"{config.batch_size}, data {md_escape(source)}" + (f" (first {config.limit:,} images)" if config.limit
-                                                              else "") + ".")
+                                                              else "")
+            + (f"; changed from the model's defaults: {', '.join(map(md_escape, changed))}" if changed else "") + ".")
 
 
 def has_default_model() -> bool:
