@@ -19,7 +19,7 @@ def test_a_bad_range_is_a_sentence_as_it_is_typed(open_app, app_env):
     at.number_input(key="sweep_high_width").set_value(1.0).run()
     assert not at.exception and at.button(key="sweep_start").disabled  # said before Start, named as the form does
     assert [helpers.plain(e.value) for e in at.error] == [
-        "The range 'Width (× every Conv2D's filters)' has low 3.0 above high 1.0."]
+        "The range 'Width (× every Conv2D's filters)' has 'from' 3.0 above 'to' 1.0."]  # as the boxes are named
     at.number_input(key="sweep_low_width").set_value(0.5).run()
     assert not at.error and not at.button(key="sweep_start").disabled
     for key in ("width", "learning_rate", "label_smoothing"):

@@ -78,11 +78,13 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, i
 
 def range_error(error) -> str:
     """The engine's sentence about a range, with the range named as the form names it: "The search space's width"
-    (the JSON's key) becomes "The range 'Width (× every Conv2D's filters)'"."""
+    (the JSON's key) becomes "The range 'Width (× every Conv2D's filters)'", its low and high 'from' and 'to'."""
     def named(match):
         key = match.group(1)
         return f"The range '{RANGES[key][0]}'" if key in RANGES else match.group(0)
-    return ui.md_escape(re.sub(r"The search space's (\w+)", named, str(error)))
+    text = re.sub(r"The search space's (\w+)", named, str(error))
+    # and its bounds as the form's boxes name them: 'from' and 'to', the JSON's low and high
+    return ui.md_escape(re.sub(r"\blow\b", "'from'", re.sub(r"\bhigh\b", "'to'", text)))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
