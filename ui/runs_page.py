@@ -24,7 +24,9 @@ def table(rows: list[dict]) -> list[dict]:
                          column_config={"params": st.column_config.NumberColumn(format="localized"),
                                         "best val accuracy": ui.percent_column(),
                                         "last val accuracy": ui.percent_column("The last epoch's: the saved model's"),
-                                        "train time (s)": st.column_config.NumberColumn(format="%.0f")})
+                                        "train time (s)": st.column_config.NumberColumn(format="%.0f"),
+                                        # wide enough for a whole id (it was cut to "2026120…" at 1400 px)
+                                        "run id": st.column_config.TextColumn(width=240)})
     return [rows[i] for i in event.selection.rows if i < len(rows)]
 
 
