@@ -23,7 +23,8 @@ def _cmd_train(args) -> int:
     if args.queue:
         return _cmd_queue(args)
     run_dir = Path(args.run_dir) if args.run_dir else None
-    if run_dir and not runs.RUN_ID.match(run_dir.name):  # the runs list and the app name a run by its folder
+    # a new run's folder must have a name the runs list and the app can show (a run to resume keeps its own)
+    if run_dir and not args.resume and (args.preset or args.spec) and not runs.RUN_ID.match(run_dir.name):
         raise runs.RunError(f"--run-dir's folder name must be 1 to 80 letters, digits, '-' or '_', the first a letter "
                             f"or a digit, got {run_dir.name!r}.")
     if args.resume or (run_dir and not args.preset and not args.spec):
@@ -286,15 +287,17 @@ def _cmd_sweep(args) -> int:
                               study_name=args.study, runs_dir=args.runs_dir, pruner=args.pruner,
                               log=lambda m: print(m, flush=True))
     _print_sweep(result, args)
-    return 0
+    return 128 + result["signal"] if result["signal"] else 0  # stopped by a signal: as a shell reports one
 
 
 def _cmd_sweep_worker(args) -> int:
     from . import studies, sweeps
 
-    sweeps.work(args.storage, args.study, args.runs_dir, log=lambda m: print(m, flush=True), data=args.data)
+    if args.data:
+        _check_source(args.data)
+    signum = sweeps.work(args.storage, args.study, args.runs_dir, log=lambda m: print(m, flush=True), data=args.data)
     _print_sweep(studies.summary(args.storage, args.study), args)
-    return 0
+    return 128 + signum if signum else 0
 
 
 COMMANDS = {"train": _cmd_train, "sweep": _cmd_sweep, "sweep-worker": _cmd_sweep_worker, "evaluate": _cmd_evaluate,

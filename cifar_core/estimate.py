@@ -123,7 +123,8 @@ def measured_speed(device: str, precision: str, runs_dir=None, recent: int = 10)
         config = runs.read_config(run_dir)
         splits = config.get("data_splits")
         images = splits.get("train") if isinstance(splits, dict) else 0
-        if row["problem"] or (config.get("device"), config.get("precision")) != (device, precision) \
+        # only a config.json that cannot be read; a torn status.json leaves the config's and the metrics' times good
+        if row["state"] == "unreadable" or (config.get("device"), config.get("precision")) != (device, precision) \
                 or not isinstance(images, int) or images < 1:
             continue
         train = config.get("train") if isinstance(config.get("train"), dict) else {}

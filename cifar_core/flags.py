@@ -101,7 +101,10 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     preset_help = f"a preset to start from: {', '.join(PRESETS)}"
 
-    p = sub.add_parser("train", help="train a preset or a spec into a run directory")
+    p = sub.add_parser("train", help="train a preset or a spec into a run directory",
+                       description="Train a preset or a spec into a run directory. The defaults below are "
+                       "TrainConfig's; a preset, and a spec file that keeps a preset's name, start from that preset's "
+                       "settings.")
     p.add_argument("--preset", help=preset_help)
     p.add_argument("--spec", help="a model spec JSON file (the Build page's download)")
     p.add_argument("--config", help="a JSON file of training settings (TrainConfig fields)")
@@ -160,7 +163,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help=RUNS_DIR_HELP)
 
     p = sub.add_parser("standby", help="wait with TensorFlow imported for a job from the Train page")
-    p.add_argument("--runs-dir", required=True, help=RUNS_DIR_HELP)
+    p.add_argument("--runs-dir", required=True, help="the runs folder whose next job it takes")
     p.add_argument("--parent", type=int, help="exit when this process (the server) has ended")
 
     p = sub.add_parser("presets", help="list the presets")

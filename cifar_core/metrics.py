@@ -127,6 +127,14 @@ def read_metrics(run_dir: Path, max_batch_points: int = MAX_BATCH_POINTS) -> lis
     return [dict(r) for r in _read_metrics_cached(str(path), st.st_size, st.st_mtime_ns, max_batch_points)]
 
 
+def file_problem(run_dir: Path) -> str | None:
+    """Why metrics.jsonl cannot be read at all (a link, a folder), as a sentence, or None; a torn or junk line is
+    skipped, not a problem of the file."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return "its metrics.jsonl is not a regular file." if path.is_symlink() or path.exists() and not path.is_file() \
+        else None
+
+
 def epoch_records(run_dir: Path) -> list[dict]:
     return [r for r in read_metrics(run_dir) if r["kind"] == "epoch"]
 

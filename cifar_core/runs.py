@@ -17,6 +17,7 @@ page or the command that lists it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -347,23 +348,22 @@ def _status_problem(run_dir: Path, status: dict) -> str | None:
     """Why status.json or metrics.jsonl cannot be read, as a sentence, or None (a run not started has neither)."""
     if (run_dir / "status.json").is_symlink() or (run_dir / "status.json").exists() and status["state"] == "unknown":
         return "its status.json is not readable, or names no state it can be in."
-    metrics_path = run_dir / "metrics.jsonl"
-    if metrics_path.is_symlink() or metrics_path.exists() and not metrics_path.is_file():
-        return "its metrics.jsonl is not a regular file."
-    return None
+    return metrics.file_problem(run_dir)
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict]:
     """Every run folder under runs_dir, newest first, the unreadable ones included with their problem."""
     root = Path(runs_dir or default_runs_dir())
     try:
-        found, entries = {}, [p for p in root.iterdir() if RUN_ID.match(p.name) and p.is_dir()]
-        for p in sorted(entries, key=lambda p: (p.is_symlink(), p.name)):  # a run once: folders, then links
-            found.setdefault(p.resolve(), p)
-        entries = list(found.values())
-    except (OSError, RuntimeError):  # RuntimeError: a loop of links
+        names = sorted(root.iterdir(), key=lambda p: (p.is_symlink(), p.name))  # a run once: folders, then links
+    except OSError:
         return []
-    rows = [summarize(p) for p in entries if (p / "config.json").exists() or (p / "status.json").exists()]
+    found = {}  # each run folder by its first entry
+    for p in names:
+        with contextlib.suppress(OSError, RuntimeError):  # a link into a folder nobody may read: the others list
+            if RUN_ID.match(p.name) and p.is_dir():
+                found.setdefault(p.resolve(), p)
+    rows = [summarize(p) for p in found.values() if (p / "config.json").exists() or (p / "status.json").exists()]
     return sorted(rows, key=lambda r: r["run_id"], reverse=True)
 
 

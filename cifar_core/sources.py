@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from pathlib import Path
 
 from . import data, files, runs
@@ -148,11 +149,19 @@ def app_label(source: str) -> str:
 
 
 def without_server_paths(text: str) -> str:
-    """Text a job wrote (its log) as a page may show it: the runs folder, the data roots, the server's working
-    folder and its home folder taken out of every path, so that a run's folder reads as its id and a dataset in a
-    root as its name, as the pages name them. A job's log had ended on its run folder's full path."""
+    """Text a job wrote (its log, its error) as a page may show it: the runs folder, the data roots, the server's
+    working folder and its home folder taken out of every path that starts with one, so that a run's folder reads
+    as its id and a dataset in a root as its name, as the pages name them. A job's log had ended on its run
+    folder's full path. Only whole paths match (not /tmp inside /var/tmp), and a filesystem root is no prefix."""
     folders = {runs.default_runs_dir(), *data_roots(), Path.cwd()}
-    prefixes = {f"{form}{os.sep}" for folder in folders for form in (folder, folder.resolve()) if form.is_absolute()}
+    prefixes = {str(form) for folder in folders for form in (folder, folder.resolve())
+                if form.is_absolute() and form.parent != form}
     for prefix in sorted(prefixes, key=len, reverse=True):  # the longest first: a root inside the working folder
-        text = text.replace(prefix, "")
-    return text.replace(str(Path.home()), "~") if str(Path.home()) not in ("/", "") else text
+        text = re.sub(_START + re.escape(prefix) + r"[/\\]", "", text)
+    home = Path.home()
+    if home.parent != home:
+        text = re.sub(_START + re.escape(str(home)) + r"(?=[/\\\s'\"]|$)", "~", text)
+    return text
+
+
+_START = r"(?<![\w./\\~-])"  # a path begins here: not inside a word, a URL or another path

@@ -158,7 +158,5 @@ def apply_params(model_spec: specs.ModelSpec, config: configs.TrainConfig, param
         if isinstance(layer, specs.Dropout) and "dropout" in params:
             layer = dataclasses.replace(layer, rate=float(params["dropout"]))
         layers.append(layer)
-    # a scaled network is named so: it had kept the base's name, and the Runs page listed 'tiny' at three sizes
-    name = f"{model_spec.name} ×{params['width']:g} width"[:64] if "width" in params else model_spec.name
-    model_spec = shapes.validate(dataclasses.replace(model_spec, name=name, layers=tuple(layers)))
+    model_spec = shapes.validate(dataclasses.replace(model_spec, layers=tuple(layers)))
     return model_spec, configs.with_changes(config, {k: v for k, v in params.items() if k in configs.FIELDS})

@@ -11,7 +11,7 @@ import math
 import re
 from pathlib import Path
 
-from . import runs
+from . import runs, sources
 from .space import SweepError
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -36,10 +36,10 @@ def open_storage(url: str):
     if url.startswith("sqlite:///"):
         if not url[len("sqlite:///"):].strip():  # SQLite's in-memory database: every open would be a new, empty one
             raise SweepError("--storage sqlite:/// names no file; give one, such as sqlite:///runs/sweeps.db.")
-        folder = Path(url[len("sqlite:///"):]).parent
-        if not folder.parent.is_dir():  # its folder may be new (a new runs folder), not a whole new tree
-            raise SweepError(f"--storage {redact(url)} is in a folder that does not exist, nor does the one above it.")
-        folder.mkdir(exist_ok=True)
+        # no folder is made here (it had made a whole tree for a mistyped path): the sweeps make their runs folder
+        if not Path(url[len("sqlite:///"):]).parent.is_dir():
+            raise SweepError(f"The folder of the SQLite database {redact(url)} does not exist; make it first, or give "
+                             "--storage another.")
     try:
         return optuna.storages.RDBStorage(_driver_url(url), heartbeat_interval=30, grace_period=120)
     except Exception as e:  # a wrong URL, an absent driver, a server that does not answer
@@ -136,7 +136,7 @@ def trial_rows(study_summary: dict) -> list[dict]:
     return [{"trial": t["number"], "state": t["state"].lower(), "validation accuracy": t["value"],
              "seconds": t["seconds"],
              **{f"param {k}": v for k, v in t["params"].items()}, "run": _run_id(t["run_dir"]),
-             **({"why it failed": t.get("error")} if failed else {})}
+             **({"why it failed": t.get("error") and sources.without_server_paths(t["error"])} if failed else {})}
             for t in study_summary["trials"]]
 
 

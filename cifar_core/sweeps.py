@@ -178,7 +178,7 @@ def follow_run(trial, run_dir: Path, runs_dir, study_name: str) -> float:
                     runs.request_stop(run_dir)
         if state in ENDED or state == "cancelled":
             break
-        if _stop_file(runs_dir, study_name).exists():
+        if _stop_file(runs_dir, study_name).exists() or _SIGNALLED:
             if state == "queued":
                 jobs.cancel_queued(run_dir.name, runs_dir)
             else:
@@ -196,9 +196,9 @@ def follow_run(trial, run_dir: Path, runs_dir, study_name: str) -> float:
     return best
 
 
-def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str | None = None) -> None:
+def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str | None = None) -> int | None:
     """Trains the study's trials here until it has its number (counted across every worker by Optuna's
-    MaxTrialsCallback), or the sweep is stopped."""
+    MaxTrialsCallback), or the sweep is stopped; returns the signal that stopped this worker, if one did."""
     import optuna
 
     study, model_spec, config, space, trials = load_study(storage_url, study_name)
@@ -209,14 +209,15 @@ def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str 
     stop_file.unlink(missing_ok=True)
     counted = tuple(getattr(optuna.trial.TrialState, s) for s in COUNTED)
     if len(study.get_trials(deepcopy=False, states=counted)) >= trials:
-        return
+        return None
 
     def stop_when_asked(study, _trial):
-        if stop_file.exists():
+        if stop_file.exists() or _SIGNALLED:
             study.stop()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    previous = _stop_on_signals(stop_file)
+    _SIGNALLED.clear()
+    previous = _stop_on_signals()
     try:
         study.optimize(make_objective(study, model_spec, config, space, trials, runs_dir, log),
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=counted), stop_when_asked],
@@ -225,30 +226,43 @@ def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str 
         log(str(e))
     finally:
         stop_file.unlink(missing_ok=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        _restore(previous)
+    return _SIGNALLED.get("signum")
 
 
-def _stop_on_signals(stop_file: Path) -> dict:
-    """SIGTERM and Ctrl-C stop the sweep as the Sweep page's Stop does, through the stop file: the trial's job is
-    stopped and the trial ends failed. Killed at once, the sweep had left its trial's job training on and the trial
-    'running' in the study for good. Returns the handlers replaced (none outside the main thread)."""
+# The signal that stopped this process's sweep: this worker's alone (the stop file stops every worker of a study).
+_SIGNALLED: dict = {}
+
+
+def _stop_on_signals() -> dict:
+    """SIGTERM and Ctrl-C stop this worker's sweep as the Sweep page's Stop does: the trial's job is stopped and the
+    trial ends failed. Killed at once, the sweep had left its trial's job training on and the trial 'running' in the
+    study for good. A second signal acts as it would have (the handlers are given back at the first). A Ctrl-C that
+    this process ignores (started in the background) stays ignored. Returns the handlers replaced (none outside the
+    main thread)."""
     def stop(signum, _frame):
-        try:
-            stop_file.parent.mkdir(parents=True, exist_ok=True)
-            touch(stop_file)
-        except OSError:
-            raise KeyboardInterrupt from None  # no stop file can be made: Optuna marks the trial failed itself
+        _SIGNALLED["signum"] = signum
+        _restore(previous)
 
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: handler for sig, handler in previous.items() if handler is not signal.SIG_IGN}
+    for sig in previous:
+        signal.signal(sig, stop)
+    return previous
+
+
+def _restore(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: a handler set outside Python
 
 
 def run_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, *, trials: int, space: dict | None = None,
               storage_url: str | None = None, study_name: str | None = None, runs_dir=None, pruner: str = "median",
               log=print) -> dict:
-    """Creates (or continues) a study and trains its trials here; returns studies.summary()."""
+    """Creates (or continues) a study and trains its trials here; returns studies.summary(), and under "signal" the
+    signal that stopped it, if one did."""
     runs_dir = Path(runs_dir or runs.default_runs_dir())
     if not storage_url:  # the default database lies in the runs folder, which may be new
         runs_dir.mkdir(parents=True, exist_ok=True)
@@ -256,8 +270,8 @@ def run_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, *, trial
     study_name = study_name or runs.new_run_id(f"sweep-{model_spec.name}")
     create_study(storage_url, study_name, model_spec, config, space or default_space(model_spec), trials, pruner)
     _record_local(runs_dir, study_name, storage_url)
-    work(storage_url, study_name, runs_dir, log)
-    return studies.summary(storage_url, study_name)
+    signum = work(storage_url, study_name, runs_dir, log)
+    return {**studies.summary(storage_url, study_name), "signal": signum}
 
 
 # ---- sweeps started from the page: a background process each
@@ -305,8 +319,8 @@ def start_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, space:
     runs_dir = Path(runs_dir or runs.default_runs_dir())
     study_name = study_name or runs.new_run_id(f"sweep-{model_spec.name}")
     storage_url = studies.default_storage(runs_dir)
+    _local_path(runs_dir).mkdir(parents=True, exist_ok=True)  # the runs folder, holding the database, may be new
     create_study(storage_url, study_name, model_spec, config, space, trials)
-    _local_path(runs_dir).mkdir(parents=True, exist_ok=True)
     pid = jobs.spawn(["sweep-worker", "--storage", storage_url, "--study", study_name, "--runs-dir",
                        str(runs_dir.resolve())], _local_path(runs_dir) / f"{study_name}.log")
     _record_local(runs_dir, study_name, storage_url, pid)

@@ -6,7 +6,7 @@ best trial."""
 import streamlit as st
 
 import ui
-from cifar_core import presets, runs, sources, sweeps
+from cifar_core import data, presets, runs, sources, sweeps
 from cifar_core import spec as specs
 from ui import sweep as view
 
@@ -26,7 +26,7 @@ if st.button("Start sweep", type="primary", key="sweep_start", disabled=not read
     try:
         config = sweeps.trial_config(model_spec, epochs, sources.app_source(source_choice), limit)
         st.session_state["sweep_study"] = sweeps.start_sweep(model_spec, config, space, trials)
-    except (specs.SpecError, runs.RunError, OSError) as e:
+    except (specs.SpecError, runs.RunError, data.DataError, OSError) as e:
         st.error(ui.setting_error(e))
 
 studies = [s["study"] for s in sweeps.local_studies()]

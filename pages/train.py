@@ -61,8 +61,7 @@ view.monitor(run_id)
 
 run_dir = runs.run_path(run_id)
 status = runs.read_status(run_dir)
-if status.get("state") == "failed":
-    st.error("The training failed: " + ui.md_escape(status.get("error") or "no reason was recorded."))
+view.failure(status)
 if status.get("failed_on") == "data":  # resuming would fail the same way: offer another data source
     view.retrain_box(run_dir)
 elif status.get("state") in jobs.RESUMABLE_STATES:

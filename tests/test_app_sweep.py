@@ -107,12 +107,11 @@ def test_a_sweep_from_the_page(open_app, app_env):
     best = summary["best"]["run_dir"].rsplit("/", 1)[-1]
     at.button(key="sweep_open_train").click().run()
     assert not at.exception, at.exception
-    name = at.session_state["spec"].name
-    assert at.session_state["train_run"] == best and name.startswith("tiny ×") and name.endswith(" width")
+    assert at.session_state["train_run"] == best and at.session_state["spec"].name == "tiny"
     # Train offers the trial's model and settings (the learning rate the sweep chose), ready to train again.
     assert at.selectbox(key="train_model").value == "build"
     trial_config = runs.read_spec_and_config(app_env / best)[1]
-    rate = at.number_input(key=f"tc_{ui.slug(name)}_{ui.slug(best)}_learning_rate").value
+    rate = at.number_input(key=f"tc_tiny_{ui.slug(best)}_learning_rate").value
     assert rate == pytest.approx(trial_config.learning_rate, rel=1e-3) and trial_config.learning_rate != 0.003
     assert all("/" not in str(r) for r in table["run"])  # run ids, never a server path
 
@@ -121,7 +120,23 @@ def test_the_epochs_range_takes_over_the_epochs_box(open_app):
     at = open_app(SWEEP)
     box = at.number_input(key="sweep_epochs")
     assert not box.disabled and box.help == "Every trial trains this many epochs."
+    at.number_input(key="sweep_epochs").set_value(0).run()  # wrong, then taken over by the range: not a blocker
+    assert at.button(key="sweep_start").disabled
     at.checkbox(key="sweep_on_epochs").check().run()
-    box = at.number_input(key="sweep_epochs")
+    box = at.number_input(key="sweep_epochs_off")
     assert box.disabled and box.help == "Each trial's epochs come from the Epochs range above."
-    assert not at.exception and not at.button(key="sweep_start").disabled
+    assert not at.exception and not at.error and not at.button(key="sweep_start").disabled
+
+
+def test_the_trials_train_on_the_forms_data_source_not_the_sidebars(open_app, monkeypatch, tmp_path):
+    started = []
+    monkeypatch.setattr(sweeps, "start_sweep", lambda spec, config, space, trials: started.append(config) or "s")
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / "mine" / "train" / name).mkdir(parents=True)
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(tmp_path / "data"))
+    at = open_app(SWEEP, data_source="data/mine")  # the sidebar's choice starts the form's picker
+    assert at.selectbox(key="sweep_source").value == "data/mine"
+    at.selectbox(key="sweep_source").set_value("sample").run()
+    assert at.session_state["data_source"] == "data/mine"
+    at.button(key="sweep_start").click().run()
+    assert not at.exception and [c.data for c in started] == ["sample"]  # the form's, where the sidebar's had been

@@ -240,3 +240,11 @@ def test_an_offline_keras_source_is_refused_before_a_run_is_queued(monkeypatch, 
     assert main(["train", "--preset", "tiny", "--data", "keras", "--queue", "--runs-dir", str(tmp_path)]) == 2
     assert "CIFAR-10 could not be downloaded (no network connection)" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_to_resume_keeps_whatever_folder_name_it_has(tmp_path, capsys):
+    run = tmp_path / "old.run"  # a name no new run may take, made by hand or by an older version
+    shutil.copytree(helpers.tiny_run(), run)
+    runs.write_status(run, state="finished")
+    assert main(["train", "--run-dir", str(run), "--resume"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(run)

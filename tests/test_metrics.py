@@ -126,3 +126,15 @@ def test_junk_lines_are_thinned_with_the_batch_points_and_a_files_reading_is_bou
     monkeypatch.setattr(metrics, "MAX_METRICS_LINES", 100)  # nothing past it is read
     (tmp_path / "metrics.jsonl").write_text("{}\n" * 100 + epoch + "\n")
     assert metrics.read_metrics(tmp_path / ".", max_batch_points=10) == []
+
+
+def test_a_metrics_file_that_is_a_folder_or_a_link_cannot_be_read(tmp_path):
+    assert metrics.file_problem(tmp_path) is None  # no file yet: a run not started
+    (tmp_path / "metrics.jsonl").write_text('{"torn')
+    assert metrics.file_problem(tmp_path) is None  # a torn line is skipped, not a problem of the file
+    (tmp_path / "metrics.jsonl").unlink()
+    (tmp_path / "metrics.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    assert metrics.file_problem(tmp_path) == "its metrics.jsonl is not a regular file."
+    (tmp_path / "metrics.jsonl").unlink()
+    (tmp_path / "metrics.jsonl").mkdir()
+    assert metrics.file_problem(tmp_path) == "its metrics.jsonl is not a regular file."

@@ -83,3 +83,15 @@ def test_a_job_log_is_shown_without_server_paths(tmp_path, monkeypatch):
            f"{tmp_path}/srv/runs/20261207-tiny")
     assert sources.without_server_paths(log) == ("Training 1,800 images from cifar10-jpeg\n"
                                                  "Keras keeps CIFAR-10 in ~/.keras\ndata/mine\n20261207-tiny")
+
+
+def test_only_whole_paths_lose_their_server_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", "/")  # a filesystem root is no prefix: it would have cut every path
+    monkeypatch.setenv("HOME", "/home/al")
+    monkeypatch.chdir(tmp_path)
+    kept = (f"Downloading data from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz\n/var{tmp_path}/x\n"
+            f"/home/alice/data\nx{tmp_path}/y")
+    assert sources.without_server_paths(kept) == kept
+    assert sources.without_server_paths(f"'{tmp_path}/data/a' and /home/al/.keras and /home/al") == \
+        "'data/a' and ~/.keras and ~"

@@ -46,7 +46,6 @@ def test_params_applied_to_spec_and_settings():
     base = dataclasses.replace(TINY.train, data="sample", limit=300)
     spec, config = spaces.apply_params(TINY.spec, base, {"width": 1.5, "learning_rate": 0.02, "epochs": 3})
     assert [layer.filters for layer in spec.layers if isinstance(layer, S.Conv2D)] == [24, 48]  # 16, 32 x 1.5
-    assert spec.name == "tiny ×1.5 width"  # not 'tiny': the Runs page had listed tiny at three sizes
     assert config.learning_rate == 0.02 and config.epochs == 3 and config.data == "sample" and config.limit == 300
     spec, config = spaces.apply_params(TINY.spec, base, {"preset": "report-2-1", "dropout": 0.125})
     assert spec.name == "report-2-1" and config.batch_size == 32 and config.data == "sample"

@@ -73,9 +73,19 @@ def test_figures_wait_for_a_complete_trial(tmp_path):
     assert sum(map(float, colours[-1][4:-1].split(","))) < sum(map(float, colours[0][4:-1].split(",")))
 
 
-def test_an_sqlite_file_may_be_in_a_new_folder_but_not_in_a_new_tree(tmp_path):
-    studies.open_storage(f"sqlite:///{tmp_path / 'new' / 'sweeps.db'}")
-    assert (tmp_path / "new").is_dir()
-    with pytest.raises(studies.SweepError, match="in a folder that does not exist, nor does the one above it"):
+def test_no_folder_is_made_for_an_sqlite_file(tmp_path):
+    studies.open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    with pytest.raises(studies.SweepError, match="The folder of the SQLite database sqlite:///sweeps.db does not "
+                                                 "exist; make it first"):
         studies.open_storage(f"sqlite:///{tmp_path / 'no' / 'such' / 'sweeps.db'}")
-    assert not (tmp_path / "no").exists()
+    assert not (tmp_path / "no").exists()  # a mistyped path had made a whole tree
+
+
+def test_a_sweep_from_the_page_makes_its_new_runs_folder(tmp_path, monkeypatch):
+    from cifar_core import jobs, presets, sweeps
+
+    monkeypatch.setattr(jobs, "spawn", lambda *args, **kwargs: 1)  # the worker is not the point here
+    tiny = presets.get_preset("tiny")
+    runs_dir = tmp_path / "new" / "studio" / "runs"
+    sweeps.start_sweep(tiny.spec, tiny.train, {"learning_rate": {"low": 1e-3, "high": 1e-2}}, 2, runs_dir, "s")
+    assert (runs_dir / "sweeps.db").is_file()

@@ -163,7 +163,7 @@ def test_stop_request_ends_a_sweep(how, tmp_path):
     finally:
         if worker.poll() is None:
             worker.kill()
-    assert worker.returncode == 0, err
+    assert worker.returncode == (128 + signal.SIGTERM if how == "SIGTERM" else 0), err  # as a shell reports one
     (row,) = runs.list_runs(tmp_path)
     assert row["state"] == "stopped" and row["has_model"]
     trials = studies.summary(storage, "stopme")["trials"]
@@ -245,3 +245,21 @@ def test_two_workers_share_one_study_in_postgresql(postgres_url, tmp_path):
         assert (run_dir / "job.log").read_text().count("Training on") == 1
     assert not (tmp_path / "reader").exists() or not any(
         runs.RUN_ID.match(p.name) for p in (tmp_path / "reader").iterdir())  # the reader trained nothing
+
+
+def test_a_signal_stops_this_worker_alone_and_a_second_acts_as_before():
+    term, interrupt = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    sweeps._SIGNALLED.clear()
+    replaced = sweeps._stop_on_signals()
+    try:
+        assert set(replaced) == {signal.SIGTERM, signal.SIGINT}
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert sweeps._SIGNALLED == {"signum": signal.SIGTERM}  # this process's flag, not the study's stop file
+        assert signal.getsignal(signal.SIGTERM) is term and signal.getsignal(signal.SIGINT) is interrupt
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # started in the background: Ctrl-C is not for this process
+        assert set(sweeps._stop_on_signals()) == {signal.SIGTERM}
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, term)
+        signal.signal(signal.SIGINT, interrupt)
+        sweeps._SIGNALLED.clear()

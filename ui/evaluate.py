@@ -145,8 +145,11 @@ def gallery(result: dict, x) -> None:
         st.caption("No image matches: a misclassified image is never predicted as its own class.")
     elif not items:
         st.caption("No image matches these filters.")
-    else:
+    elif len(items) < matching:
         st.caption(f"{len(items):,} of the {matching:,} matching images, the most confident first.")
+    else:
+        st.caption("The one matching image." if matching == 1 else
+                   f"All {matching:,} matching images, the most confident first.")
     with st.container(horizontal=True, wrap=True):  # thumbnails that wrap at any width, a phone's included
         for item in items:
             with st.container(width=120, gap=None):

@@ -49,8 +49,9 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
     run_dir = runs.run_path(run_id)
     row = rows[ids.index(run_id)]
     if row["problem"]:
-        what = "This run cannot be used" if row["state"] == "unreadable" else "Part of this run cannot be read"
-        st.warning(ui.md_escape(f"{what}: {row['problem']} It can still be renamed or deleted."))
+        unusable = row["state"] == "unreadable"  # its config.json: else a status or metrics file only
+        st.warning(ui.md_escape(f"This run cannot be used: {row['problem']} It can still be renamed or deleted."
+                                if unusable else f"Part of this run cannot be read: {row['problem']}"))
 
     c = st.columns(2)
     with c[0]:

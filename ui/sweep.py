@@ -62,11 +62,15 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, i
         with c[0]:
             trials = ui.bounded_number("Trials", 1, sweeps.MAX_TRIALS, 10, key="sweep_trials")
         with c[1]:
-            # The Epochs range, when on, sets each trial's epochs: this box then says so and takes no part.
-            ranged = st.session_state.get("sweep_on_epochs", False)
-            epochs = ui.bounded_number("Epochs per trial", *configs.bounds("epochs"), preset_epochs, key="sweep_epochs",
-                                       disabled=ranged, help="Each trial's epochs come from the Epochs range above."
-                                       if ranged else "Every trial trains this many epochs.")
+            # The Epochs range, when on, sets each trial's epochs: this box then says so and takes no part (its own
+            # value unchecked: a wrong one had stood under a box nobody could edit, and kept Start disabled).
+            if st.session_state.get("sweep_on_epochs", False):
+                ui.number_input("Epochs per trial", value=None, placeholder="from the range", key="sweep_epochs_off",
+                                disabled=True, help="Each trial's epochs come from the Epochs range above.")
+                epochs = preset_epochs
+            else:
+                epochs = ui.bounded_number("Epochs per trial", *configs.bounds("epochs"), preset_epochs,
+                                           key="sweep_epochs", help="Every trial trains this many epochs.")
         with c[2]:
             # TrainConfig's own field, as on the Train page: empty trains on all images.
             limit = ui.setting_widget("limit", "sweep_limit", None)

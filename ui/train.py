@@ -23,6 +23,13 @@ def select_run(run_id: str | None, just_started: bool = False) -> None:
         st.session_state["clear_train_name"] = True
 
 
+def failure(status: dict) -> None:
+    """A failed run's reason, without the server's folders (a missing dataset's message names its path)."""
+    if status.get("state") == "failed":
+        reason = sources.without_server_paths(status.get("error") or "no reason was recorded.")
+        st.error("The training failed: " + ui.md_escape(reason))
+
+
 def shown_run() -> str | None:
     """The run this page shows: the one selected in this session, else ?run=, else the job training now."""
     return jobs.shown_run((st.session_state.get("train_run"), st.query_params.get("run")))
