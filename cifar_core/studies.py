@@ -11,7 +11,7 @@ import math
 import re
 from pathlib import Path
 
-from . import runs, sources
+from . import runs
 from .space import SweepError
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -136,7 +136,7 @@ def trial_rows(study_summary: dict) -> list[dict]:
     return [{"trial": t["number"], "state": t["state"].lower(), "validation accuracy": t["value"],
              "seconds": t["seconds"],
              **{f"param {k}": v for k, v in t["params"].items()}, "run": _run_id(t["run_dir"]),
-             **({"why it failed": t.get("error") and sources.without_server_paths(t["error"])} if failed else {})}
+             **({"why it failed": t.get("error")} if failed else {})}
             for t in study_summary["trials"]]
 
 

@@ -122,6 +122,9 @@ def _progress(study: str, storage: str, running: bool) -> None:
         sweeps.stop_sweep(runs.default_runs_dir(), study)
         st.toast("Stopping: the trial under way stops after its batch.")
     rows = ui.rounded(studies.trial_rows(summary), ("validation accuracy",))
+    for row in rows:  # a trial's reason is its run's error, which may name a server path
+        if row.get("why it failed"):
+            row["why it failed"] = sources.without_server_paths(row["why it failed"])
     named = {f"param {key}": st.column_config.NumberColumn(label, format="%g")  # 0.000737, not 0.0007
              for key, (label, *_) in RANGES.items()} | {"param preset": "Preset"}
     st.dataframe(rows, hide_index=True, key="sweep_table", column_config={
