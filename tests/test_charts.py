@@ -83,7 +83,7 @@ def test_overlay_curves_one_line_per_run():
                                  "b": [{"kind": "epoch", "epoch": 1, "step": 1, "val_accuracy": 0.6},
                                        {"kind": "epoch", "epoch": 2, "step": 1, "val_accuracy": 0.7}]})
     assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[1].y) == [0.6, 0.7]
-    assert (fig.layout.yaxis.title.text, fig.layout.yaxis.tickformat) == ("validation accuracy", ".0%")
+    assert (fig.layout.yaxis.title.text, fig.layout.yaxis.tickformat) == ("validation accuracy", ".1~%")
     assert charts.overlay_curves({}, "loss").layout.yaxis.tickformat is None
     assert (list(fig.layout.xaxis.range), fig.layout.xaxis.dtick) == ([0, 2], 1)  # whole epochs, not 1, 1.5, 2
 
