@@ -7,6 +7,7 @@ Apart from sweeps.py, which runs studies, because reading one needs neither a wo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from pathlib import Path
@@ -153,7 +154,8 @@ def best_run_id(study_summary: dict) -> str | None:
 
 def figures(storage_url: str, study_name: str) -> dict:
     """Optuna's own Plotly figures of the study: optimisation history and parallel coordinates once a trial is
-    complete (before, Optuna draws empty axes from -1 to 4), parameter importances once two differ."""
+    complete (before, Optuna draws empty axes from -1 to 4), parameter importances once two differ. Accuracies in
+    percent, as every page says them."""
     import optuna
     from optuna import visualization as vis
 
@@ -169,6 +171,13 @@ def figures(storage_url: str, study_name: str) -> dict:
     for trace in shown["history"].data:
         if trace.y is not None:
             trace.y = [None if y is None else 100 * y for y in trace.y]
+    # The parallel plot's objective axis too: Optuna 5 writes its ticks as annotations on the first axis (x = 0),
+    # over lines scaled to [0, 1], so only those texts and the colour bar's ticks change.
+    for note in shown["parallel"].layout.annotations:
+        if note.x == 0:
+            with contextlib.suppress(TypeError, ValueError):
+                note.text = f"{100 * float(note.text):.4g}%"
+    shown["parallel"].update_traces(marker_colorbar_tickformat=".0%", selector={"mode": "markers"})
     if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
         try:
             shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")
