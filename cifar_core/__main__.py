@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -103,12 +104,24 @@ def _cmd_evaluate(args) -> int:
                             progress=_progress_printer("Predicting"), log=_note)
     if args.json:
         shown = {k: v for k, v in result.items() if k not in ("predictions", "model_sha256")}
-        print(json.dumps(shown), file=args.stdout)
+        _print_json(shown, args)
     else:
         note = " (this source has no test split)" if args.split == "test" and result["split"] == "val" else ""
         print(f"{result['split']} split{note}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}, "
               f"top-3 {result['top3_accuracy']:.4f} on {result['n']} images")
     return 0
+
+
+def _print_json(value, args) -> None:
+    """The command's JSON on the real stdout, a number that is not finite as null: json.dumps writes NaN, which no
+    JSON reader takes (a diverged model's loss, a hostile model's probabilities)."""
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        return [finite(x) for x in v] if isinstance(v, (list, tuple)) else v
+    print(json.dumps(finite(value), allow_nan=False), file=args.stdout)
 
 
 def _note(message: str) -> None:
@@ -172,7 +185,7 @@ def _cmd_predict(args) -> int:
         results.update({position: result for (position, _, _), result in zip(readable, classified)})
     ordered = [results[i] for i in range(len(args.images))]
     if args.json:
-        print(json.dumps(ordered), file=args.stdout)
+        _print_json(ordered, args)
     else:
         for r in ordered:
             print(f"{r['file']}: " + (r["error"] if "error" in r else
@@ -234,8 +247,10 @@ def _cmd_presets(args) -> int:
     from .presets import PRESETS
 
     rows = [{"name": n, "params": shapes.summary(p.spec)["params"], "why": p.why} for n, p in PRESETS.items()]
-    print(json.dumps(rows) if args.json else "\n".join(f"{r['name']:<12} {r['params']:>12,}  {r['why']}"
-                                                       for r in rows), file=args.stdout)
+    if args.json:
+        _print_json(rows, args)
+    else:
+        print("\n".join(f"{r['name']:<12} {r['params']:>12,}  {r['why']}" for r in rows))
     return 0
 
 
@@ -243,14 +258,14 @@ def _cmd_runs(args) -> int:
     from . import jobs
 
     root = Path(args.runs_dir or runs.default_runs_dir())
-    if root.exists() and not root.is_dir():
+    if os.path.lexists(root) and not root.is_dir():  # a file, a broken link, a loop of links
         raise runs.RunError(f"The runs folder {root} is not a folder.")
     jobs.start_next(args.runs_dir)  # a queue stalled behind a killed job moves on when somebody looks
     rows = runs.list_runs(args.runs_dir)
     if args.json:  # "id" is the contract's name (DESIGN.md), "run_id" the app's
-        print(json.dumps([{"id": r["run_id"], **r} for r in rows]), file=args.stdout)
+        _print_json([{"id": r["run_id"], **r} for r in rows], args)
     elif not rows:
-        print(f"No runs yet in {Path(args.runs_dir or runs.default_runs_dir()).resolve()}.")
+        print(f"No runs yet in {os.path.abspath(args.runs_dir or runs.default_runs_dir())}.")  # a loop: no resolve
     else:
         for r in rows:
             acc = f"{r['best_val_accuracy']:.4f}" if r["best_val_accuracy"] is not None else "-"
@@ -265,8 +280,8 @@ def _cmd_runs(args) -> int:
 def _print_sweep(result: dict, args) -> None:
     if args.json:
         keys = ("number", "state", "value", "params", "run_dir", "seconds")
-        print(json.dumps({"study": result["study"], "best": result["best"],
-                          "trials": [{k: t[k] for k in keys} for t in result["trials"]]}), file=args.stdout)
+        _print_json({"study": result["study"], "best": result["best"],
+                     "trials": [{k: t[k] for k in keys} for t in result["trials"]]}, args)
         return
     for t in result["trials"]:
         value = f"{t['value']:.4f}" if t["value"] is not None else "-"
@@ -278,10 +293,12 @@ def _print_sweep(result: dict, args) -> None:
 
 def _cmd_sweep(args) -> int:
     from . import sweeps
+    from .data import load_data
     from .space import parse_space
 
     model_spec, config = flags.new_run_settings(args)
     _check_source(config.data)  # every trial would fail on it, each with Optuna's traceback
+    load_data(config.data or None)  # and wholly: one that exists but cannot be read too (the trials use its cache)
     space = parse_space(flags.read_text(args.space, "--space"), model_spec) if args.space else None
     result = sweeps.run_sweep(model_spec, config, trials=args.trials, space=space, storage_url=args.storage,
                               study_name=args.study, runs_dir=args.runs_dir, pruner=args.pruner,
@@ -322,6 +339,9 @@ def main(argv=None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or type(e).__name__}.", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C where no command handles it (train and sweep do): a sentence, not a traceback
+        print("error: interrupted.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ def in_words(value) -> str:
         return "empty"
     if isinstance(value, bool):
         return "on" if value else "off"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:.12g}" if isinstance(value, float) else str(value)  # 12 digits: 0.0030000001 is not 0.003
 
 
 def _ok(name: str, value) -> bool:

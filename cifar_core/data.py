@@ -156,10 +156,14 @@ def check_source(source: str | None = None) -> str:
     named, source = source, source or default_source()
     if source == "keras" and not keras_downloaded() and not can_download():
         raise DataError(_not_downloaded("no network connection"))
-    if source not in ("keras", "sample") and not files.user_path(source).exists():
+    path = files.user_path(source)
+    if source not in ("keras", "sample") and not path.exists():
         where = " (set by CIFAR10_DATA)" if not named else ""
         raise DataError(f"The data source {source!r}{where} does not exist; give 'keras', 'sample', a "
                         "cifar-10-batches-py folder, the cifar-10-python.tar.gz archive, or an image folder.")
+    if source not in ("keras", "sample") and not (path.is_dir() or path.name.endswith((".tar.gz", ".tgz"))):
+        raise DataError(f"{source!r} is neither a cifar-10-batches-py folder, the cifar-10-python.tar.gz archive, "
+                        "nor an image folder with train/<class>/ inside.")
     return source
 
 

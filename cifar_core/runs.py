@@ -169,7 +169,8 @@ def config_problem(run_dir: Path) -> str | None:
     path = Path(run_dir) / "config.json"
     raw = read_json(path, None)
     if raw is None:
-        return "its config.json is missing or is not valid JSON." if path.exists() else "it has no config.json."
+        return "its config.json is missing or is not valid JSON." if os.path.lexists(path) else \
+            "it has no config.json."
     if not isinstance(raw, dict):
         return "its config.json is not a JSON object."
     for key in ("spec", "train"):
@@ -363,7 +364,8 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict]:
         with contextlib.suppress(OSError, RuntimeError):  # a link into a folder nobody may read: the others list
             if RUN_ID.match(p.name) and p.is_dir():
                 found.setdefault(p.resolve(), p)
-    rows = [summarize(p) for p in found.values() if (p / "config.json").exists() or (p / "status.json").exists()]
+    # lexists: a run whose config.json is a broken link is listed with that reason, not left out
+    rows = [summarize(p) for p in found.values() if any(os.path.lexists(p / f) for f in ("config.json", "status.json"))]
     return sorted(rows, key=lambda r: r["run_id"], reverse=True)
 
 

@@ -149,19 +149,23 @@ def app_label(source: str) -> str:
 
 
 def without_server_paths(text: str) -> str:
-    """Text a job wrote (its log, its error) as a page may show it: the runs folder, the data roots, the server's
-    working folder and its home folder taken out of every path that starts with one, so that a run's folder reads
-    as its id and a dataset in a root as its name, as the pages name them. A job's log had ended on its run
-    folder's full path. Only whole paths match (not /tmp inside /var/tmp), and a filesystem root is no prefix."""
-    folders = {runs.default_runs_dir(), *data_roots(), Path.cwd()}
-    prefixes = {str(form) for folder in folders for form in (folder, folder.resolve())
-                if form.is_absolute() and form.parent != form}
-    for prefix in sorted(prefixes, key=len, reverse=True):  # the longest first: a root inside the working folder
-        text = re.sub(_START + re.escape(prefix) + r"[/\\]", "", text)
+    """Text a job wrote (its log, its error) as a page may show it, without the server's folders: a path inside the
+    runs folder, a data root or the working folder loses that folder (a run's folder reads as its id, a dataset in
+    a root as its name, as the pages name them), the folder itself reads as its name, and the home folder
+    reads '~'. A job's log had ended on its run folder's full path. Only whole paths match (not
+    /tmp inside /var/tmp), and a filesystem root is no prefix."""
+    names = {folder: folder.name for folder in (runs.default_runs_dir(), *data_roots(), Path.cwd())}
+    shown = {str(form): name for folder, name in names.items() for form in (folder, folder.resolve())
+             if form.is_absolute() and form.parent != form}
     home = Path.home()
     if home.parent != home:
-        text = re.sub(_START + re.escape(str(home)) + r"(?=[/\\\s'\"]|$)", "~", text)
+        shown[str(home)] = "~"
+    for prefix in sorted(shown, key=len, reverse=True):  # the longest first: a root inside the working folder
+        inside = "" if shown[prefix] != "~" else "~/"
+        text = re.sub(_START + re.escape(prefix) + r"(?:(" + _SEP + r")|(?![\w\-]|" + _SEP + r"))",
+                      lambda m, p=prefix, i=inside: i if m.group(1) else shown[p], text)
     return text
 
 
-_START = r"(?<![\w./\\~-])"  # a path begins here: not inside a word, a URL or another path
+_START = r"(?<![\w./~-])"  # a path begins here: not inside a word, a URL or another path
+_SEP = "[/" + re.escape(os.sep) + "]"  # a backslash separates only on Windows

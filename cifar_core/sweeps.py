@@ -16,6 +16,7 @@ studies are kept and how one is read back: studies.py.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import signal
 import threading
 import time
@@ -164,27 +165,34 @@ def follow_run(trial, run_dir: Path, runs_dir, study_name: str) -> float:
     Returns the best validation accuracy; raises TrialPruned, SweepStopped or RunError (a failed run)."""
     import optuna
 
-    reported, pruned = set(), False
-    while True:
-        jobs.start_next(runs_dir)  # the job ahead may have been killed, with nobody to start this one
-        state = runs.read_status(run_dir)["state"] if run_dir.is_dir() else "cancelled"
-        for record in metrics.epoch_records(run_dir):
-            value = record.get("val_accuracy")
-            if value is not None and record["epoch"] not in reported:
-                reported.add(record["epoch"])
-                trial.report(value, record["epoch"])
-                if not pruned and trial.should_prune():
-                    pruned = True
-                    runs.request_stop(run_dir)
-        if state in ENDED or state == "cancelled":
-            break
-        if _stop_file(runs_dir, study_name).exists() or _SIGNALLED:
-            if state == "queued":
-                jobs.cancel_queued(run_dir.name, runs_dir)
-            else:
-                jobs.stop_job(run_dir.name, runs_dir)
-            raise SweepStopped(f"The sweep {study_name} was stopped.")
-        time.sleep(POLL_S)
+    reported, pruned, state = set(), False, None
+    try:
+        while True:
+            jobs.start_next(runs_dir)  # the job ahead may have been killed, with nobody to start this one
+            state = runs.read_status(run_dir)["state"] if run_dir.is_dir() else "cancelled"
+            for record in metrics.epoch_records(run_dir):
+                value = record.get("val_accuracy")
+                if value is not None and record["epoch"] not in reported:
+                    reported.add(record["epoch"])
+                    trial.report(value, record["epoch"])
+                    if not pruned and trial.should_prune():
+                        pruned = True
+                        runs.request_stop(run_dir)
+            if state in ENDED or state == "cancelled":
+                break
+            if _stop_file(runs_dir, study_name).exists() or _SIGNALLED:
+                if state == "queued":
+                    jobs.cancel_queued(run_dir.name, runs_dir)
+                else:
+                    jobs.stop_job(run_dir.name, runs_dir)
+                raise SweepStopped(f"The sweep {study_name} was stopped.")
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:  # a second signal: the job is asked to stop, without waiting for it
+        if state == "queued":
+            jobs.cancel_queued(run_dir.name, runs_dir)
+        elif run_dir.is_dir():
+            runs.request_stop(run_dir)
+        raise
     if pruned:
         raise optuna.TrialPruned(f"pruned after epoch {max(reported)}")
     best = metrics.best_val_accuracy(run_dir)
@@ -218,16 +226,28 @@ def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _SIGNALLED.clear()
     previous = _stop_on_signals()
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addFilter(_not_a_stop)
     try:
         study.optimize(make_objective(study, model_spec, config, space, trials, runs_dir, log),
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=counted), stop_when_asked],
                        catch=(runs.RunError, specs.SpecError))
     except SweepStopped as e:
         log(str(e))
+    except KeyboardInterrupt:
+        if not _SIGNALLED:
+            raise
+        log(f"The sweep {study_name} was stopped at once; its trial's job stops after its batch.")
     finally:
         stop_file.unlink(missing_ok=True)
         _restore(previous)
+        optuna_log.removeFilter(_not_a_stop)
     return _SIGNALLED.get("signum")
+
+
+def _not_a_stop(record) -> bool:
+    """Optuna's log without its traceback of a trial that the user stopped: the sweep says so in one line."""
+    return not (record.exc_info and isinstance(record.exc_info[1], (SweepStopped, KeyboardInterrupt)))
 
 
 # The signal that stopped this process's sweep: this worker's alone (the stop file stops every worker of a study).
@@ -237,12 +257,13 @@ _SIGNALLED: dict = {}
 def _stop_on_signals() -> dict:
     """SIGTERM and Ctrl-C stop this worker's sweep as the Sweep page's Stop does: the trial's job is stopped and the
     trial ends failed. Killed at once, the sweep had left its trial's job training on and the trial 'running' in the
-    study for good. A second signal acts as it would have (the handlers are given back at the first). A Ctrl-C that
-    this process ignores (started in the background) stays ignored. Returns the handlers replaced (none outside the
-    main thread)."""
+    study for good. A second signal stops it at once (KeyboardInterrupt: Optuna still records the trial as failed,
+    and the job is asked to stop). A Ctrl-C that this process ignores (started in the background) stays ignored.
+    Returns the handlers replaced (none outside the main thread)."""
     def stop(signum, _frame):
+        if _SIGNALLED:
+            raise KeyboardInterrupt
         _SIGNALLED["signum"] = signum
-        _restore(previous)
 
     if threading.current_thread() is not threading.main_thread():
         return {}

@@ -187,13 +187,14 @@ def test_json_output_is_the_json_alone_whatever_else_prints_meanwhile(monkeypatc
 
     def noisy(*args, **kwargs):
         print("Downloading data from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
-        return {"accuracy": 0.5, "top3_accuracy": 1.0, "loss": 1.0, "n": 2, "split": "test",
+        return {"accuracy": 0.5, "top3_accuracy": 1.0, "loss": float("nan"), "n": 2, "split": "test",
                 "confusion_matrix": [[1, 0], [1, 0]], "per_class": [], "predictions": [0, 0]}
 
     monkeypatch.setattr(evaluate, "evaluate_model", noisy)
     assert main(["evaluate", "default", "--data", "sample", "--json"]) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out) == {"accuracy": 0.5, "top3_accuracy": 1.0, "loss": 1.0, "n": 2, "split": "test",
+    assert "NaN" not in out  # a diverged model's loss: JSON has no NaN, so null
+    assert json.loads(out) == {"accuracy": 0.5, "top3_accuracy": 1.0, "loss": None, "n": 2, "split": "test",
                                "confusion_matrix": [[1, 0], [1, 0]], "per_class": []}
     assert "Downloading data from" in err
     assert main(["evaluate", "default", "--data", "sample"]) == 0  # without --json, stdout is the terminal's
@@ -248,3 +249,35 @@ def test_a_run_to_resume_keeps_whatever_folder_name_it_has(tmp_path, capsys):
     runs.write_status(run, state="finished")
     assert main(["train", "--run-dir", str(run), "--resume"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(run)
+
+
+def test_a_sweep_on_a_source_that_exists_but_cannot_be_read_is_one_sentence(tmp_path, capsys):
+    (tmp_path / "notdata.txt").write_text("x")
+    for name in ("cat", "dog"):
+        (tmp_path / "empty" / "train" / name).mkdir(parents=True)  # class folders without images
+    for source, words in ((tmp_path / "notdata.txt", "is neither a cifar-10-batches-py folder"),
+                          (tmp_path / "empty", "hold no images")):
+        argv = ["sweep", "--preset", "tiny", "--trials", "2", "--data", str(source), "--runs-dir", str(tmp_path / "r")]
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and words in err, err  # not a traceback from every trial
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_runs_folder_that_is_a_loop_of_links_is_one_sentence(tmp_path, capsys):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for json_flag in ([], ["--json"]):  # the text view had died on resolve()
+        assert main(["runs", "--runs-dir", str(tmp_path / "loop"), *json_flag]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"error: The runs folder {tmp_path / 'loop'} is not a folder.\n"
+
+
+def test_a_ctrl_c_no_command_handles_is_a_sentence(monkeypatch, capsys):
+    from cifar_core import __main__ as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "presets", interrupted)
+    assert main(["presets"]) == 130
+    assert capsys.readouterr().err == "error: interrupted.\n"  # not a traceback

@@ -166,6 +166,9 @@ def test_embedded_sample():
 def test_a_source_is_checked_without_loading_it(monkeypatch, tmp_path):
     monkeypatch.delenv("CIFAR10_DATA", raising=False)
     assert data.check_source("sample") == "sample" and data.check_source(str(tmp_path)) == str(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(data.DataError, match="'.*notes.txt' is neither a cifar-10-batches-py folder"):
+        data.check_source(str(tmp_path / "notes.txt"))
     with pytest.raises(data.DataError, match=f"The data source '{tmp_path}/gone' does not exist; give"):
         data.check_source(str(tmp_path / "gone"))
     monkeypatch.setenv("CIFAR10_DATA", str(tmp_path / "gone"))  # named nowhere: the message says where it came from

@@ -341,3 +341,10 @@ def test_a_status_or_label_file_larger_than_any_the_job_writes_is_not_read(tmp_p
     assert runs.run_label(tmp_path) == tmp_path.name
     (tmp_path / "label.json").write_text(json.dumps({"label": "mine"}))
     assert runs.run_label(tmp_path) == "mine"
+
+
+def test_a_run_whose_config_is_a_broken_link_is_listed_with_its_reason(tmp_path):
+    (tmp_path / "20260101-a").mkdir()
+    (tmp_path / "20260101-a" / "config.json").symlink_to(tmp_path / "gone.json")  # left out before
+    (row,) = runs.list_runs(tmp_path)
+    assert row["state"] == "unreadable" and row["problem"] == "its config.json is missing or is not valid JSON."

@@ -95,3 +95,16 @@ def test_only_whole_paths_lose_their_server_folders(tmp_path, monkeypatch):
     assert sources.without_server_paths(kept) == kept
     assert sources.without_server_paths(f"'{tmp_path}/data/a' and /home/al/.keras and /home/al") == \
         "'data/a' and ~/.keras and ~"
+
+
+def test_a_server_folder_named_whole_reads_as_its_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(tmp_path / "srv_cifar"))  # a root that is itself a dataset
+    monkeypatch.setenv("HOME", "/home/al")
+    monkeypatch.chdir(tmp_path)
+    log = (f"Data: 54 training images from {tmp_path}/srv_cifar.\nNo runs yet in {tmp_path}/runs, "
+           f"Keras keeps its files in /home/al. The data source '{tmp_path}/srv_cifar' does not exist; "
+           f"{tmp_path}/runs\\n {tmp_path}.")
+    assert sources.without_server_paths(log) == (
+        "Data: 54 training images from srv_cifar.\nNo runs yet in runs, Keras keeps its files in ~. The data source "
+        f"'srv_cifar' does not exist; runs\\n {tmp_path.name}.")  # a backslash separates nothing on POSIX

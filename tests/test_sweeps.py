@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import helpers
@@ -144,10 +145,10 @@ def test_the_pruner_stops_a_trial_forced_to_be_bad(tmp_path):
     assert len(studies.summary(storage, "prune")["trials"]) == 4  # the study had its 4: no fifth was asked for
 
 
-@pytest.mark.parametrize("how", ["stop file", "SIGTERM"])
+@pytest.mark.parametrize("how", ["stop file", "SIGTERM", "two SIGTERMs"])
 def test_stop_request_ends_a_sweep(how, tmp_path):
-    """The Sweep page's Stop, and a SIGTERM to the sweep: killed at once instead, the sweep had left its trial's job
-    training on and the trial 'running' in the study for good."""
+    """The Sweep page's Stop, and a SIGTERM to the sweep (or two in quick succession): killed at once instead, the
+    sweep had left its trial's job training on and the trial 'running' in the study for good."""
     storage = studies.default_storage(tmp_path)
     base = dataclasses.replace(TINY.train, data="sample", limit=300, epochs=500)
     sweeps.create_study(storage, "stopme", TINY.spec, base, {"learning_rate": {"low": 1e-3, "high": 1e-2}}, 5)
@@ -155,17 +156,22 @@ def test_stop_request_ends_a_sweep(how, tmp_path):
     try:
         helpers.wait_for(lambda: any(r["state"] == "running" for r in runs.list_runs(tmp_path)), 120,
                          process=worker)
-        if how == "SIGTERM":
-            worker.send_signal(signal.SIGTERM)
-        else:
+        if how == "stop file":
             sweeps.stop_sweep(tmp_path, "stopme")
+        else:
+            worker.send_signal(signal.SIGTERM)
+            if how == "two SIGTERMs":
+                time.sleep(0.1)
+                worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=120)
     finally:
         if worker.poll() is None:
             worker.kill()
-    assert worker.returncode == (128 + signal.SIGTERM if how == "SIGTERM" else 0), err  # as a shell reports one
+    assert worker.returncode == (0 if how == "stop file" else 128 + signal.SIGTERM), err  # as a shell reports one
+    assert "Traceback" not in err and "was stopped" in out  # one line, not Optuna's traceback of the trial
+    helpers.wait_for(lambda: runs.list_runs(tmp_path)[0]["state"] == "stopped", 60)  # the second: after its batch
     (row,) = runs.list_runs(tmp_path)
-    assert row["state"] == "stopped" and row["has_model"]
+    assert row["has_model"]
     trials = studies.summary(storage, "stopme")["trials"]
     assert [t["state"] for t in trials] == ["FAIL"]  # stopped by the user: no value, and no further trial
 
@@ -247,7 +253,7 @@ def test_two_workers_share_one_study_in_postgresql(postgres_url, tmp_path):
         runs.RUN_ID.match(p.name) for p in (tmp_path / "reader").iterdir())  # the reader trained nothing
 
 
-def test_a_signal_stops_this_worker_alone_and_a_second_acts_as_before():
+def test_a_signal_stops_this_worker_alone_and_a_second_stops_it_at_once():
     term, interrupt = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     sweeps._SIGNALLED.clear()
     replaced = sweeps._stop_on_signals()
@@ -255,6 +261,10 @@ def test_a_signal_stops_this_worker_alone_and_a_second_acts_as_before():
         assert set(replaced) == {signal.SIGTERM, signal.SIGINT}
         os.kill(os.getpid(), signal.SIGTERM)
         assert sweeps._SIGNALLED == {"signum": signal.SIGTERM}  # this process's flag, not the study's stop file
+        with pytest.raises(KeyboardInterrupt):  # the second: at once (Optuna records the trial as failed)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        sweeps._restore(replaced)
         assert signal.getsignal(signal.SIGTERM) is term and signal.getsignal(signal.SIGINT) is interrupt
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # started in the background: Ctrl-C is not for this process
         assert set(sweeps._stop_on_signals()) == {signal.SIGTERM}
