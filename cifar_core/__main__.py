@@ -152,8 +152,8 @@ def _say_default_source(source: str | None) -> None:
 
 
 def _check_source(source: str | None) -> None:
-    """A queued run's or a sweep's data source, checked now (data.check_source): its trials would each have failed
-    on it, with Optuna's traceback, and a queued run once the job ahead had ended. A fallback to the sample is said."""
+    """A queued run's or a joining sweep worker's data source, checked now (data.check_source), not once the job
+    ahead has ended or in every trial. A fallback to the sample is said."""
     from .data import check_source
 
     _say_default_source(source)
@@ -297,8 +297,10 @@ def _cmd_sweep(args) -> int:
     from .space import parse_space
 
     model_spec, config = flags.new_run_settings(args)
-    _check_source(config.data)  # every trial would fail on it, each with Optuna's traceback
-    load_data(config.data or None)  # and wholly: one that exists but cannot be read too (the trials use its cache)
+    # The data source loaded whole before the study: on one that is missing or cannot be read, every trial had
+    # failed with Optuna's traceback (the trials then use its decode cache)
+    _say_default_source(config.data)
+    load_data(config.data or None)
     space = parse_space(flags.read_text(args.space, "--space"), model_spec) if args.space else None
     result = sweeps.run_sweep(model_spec, config, trials=args.trials, space=space, storage_url=args.storage,
                               study_name=args.study, runs_dir=args.runs_dir, pruner=args.pruner,

@@ -151,17 +151,19 @@ def _not_downloaded(reason: str) -> str:
 
 def check_source(source: str | None = None) -> str:
     """The source named (the default when None), checked without loading it: DataError for a path that does not
-    exist, or CIFAR-10 from Keras neither downloaded nor downloadable. A queued run and a sweep's trials are
-    checked so before they wait, a run's own loading as it starts."""
+    exist or is neither a folder nor a .tar.gz file, or CIFAR-10 from Keras neither downloaded nor downloadable.
+    A queued run is checked so before it waits; load_data checks a path so before it reads it."""
     named, source = source, source or default_source()
     if source == "keras" and not keras_downloaded() and not can_download():
         raise DataError(_not_downloaded("no network connection"))
+    if source in ("keras", "sample"):
+        return source
     path = files.user_path(source)
-    if source not in ("keras", "sample") and not path.exists():
+    if not path.exists():
         where = " (set by CIFAR10_DATA)" if not named else ""
         raise DataError(f"The data source {source!r}{where} does not exist; give 'keras', 'sample', a "
                         "cifar-10-batches-py folder, the cifar-10-python.tar.gz archive, or an image folder.")
-    if source not in ("keras", "sample") and not (path.is_dir() or path.name.endswith((".tar.gz", ".tgz"))):
+    if not (path.is_dir() or path.is_file() and path.name.endswith((".tar.gz", ".tgz"))):
         raise DataError(f"{source!r} is neither a cifar-10-batches-py folder, the cifar-10-python.tar.gz archive, "
                         "nor an image folder with train/<class>/ inside.")
     return source
@@ -180,19 +182,16 @@ def load_data(source: str | None = None, *, limit: int | None = None, log=None) 
         (x_train, y_train), test = (x[:cut], y[:cut]), ((x[cut:], y[cut:]) if cut < len(x) else None)
         val_size = sample_counts()["val"]
     else:
-        path = files.user_path(check_source(named))
-        if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        path = files.user_path(check_source(named))  # a folder, or a .tar.gz file
+        if path.is_file():
             (x_train, y_train), test = readers.load_archive(path)
             names, val_size = CIFAR10_CLASSES, CIFAR10_VAL_SIZE
         elif (path / "data_batch_1").exists():
             (x_train, y_train), test = readers.load_batches(path)
             names, val_size = CIFAR10_CLASSES, CIFAR10_VAL_SIZE
-        elif path.is_dir():
+        else:
             (x_train, y_train), test, names = readers.load_folder(path, cache_dir(), log)
             val_size = max(1, round(len(x_train) * FOLDER_VAL_FRACTION))
-        else:
-            raise DataError(f"{source!r} is neither a cifar-10-batches-py folder, the cifar-10-python.tar.gz "
-                            "archive, nor an image folder with train/<class>/ inside.")
     if len(x_train) <= val_size:
         raise DataError(f"The source {source!r} has only {len(x_train)} training images; at least "
                         f"{val_size + 1} are needed to hold out a validation split.")

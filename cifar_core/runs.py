@@ -325,17 +325,17 @@ def summarize(run_dir: Path) -> dict:
     spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     name, minutes = spec.get("name"), metrics.number(train.get("minutes"))
+    minutes = minutes if minutes is not None and minutes > 0 else None  # a time budget, in place of epochs
     return {
         "run_id": run_dir.name,
         "name": run_label(run_dir),
         "model": name if isinstance(name, str) else "?",
         "params": metrics.count(config.get("params")) or None,
         "epochs_done": len(epochs),
-        # a time budget's epochs are what its job planned last (status), not the settings' count
-        "epochs": (status["epochs"] if minutes and minutes > 0 else metrics.count(train.get("epochs"))) or None,
-        "minutes": minutes if minutes is not None and minutes > 0 else None,  # a time budget, in place of epochs
+        "epochs": (status["epochs"] if minutes else metrics.count(train.get("epochs"))) or None,  # a budget's: planned
+        "minutes": minutes,
         "best_val_accuracy": max(val) if val else None,
-        "last_val_accuracy": metrics.last_val_accuracy(run_dir),
+        "last_val_accuracy": epochs[-1].get("val_accuracy") if epochs else None,  # the saved model's
         "train_time_s": epochs[-1]["time"] if epochs else None,
         "state": status["state"] if not problem else "unreadable",
         "has_model": (run_dir / "model.keras").is_file() and not problem,

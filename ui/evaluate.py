@@ -139,8 +139,8 @@ def gallery(result: dict, x) -> None:
         return
     filters = {"misclassified_only": wrong, "true_class": None if true_class == ANY else true_class,
                "pred_class": None if pred_class == ANY else pred_class}
-    items = evaluate.gallery(result, **filters, limit=limit)
-    matching = len(evaluate.select_predictions(result, **filters, limit=None))
+    found = evaluate.gallery(result, **filters, limit=None)  # every match once: counted, then the first shown
+    items, matching = found[:limit], len(found)
     if wrong and true_class == pred_class != ANY:
         st.caption("No image matches: a misclassified image is never predicted as its own class.")
     elif not items:
