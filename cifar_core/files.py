@@ -23,6 +23,7 @@ import numpy as np
 
 MAX_JSON_BYTES = 4 * 2**20  # config, status and spec files are a few kB; a spec of 200 layers is about 30 kB
 MAX_JSON_DEPTH = 32
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class DiskFullError(OSError):
@@ -70,12 +71,24 @@ def user_path(text: str | os.PathLike) -> Path:
         return Path(text)
 
 
+def resolved(path: str | os.PathLike) -> Path:
+    """user_path(path) with its links resolved, or made absolute as written when they cannot be: Path.resolve raised
+    RuntimeError on a loop of links (a run's data source made one took the Train page down, the sixth attack)."""
+    path = user_path(path)
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return Path(os.path.abspath(path))
+
+
 def open_for_append(path: str | os.PathLike, readable: bool = False) -> int:
     """A file descriptor for appending to path, made if missing, never through a symbolic link and only to a regular
     file: an OSError naming the file otherwise. A run folder is anybody's to edit, and a job.log or stop file made a
     link to ~/.bashrc had the job's whole output appended there (the fourth attack, 2026-12-07)."""
-    flags = (os.O_RDWR if readable else os.O_WRONLY) | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) \
-        | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)  # Windows has no O_NOFOLLOW: links are followed
+    if not _NOFOLLOW and os.path.islink(path):  # Windows: no O_NOFOLLOW, so ask first
+        raise OSError(errno.ELOOP, f"{Path(path).name} is a symbolic link; it is not written through")
+    flags = (os.O_RDWR if readable else os.O_WRONLY) | os.O_CREAT | os.O_APPEND | _NOFOLLOW \
+        | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags, 0o644)
     except OSError as e:
@@ -253,12 +266,24 @@ def parse_json(text: str | bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth:
     return data
 
 
-def open_regular(path: str | os.PathLike):
-    """path opened for reading in binary, if it is a regular file (through links): a named pipe, a device
-    (/dev/zero behind a link) or a folder in its place raises OSError at once, where open() would wait for a
-    writer forever or read without end. Every reader of a file that a run, a cache or a user may have put there
-    opens it so."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+def open_regular(path: str | os.PathLike, *, follow_links: bool = False):
+    """path opened for reading in binary, if it is a regular file: a named pipe, a device or a folder in its place
+    raises OSError at once, where open() would wait for a writer forever or read without end. Every reader of a file
+    that a run, a cache or a user may have put there opens it so.
+
+    A link as the path's last part is refused (OSError ELOOP) unless follow_links: the engine writes its own files
+    by renaming (write_atomic), never as links, so a link among them was put there by someone else, and following it
+    had the Runs page serve /etc/passwd as a run's model.keras (the sixth attack). A path a user gives (--spec, an
+    image, a dataset) is read with follow_links=True."""
+    if not follow_links and not _NOFOLLOW and os.path.islink(path):  # Windows: no O_NOFOLLOW, so ask first
+        raise OSError(errno.ELOOP, f"{Path(path).name} is a link")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | (0 if follow_links else _NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow_links:
+            raise OSError(errno.ELOOP, f"{Path(path).name} is a link, which is not followed") from None
+        raise
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -271,10 +296,18 @@ def open_regular(path: str | os.PathLike):
         raise
 
 
-def read_bytes(path: str | os.PathLike, max_bytes: int) -> bytes:
+def is_regular(path: str | os.PathLike) -> bool:
+    """Whether path is a regular file itself, not a link to one: what open_regular reads without follow_links."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def read_bytes(path: str | os.PathLike, max_bytes: int, *, follow_links: bool = False) -> bytes:
     """A regular file's bytes (open_regular), at most max_bytes: a larger one, even one that grows while it is
     read, raises OSError (EFBIG) naming the limit."""
-    with open_regular(path) as f:
+    with open_regular(path, follow_links=follow_links) as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise OSError(errno.EFBIG, f"{Path(path).name} is larger than {max_bytes:,} bytes")

@@ -69,7 +69,7 @@ def check_resume_flags(args, run_dir: Path, model_spec, config) -> None:
 
 def read_text(path: str, flag: str) -> bytes:
     try:  # a regular file only: a named pipe given as --spec had waited for a writer forever
-        return files.read_bytes(path, files.MAX_JSON_BYTES)
+        return files.read_bytes(path, files.MAX_JSON_BYTES, follow_links=True)
     except OSError as e:
         raise specs.SpecError(f"{flag} {path} cannot be read ({e.strerror or type(e).__name__}).") from None
 

@@ -209,7 +209,8 @@ def read_image_file(path: str | os.PathLike) -> bytes:
     """A file's bytes for to_input_array, its size checked before it is read: a 2 GB file is refused, not loaded.
     Raises ImageError with one sentence, for a missing or unreadable file too."""
     try:
-        with open_regular(path) as f:  # a named pipe or a device is refused, not waited on or read forever
+        # a named pipe or a device is refused, not waited on or read forever; a user's link is theirs to give
+        with open_regular(path, follow_links=True) as f:
             size = os.fstat(f.fileno()).st_size
             if size > MAX_BYTES:
                 raise ImageError(f"The file is {size / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB.")

@@ -363,7 +363,7 @@ def job_progress(status: dict) -> dict:
     elapsed = float(status.get("time") or 0.0)
     budget = status.get("budget_s")
     if isinstance(budget, (int, float)) and budget > 0:  # a time budget: the clock is the progress
-        fraction = min(1.0, elapsed / budget)
+        fraction = min(1.0, max(0.0, elapsed / budget))
     if status.get("state") == "finished":  # a budget ends a little early, and may end within an epoch
         fraction = 1.0
     remaining = elapsed * (1 - fraction) / fraction if fraction > 0 and elapsed > 0 else None

@@ -42,6 +42,24 @@ def number(value):
     return value if math.isfinite(value) else None
 
 
+MAX_TIME_S = 10**9  # 31 years: a record's time past it (1e308 had printed as a 309-digit training time) is garbage
+
+
+def in_range(key: str, value):
+    """A record's value when it can be what its name says, else None (a gap): an accuracy is a share of 0..1, and a
+    time, a loss or a learning rate is never negative. A record's val_accuracy of 7.5 had been shown as 750%, and a
+    time of -5 s as the training time (the sixth attack)."""
+    if value is None:
+        return None
+    if key.endswith("accuracy"):
+        return value if 0 <= value <= 1 else None
+    if key == "time":
+        return value if 0 <= value <= MAX_TIME_S else None
+    if key.endswith("loss") or key == "learning_rate":
+        return value if value >= 0 else None
+    return value
+
+
 def count(value) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9 else 0
 
@@ -53,12 +71,13 @@ def clean_record(record) -> dict | None:
     epoch, step = record.get("epoch"), record.get("step", 0)
     if count(epoch) < 1 or (step is not None and not count(step) and step != 0):
         return None
-    clean = {"kind": record["kind"], "epoch": epoch, "step": count(step), "time": number(record.get("time"))}
+    clean = {"kind": record["kind"], "epoch": epoch, "step": count(step),
+             "time": in_range("time", number(record.get("time")))}
     for key, value in record.items():
         if len(clean) >= MAX_RECORD_KEYS:
             break
         if key not in clean and isinstance(key, str) and len(key) <= 64:
-            clean[key] = number(value)
+            clean[key] = in_range(key, number(value))
     return clean
 
 

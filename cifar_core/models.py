@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs
+from . import files, runs
 from .config import tta_mode
 from .data import CIFAR10_CLASSES
 from .device import device_info
@@ -44,7 +44,8 @@ def resolve_model(ref: str, runs_dir: str | os.PathLike | None = None, *, allow_
         return DEFAULT_RUN / "model.keras", DEFAULT_RUN
     if "://" in ref or "\0" in ref:
         raise runs.RunError(f"{ref!r} is not a local model; give a run identifier, a run directory or a .keras file.")
-    if runs.RUN_ID.match(ref) and (runs.run_path(ref, runs_dir) / "model.keras").exists():
+    # A run's model.keras is its own file, never a link (files.open_regular says why).
+    if runs.RUN_ID.match(ref) and files.is_regular(runs.run_path(ref, runs_dir) / "model.keras"):
         return runs.run_path(ref, runs_dir) / "model.keras", runs.run_path(ref, runs_dir)
     if not allow_paths:
         raise runs.RunError(f"{ref!r} is not a run with a trained model.")

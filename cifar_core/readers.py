@@ -89,7 +89,7 @@ def load_batches(path: Path):
     """((x_train, y_train), (x_test, y_test)) of a cifar-10-batches-py folder."""
 
     def read(name):
-        return files.read_bytes(path / name, MAX_BATCH_BYTES)
+        return files.read_bytes(path / name, MAX_BATCH_BYTES, follow_links=True)
 
     try:
         return _join_batches(read)

@@ -169,8 +169,8 @@ def config_problem(run_dir: Path) -> str | None:
     path = Path(run_dir) / "config.json"
     raw = read_json(path, None)
     if raw is None:
-        return "its config.json is missing or is not valid JSON." if os.path.lexists(path) else \
-            "it has no config.json."
+        return ("its config.json is a link, which is not followed." if os.path.islink(path) else
+                "its config.json is not valid JSON." if os.path.lexists(path) else "it has no config.json.")
     if not isinstance(raw, dict):
         return "its config.json is not a JSON object."
     for key in ("spec", "train"):
@@ -251,7 +251,7 @@ def read_status(run_dir: Path, raw: bool = False) -> dict:
     clean["updated"] = metrics.number(status.get("updated")) or 0.0
     for key in ("epoch", "epochs", "step", "steps_per_epoch"):
         clean[key] = metrics.count(status.get(key))
-    clean["time"] = metrics.number(status.get("time")) or 0.0
+    clean["time"] = metrics.in_range("time", metrics.number(status.get("time"))) or 0.0
     clean["pid"] = metrics.count(status.get("pid")) or None
     slot = status.get("slot")  # any JSON value there (a list) had failed the queue
     clean["slot"] = slot if metrics.count(slot) or slot == 0 and not isinstance(slot, bool) else None
@@ -338,7 +338,7 @@ def summarize(run_dir: Path) -> dict:
         "last_val_accuracy": epochs[-1].get("val_accuracy") if epochs else None,  # the saved model's
         "train_time_s": epochs[-1]["time"] if epochs else None,
         "state": status["state"] if not problem else "unreadable",
-        "has_model": (run_dir / "model.keras").is_file() and not problem,
+        "has_model": files.is_regular(run_dir / "model.keras") and not problem,
         "created": config.get("created") if isinstance(config.get("created"), str) else None,
         "problem": unreadable,
         "error": status["error"] if status["state"] == "failed" else None,  # what the failed job ended on

@@ -38,7 +38,7 @@ def data_roots() -> list[Path]:
     (os.pathsep-separated), by default ./data. The CLI takes any path; only the app is confined to these."""
     raw = os.environ.get("CIFAR_DATA_ROOTS")
     parts = raw.split(os.pathsep) if raw is not None else ["data"]
-    return [files.user_path(p).resolve() for p in parts if p.strip()]
+    return [files.resolved(p) for p in parts if p.strip()]
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -137,7 +137,7 @@ def app_default() -> str:
     if source in app_sources():
         return source
     by_path = {str(p): c for c, p in _root_sources().items()}
-    return by_path.get(str(files.user_path(source).resolve()), "sample")
+    return by_path.get(str(files.resolved(source)), "sample")
 
 
 def app_label(source: str) -> str:
@@ -145,7 +145,7 @@ def app_label(source: str) -> str:
     if source in ("keras", "sample"):
         return {"keras": "CIFAR-10", "sample": "the embedded sample"}[source]
     by_path = {str(p): c for c, p in _root_sources().items()}
-    return by_path.get(str(files.user_path(source).resolve()), Path(source).name)
+    return by_path.get(str(files.resolved(source)), Path(source).name)
 
 
 def without_server_paths(text: str) -> str:
@@ -155,7 +155,7 @@ def without_server_paths(text: str) -> str:
     reads '~'. A job's log had ended on its run folder's full path. Only whole paths match (not
     /tmp inside /var/tmp), and a filesystem root is no prefix."""
     names = {folder: folder.name for folder in (runs.default_runs_dir(), *data_roots(), Path.cwd())}
-    shown = {str(form): name for folder, name in names.items() for form in (folder, folder.resolve())
+    shown = {str(form): name for folder, name in names.items() for form in (folder, files.resolved(folder))
              if form.is_absolute() and form.parent != form}
     home = Path.home()
     if home.parent != home:

@@ -64,7 +64,7 @@ def run_standby(runs_dir, parent: int | None = None) -> list[str] | None:
                     job = runs.read_json(job_file)
                     job_file.unlink(missing_ok=True)
                 if isinstance(job, dict) and isinstance(job.get("run_dir"), str) and isinstance(job.get("args"), list) \
-                        and Path(job["run_dir"]).resolve().parent == root.resolve():  # only a run of this folder
+                        and files.resolved(job["run_dir"]).parent == files.resolved(root):  # only a run of this folder
                     return ["train", "--run-dir", job["run_dir"], *map(str, job["args"])]
                 if time.monotonic() > deadline:
                     return None

@@ -103,7 +103,7 @@ def summary(storage_url: str, study_name: str) -> dict:
         trained = t.user_attrs.get("params")  # what the trial's run trained on (space.suggest), else Optuna's own
         params = trained if isinstance(trained, dict) else dict(t.params)
         rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": params,
-                     "run_dir": t.user_attrs.get("run_dir"), "error": _failure(t),
+                     "run_dir": _attr_text(t, "run_dir"), "error": _failure(t),
                      "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
                      "seconds": (end - t.datetime_start).total_seconds() if end and t.datetime_start else None})
     complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
@@ -119,10 +119,16 @@ def _failure(trial) -> str | None:
     record) its run's own error, when the run is on this machine."""
     if trial.state.name != "FAIL":
         return None
-    run_dir = trial.user_attrs.get("run_dir")
-    local = runs.read_status(Path(run_dir)).get("error") if isinstance(run_dir, str) and Path(run_dir).is_dir() \
-        else None
-    return trial.user_attrs.get("error") or local
+    run_dir = _attr_text(trial, "run_dir")
+    local = runs.read_status(Path(run_dir)).get("error") if run_dir and Path(run_dir).is_dir() else None
+    return _attr_text(trial, "error") or local
+
+
+def _attr_text(trial, key: str) -> str | None:
+    """A trial's attribute when it is text, else None: a study's attributes are anybody's who can write its storage,
+    and an error stored as a list took the Sweep page down (the sixth attack)."""
+    value = trial.user_attrs.get(key)
+    return value if isinstance(value, str) else None
 
 
 def trials_done(study_summary: dict) -> int:

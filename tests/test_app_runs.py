@@ -138,3 +138,16 @@ def test_after_a_delete_run_a_and_run_b_do_not_start_on_the_same_run(open_app, r
     assert helpers.selectbox(at, "Run A").value == "20260101-000002-tiny"
     assert helpers.selectbox(at, "Run B").value == "20260101-000003-tiny"  # not Run A's: "pick two different runs"
     assert not any("Pick two different runs" in c.value for c in at.caption)
+
+
+def test_a_run_file_that_is_a_link_is_not_offered_for_download(open_app, runs_with_model, tmp_path):
+    # model.keras made a link to /etc/passwd had been served as the run's model (the sixth attack)
+    run_dir = runs_with_model / TINY_RUN_ID
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"spec": {}, "train": {}}')
+    for name, target in (("model.keras", "/etc/passwd"), ("config.json", secret)):
+        (run_dir / name).unlink()
+        (run_dir / name).symlink_to(target)
+    at = open_app(RUNS)
+    assert not at.exception and not at.download_button
+    assert "its config.json is a link, which is not followed." in helpers.plain(at.warning[0].value)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cifar_core import evaluate as E
+from cifar_core.data import CIFAR10_CLASSES
 
 NAMES = ("a", "b", "c", "d", "e", "f")
 
@@ -255,11 +256,11 @@ def test_a_stored_evaluation_of_other_images_under_the_same_source_is_stale(run_
     folder = tmp_path / "images"
 
     def fill(shade):
-        for c in range(10):
-            (folder / "train" / f"c{c}").mkdir(parents=True, exist_ok=True)
+        for c, name in enumerate(CIFAR10_CLASSES):  # the classes the model was trained on (match_classes)
+            (folder / "train" / name).mkdir(parents=True, exist_ok=True)
             for i in range(3):
                 image = helpers.solid((shade, 20 * c, 50 * i))
-                (folder / "train" / f"c{c}" / f"{i}.png").write_bytes(helpers.image_bytes(image))
+                (folder / "train" / name / f"{i}.png").write_bytes(helpers.image_bytes(image))
 
     loads = []
     load_model = E.load_model
@@ -280,3 +281,34 @@ def test_the_evaluation_made_at_the_end_of_training_is_reused(run_copy, monkeypa
     assert [key.rsplit(":", 1)[-1] for key in stored] == ["test"] and all(r["data_sha256"] for r in stored.values())
     monkeypatch.setattr(E, "load_model", no_load)
     assert E.evaluate_model(str(run_copy), split="test", source="sample")["n"] == next(iter(stored.values()))["n"]
+
+
+def test_the_data_is_matched_to_the_model_by_class_name(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"class_names": ["cat", "dog", "ship"]}))
+    y = np.array([0, 1, 2, 2])
+    labels, names = E.match_classes(y, ("cat", "dog", "ship"), run)  # the same order: as they are
+    assert labels is y and names == ("cat", "dog", "ship")
+    labels, names = E.match_classes(y, ("dog", "ship", "cat"), run)  # another order: relabelled by name
+    assert labels.tolist() == [1, 2, 0, 0] and names == ("cat", "dog", "ship")
+    with pytest.raises(ValueError, match=r"classes are not the ones the model was trained on: plane is not among "
+                                         r"the model's \(cat, dog, ship\)"):
+        E.match_classes(y, ("cat", "dog", "plane"), run)
+    # no recorded names (a bare .keras file), or another count (the class-count check's): by position
+    assert E.match_classes(y, ("a", "b", "c"), None)[0] is y
+    assert E.match_classes(y, ("a", "b", "c", "d"), run)[1] == ("a", "b", "c", "d")
+
+
+def test_a_folder_naming_a_class_otherwise_is_refused_not_scored_by_position(run_copy, tmp_path, decode_cache):
+    # 'plane' for 'airplane' sorts last: scored by position the default model had scored 19% for 92%, unsaid
+    folder = tmp_path / "images"
+    for c, name in enumerate(("plane", *CIFAR10_CLASSES[1:])):
+        (folder / "train" / name).mkdir(parents=True)
+        (folder / "train" / name / "0.png").write_bytes(helpers.image_bytes(helpers.solid((10, 20 * c, 50))))
+    with pytest.raises(ValueError, match="plane is not among the model's"):
+        E.evaluate_model(str(run_copy), split="val", source=str(folder))
+    # named as a page names it, never by its path
+    with pytest.raises(ValueError, match="predicts 10 classes but the data source three has 3") as refused:
+        E.evaluate_model(str(run_copy), split="val", source=str(helpers.make_folder(tmp_path / "three")))
+    assert str(tmp_path) not in str(refused.value)

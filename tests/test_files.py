@@ -119,8 +119,12 @@ def test_read_json_skips_a_file_over_the_limit(tmp_path):
 
 def test_only_regular_files_are_read_and_never_past_the_limit(tmp_path):
     (tmp_path / "a.json").write_text('{"a": 1}')
-    (tmp_path / "link.json").symlink_to(tmp_path / "a.json")  # a link to a regular file is read through
-    assert files.read_bytes(tmp_path / "link.json", 8) == b'{"a": 1}'
+    (tmp_path / "link.json").symlink_to(tmp_path / "a.json")  # read through only when the caller says so
+    assert files.read_bytes(tmp_path / "link.json", 8, follow_links=True) == b'{"a": 1}'
+    with pytest.raises(OSError, match="link.json is a link, which is not followed"):
+        files.read_bytes(tmp_path / "link.json", 8)
+    assert files.read_json(tmp_path / "link.json", "unread") == "unread"
+    assert files.is_regular(tmp_path / "a.json") and not files.is_regular(tmp_path / "link.json")
     with pytest.raises(OSError, match="larger than 7 bytes"):
         files.read_bytes(tmp_path / "a.json", 7)
     assert files.read_tail(tmp_path / "a.json", 3) == b" 1}" and files.read_tail(tmp_path / "a.json", 99) == b'{"a": 1}'
@@ -129,8 +133,9 @@ def test_only_regular_files_are_read_and_never_past_the_limit(tmp_path):
     (tmp_path / "folder.json").mkdir()
     for name in ("pipe.json", "zero.json", "folder.json"):
         with pytest.raises(OSError, match="not a regular file"):
-            files.open_regular(tmp_path / name)
-        with pytest.raises(OSError, match="not a regular file"):
+            files.open_regular(tmp_path / name, follow_links=True)
+        assert not files.is_regular(tmp_path / name)
+        with pytest.raises(OSError, match="not a regular file|is a link"):
             files.read_tail(tmp_path / name, 10)
         assert files.read_json(tmp_path / name, "unread") == "unread"
 

@@ -36,6 +36,8 @@ def test_job_progress_by_hand():
     assert jobs.job_progress({**paced, "step": 1, "time": 4.0})["remaining_s"] is None  # no pace yet at step 1
     for torn in ([4.0], ["x", 0.1], [1e308, 0.1], [4.0, float("nan")], "4"):  # the plain extrapolation
         assert jobs.job_progress({**paced, "pace_from": torn})["remaining_s"] == pytest.approx(6 * 0.75 / 0.25)
+    # a clock set back: a time budget's bar stays within 0..1 (-0.5 had taken the Train page down)
+    assert jobs.job_progress({**budget, "state": "stopped", "time": -30})["fraction"] == 0.0
 
 
 def test_progress_label_by_hand():

@@ -138,3 +138,14 @@ def test_a_metrics_file_that_is_a_folder_or_a_link_cannot_be_read(tmp_path):
     (tmp_path / "metrics.jsonl").unlink()
     (tmp_path / "metrics.jsonl").mkdir()
     assert metrics.file_problem(tmp_path) == "its metrics.jsonl is not a regular file."
+
+
+def test_values_that_cannot_be_what_their_name_says_read_as_gaps(tmp_path):
+    # an accuracy of 7.5 had been shown as 750%, a time of -5 s as the training time (the sixth attack)
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(
+        {"kind": "epoch", "epoch": 1, "step": 3, "time": -5, "val_accuracy": 7.5, "accuracy": -0.1, "loss": -2,
+         "val_loss": 0.0, "learning_rate": -1e-3, "top_3_accuracy": 1.0, "low_res_switch": -4}) + "\n")
+    assert metrics.read_metrics(tmp_path) == [{"kind": "epoch", "epoch": 1, "step": 3, "time": None,
+                                            "val_accuracy": None, "accuracy": None, "loss": None, "val_loss": 0.0,
+                                            "learning_rate": None, "top_3_accuracy": 1.0, "low_res_switch": -4.0}]
+    assert metrics.in_range("time", 1e308) is None and metrics.in_range("time", 3600.0) == 3600.0

@@ -249,7 +249,7 @@ def test_the_runs_tables_rows(tmp_path):
          "run id": "20260101-a", "problem": ""},
         {"name": "20260103-torn", "model": "?", "params": None, "epochs": "0/?", "best val accuracy": None,
          "last val accuracy": None, "train time (s)": None, "state": "unreadable", "saved model": False,
-         "run id": "20260103-torn", "problem": "its config.json is missing or is not valid JSON."}]
+         "run id": "20260103-torn", "problem": "its config.json is not valid JSON."}]
     assert runs.table_rows([]) == []
     config = runs.read_config(tmp_path / "20260101-a")
     for minutes, shown in ((0.2, "3 in 0.2 min"), (-1, "3/3"), ("5", "3/3"), (float("nan"), "3/3"), (True, "3/3")):
@@ -343,8 +343,23 @@ def test_a_status_or_label_file_larger_than_any_the_job_writes_is_not_read(tmp_p
     assert runs.run_label(tmp_path) == "mine"
 
 
-def test_a_run_whose_config_is_a_broken_link_is_listed_with_its_reason(tmp_path):
+def test_a_run_whose_config_is_a_link_is_listed_with_its_reason(tmp_path):
     (tmp_path / "20260101-a").mkdir()
     (tmp_path / "20260101-a" / "config.json").symlink_to(tmp_path / "gone.json")  # left out before
     (row,) = runs.list_runs(tmp_path)
-    assert row["state"] == "unreadable" and row["problem"] == "its config.json is missing or is not valid JSON."
+    assert row["state"] == "unreadable" and row["problem"] == "its config.json is a link, which is not followed."
+
+
+def test_a_runs_files_are_never_read_through_a_link(tmp_path):
+    from cifar_core import models
+
+    # a run's own files are written by renaming, never as links: one there would serve or show any file
+    run_dir = make_run(tmp_path, "20260101-a", "finished", 3, [0.5])
+    assert runs.summarize(run_dir)["has_model"] and models.resolve_model("20260101-a", tmp_path)[1] == run_dir
+    (run_dir / "model.keras").unlink()
+    (run_dir / "model.keras").symlink_to("/etc/passwd")
+    assert runs.summarize(run_dir)["has_model"] is False
+    with pytest.raises(runs.RunError, match="is not a run with a trained model"):
+        models.resolve_model("20260101-a", tmp_path, allow_paths=False)
+    runs.write_json(run_dir / "status.json", {"state": "stopped", "time": -30})  # a clock set back: no time
+    assert runs.read_status(run_dir)["time"] == 0.0

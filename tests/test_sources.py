@@ -26,6 +26,8 @@ def test_a_page_names_a_source_by_its_choice_or_its_last_part(monkeypatch, tmp_p
     assert sources.source_status(str(tmp_path / "nothing")) == (False, "The data source nothing does not exist.")
     assert sources.source_status("sample")[0] is True
     assert "/" not in sources.source_status(str(Path(tmp_path) / "birds"))[1]
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # Path.resolve raised RuntimeError: the Train page died
+    assert sources.app_label(str(tmp_path / "loop" / "x")) == "x" and sources.app_default() in sources.app_sources()
 
 
 def test_a_stored_source_is_offered_only_if_the_app_offers_it_now(monkeypatch, tmp_path):

@@ -92,3 +92,16 @@ def test_a_sweep_from_the_page_makes_its_new_runs_folder(tmp_path, monkeypatch):
     runs_dir = tmp_path / "new" / "studio" / "runs"
     sweeps.start_sweep(tiny.spec, tiny.train, {"learning_rate": {"low": 1e-3, "high": 1e-2}}, 2, runs_dir, "s")
     assert (runs_dir / "sweeps.db").is_file()
+
+
+def test_a_failed_trials_stored_reason_is_text_or_nothing(tmp_path):
+    import optuna
+
+    # a study's attributes are anybody's who can write its storage: an error stored as a list took the page down
+    url = studies.default_storage(tmp_path)
+    study = optuna.create_study(study_name="s", storage=studies.open_storage(url), direction="maximize")
+    for error in (["a", {"b": 1}], 42, "out of memory"):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                                  user_attrs={"error": error, "run_dir": {"not": "a path"}}))
+    rows = studies.summary(url, "s")["trials"]
+    assert [(r["error"], r["run_dir"]) for r in rows] == [(None, None), (None, None), ("out of memory", None)]

@@ -63,7 +63,7 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
                                key="download_model")
         else:
             st.caption("This run has no saved model yet.")
-        if (run_dir / "config.json").is_file():
+        if files.is_regular(run_dir / "config.json"):  # a link is not followed: it could serve any file
             st.download_button("Download config.json",
                                lambda: files.read_bytes(run_dir / "config.json", files.MAX_JSON_BYTES),
                                file_name=f"{run_id}-config.json", mime="application/json", on_click="ignore",
