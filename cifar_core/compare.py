@@ -78,6 +78,8 @@ def settings_diff(a: dict, b: dict) -> list[dict]:
     unknown keys are compared too, after the known ones."""
     a, b = (a if isinstance(a, dict) else {}), (b if isinstance(b, dict) else {})
     a, b = ({**c, "tta": configs.tta_mode(c["tta"])} if "tta" in c else c for c in (a, b))  # tta true is mirror
+    # a time budget's run trains the epochs its budget holds: its Epochs box is unused, not a difference
+    a, b = ({**c, "epochs": None} if c.get("minutes") is not None else c for c in (a, b))
     defaults = configs.to_dict(configs.TrainConfig())
     keys = list(configs.FIELDS) + sorted(k for k in {**a, **b} if k not in configs.FIELDS and isinstance(k, str))
     return [{"field": k, "a": a.get(k, defaults.get(k)), "b": b.get(k, defaults.get(k))} for k in keys

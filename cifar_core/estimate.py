@@ -99,7 +99,7 @@ def budget_batch_here(model_spec: specs.ModelSpec, config: TrainConfig, images: 
     if fitted is config:
         return config, None
     steps = budget_epochs(model_spec, config, images, precision, speed) * images / replicas
-    return fitted, (f"{config.minutes:g} minutes hold about {steps / config.batch_size:.0f} steps of "
+    return fitted, (f"A budget of {config.minutes:g} minutes holds about {steps / config.batch_size:.0f} steps of "
                     f"{config.batch_size} images here, fewer than the fewest steps for a budget (min_steps "
                     f"{config.min_steps}): training at batch {fitted.batch_size}, learning rate "
                     f"{fitted.learning_rate:.4g}, for about {steps / fitted.batch_size:.0f} steps.")

@@ -183,7 +183,8 @@ def figures(storage_url: str, study_name: str) -> dict:
         if note.x == 0:
             with contextlib.suppress(TypeError, ValueError):
                 note.text = f"{100 * float(note.text):.4g}%"
-    shown["parallel"].update_traces(marker_colorbar_tickformat=".0%", selector={"mode": "markers"})
+    # a decimal where the trials lie close: ".0%" labelled a bar of one point 15%, 15%, 15%, 16%
+    shown["parallel"].update_traces(marker_colorbar_tickformat=".1~%", selector={"mode": "markers"})
     if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
         try:
             shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")

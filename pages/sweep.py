@@ -25,14 +25,19 @@ ui.data_note(source_choice, "sweep_source")
 if st.button("Start sweep", type="primary", key="sweep_start", disabled=not ready):
     try:
         config = sweeps.trial_config(model_spec, epochs, sources.app_source(source_choice), limit)
-        st.session_state["sweep_study"] = sweeps.start_sweep(model_spec, config, space, trials)
+        started = sweeps.start_sweep(model_spec, config, space, trials)
     except (specs.SpecError, runs.RunError, data.DataError, OSError) as e:
         st.error(ui.setting_error(e))
+    else:  # shown at once: the Study box had stayed on the study shown before, and nothing said it had started
+        st.session_state["sweep_study"] = st.session_state["sweep_show"] = started
+        st.toast(f"Sweep started: {trials} trials, one run each, behind any training in the queue.")
 
 studies = [s["study"] for s in sweeps.local_studies()]
 if not studies:
     st.info("No sweep yet in this runs folder: define the space above and press Start sweep.")
     st.stop()
-current = st.session_state.get("sweep_study")
-study = st.selectbox("Study", studies, index=studies.index(current) if current in studies else 0, key="sweep_show")
+if st.session_state.get("sweep_show") not in studies:  # the study shown last, kept across pages
+    st.session_state["sweep_show"] = st.session_state.get("sweep_study") if st.session_state.get("sweep_study") \
+        in studies else studies[0]
+st.session_state["sweep_study"] = study = st.selectbox("Study", studies, key="sweep_show")
 view.progress(study)

@@ -142,10 +142,15 @@ def test_a_broken_dataset_is_one_sentence_without_a_bar_or_a_path(open_app, monk
 def test_the_result_and_its_choices_survive_a_visit_to_another_page(open_app):
     at = evaluated(open_app, split="val")
     metrics = {m.label: m.value for m in at.metric}
+    at.selectbox(key="gal_true").set_value("cat").run()
     at.switch_page("pages/home.py").run()
     at.switch_page(EVALUATE).run()
     assert at.selectbox(key="eval_model").value == TINY_RUN_ID and at.radio(key="eval_split").value == "val"
-    assert {m.label: m.value for m in at.metric} == metrics
+    assert {m.label: m.value for m in at.metric} == metrics and at.selectbox(key="gal_true").value == "cat"
+    # another evaluation starts unfiltered: a pair set for one had left the next one's gallery empty
+    at.radio(key="eval_split").set_value("test")
+    at.button(key="eval_go").click().run()
+    assert at.selectbox(key="gal_true").value == "(any)" and len(gallery_images(at)) == 40
 
 
 @pytest.mark.usefixtures("app_env", "without_default_model")

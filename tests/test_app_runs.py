@@ -7,6 +7,7 @@ import pytest
 from conftest import TINY_RUN_ID
 
 from cifar_core import runs
+from ui.runs_page import table_key
 
 RUNS = "pages/runs.py"
 
@@ -26,7 +27,7 @@ def test_table_curves_downloads_rename_and_delete(open_app, runs_with_model):
         assert shown[column]["type_config"] == {"type": "number", "format": "percent", "step": 0.001}
     assert "runs_overlay" not in {c.key for c in at.get("plotly_chart")}  # nothing selected yet
 
-    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.session_state[table_key(runs.list_runs())] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     assert not at.exception, at.exception
     assert "runs_overlay" in {c.key for c in at.get("plotly_chart")}
@@ -138,6 +139,21 @@ def test_after_a_delete_run_a_and_run_b_do_not_start_on_the_same_run(open_app, r
     assert helpers.selectbox(at, "Run A").value == "20260101-000002-tiny"
     assert helpers.selectbox(at, "Run B").value == "20260101-000003-tiny"  # not Run A's: "pick two different runs"
     assert not any("Pick two different runs" in c.value for c in at.caption)
+
+
+def test_a_delete_leaves_no_tick_on_a_run_nobody_picked(open_app, runs_with_model):
+    import shutil
+
+    for run_id in ("20990101-000000-tiny", "20980101-000000-tiny"):  # listed first and second
+        shutil.copytree(runs_with_model / TINY_RUN_ID, runs_with_model / run_id)
+    at = open_app(RUNS)
+    at.session_state[table_key(runs.list_runs())] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()
+    assert helpers.selectbox(at, "Run").value == "20980101-000000-tiny"
+    runs.delete_run(runs_with_model / "20990101-000000-tiny")  # row 1 is now TINY_RUN_ID, which nobody ticked
+    at.run()
+    assert not at.exception and "runs_overlay" not in {c.key for c in at.get("plotly_chart")}
+    assert helpers.selectbox(at, "Run").value == "20980101-000000-tiny"  # the newest, as with nothing ticked
 
 
 def test_a_run_file_that_is_a_link_is_not_offered_for_download(open_app, runs_with_model, tmp_path):

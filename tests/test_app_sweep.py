@@ -77,10 +77,18 @@ def test_a_sweep_from_the_page(open_app, app_env):
     # the trials' data source is on the form, the sidebar's to start with, and named under it as on Train
     assert at.selectbox(key="sweep_source").value == at.session_state["data_source"] == "sample"
     assert any(c.value.startswith("Data: embedded sample.") for c in at.caption)
+    old = "20260101-000000-sweep-old"  # a study shown before: the Study box had stayed on it after Start
+    (app_env / ".sweeps").mkdir()
+    runs.write_json(app_env / ".sweeps" / f"{old}.json", {"study": old, "created": "2026-01-01 00:00:00",
+                                                          "storage": studies.default_storage(app_env)})
+    at.run()
+    assert at.selectbox(key="sweep_show").value == old
     at.button(key="sweep_start").click().run()
     assert not at.exception and not at.error, (at.exception, at.error)
     study = at.session_state["sweep_study"]
-    assert sweeps.local_studies(app_env)[0]["study"] == study
+    assert sweeps.local_studies(app_env)[0]["study"] == study and at.selectbox(key="sweep_show").value == study
+    assert [helpers.plain(t.value) for t in at.toast] == [
+        "Sweep started: 2 trials, one run each, behind any training in the queue."]
     try:
         helpers.wait_for(lambda: not sweeps.sweep_running(app_env, study), timeout=300, interval=1)
     finally:

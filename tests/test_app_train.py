@@ -170,7 +170,7 @@ def test_a_budget_of_few_steps_says_which_batch_it_trains_at(open_app):
     assert not any("min_steps" in c.value for c in at.caption)  # no budget: the batch stays
     assert not any("time budget sets" in c.value for c in at.caption)
     at.number_input(key="tc_fast-small_minutes").set_value(0.1).run()
-    held = r"The time budget sets the run's length, not Epochs: 0\.1 minutes hold about \d+ epochs here by this"
+    held = r"The time budget sets the run's length, not Epochs: 0\.1 minutes is time for about \d+ epochs here by this"
     assert any(re.match(held, helpers.plain(c.value)) for c in at.caption), [c.value for c in at.caption]
     # 6 s hold a few steps of 1000 on any CPU: the batch goes to a quarter, the most it halves
     assert any("(min_steps 200): training at batch 250, learning rate 0.2062" in helpers.plain(c.value)

@@ -42,6 +42,12 @@ def test_settings_diff_field_by_field():
     assert compare.settings_diff(a, b) == [{"field": "epochs", "a": 1, "b": 3},
                                            {"field": "learning_rate", "a": 0.003, "b": 0.01}]
     assert compare.settings_diff({}, to_dict(TrainConfig())) == []
+    # a time budget's runs differ in their budgets, not in their unused Epochs boxes
+    budget = {**to_dict(TrainConfig()), "minutes": 0.5}
+    assert compare.settings_diff(budget, {**budget, "epochs": 2, "minutes": 0.25}) == [
+        {"field": "minutes", "a": 0.5, "b": 0.25}]
+    assert compare.settings_diff(budget, {**budget, "minutes": None, "epochs": 3}) == [
+        {"field": "epochs", "a": None, "b": 3}, {"field": "minutes", "a": 0.5, "b": None}]
     # a run saved before the TTA modes (tta true) used the mirror, as tta "mirror" does now
     assert compare.settings_diff({**a, "tta": True}, {**a, "tta": "mirror"}) == []
     assert compare.settings_diff({**a, "tta": False}, {**a, "tta": "mirror"}) == [

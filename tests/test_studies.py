@@ -72,7 +72,7 @@ def test_figures_wait_for_a_complete_trial(tmp_path):
     colours = [trace.line.color for trace in shown["parallel"].data if trace.line.color]
     objective = [note.text for note in shown["parallel"].layout.annotations if note.x == 0]
     assert objective and all(text.endswith("%") for text in objective) and "60%" in objective  # not 0.6
-    assert [t.marker.colorbar.tickformat for t in shown["parallel"].data if t.mode == "markers"] == [".0%"]
+    assert [t.marker.colorbar.tickformat for t in shown["parallel"].data if t.mode == "markers"] == [".1~%"]
     assert sum(map(float, colours[-1][4:-1].split(","))) < sum(map(float, colours[0][4:-1].split(",")))
 
 

@@ -340,8 +340,9 @@ def test_a_new_run_records_the_batch_its_budget_picked(tmp_path):
     assert runs.read_config(run)["train"] == configs.to_dict(fitted) and fitted.min_steps is None
     assert runs.read_config(run)["budget_batch"] == messages[0]
     # 0.6 s over 300 x (0.312 ms + 1,622,336 x 0.1122 ns) = 0.148 s an epoch: 4.05 epochs of 300 images
-    assert messages == ["0.01 minutes hold about 19 steps of 64 images here, fewer than the fewest steps for a "
-                        "budget (min_steps 1000): training at batch 16, learning rate 0.1, for about 76 steps."]
+    assert messages == ["A budget of 0.01 minutes holds about 19 steps of 64 images here, fewer than the fewest "
+                        "steps for a budget (min_steps 1000): training at batch 16, learning rate 0.1, for about 76 "
+                        "steps."]
 
 
 def test_one_cycle_without_warm_up_decays_from_the_start():

@@ -89,7 +89,7 @@ def kept_uploads(key: str, label: str, types: list[str]) -> list[tuple[str, byte
     files = store.get(key, [])
     if files and not uploads:
         row = st.columns([4, 1], vertical_alignment="center")
-        row[0].caption(f"{len(files)} image(s) kept from before.")
+        row[0].caption("The file kept from before." if len(files) == 1 else f"The {len(files)} files kept from before.")
         if row[1].button("Remove them", key=f"{key}_clear"):
             store.pop(key, None)
             st.rerun()
@@ -329,7 +329,7 @@ def run_settings(run_dir) -> str:
     except (runs.RunError, ValueError):
         return "This run's settings cannot be read."
     source = sources.app_label(config.data) if config.data else "the default data source"
-    epochs = (f"a time budget of {config.minutes:g} minutes" if config.minutes is not None
+    epochs = (f"a time budget of {minutes(config.minutes)}" if config.minutes is not None
               else f"{config.epochs} epoch" + ("" if config.epochs == 1 else "s"))
     # and what differs from the settings the model starts from (a learning rate typed in had gone unsaid)
     start = presets.train_config_for(model_spec)
@@ -534,6 +534,11 @@ def duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def minutes(value: float) -> str:
+    """A time budget in words: '1 minute', '0.5 minutes' ('1 minutes' had been written)."""
+    return f"{value:g} minute" + ("" if value == 1 else "s")
 
 
 def compact(count: int) -> str:

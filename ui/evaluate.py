@@ -127,9 +127,11 @@ def gallery(result: dict, x) -> None:
     # written before each of them instead, a rerun drawing a new evaluation showed them reset while the gallery
     # still filtered by the old values. A pair's button and a matrix cell set them in callbacks.
     g = st.columns(4, vertical_alignment="bottom")
-    for key in ("gal_true", "gal_pred"):
-        if st.session_state.get(key, ANY) not in (ANY, *names):
-            del st.session_state[key]  # a class of another evaluation's data: back to any
+    shown_for = (result.get("model_sha256"), result.get("data_sha256"), result["split"])
+    if st.session_state.get("gal_for") != shown_for:  # another evaluation starts unfiltered: cat → automobile, set
+        for key in ("gal_wrong", "gal_true", "gal_pred"):  # for one model, had left the next one's gallery empty
+            st.session_state.pop(key, None)
+        st.session_state["gal_for"] = shown_for
     wrong = g[0].checkbox("Misclassified only", False, key="gal_wrong", **ui.KEEP)
     true_class = g[1].selectbox("True class", [ANY, *names], 0, key="gal_true", **ui.KEEP)
     pred_class = g[2].selectbox("Predicted class", [ANY, *names], 0, key="gal_pred", **ui.KEEP)

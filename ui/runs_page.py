@@ -7,6 +7,8 @@ ui/__init__.py imports) until this module was imported, and this module afterwar
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
 import ui
@@ -16,11 +18,17 @@ METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss",
            "loss": "training loss"}
 
 
+def table_key(rows: list[dict]) -> str:
+    """The table's key, new whenever its runs change: its selection is of row positions, so after a delete (or a new
+    run on top) the ticks had moved onto other runs, and the curves compared runs nobody picked."""
+    return "runs_table_" + hashlib.sha256("/".join(r["run_id"] for r in rows).encode()).hexdigest()[:12]
+
+
 def table(rows: list[dict]) -> list[dict]:
     """The table of every run; returns the rows the user selected in it."""
     shown = ui.rounded(runs.table_rows(rows), ("best val accuracy", "last val accuracy"))
     event = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="multi-row",
-                         key="runs_table",
+                         key=table_key(rows),
                          column_config={"params": st.column_config.NumberColumn(format="localized"),
                                         "best val accuracy": ui.percent_column(),
                                         "last val accuracy": ui.percent_column("The last epoch's: the saved model's"),

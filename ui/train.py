@@ -117,9 +117,9 @@ def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, train
         epochs = estimate.budget_epochs(model_spec, config, images, precision, speed)
         held = f"about {epochs:.0f} epochs" if epochs >= 1.5 else "about one epoch" if epochs >= 0.5 else \
             "less than one epoch"
-        st.caption(f"The time budget sets the run's length, not Epochs: {config.minutes:g} minutes hold {held} here "
-                   "by this estimate, and the job times its first steps to end the learning-rate schedule with the "
-                   "budget.")
+        st.caption(f"The time budget sets the run's length, not Epochs: {ui.minutes(config.minutes)} is time for "
+                   f"{held} here by this estimate, and the job times its first steps to end the learning-rate "
+                   "schedule with the budget.")
     if images and trainable:
         _, change = estimate.budget_batch_here(model_spec, config, images, info, precision, (speed, measured_runs))
         if change:
