@@ -83,6 +83,13 @@ def test_the_bottom_modules_import_nothing_above_them():
     assert graph["flags"] <= {"config", "files", "presets", "runs", "spec", "spec_io"}  # no training to read flags
 
 
+def test_every_engine_module_has_its_own_test_file():
+    # the command line (__main__) is tests/test_cli.py's
+    untested = [p.stem for p in ENGINE.glob("*.py") if p.stem not in ("__init__", "__main__")
+                and not (ROOT / "tests" / f"test_{p.stem}.py").is_file()]
+    assert untested == []
+
+
 def test_the_engine_imports_no_streamlit_and_the_pages_no_tensorflow():
     for path in ENGINE.glob("*.py"):
         tree = ast.parse(path.read_text())
