@@ -69,6 +69,9 @@ def training_curve(records: list[dict], key: str, steps_per_epoch: int | None = 
     return fig
 
 
+RUN_COLOURS = px.colors.qualitative.D3
+
+
 def overlay_curves(curves: dict[str, list[dict]], key: str = "val_accuracy") -> go.Figure:
     """One line per run of an epoch metric, for comparing runs."""
     fig = go.Figure()
@@ -77,7 +80,9 @@ def overlay_curves(curves: dict[str, list[dict]], key: str = "val_accuracy") -> 
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=escape(name), connectgaps=False))
     # The legend below the plot, not beside it: run names are long, and beside it they took most of a phone's width.
     _epoch_axis(fig)
-    fig.update_layout(yaxis_title=key.replace("_", " ").replace("val ", "validation "),
+    # D3's colours, as the Train page's curves: Streamlit's own palette starts with two blues, and two runs overlaid
+    # were hard to tell apart
+    fig.update_layout(yaxis_title=key.replace("_", " ").replace("val ", "validation "), colorway=RUN_COLOURS,
                       height=420, margin={"t": 30, "b": 30, "l": 40, "r": 10}, legend={"orientation": "h", "y": -0.2})
     if key.endswith("accuracy"):
         fig.update_yaxes(tickformat=".1~%")  # a decimal where the runs lie close: ".0%" ticked 19%, 19%, 20%

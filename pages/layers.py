@@ -33,7 +33,7 @@ if mode == "upload":
         st.caption(note)
 else:
     x, y, sample_names = data.load_sample()
-    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="lay_sample", **ui.KEEP)
+    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="lay_sample", help=ui.sample_ranges(), **ui.KEEP)
     if i is None:
         st.stop()
     st.caption(f"True class: {ui.md_escape(sample_names[y[i]])}")

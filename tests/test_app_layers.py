@@ -50,6 +50,7 @@ def test_the_model_and_the_image_survive_a_visit_to_another_page(open_app):
     at = open_app(LAYERS)
     at.selectbox(key="lay_model").set_value(TINY_RUN_ID).run()
     at.number_input(key="lay_sample").set_value(7).run()
+    assert "validation images" in at.number_input(key="lay_sample").help  # which split the number is of, as Classify
     at.slider(key="lay_limit").set_value(16).run()
     at.switch_page("pages/home.py").run()
     at.switch_page(LAYERS).run()

@@ -86,6 +86,8 @@ def test_overlay_curves_one_line_per_run():
     assert (fig.layout.yaxis.title.text, fig.layout.yaxis.tickformat) == ("validation accuracy", ".1~%")
     assert charts.overlay_curves({}, "loss").layout.yaxis.tickformat is None
     assert (list(fig.layout.xaxis.range), fig.layout.xaxis.dtick) == ([0, 2], 1)  # whole epochs, not 1, 1.5, 2
+    # colours as far apart as the Train page's two (Streamlit's palette began with two blues)
+    assert list(fig.layout.colorway[:2]) == ["#1F77B4", "#FF7F0E"]
 
 
 def test_confusion_heatmap_counts_and_row_normalised():

@@ -97,6 +97,9 @@ def figures(storage_url: str, study_name: str, finished: int) -> dict:
     return studies.figures(storage_url, study_name)
 
 
+FEW_TRIALS = 10  # below it, a forest fitted to the trials says little about which setting mattered
+
+
 def progress(study: str) -> None:
     """The study's state, trials, figures and best trial; polled every 2 s while its worker runs. The fragment is
     made on every run of the page, so that whether it polls follows the worker."""
@@ -136,6 +139,9 @@ def _progress(study: str, storage: str, running: bool) -> None:
                    "complete.")
     for name, figure in shown.items():
         st.plotly_chart(figure, key=f"sweep_fig_{name}")
+        if name == "importances" and done < FEW_TRIALS:  # Optuna draws them from two trials on, without a word
+            st.caption(f"Estimated from {done} finished trials: with fewer than {FEW_TRIALS}, which setting "
+                       "mattered most is little more than a guess.")
     best_trial(summary)
 
 

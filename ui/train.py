@@ -181,6 +181,9 @@ def _monitor(run_id: str, initial_state: str) -> None:
     records = metrics.read_metrics(run_dir)
     for column, key in zip(st.columns(2), ("loss", "accuracy")):
         column.plotly_chart(charts.training_curve(records, key, status.get("steps_per_epoch")), key=f"curves_{key}")
+    if records:  # a sawtooth a student could take for events in the training
+        st.caption("The training curve is Keras's running mean over the epoch so far, so it starts again with each "
+                   "epoch; the validation points are measured once per epoch, at its end, on images never trained on.")
 
 
 def retrain_box(run_dir) -> None:
