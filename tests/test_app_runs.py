@@ -99,6 +99,13 @@ def test_what_changed_between_two_runs(open_app, runs_with_model):
     setting_rows = next(f for f in frames if "setting" in f.columns).to_dict("records")
     assert setting_rows == [{"setting": "Learning rate", "A": "0.01", "B": "0.003"}]
     assert "runs_cmp_curves" in {c.key for c in at.get("plotly_chart")}
+    # two trials of one sweep: their parameters in the Sweep form's words, not Optuna's names
+    for run_dir, trial, rate in ((other, 1, 0.01), (runs_with_model / TINY_RUN_ID, 0, 0.003)):
+        runs.write_config(run_dir, sweep={"study": "s", "trial": trial, "params": {"learning_rate": rate, "x": 1}})
+    at.run()
+    params = next(f.value for f in at.dataframe if "parameter" in f.value.columns).to_dict("records")
+    assert params == [{"parameter": "Learning rate", "A": "0.01", "B": "0.003"},
+                      {"parameter": "x", "A": "1", "B": "1"}]  # a name the form does not know, as it is
 
 
 def test_the_queue_moves_up_and_cancels(open_app, app_env, monkeypatch):

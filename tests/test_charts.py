@@ -64,7 +64,8 @@ def test_training_curves_place_batches_within_epochs_and_leave_gaps_for_null():
     assert charts.training_curve(records, "loss").layout.yaxis.tickformat is None
     assert "%{y:.1%}" in val_acc.hovertemplate and "%{y:.4f}" in val_loss.hovertemplate
     # both figures' epoch axes end at the last point; whole-epoch ticks from two epochs on, fractions before
-    assert list(accuracy.layout.xaxis.range) == [0, 1.5] and accuracy.layout.xaxis.dtick is None
+    assert list(accuracy.layout.xaxis.range) == [0, 1.5] and accuracy.layout.xaxis.dtick == 0.5  # not 0.2 apart
+    assert {trace.cliponaxis for trace in accuracy.data} == {False}  # the last marker on the axis's end, whole
     early = [{"kind": "batch", "epoch": 1, "step": 1, "loss": 2.0}]  # no accuracy yet: it had run from -1 to 6
     assert list(charts.training_curve(early, "accuracy", steps_per_epoch=100).layout.xaxis.range) == [0, 0.01]
     many = [{"kind": "epoch", "epoch": e, "step": 1, "val_loss": 1.0} for e in range(1, 31)]

@@ -13,6 +13,7 @@ import streamlit as st
 
 import ui
 from cifar_core import charts, compare, files, jobs, metrics, models, runs, sources
+from ui.sweep import RANGES
 
 METRICS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss", "accuracy": "training accuracy",
            "loss": "training loss"}
@@ -138,7 +139,9 @@ def what_changed(rows: list[dict], selected: list[dict]) -> None:
     if diff["sweep"]:
         st.markdown(f"Trials {diff['sweep']['trials'][0]} and {diff['sweep']['trials'][1]} of the sweep "
                     f"**{ui.md_escape(str(diff['sweep']['study']))}**")
-        st.dataframe(ui.diff_table(diff["sweep"]["params"], "parameter"), hide_index=True, key="runs_cmp_params")
+        # named in the Sweep form's words, not Optuna's parameter names
+        named = [{**r, "field": RANGES.get(r["field"], (r["field"],))[0]} for r in diff["sweep"]["params"]]
+        st.dataframe(ui.diff_table(named, "parameter"), hide_index=True, key="runs_cmp_params")
     st.markdown("**Model**")
     if diff["spec"]:
         st.dataframe(ui.diff_table(diff["spec"], "field", where=True), hide_index=True, key="runs_cmp_spec")
