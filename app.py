@@ -9,6 +9,7 @@ import streamlit as st
 
 import ui
 from cifar_core import sources
+from ui import data_picker, model_cache
 
 # No Material icons on the pages: Streamlit makes a page's icon the tab's favicon, and fetches a Material icon for
 # that from fonts.gstatic.com, a request to another host (which fails offline). An emoji favicon is drawn in the page.
@@ -26,10 +27,10 @@ page = st.navigation([
 ])
 
 with st.sidebar:
-    ui.source_picker("data_source", sources.app_default(),
+    data_picker.source_picker("data_source", sources.app_default(),
                      help_="CIFAR-10 from Keras, the embedded sample (always available), or a dataset in the "
                            "folders this server offers (its data roots).")
-    ui.device_line()
+    model_cache.device_line()
 
 ui.forward_deep_link()
 ui.show_toasts()
@@ -37,4 +38,4 @@ st.session_state["routed"] = True
 try:
     page.run()
 finally:  # also when the page stops early (st.stop) or switches
-    ui.find_device()
+    model_cache.find_device()

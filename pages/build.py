@@ -6,11 +6,12 @@ import ui
 from cifar_core import presets, shapes
 from cifar_core import spec as specs
 from ui import build as view
+from ui import drafts
 
 ui.through_router("pages/build.py")
 
 if "spec" not in st.session_state:
-    st.session_state["spec"] = ui.load_draft(st.query_params.get("draft")) or presets.PRESETS["fast"].spec
+    st.session_state["spec"] = drafts.load_draft(st.query_params.get("draft")) or presets.PRESETS["fast"].spec
 spec = st.session_state["spec"]
 st.title("Build a model")
 view.start_row(spec)
@@ -33,7 +34,7 @@ with editor:
 
 spec = specs.replace(spec, name=name, layers=tuple(layers), logit_scale=logit_scale)
 st.session_state["spec"] = spec
-st.query_params["draft"] = ui.save_draft(spec)  # a reload of this page keeps the model being edited
+st.query_params["draft"] = drafts.save_draft(spec)  # a reload of this page keeps the model being edited
 error = shapes.first_error(spec)
 st.session_state["spec_valid"] = error is None
 st.session_state["spec_error"] = error[1] if error else None

@@ -5,6 +5,7 @@ import streamlit as st
 
 import ui
 from cifar_core import charts, data, images, predict
+from ui import data_picker, model_cache
 
 ui.through_router("pages/classify.py")
 
@@ -24,18 +25,18 @@ def show_file(position: int, name: str, payload: bytes, result: dict, ref: str, 
         c[0].image(images.preview_png(payload), caption="original")
         c[1].image(charts.enlarge(image, 6), caption="what the model sees (the centre square at 32 × 32)")
         with c[2]:
-            ui.saliency(ref, image, result["top"][0]["label"], f"cls_cam_{position}", opacity)
+            model_cache.saliency(ref, image, result["top"][0]["label"], f"cls_cam_{position}", opacity)
         c[3].plotly_chart(charts.top_k_bar(result["top"]), key=f"top_k_{position}", config=ui.NO_TOOLBAR)
 
 
 st.title("Classify images")
-options = ui.model_options_or_stop()
+options = model_cache.model_options_or_stop()
 
 c = st.columns([3, 1, 1])
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="cls_model", **ui.KEEP)
 k = c[1].slider("Top-k", 1, 10, 3, key="cls_k", **ui.KEEP)
 opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, 0.5, step=0.05, key="cls_opacity", **ui.KEEP)
-model, class_names, tta, _ = ui.model_or_stop(ref)
+model, class_names, tta, _ = model_cache.model_or_stop(ref)
 if tta != "off":
     st.caption("This model was trained for test-time augmentation: " + predict.TTA_SENTENCES[tta])
 
@@ -46,7 +47,8 @@ if mode == "upload":
                             list(images.UPLOAD_EXTENSIONS))
 else:
     x, y, sample_names = data.load_sample()
-    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="cls_sample", help=ui.sample_ranges(), **ui.KEEP)
+    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="cls_sample", help=data_picker.sample_ranges(),
+                          **ui.KEEP)
     if i is None:
         st.stop()
     files = [(f"sample image {i} (true class: {sample_names[y[i]]})", images.encode_png(x[i]))]  # said once

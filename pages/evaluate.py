@@ -5,24 +5,25 @@ import streamlit as st
 
 import ui
 from cifar_core import data, sources
+from ui import data_picker, model_cache
 from ui import evaluate as view
 
 ui.through_router("pages/evaluate.py")
 
 st.title("Evaluate")
-if not ui.has_default_model():
+if not model_cache.has_default_model():
     st.caption("The shipped default model is not in this installation (cifar_core/assets/default/model.keras is "
                "missing), so only your trained runs are offered.")
-options = ui.model_options_or_stop()
+options = model_cache.model_options_or_stop()
 
 c = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="eval_model", **ui.KEEP)
 with c[1]:
-    choice = ui.source_picker("eval_source", ui.data_choice(), follow=True)
+    choice = data_picker.source_picker("eval_source", data_picker.data_choice(), follow=True)
 split = c[2].radio("Split", ["test", "val"], key="eval_split", horizontal=True, **ui.KEEP)
 if c[3].button("Evaluate", type="primary", key="eval_go"):
     st.session_state["eval_request"] = (ref, split, choice)
-ui.data_note(choice, "eval_source")
+data_picker.data_note(choice, "eval_source")
 if st.session_state.get("eval_request") != (ref, split, choice):
     st.info("Choose a model, a data source and a split, then press Evaluate.")
     st.stop()
@@ -30,7 +31,7 @@ if st.session_state.get("eval_request") != (ref, split, choice):
 try:
     source = sources.app_source(choice)
     with st.spinner("Loading the data and the model…"):
-        result = view.run_evaluation(ref, split, source, ui.model_mtime(ref))
+        result = view.run_evaluation(ref, split, source, model_cache.model_mtime(ref))
 except (data.DataError, ValueError, OSError) as e:  # RunError is a ValueError
     st.error(ui.md_escape(str(e)))
     st.stop()

@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from cifar_core import sources
+from ui import data_picker
 
 ui.through_router("pages/home.py")
 
@@ -15,12 +16,12 @@ st.markdown(
     "inside the network."
 )
 
-choice = ui.data_choice()
+choice = data_picker.data_choice()
 available, message = sources.source_status(choice if choice in ("keras", "sample") else sources.app_source(choice))
-message += ui.offline_note(choice)  # the sample standing in for CIFAR-10
+message += data_picker.offline_note(choice)  # the sample standing in for CIFAR-10
 (st.success if available else st.warning)(message if choice in ("keras", "sample")
                                            else f"The dataset {choice} in this server's data folders.")
-ui.data_note(choice, "data_source", named=True)  # the line above names it
+data_picker.data_note(choice, "data_source", named=True)  # the line above names it
 if not available:
     st.caption("The embedded sample always works, without a download; choose the data source in the sidebar.")
 

@@ -5,16 +5,17 @@ import streamlit as st
 
 import ui
 from cifar_core import charts, data, explain, images, predict
+from ui import data_picker, model_cache
 
 ui.through_router("pages/layers.py")
 
 st.title("Layers")
-options = ui.model_options_or_stop()
+options = model_cache.model_options_or_stop()
 
 c = st.columns([3, 1])
 ref = c[0].selectbox("Model", list(options), format_func=options.get, key="lay_model", **ui.KEEP)
 limit = c[1].slider("Maps per layer", 8, 64, 32, 8, key="lay_limit", **ui.KEEP)
-model, class_names, _, mtime = ui.model_or_stop(ref)
+model, class_names, _, mtime = model_cache.model_or_stop(ref)
 
 mode = st.radio("Image", ["sample", "upload"], horizontal=True, key="lay_mode", **ui.KEEP,
                 format_func={"upload": "Upload an image", "sample": "Embedded sample image"}.get)
@@ -33,7 +34,8 @@ if mode == "upload":
         st.caption(note)
 else:
     x, y, sample_names = data.load_sample()
-    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="lay_sample", help=ui.sample_ranges(), **ui.KEEP)
+    i = ui.bounded_number("Sample image", 0, len(x) - 1, 0, key="lay_sample", help=data_picker.sample_ranges(),
+                          **ui.KEEP)
     if i is None:
         st.stop()
     st.caption(f"True class: {ui.md_escape(sample_names[y[i]])}")
@@ -44,7 +46,7 @@ left, right = st.columns([1, 3], gap="large")
 left.image(charts.enlarge(image, 6),
            caption=f"the 32 × 32 input; the model says {ui.md_escape(top['label'])} ({top['probability']:.0%})")
 try:
-    filters = ui.first_layer_filters(ref, mtime)
+    filters = model_cache.first_layer_filters(ref, mtime)
 except explain.NoConvolutionError:
     st.info("This model has no convolution layer, so it has no feature maps or filters to show; add a Conv2D layer "
             "on the Build page to see them.")
@@ -64,7 +66,7 @@ with right:
 # Named as the Build page numbers the stack ("3. Conv2D"): the built model is Rescaling, then the spec's layers.
 position = {layer.name: i for i, layer in enumerate(model.layers)}
 numbered = bool(model.layers) and type(model.layers[0]).__name__ == "Rescaling"
-for entry in ui.feature_maps(ref, mtime, image):
+for entry in model_cache.feature_maps(ref, mtime, image):
     h, w, channels = entry["output_shape"]
     title = f"{position[entry['name']]}. Conv2D" if numbered and entry["name"] in position else entry["name"]
     st.subheader(f"{ui.md_escape(title)}: output {h} × {w} × {channels}")

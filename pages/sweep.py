@@ -8,6 +8,7 @@ import streamlit as st
 import ui
 from cifar_core import data, presets, runs, sources, sweeps
 from cifar_core import spec as specs
+from ui import data_picker
 from ui import sweep as view
 
 ui.through_router("pages/sweep.py")
@@ -20,7 +21,7 @@ choice = st.selectbox("Model", choices, index=choices.index("tiny"), key="sweep_
     f"from the Build page: {st.session_state['spec'].name}" if c == BUILD else f"preset {c}"))
 model_spec = st.session_state["spec"] if choice == BUILD else presets.PRESETS[choice].spec
 space, trials, epochs, limit, source_choice, ready = view.search_form(model_spec)
-ui.data_note(source_choice, "sweep_source")
+data_picker.data_note(source_choice, "sweep_source")
 
 if st.button("Start sweep", type="primary", key="sweep_start", disabled=not ready):
     try:

@@ -8,6 +8,7 @@ import ui
 from cifar_core import config as configs
 from cifar_core import jobs, resizing, runs, shapes, sources
 from cifar_core import spec as specs
+from ui import data_picker
 from ui import train as view
 
 ui.through_router("pages/train.py")
@@ -35,7 +36,7 @@ except specs.SpecError as e:  # a setting wrong on its own is also named under i
     problem = problem or (None, str(e))
     config = base
 view.device_tiles(model_spec, config, trainable=not problem)
-ui.data_note(source_choice, prefix + "data")
+data_picker.data_note(source_choice, prefix + "data")
 
 jobs.warm_up()  # a process with TensorFlow already imported, waiting for Start
 if st.button("Start training", type="primary", key="start", disabled=problem is not None):

@@ -538,7 +538,7 @@ save_model_atomic(Model(), Path(sys.argv[1]))
 
 
 def test_17_killed_during_a_model_save(trained_runs, app_env, open_app):
-    import ui
+    from ui import model_cache
 
     run = copy_run(trained_runs, app_env)
     model_file = run / "model.keras"
@@ -551,7 +551,7 @@ def test_17_killed_during_a_model_save(trained_runs, app_env, open_app):
     assert models.load_model(model_file).count_params() == 5418
     # no list shows the half-written file
     assert [(r["run_id"], r["has_model"]) for r in runs.list_runs()] == [(TINY_RUN_ID, True)]
-    assert set(ui.model_options()) - {"default"} == {TINY_RUN_ID}
+    assert set(model_cache.model_options()) - {"default"} == {TINY_RUN_ID}
     at = open_app(RUNS)
     assert list(at.dataframe[0].value["run id"]) == [TINY_RUN_ID]
     assert not [o for o in at.selectbox[0].options if "tmp" in o]

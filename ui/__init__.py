@@ -1,5 +1,6 @@
-"""Small helpers shared by the pages: session defaults, the cached device query, model choices, the cached model and
-what cifar_core.explain computes from it, text escaping.
+"""Small helpers shared by the pages: routing and toasts, number boxes and setting widgets, run pickers and a run's
+settings in words, the job queue's controls, and text made safe for Markdown. The data source, the device and the
+models, and the Build page's drafts have modules of their own (data_picker, model_cache, drafts).
 
 UI glue only; the product's logic lives in cifar_core.
 """
@@ -8,18 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
-import secrets
-import time
 
-import numpy as np
 import streamlit as st
 
 from cifar_core import config as configs
-from cifar_core import data, explain, files, models, presets, runs, sources, spec_io
-from cifar_core import device as devices
-from cifar_core import spec as specs
+from cifar_core import files, presets, runs, sources
+from ui import drafts  # imports nothing of this package
 
 # Every widget whose choice should outlive a visit to another page: Streamlit keeps its value itself, with no Session
 # State written before it (writes an interrupted rerun could lose, leaving widgets at their own defaults).
@@ -34,7 +30,7 @@ def through_router(page_path: str) -> None:
     if not st.session_state.get("routed"):
         st.session_state["deep_link"] = (page_path, st.query_params.to_dict())
         st.switch_page("app.py")
-    keep_draft()
+    drafts.keep_draft()
 
 
 def toast_after_rerun(text: str) -> None:
@@ -46,20 +42,6 @@ def toast_after_rerun(text: str) -> None:
 def show_toasts() -> None:
     for text in st.session_state.pop("_toasts", []):
         st.toast(text)
-
-
-def keep_draft() -> None:
-    """The Build page's model survives a reload of any page: its draft's id rides in every page's URL (?draft=),
-    and a new session (a reload) takes the model back from it. Only Build's own URL had it, so a reload on Train
-    lost the edited model for good."""
-    draft_id = st.session_state.get("draft_id")
-    if draft_id:
-        if st.query_params.get("draft") != draft_id:
-            st.query_params["draft"] = draft_id
-    elif "spec" not in st.session_state:
-        spec = load_draft(st.query_params.get("draft"))
-        if spec is not None:
-            st.session_state["spec"] = spec
 
 
 def forward_deep_link() -> None:
@@ -178,7 +160,9 @@ def evaluation_request(ref: str) -> dict:
     """The Evaluate page's choices for evaluating ref at once, on the split and data source it shows now: a button
     that opened Evaluate with the model chosen still left the evaluation to a second click."""
     split = st.session_state.get("eval_split", "test")
-    choice = st.session_state.get("eval_source") or data_choice()
+    from ui import data_picker  # here: data_picker imports this package
+
+    choice = st.session_state.get("eval_source") or data_picker.data_choice()
     return {"eval_model": ref, "eval_request": (ref, split, choice)}
 
 
@@ -187,116 +171,6 @@ def open_page(page: str, choices: dict) -> None:
     at the switch, so the writes cannot be lost to an interrupted rerun; the widgets keep them (persist_state)."""
     st.session_state.update(choices)
     st.switch_page(page)
-
-
-def sample_ranges() -> str:
-    """Which of the embedded sample's images are which split, for a picker that numbers them."""
-    counts = data.sample_counts()
-    train, val = counts["train"], counts["val"]
-    return (f"0 to {train - val - 1:,}: training images; {train - val:,} to {train - 1:,}: validation images; "
-            f"{train:,} to {train + counts['test'] - 1:,}: test images, which no run on the sample trained on.")
-
-
-def data_choice() -> str:
-    """The sidebar's data source: one of sources.app_sources() (or the app's default when a page runs on its own)."""
-    choice = st.session_state.get("data_source")
-    return choice if choice in sources.app_sources() else sources.app_default()
-
-
-def data_source() -> str:
-    """The sidebar's data source as load_data and TrainConfig.data take it (sources.app_source of data_choice())."""
-    return sources.app_source(data_choice())
-
-
-def source_picker(key: str, default: str, label: str = "Data source", help_: str | None = None,
-                  follow: bool = False) -> str:
-    """A selectbox of the data sources the app offers (sources.app_sources), starting at `default` (or the sample),
-    its choice kept across pages by Streamlit (persist_state); with `follow`, it takes `default` again whenever
-    `default` changes. A choice it no longer offers goes back to the start."""
-    options = list(sources.app_sources())
-    if f"{key}_next" in st.session_state:  # a choice made after this picker was drawn (choose_source)
-        st.session_state[key] = st.session_state.pop(f"{key}_next")
-    # follow: a page's picker takes a new `default` (the sidebar's choice). Once drawn it had kept its own, and the
-    # page trained or evaluated on the sample while the sidebar said the dataset folder.
-    followed = st.session_state.get(f"{key}_follows")
-    if follow and followed is not None and followed != default and default in options:
-        st.session_state[key] = default
-    st.session_state[f"{key}_follows"] = default
-    start = options.index(default) if default in options else options.index("sample")
-    return st.selectbox(label, options, start, format_func=sources.app_sources().get, key=key, help=help_,
-                        **KEEP)
-
-
-def choose_source(key: str, choice: str) -> None:
-    """Sets the data-source picker `key` the next time it is drawn (a widget drawn in this run cannot be set)."""
-    st.session_state[f"{key}_next"] = choice
-
-
-def offline_note(choice: str) -> str:
-    """' CIFAR-10 is not downloaded ...' when the sample is in use because CIFAR-10 cannot be had here, else ''."""
-    standing_in = choice == "sample" and data.resolve_default_source()[1]
-    return " CIFAR-10 is not downloaded and cannot be downloaded here (no network)." if standing_in else ""
-
-
-def data_note(choice: str, key: str, named: bool = False) -> None:
-    """One line naming the data used (unless the page has `named` it), with one click to download CIFAR-10 (where
-    it can be had) or to use another dataset this server offers; `key` is the picker the click changes."""
-    options = sources.app_sources()
-    if not named:
-        st.caption(f"Data: {md_escape(options.get(choice, choice))}.{offline_note(choice)}")
-    downloadable = choice != "keras" and not data.keras_downloaded() and data.can_download()
-    others = [c for c in options if c not in (choice, "keras")]
-    if not (downloadable or others):
-        return
-    with st.container(horizontal=True):
-        if downloadable and st.button("Download CIFAR-10 (170 MB)", key=f"{key}_download"):
-            try:
-                with st.spinner("Downloading CIFAR-10 (about 170 MB, once)…"):
-                    data.download_keras()
-            except data.DataError as e:
-                st.error(md_escape(str(e)))
-            else:
-                choose_source(key, "keras")
-                st.rerun()
-        if others:
-            with st.popover("Use another dataset"):
-                for other in others:
-                    st.button(options[other], key=f"{key}_use_{other}", on_click=choose_source, args=(key, other))
-
-
-@st.cache_resource(show_spinner="Detecting the training device…")
-def device() -> dict:
-    return devices.device_info()
-
-
-def _device_known() -> bool:
-    return devices.device_info.cache_info().currsize > 0
-
-
-def find_device() -> None:
-    """Finds the device (devices.device_info, which imports TensorFlow) at the end of a page run, once the page is
-    drawn, in the script's own thread. A thread of its own raced the next page run's import of Keras, and Python's
-    import lock then failed one of them (_DeadlockError, a half-made module), so that a good model file was said
-    not to load."""
-    devices.device_info()
-
-
-def device_line() -> None:
-    """The sidebar's device and precision. Finding them held a server's first page blank for 7.3 s (headless
-    Chromium, 2026-12-07): until find_device has found them after the page, a fragment looks again each second and
-    reruns the app once they are known."""
-    if _device_known():
-        info = device()
-        st.caption(f"Device: {info['device']}  \nPrecision: {info['precision']}")
-    else:
-        _device_pending()
-
-
-@st.fragment(run_every=1)
-def _device_pending() -> None:
-    if _device_known():
-        st.rerun()
-    st.caption("Device: being detected…")
 
 
 def run_title(run_id: str) -> str:
@@ -343,98 +217,6 @@ def run_settings(run_dir) -> str:
             + (f"; changed from the model's defaults: {', '.join(map(md_escape, changed))}" if changed else "") + ".")
 
 
-def has_default_model() -> bool:
-    return (models.DEFAULT_RUN / "model.keras").exists()
-
-
-def model_options() -> dict[str, str]:
-    """{model reference: label} of every model that can be loaded: the shipped default (if present), then runs."""
-    options = {}
-    if has_default_model():
-        options["default"] = "default (the shipped model)"
-    for row in runs.list_runs():
-        if row["has_model"]:
-            options[row["run_id"]] = f"{run_title(row['run_id'])} · {row['state']}"
-    return options
-
-
-def model_options_or_stop() -> dict[str, str]:
-    """model_options(), or, when there is no model at all, a sentence saying how to get one and the end of the page."""
-    options = model_options()
-    if not options:
-        st.info("There is no trained model yet, and the shipped default model is not in this installation. Train one "
-                "on the Train page (the tiny preset on the sample data takes about a minute), then come back here.")
-        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-        st.stop()
-    return options
-
-
-def model_mtime(ref: str) -> int:
-    path, _ = models.resolve_model(ref, allow_paths=False)
-    return path.stat().st_mtime_ns
-
-
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def load_model(ref: str, model_mtime_ns: int):
-    """(model, class names, its test-time augmentation: off, mirror or mirror-shift) of a model reference, loaded
-    once per file version (pass model_mtime(ref))."""
-    path, run_dir = models.resolve_model(ref, allow_paths=False)
-    model = models.load_model(path)
-    return model, models.class_names_for(run_dir, model.output_shape[-1]), models.tta_for(run_dir)
-
-
-def model_or_stop(ref: str):
-    """(model, class names, TTA, model mtime) of the chosen model; a model that cannot be loaded ends the page with
-    its sentence."""
-    try:
-        mtime = model_mtime(ref)
-        return (*load_model(ref, mtime), mtime)
-    except (ValueError, OSError) as e:  # RunError is a ValueError
-        st.error(md_escape(str(e)))
-        st.stop()
-
-
-@st.cache_data(show_spinner="Computing the heatmap…", max_entries=64)
-def grad_cam(ref: str, model_mtime_ns: int, image: np.ndarray, class_index: int) -> np.ndarray:
-    """explain.grad_cam's heatmap, cached per model version, image (hashed by content) and class."""
-    heatmap, _ = explain.grad_cam(load_model(ref, model_mtime_ns)[0], image, class_index)
-    return heatmap
-
-
-@st.cache_data(show_spinner="Computing the feature maps…", max_entries=8)
-def feature_maps(ref: str, model_mtime_ns: int, image: np.ndarray) -> list[dict]:
-    return explain.feature_maps(load_model(ref, model_mtime_ns)[0], image)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def first_layer_filters(ref: str, model_mtime_ns: int) -> np.ndarray:
-    return explain.first_layer_filters(load_model(ref, model_mtime_ns)[0])
-
-
-def saliency(ref: str, image: np.ndarray, predicted: str, key: str, opacity: float, scale: int = 6) -> None:
-    """The Grad-CAM overlay of one image under a class picker (default: the predicted class, by name), or the
-    sentence saying why this model has no map to show."""
-    mtime = model_mtime(ref)
-    model, names, _ = load_model(ref, mtime)
-    predicted = names.index(predicted)
-    try:
-        method = explain.cam_method(model)
-    except explain.NoConvolutionError as e:
-        st.info(str(e))
-        return
-    digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:12]
-    # keyed by the model too: another model has another predicted class, so its picker starts from that one
-    chosen = st.selectbox("Heatmap for class", range(len(names)), index=predicted,
-                          key=f"{key}_{digest}_{hashlib.sha256(f'{ref}:{mtime}'.encode()).hexdigest()[:8]}",
-                          format_func=lambda i: f"{names[i]} (predicted)" if i == predicted else names[i])
-    heatmap = grad_cam(ref, mtime, image, chosen)
-    note = " (element-wise, HiResCAM, as this model flattens its last map)" if method == "HiResCAM" else ""
-    st.image(explain.enlarged_overlay(image, heatmap, opacity, scale),
-             caption=f"Grad-CAM{note}: where the model finds “{md_escape(names[chosen])}”")
-    if not heatmap.any():
-        st.caption("Nothing in this image counts for that class (the map is empty).")
-
-
 def setting_error(text: str) -> str:
     """An engine's message about a training setting, as the page's widgets name it: "The training setting minutes"
     (the CLI's and config.json's name) becomes "The setting 'Time budget (minutes)'", escaped for Markdown."""
@@ -451,64 +233,6 @@ def sentence(text: str) -> str:
     if "_" in text.split(" ", 1)[0]:
         return text
     return text[:1].upper() + text[1:]
-
-
-_DRAFT_ID = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
-
-
-def _draft_path(draft_id: str):
-    return runs.default_runs_dir() / ".drafts" / f"{draft_id}.json"
-
-
-def save_draft(spec) -> str:
-    """Saves the Build page's model under the runs folder's .drafts/ (once per change); returns its id for the
-    URL (?draft=<id>), so that a reload of the page finds it again."""
-    draft_id = st.session_state.get("draft_id")
-    if not draft_id or not _DRAFT_ID.match(draft_id):
-        draft_id = st.session_state["draft_id"] = secrets.token_urlsafe(12)
-        _prune_drafts(_draft_path(draft_id).parent)
-    text = spec_io.to_json(spec)
-    if st.session_state.get("draft_saved") != text:
-        try:
-            path = _draft_path(draft_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            files.write_json(path, spec_io.to_dict(spec))
-            st.session_state["draft_saved"] = text
-        except OSError:
-            pass  # a read-only runs folder: the draft lives in this session only
-    return draft_id
-
-
-DRAFT_DAYS = 30
-
-
-def _prune_drafts(folder) -> None:
-    """Removes drafts untouched for DRAFT_DAYS, as each new session starts one: every session that opens Build saves
-    a draft, and nothing else ever removes them."""
-    cutoff = time.time() - DRAFT_DAYS * 86400
-    try:
-        old = [e.path for e in os.scandir(folder) if e.name.endswith(".json") and e.stat().st_mtime < cutoff]
-    except OSError:
-        return
-    for path in old:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-
-
-def load_draft(draft_id: str | None):
-    """The draft saved as `draft_id`, or None when there is none (or it is not a valid spec any more)."""
-    if not draft_id or not _DRAFT_ID.match(draft_id):
-        return None
-    raw = files.read_json(_draft_path(draft_id))
-    try:
-        spec = spec_io.from_dict(raw) if raw is not None else None
-    except (specs.SpecError, TypeError, ValueError):
-        return None
-    if spec is not None:
-        st.session_state["draft_id"] = draft_id
-    return spec
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")

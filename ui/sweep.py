@@ -12,6 +12,7 @@ from cifar_core import config as configs
 from cifar_core import jobs, presets, runs, sources, studies, sweeps
 from cifar_core import space as space_checks
 from cifar_core import spec as specs
+from ui import data_picker
 from ui.train import BUILD
 
 RANGES = {  # entry: (label, default low, default high, log scale, on by default)
@@ -75,7 +76,7 @@ def search_form(model_spec: specs.ModelSpec) -> tuple[dict | None, int | None, i
             # TrainConfig's own field, as on the Train page: empty trains on all images.
             limit = ui.setting_widget("limit", "sweep_limit", None)
         with c[3]:  # what the trials train on, said on the page as Train says it (it had been the sidebar's, unsaid)
-            choice = ui.source_picker("sweep_source", ui.data_choice(), follow=True)
+            choice = data_picker.source_picker("sweep_source", data_picker.data_choice(), follow=True)
     ready = space is not None and None not in (trials, epochs) and not configs.setting_problem("limit", limit)
     return space, trials, epochs, limit, choice, ready
 

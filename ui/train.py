@@ -8,6 +8,7 @@ import ui
 from cifar_core import charts, data, estimate, jobs, metrics, presets, runs, sources
 from cifar_core import config as configs
 from cifar_core import spec as specs
+from ui import data_picker, model_cache
 
 BUILD = "build"
 
@@ -74,8 +75,8 @@ def settings_form(prefix: str, defaults: dict) -> tuple[dict, str, str]:
         for n, name in enumerate(shown):
             with columns[n // per_column]:
                 if name == "data":  # only what this server offers (sources.app_sources), never a typed path
-                    source_choice = ui.source_picker(prefix + name, ui.data_choice(), label=configs.label(name),
-                                                     follow=True)
+                    source_choice = data_picker.source_picker(prefix + name, data_picker.data_choice(),
+                                                              label=configs.label(name), follow=True)
                     values[name] = sources.app_source(source_choice)
                 else:
                     values[name] = ui.setting_widget(name, prefix + name, defaults[name])
@@ -97,7 +98,7 @@ def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, train
     device has measured; under progressive resizing, the run's mean epoch); below them, for a time budget, the
     epochs it holds and the batch it trains at if it holds too few steps (estimate.budget_batch_here), as the job
     will log it."""
-    info = ui.device()
+    info = model_cache.device()
     precision = info["precision"] if config.precision == "auto" else config.precision
     images = data.train_images_hint(config.data or None, config.limit)
     speed, measured_runs = estimate.measured_speed(info["device"], precision)
@@ -192,7 +193,7 @@ def retrain_box(run_dir) -> None:
         st.markdown("**Change the data source** and train this model again as a new run:")
         row = st.columns([3, 1], vertical_alignment="bottom")
         with row[0]:
-            ui.source_picker("retrain_source", "sample")
+            data_picker.source_picker("retrain_source", "sample")
         row[1].button("Train on this data", key="retrain", type="primary", on_click=retrain_on,
                       args=(run_dir, "retrain_source"))
 
