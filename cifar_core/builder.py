@@ -6,6 +6,7 @@ Layer fields are Keras keyword arguments (see spec.py), so both directions are a
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from . import shapes
 from . import spec as specs
@@ -65,7 +66,10 @@ def build_model(spec: specs.ModelSpec, x_train=None, any_size: bool = False):
 
 
 def _keras_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)
+    """The spec's name as TensorFlow takes a model's (its root name scope): ASCII letters, digits, '_', '.' and '-',
+    starting with a letter or a digit. 'café net' and '_mine' passed the Build page, then failed every training with
+    TensorFlow's own error (the seventh attack)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("_.-")
     return cleaned or "model"
 
 

@@ -33,7 +33,7 @@ try:
     with st.spinner("Loading the data and the model…"):
         result = view.run_evaluation(ref, split, source, model_cache.model_mtime(ref))
 except (data.DataError, ValueError, OSError) as e:  # RunError is a ValueError
-    st.error(ui.md_escape(str(e)))
+    st.error(ui.problem(e))
     st.stop()
 
 view.summary(result, split)

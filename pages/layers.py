@@ -28,7 +28,7 @@ if mode == "upload":
     try:
         image, note = images.read_input(upload.getvalue())
     except images.ImageError as e:
-        st.error(str(e))
+        st.error(ui.problem(e))
         st.stop()
     if note:  # an image of a few pixels, or mostly cropped away, as Classify says it
         st.caption(note)

@@ -70,7 +70,7 @@ elif status.get("state") in jobs.RESUMABLE_STATES:
         try:
             jobs.resume_job(run_id, offered=sources.offered)
         except runs.RunError as e:
-            st.error(ui.md_escape(str(e)))
+            st.error(ui.problem(e))
         else:
             st.rerun()
 if status.get("state") in ("finished", "stopped") and (run_dir / "model.keras").is_file():

@@ -1,5 +1,6 @@
 """AppTest of the Evaluate page on a tiny model trained on the embedded sample (tests/conftest.py)."""
 
+import helpers
 import pytest
 from conftest import TINY_RUN_ID
 
@@ -136,6 +137,13 @@ def test_a_broken_dataset_is_one_sentence_without_a_bar_or_a_path(open_app, monk
     assert str(tmp_path) not in at.error[0].value and "--" not in at.error[0].value
     assert not at.get("progress")  # no "Predicting…" bar left above the error
     assert "cm_chart" not in charts(at)
+    # an engine's message naming the source by its path (as the command line may): the page shows its name
+    (root / "batches").mkdir()
+    for name, blob in helpers.official_batches()[2].items():  # CIFAR-10's own format, of a few images
+        (root / "batches" / name).write_bytes(blob)
+    at = evaluated(open_app, source="data/batches")
+    assert len(at.error) == 1 and str(tmp_path) not in at.error[0].value
+    assert helpers.plain(at.error[0].value).startswith("The source 'batches' has only ")
 
 
 @pytest.mark.usefixtures("runs_with_model")
@@ -176,3 +184,17 @@ def test_the_pages_data_source_follows_the_sidebars_until_chosen_on_the_page(ope
     assert at.selectbox(key="eval_source").value == "sample"
     at.run()
     assert at.selectbox(key="eval_source").value == "sample"
+
+
+def test_an_engine_error_is_shown_without_server_paths_and_a_vanished_file_in_words(monkeypatch, tmp_path):
+    import errno
+
+    import ui
+
+    monkeypatch.setenv("CIFAR_RUNS_DIR", str(tmp_path / "runs"))
+    # a run deleted from another session while this page loaded its model: not "[Errno 2] ... '/srv/...'"
+    gone = FileNotFoundError(errno.ENOENT, "No such file or directory", str(tmp_path / "runs" / "r1" / "model.keras"))
+    assert helpers.plain(ui.problem(gone)) == ("This page's model.keras is no longer there: its run may have been "
+                                               "deleted or renamed meanwhile. Choose again.")
+    said = helpers.plain(ui.problem(ValueError(f"The source '{tmp_path / 'runs' / 'r1'}' has only 3 images.")))
+    assert said == "The source 'r1' has only 3 images." and str(tmp_path) not in said

@@ -77,11 +77,15 @@ def test_without_runs_the_page_points_to_train(open_app):
     assert "No runs yet" in at.info[0].value and not at.dataframe
 
 
-def test_what_changed_between_two_runs(open_app, runs_with_model):
+def test_what_changed_between_two_runs(open_app, runs_with_model, monkeypatch, tmp_path):
     import dataclasses
     import shutil
 
     from cifar_core import spec_io
+
+    pets = tmp_path / "roots" / "pets"
+    (pets / "train" / "cat").mkdir(parents=True)
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(tmp_path / "roots"))
 
     other = runs_with_model / "20260101-000002-tiny"
     shutil.copytree(runs_with_model / TINY_RUN_ID, other)
@@ -99,6 +103,11 @@ def test_what_changed_between_two_runs(open_app, runs_with_model):
     setting_rows = next(f for f in frames if "setting" in f.columns).to_dict("records")
     assert setting_rows == [{"setting": "Learning rate", "A": "0.01", "B": "0.003"}]
     assert "runs_cmp_curves" in {c.key for c in at.get("plotly_chart")}
+    # a data source by the name the pages give it, never by the server's path to it (the seventh attack)
+    runs.write_config(other, train={**runs.read_config(other)["train"], "data": str(pets)})
+    at.run()
+    setting_rows = next(f.value for f in at.dataframe if "setting" in f.value.columns).to_dict("records")
+    assert {"setting": "Data source", "A": "roots/pets", "B": "the embedded sample"} in setting_rows
     # two trials of one sweep: their parameters in the Sweep form's words, not Optuna's names
     for run_dir, trial, rate in ((other, 1, 0.01), (runs_with_model / TINY_RUN_ID, 0, 0.003)):
         runs.write_config(run_dir, sweep={"study": "s", "trial": trial, "params": {"learning_rate": rate, "x": 1}})

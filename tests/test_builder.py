@@ -135,3 +135,16 @@ def test_a_model_built_for_any_size_takes_smaller_images_with_the_same_weights()
     x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(flexible.predict_on_batch(x), fixed.predict_on_batch(x), atol=1e-6)
     assert flexible.predict_on_batch(x[:, :16, :16]).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name, keras_name", [("café net", "caf__net"), ("_mine", "mine"), ("模型", "model"),
+                                              ("..", "model"), ("  x", "x"), ("my-net.v2", "my-net.v2")])
+def test_any_spec_name_makes_a_model_tensorflow_trains(name, keras_name):
+    # names TensorFlow refuses as a root name scope had passed the Build page and failed every training
+    import dataclasses
+
+    spec = dataclasses.replace(PRESETS["tiny"].spec, name=name)
+    model = build_model(spec)
+    assert model.name == keras_name and f"name={keras_name!r}" in to_keras_source(spec)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(np.zeros((2, 32, 32, 3), "float32"), np.zeros(2, "int64"), epochs=1, verbose=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 
 import streamlit as st
@@ -217,13 +218,26 @@ def run_settings(run_dir) -> str:
             + (f"; changed from the model's defaults: {', '.join(map(md_escape, changed))}" if changed else "") + ".")
 
 
-def setting_error(text: str) -> str:
+def problem(error) -> str:
+    """An engine's exception (or message) as a page shows it: escaped for Markdown, without the server's folders (a
+    data source's whole path had been shown by Evaluate and Runs, the seventh attack), and a file gone from under the
+    page (a run deleted in another session) said in words instead of "[Errno 2] ... '/srv/...'"."""
+    if isinstance(error, FileNotFoundError):
+        name = os.path.basename(str(error.filename or "")) or "a file"
+        error = (f"This page's {name} is no longer there: its run may have been deleted or renamed meanwhile. "
+                 "Choose again.")
+    return md_escape(sources.without_server_paths(str(error)))
+
+
+def setting_error(text) -> str:
     """An engine's message about a training setting, as the page's widgets name it: "The training setting minutes"
-    (the CLI's and config.json's name) becomes "The setting 'Time budget (minutes)'", escaped for Markdown."""
+    (the CLI's and config.json's name) becomes "The setting 'Time budget (minutes)'"; shown as problem() shows it."""
     def named(match):
         name = match.group(1)
         return f"The setting '{configs.label(name)}'" if name in configs.FIELDS else match.group(0)
-    return md_escape(re.sub(r"The training setting (\w+)", named, str(text)))
+    if isinstance(text, OSError):  # a full disk, a vanished file: problem's words
+        return problem(text)
+    return problem(re.sub(r"The training setting (\w+)", named, str(text)))
 
 
 def sentence(text: str) -> str:
@@ -300,18 +314,20 @@ def queue_controls(run_id: str, key: str) -> bool:
             jobs.cancel_queued(run_id)
             return True
     except runs.RunError as e:
-        st.error(md_escape(str(e)))
+        st.error(problem(e))
     return False
 
 
 def diff_table(rows: list[dict], name: str, where: bool = False) -> list[dict]:
     """compare's rows as a table: values shown as text (a column may mix numbers, names and None); a training
     setting by its label on the Train page ('Time budget (minutes)', not minutes)."""
-    def shown(value):
+    def shown(key, value):
+        if name == "setting" and key == "data" and isinstance(value, str):  # a source as the pages name it, never
+            return sources.app_label(value) if value else "the default"     # by the server's path to it
         return "–" if value is None else str(value)
 
     def field(key):
         return configs.label(key) if name == "setting" and key in configs.FIELDS else key
 
-    return [{**({"where": r["where"]} if where else {}), name: field(r["field"]), "A": shown(r["a"]),
-             "B": shown(r["b"])} for r in rows]
+    return [{**({"where": r["where"]} if where else {}), name: field(r["field"]), "A": shown(r["field"], r["a"]),
+             "B": shown(r["field"], r["b"])} for r in rows]

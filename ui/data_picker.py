@@ -74,7 +74,7 @@ def data_note(choice: str, key: str, named: bool = False) -> None:
                 with st.spinner("Downloading CIFAR-10 (about 170 MB, once)…"):
                     data.download_keras()
             except data.DataError as e:
-                st.error(ui.md_escape(str(e)))
+                st.error(ui.problem(e))
             else:
                 choose_source(key, "keras")
                 st.rerun()

@@ -90,7 +90,7 @@ def images_or_stop(result: dict):
     try:
         x, _, _ = load_dataset(result["source"]).split(result["split"])
     except data.DataError as e:
-        st.error(ui.md_escape(str(e)))
+        st.error(ui.problem(e))
         st.stop()
     if len(x) != result["n"]:
         st.warning("The data source has changed since this evaluation; press Evaluate again to see its images.")

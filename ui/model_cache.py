@@ -95,7 +95,7 @@ def model_or_stop(ref: str):
         mtime = model_mtime(ref)
         return (*load_model(ref, mtime), mtime)
     except (ValueError, OSError) as e:  # RunError is a ValueError
-        st.error(ui.md_escape(str(e)))
+        st.error(ui.problem(e))
         st.stop()
 
 

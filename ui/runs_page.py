@@ -83,7 +83,7 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
             try:
                 runs.rename_run(run_dir, label)
             except (runs.RunError, OSError) as e:
-                st.error(ui.md_escape(str(e)))
+                st.error(ui.problem(e))
             else:
                 ui.toast_after_rerun(f"Renamed to {ui.md_escape(runs.check_run_name(label))}.")
                 st.rerun()
@@ -97,7 +97,7 @@ def manage(rows: list[dict], selected: list[dict]) -> None:
             try:
                 runs.delete_run(run_dir)
             except runs.RunError as e:
-                st.error(ui.md_escape(str(e)))
+                st.error(ui.problem(e))
             else:
                 st.session_state.pop("train_run", None)
                 ui.toast_after_rerun(f"Deleted {ui.md_escape(title)}.")

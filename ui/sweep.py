@@ -117,7 +117,7 @@ def _progress(study: str, storage: str, running: bool) -> None:
     try:
         summary = studies.summary(storage, study)
     except specs.SpecError as e:
-        st.error(ui.md_escape(str(e)))
+        st.error(ui.problem(e))
         return
     done = studies.trials_done(summary)
     state = "running" if alive else "finished" if done >= (summary["trials_wanted"] or 0) else "stopped"
@@ -158,7 +158,7 @@ def best_trial(summary: dict) -> None:
             try:
                 spec, config = runs.read_spec_and_config(runs.run_path(run_id))
             except runs.RunError as e:  # trained by a worker on another machine, or deleted since
-                st.error(ui.md_escape(str(e)))
+                st.error(ui.problem(e))
                 return
             st.session_state["spec"] = spec
             st.session_state["spec_settings"] = (spec, config, run_id)  # Train starts from the trial's settings
