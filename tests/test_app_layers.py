@@ -4,6 +4,7 @@ upload, a plain sentence for a model without convolutions, no model at all."""
 import os
 import re
 
+import helpers
 import pytest
 from conftest import FLAT_RUN_ID, TINY_RUN_ID
 
@@ -100,7 +101,7 @@ def test_an_uploaded_image_or_a_sentence_for_a_bad_file(open_app):
     assert not at.subheader and any(c.value.startswith("Upload an image") for c in at.caption)
     at.file_uploader(key="lay_file").set_value(("notes.png", b"not an image", "image/png")).run()
     assert not at.exception, at.exception
-    assert [e.value for e in at.error] == [
+    assert [helpers.plain(e.value) for e in at.error] == [
         "This file is not an image in a supported format (PNG, JPEG, WebP, GIF or BMP)."]
     assert not at.subheader
     x, _, _ = data.load_sample()
