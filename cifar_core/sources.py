@@ -76,7 +76,7 @@ def _root_sources() -> dict[str, Path]:
         if not root.is_dir() or not files.is_text(str(root)):
             continue
         if (root / "train").is_dir() or (root / "data_batch_1").is_file():
-            found.setdefault(root.name, root)
+            _offer(found, root.name, root)
             continue
         try:
             with os.scandir(root) as listing:
@@ -88,8 +88,20 @@ def _root_sources() -> dict[str, Path]:
             # A name that is not UTF-8 cannot be shown in the sidebar's list (it took every page down).
             if not entry.name.startswith(".") and files.is_text(entry.name) and _inside(path, root) \
                     and _looks_like_dataset(path):
-                found.setdefault(f"{root.name}/{entry.name}", path)
+                _offer(found, f"{root.name}/{entry.name}", path)
     return found
+
+
+def _offer(found: dict, choice: str, path: Path) -> None:
+    """Adds path under a choice no other source has: 'keras' and 'sample' are the app's own (a data root named
+    sample had taken that choice, and loaded the embedded sample instead of itself), and two roots may share a
+    name (the second one's datasets had gone unoffered). A path offered already is not offered twice."""
+    if path in found.values():
+        return
+    unique, n = choice, 2
+    while unique in found or unique in ("keras", "sample"):
+        unique, n = f"{choice} ({n})", n + 1
+    found[unique] = path
 
 
 def app_sources() -> dict[str, str]:

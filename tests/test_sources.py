@@ -1,6 +1,7 @@
 """cifar_core.sources: what the web app offers as data sources, and how a page names one without a server path (the
 confinement to the data roots is tests/test_safety.py::test_27)."""
 
+import os
 from pathlib import Path
 
 from cifar_core import data, sources
@@ -110,3 +111,17 @@ def test_a_server_folder_named_whole_reads_as_its_name(tmp_path, monkeypatch):
     assert sources.without_server_paths(log) == (
         "Data: 54 training images from srv_cifar.\nNo runs yet in runs, Keras keeps its files in ~. The data source "
         f"'srv_cifar' does not exist; runs\\n {tmp_path.name}.")  # a backslash separates nothing on POSIX
+
+
+def test_every_dataset_in_the_roots_has_a_choice_of_its_own(monkeypatch, tmp_path):
+    # a root named sample had taken the embedded sample's choice (and loaded the sample); two roots named data had
+    # offered one of their two pets
+    for folder in ("sample/train/cat", "a/data/pets/train/cat", "b/data/pets/train/dog"):
+        (tmp_path / folder).mkdir(parents=True)
+    roots = [tmp_path / "sample", tmp_path / "a" / "data", tmp_path / "b" / "data", tmp_path / "sample"]
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", os.pathsep.join(map(str, roots)))
+    offered = sources.app_sources()
+    assert offered["sample"] == "embedded sample" and sources.app_source("sample") == "sample"
+    assert {c: sources.app_source(c) for c in offered if c not in ("sample", "keras")} == {
+        "sample (2)": str(tmp_path / "sample"), "data/pets": str(tmp_path / "a" / "data" / "pets"),
+        "data/pets (2)": str(tmp_path / "b" / "data" / "pets")}
