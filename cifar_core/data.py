@@ -15,6 +15,8 @@ source, holds out the splits and keeps the embedded sample; readers.py reads the
 from __future__ import annotations
 
 import functools
+import hashlib
+import itertools
 import os
 import socket
 import time
@@ -122,18 +124,59 @@ def download_keras() -> None:
 
 
 def train_images_hint(source: str | None = None, limit: int | None = None) -> int | None:
-    """How many training images a source yields after the validation hold-out, without loading it; None when that
-    is unknown before loading (an image folder) and no limit is set."""
+    """How many training images a source yields after the validation hold-out, without decoding it (an image folder
+    is listed, once per version of it); None when that cannot be known: the Train page's estimate had counted a
+    folder of 20 images as the 50,000 of its Limit box."""
     source = source or default_source()
     if source == "sample":
         count = sample_counts()["train"] - sample_counts()["val"]
     elif source == "keras" or source.endswith((".tar.gz", ".tgz")) or (Path(source) / "data_batch_1").exists():
         count = 50_000 - CIFAR10_VAL_SIZE
     else:
-        count = None
+        count = _folder_train_images(source, source_version(source))
     if limit is not None:
         return min(limit, count) if count is not None else limit
     return count
+
+
+@functools.lru_cache(maxsize=16)
+def _folder_train_images(source: str, version: str) -> int | None:
+    root = files.user_path(source)
+    try:
+        _, listing = readers.list_folder(root / "train" if (root / "train").is_dir() else root, within=root)
+    except (DataError, OSError):
+        return None
+    return len(listing) - max(1, round(len(listing) * FOLDER_VAL_FRACTION))
+
+
+# Entries looked at for a source's version: a dataset's own folder and its split folders hold a few dozen.
+MAX_VERSION_ENTRIES = 2_000
+
+
+def source_version(source: str | None) -> str:
+    """A cheap token that changes when a data source's files do: the modification times and sizes of its folder,
+    its entries and their sub-folders (adding or removing an image changes its class folder's time), or of its
+    archive. What a page's cached dataset and evaluation are keyed by: Evaluate had shown a folder's old figures,
+    after images were added to it, for as long as the server ran (the seventh attack)."""
+    source = source or default_source()
+    if source in ("keras", "sample"):
+        return source
+    tokens, looked = [], 0
+    try:
+        pending = [(files.user_path(source), 0)]
+        while pending and looked < MAX_VERSION_ENTRIES:
+            path, depth = pending.pop()
+            stat = os.stat(path, follow_symlinks=False)
+            tokens.append((str(path), stat.st_mtime_ns, stat.st_size))
+            looked += 1
+            if depth < 2 and os.path.isdir(path) and not os.path.islink(path):
+                with os.scandir(path) as entries:
+                    children = [e.path for e in itertools.islice(entries, MAX_VERSION_ENTRIES)
+                                if depth == 0 or e.is_dir(follow_symlinks=False)]
+                pending.extend((child, depth + 1) for child in sorted(children))
+    except (OSError, ValueError):
+        tokens.append(("unreadable", looked))
+    return hashlib.sha256(repr(tokens).encode("utf-8", "backslashreplace")).hexdigest()[:16]
 
 
 def cache_dir() -> Path:

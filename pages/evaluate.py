@@ -31,7 +31,7 @@ if st.session_state.get("eval_request") != (ref, split, choice):
 try:
     source = sources.app_source(choice)
     with st.spinner("Loading the data and the model…"):
-        result = view.run_evaluation(ref, split, source, model_cache.model_mtime(ref))
+        result = view.run_evaluation(ref, split, source, model_cache.model_mtime(ref), data.source_version(source))
 except (data.DataError, ValueError, OSError) as e:  # RunError is a ValueError
     st.error(ui.problem(e))
     st.stop()

@@ -1,5 +1,6 @@
 """AppTest of the Build page: presets, the layer editor, validity shown in place, Keras code and spec JSON."""
 
+import json
 import os
 import time
 
@@ -238,6 +239,13 @@ def test_a_reload_keeps_the_model_being_edited(open_app, app_env):
     fresh.switch_page(BUILD).run()
     assert fresh.session_state["spec"].name == "mine"
     assert len(fresh.session_state["spec"].layers) == 5
+    # a second tab on the same link shares the draft while unchanged; its change goes to a draft of its own, and
+    # the first tab's stays as it was (the two had overwritten each other's model)
+    assert fresh.query_params["draft"] in (draft, [draft])
+    fresh.text_input(key="spec_name").set_value("theirs").run()
+    theirs = fresh.query_params["draft"]
+    assert (theirs[0] if isinstance(theirs, list) else theirs) != draft
+    assert json.loads((app_env / ".drafts" / f"{draft}.json").read_text())["name"] == "mine"
 
     # every page carries the draft in its URL, and a reload on Train finds the model there, not only on Build
     at.switch_page("pages/train.py").run()

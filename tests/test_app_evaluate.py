@@ -5,6 +5,7 @@ import pytest
 from conftest import TINY_RUN_ID
 
 from cifar_core import evaluate, models
+from cifar_core.data import CIFAR10_CLASSES
 
 EVALUATE = "pages/evaluate.py"
 
@@ -198,3 +199,21 @@ def test_an_engine_error_is_shown_without_server_paths_and_a_vanished_file_in_wo
                                                "deleted or renamed meanwhile. Choose again.")
     said = helpers.plain(ui.problem(ValueError(f"The source '{tmp_path / 'runs' / 'r1'}' has only 3 images.")))
     assert said == "The source 'r1' has only 3 images." and str(tmp_path) not in said
+
+
+@pytest.mark.usefixtures("runs_with_model")
+def test_images_added_to_a_folder_are_evaluated_when_asked_again(open_app, monkeypatch, tmp_path):
+    # keyed by the source's name alone, the page had shown the folder's old figures for as long as the server ran
+    root = tmp_path / "data"
+    for split, count in (("train", 2), ("test", 1)):
+        for c, name in enumerate(CIFAR10_CLASSES):
+            (root / "pets" / split / name).mkdir(parents=True)
+            for i in range(count):
+                image = helpers.image_bytes(helpers.solid((20 * c, 10 * i, 99)))
+                (root / "pets" / split / name / f"{i}.png").write_bytes(image)
+    monkeypatch.setenv("CIFAR_DATA_ROOTS", str(root))
+    at = evaluated(open_app, source="data/pets")
+    assert {m.label: m.value for m in at.metric}["Images (test)"] == "10"
+    (root / "pets" / "test" / "cat" / "1.png").write_bytes((root / "pets" / "test" / "cat" / "0.png").read_bytes())
+    at.button(key="eval_go").click().run()
+    assert not at.exception and {m.label: m.value for m in at.metric}["Images (test)"] == "11"

@@ -181,3 +181,15 @@ def test_a_source_is_checked_without_loading_it(monkeypatch, tmp_path):
         data.check_source("keras")
     monkeypatch.setattr(data, "can_download", lambda: True)
     assert data.check_source("keras") == "keras"  # downloaded when it is loaded
+
+
+def test_a_sources_version_follows_its_files_and_a_folders_count_is_known_without_decoding(tmp_path):
+    root = make_folder(tmp_path / "pets")  # 3 classes of 10 training images
+    first = data.source_version(str(root))
+    assert data.source_version(str(root)) == first and data.source_version("sample") == "sample"
+    # 30 images, the last 10% (3) held out; a Limit above the count had been taken as the count
+    assert data.train_images_hint(str(root)) == 27 and data.train_images_hint(str(root), limit=50_000) == 27
+    (root / "train" / "cat" / "extra.png").write_bytes((root / "train" / "cat" / "img00.png").read_bytes())
+    assert data.source_version(str(root)) != first  # an image added: the pages evaluate again
+    assert data.train_images_hint(str(root)) == 31 - 3
+    assert data.source_version(str(tmp_path / "missing")) != data.source_version(str(root))

@@ -18,7 +18,7 @@ def keep_draft() -> None:
     """The Build page's model survives a reload of any page: its draft's id rides in every page's URL (?draft=),
     and a new session (a reload) takes the model back from it. Only Build's own URL had it, so a reload on Train
     lost the edited model for good."""
-    draft_id = st.session_state.get("draft_id")
+    draft_id = st.session_state.get("draft_id") or (st.session_state.get("draft_opened") or (None,))[0]
     if draft_id:
         if st.query_params.get("draft") != draft_id:
             st.query_params["draft"] = draft_id
@@ -37,12 +37,18 @@ def _draft_path(draft_id: str):
 
 def save_draft(spec) -> str:
     """Saves the Build page's model under the runs folder's .drafts/ (once per change); returns its id for the
-    URL (?draft=<id>), so that a reload of the page finds it again."""
+    URL (?draft=<id>), so that a reload of the page finds it again. A draft this session opened from its URL is
+    another's too (a duplicated tab, a shared link): it is shared while unchanged, and the first change goes to a
+    draft of this session's own. Written to in place, two tabs had overwritten each other's model (the seventh
+    attack)."""
+    text = spec_io.to_json(spec)
     draft_id = st.session_state.get("draft_id")
     if not draft_id or not _DRAFT_ID.match(draft_id):
+        opened = st.session_state.get("draft_opened")  # (id, text) of the draft taken from the URL
+        if opened and opened[1] == text:
+            return opened[0]
         draft_id = st.session_state["draft_id"] = secrets.token_urlsafe(12)
         _prune_drafts(_draft_path(draft_id).parent)
-    text = spec_io.to_json(spec)
     if st.session_state.get("draft_saved") != text:
         try:
             path = _draft_path(draft_id)
@@ -82,5 +88,5 @@ def load_draft(draft_id: str | None):
     except (specs.SpecError, TypeError, ValueError):
         return None
     if spec is not None:
-        st.session_state["draft_id"] = draft_id
+        st.session_state["draft_opened"] = (draft_id, spec_io.to_json(spec))
     return spec

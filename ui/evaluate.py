@@ -14,7 +14,9 @@ ANY = "(any)"
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def run_evaluation(ref: str, split: str, source: str, model_mtime_ns: int) -> dict:
+def run_evaluation(ref: str, split: str, source: str, model_mtime_ns: int, data_version: str) -> dict:
+    """evaluate.evaluate_model, cached per model file version and data version (data.source_version): keyed by the
+    source's name alone, a folder's old figures stayed after images were added to it."""
     # The progress bar is created inside the cached function, so that a cache hit replays it (and its removal).
     bar = st.progress(0.0, text="Predicting…")
     try:
@@ -25,7 +27,7 @@ def run_evaluation(ref: str, split: str, source: str, model_mtime_ns: int) -> di
 
 
 @st.cache_resource(show_spinner="Loading the images…", max_entries=2)
-def load_dataset(source: str) -> data.Dataset:
+def load_dataset(source: str, data_version: str) -> data.Dataset:
     return data.load_data(source or None)
 
 
@@ -88,7 +90,7 @@ def images_or_stop(result: dict):
     """The evaluated split's images; a data source that cannot be read, or has changed since the evaluation, ends
     the page with its sentence."""
     try:
-        x, _, _ = load_dataset(result["source"]).split(result["split"])
+        x, _, _ = load_dataset(result["source"], data.source_version(result["source"])).split(result["split"])
     except data.DataError as e:
         st.error(ui.problem(e))
         st.stop()
