@@ -54,6 +54,8 @@ def refusal(error: OSError, folder: str | os.PathLike, what: str) -> OSError | R
     if is_disk_full(error):
         return DiskFullError(getattr(error, "filename", None) or folder)
     name = Path(folder).name or str(folder)
+    if error.errno == errno.ENOENT:  # deleted in another session meanwhile: no fault of the folder's
+        return RunError(f"{what[:1].upper()}{what[1:]}: it is no longer there (deleted or moved meanwhile).")
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return RunError(f"The folder {name} is read-only; {what}.")
     return RunError(f"The folder {name} cannot be changed ({error.strerror or type(error).__name__}); {what}.")
@@ -376,9 +378,8 @@ def table_rows(rows: list[dict]) -> list[dict]:
     return [{"name": r["name"], "model": r["model"], "params": r["params"],
              "epochs": f"{r['epochs_done']} in {r['minutes']:g} min" if r.get("minutes")
              else f"{r['epochs_done']}/{r['epochs'] or '?'}", "best val accuracy": r["best_val_accuracy"],
-             "last val accuracy": r["last_val_accuracy"],
-             "train time (s)": r["train_time_s"], "state": r["state"], "saved model": r["has_model"],
-             "run id": r["run_id"], "problem": r["problem"] or ""} for r in rows]
+             "last val accuracy": r["last_val_accuracy"], "train time (s)": r["train_time_s"], "state": r["state"],
+             "saved model": r["has_model"], "run id": r["run_id"], "problem": r["problem"] or ""} for r in rows]
 
 
 def refuse_unoffered(run_dir: Path, offered) -> None:
@@ -393,8 +394,7 @@ def refuse_unoffered(run_dir: Path, offered) -> None:
 
 def read_job_log(run_id: str, runs_dir=None, lines: int = 20) -> str:
     """The job log's last lines, from its last 64 kB (files.read_tail: a regular file only)."""
-    try:
-        text = read_tail(run_path(run_id, runs_dir) / "job.log", 64 * 2**10).decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    with contextlib.suppress(OSError):
+        return "\n".join(read_tail(run_path(run_id, runs_dir) / "job.log", 64 * 2**10).decode(errors="replace")
+                         .splitlines()[-lines:])
+    return ""

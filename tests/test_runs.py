@@ -288,6 +288,11 @@ def test_delete_run(tmp_path):
     runs.delete_run(live)  # a killed job's run reads as interrupted and can be deleted
     assert not live.exists()
     assert os.listdir(tmp_path) == []
+    # gone already (deleted in another session): said so, not "The folder ... cannot be changed"
+    with pytest.raises(runs.RunError, match=r"^The run live could not be deleted: it is no longer there"):
+        runs.delete_run(live)
+    with pytest.raises(runs.RunError, match=r"^The run cannot be renamed: it is no longer there"):
+        runs.rename_run(live, "mine")
 
 
 def test_read_job_log(tmp_path):
