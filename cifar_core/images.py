@@ -180,10 +180,22 @@ def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarra
     enlarged from fewer pixels than the model takes, or most of it cropped away; None when it suits the model),
     from one decoding of the file. Raises ImageError as to_input_array does."""
     with _opened(data, size) as (image, width, height):
-        image = _to_rgb(_reduced(image, size))
+        image = _reduced(image, size)
+        see_through = _see_through(image)
+        image = _to_rgb(image)
         if image.size != size:
             image = ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
-        return np.asarray(image, dtype=np.uint8).copy(), _note_for(width, height, size)
+        notes = [_note_for(width, height, size), see_through and "Its transparent parts were classified as white, as "
+                 "an image viewer shows them: the model was trained on photographs, which have none."]
+        return np.asarray(image, dtype=np.uint8).copy(), " ".join(n for n in notes if n) or None
+
+
+def _see_through(image: Image.Image) -> bool:
+    """Whether any pixel is at least partly transparent: said beside the prediction, since _to_rgb puts it on white
+    (a logo with a transparent background had been classified without a word about its white)."""
+    if image.mode == "P" and "transparency" in image.info or image.mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        return image.convert("RGBA").getchannel("A").getextrema()[0] < 255
+    return False
 
 
 def preview_png(data: bytes, side: int = 256) -> bytes:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core.images import ImageError, fit_note, to_input_array
+from cifar_core.images import ImageError, fit_note, read_input, to_input_array
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,7 +100,7 @@ def test_decompression_bombs_use_little_memory(bombs):
     The peak is VmHWM of /proc/self/status: getrusage's ru_maxrss survives exec and would start at pytest's size."""
     code = r"""
 import sys
-from cifar_core.images import ImageError, fit_note, to_input_array
+from cifar_core.images import ImageError, fit_note, read_input, to_input_array
 from cifar_core import images
 from cifar_core import models
 
@@ -291,3 +291,22 @@ def test_the_preview_of_an_upload_keeps_the_whole_image_within_its_box():
     assert (shown[7::8, 7::8] == sample).all()
     with pytest.raises(ImageError):
         preview_png(b"not an image")
+
+
+def test_a_see_through_image_is_said_to_be_classified_on_white():
+    # a logo with a transparent background had been classified on white without a word
+    clear = np.zeros((40, 40, 4), np.uint8)
+    clear[10:30, 10:30] = (200, 30, 30, 255)  # an opaque red square on a transparent ground
+    array, note = read_input(helpers.image_bytes(clear))
+    assert note.startswith("Its transparent parts were classified as white")
+    assert tuple(array[0, 0]) == (255, 255, 255)
+    opaque = clear.copy()
+    opaque[..., 3] = 255
+    assert read_input(helpers.image_bytes(opaque))[1] is None  # an alpha channel that hides nothing
+    palette = Image.fromarray(clear[..., :3]).convert("P")
+    palette.info["transparency"] = 0
+    buffer = io.BytesIO()
+    palette.save(buffer, "PNG", transparency=0)
+    assert "transparent parts" in read_input(buffer.getvalue())[1]
+    wide = np.zeros((20, 100, 4), np.uint8)  # both notes, the crop's first
+    assert read_input(helpers.image_bytes(wide))[1].startswith("This image is 100 × 20 pixels")
