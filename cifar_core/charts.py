@@ -44,7 +44,9 @@ def _epoch_axis(fig: go.Figure) -> None:
     """An epoch axis from 0 to the last point, so that a figure with no point yet runs as far as its neighbour (a
     lone empty axis ran from -1 to 6), ticked at whole epochs from two on (Plotly ticked 1, 1.5, 2, ...)."""
     last = max((x for trace in fig.data for x in (trace.x or ()) if x is not None), default=0) or 1
-    fig.update_xaxes(title_text="epoch", range=[0, last], dtick=math.ceil(last / 10) if last >= 2 else 0.5)
+    # whole epochs from two on, half epochs to two, and Plotly's own ticks within the first epoch
+    dtick = math.ceil(last / 10) if last >= 2 else 0.5 if last >= 1 else None
+    fig.update_xaxes(title_text="epoch", range=[0, last], dtick=dtick)
     fig.update_traces(cliponaxis=False)  # the last epoch's marker stands on the axis's end: drawn whole, not halved
 
 

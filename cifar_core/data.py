@@ -163,16 +163,17 @@ def source_version(source: str | None) -> str:
         return source
     tokens, looked = [], 0
     try:
-        pending = [(files.user_path(source), 0)]
+        # links followed (a data root may offer a dataset through one), to a depth of 2, which also ends a loop
+        pending = [(files.resolved(source), 0)]
         while pending and looked < MAX_VERSION_ENTRIES:
             path, depth = pending.pop()
-            stat = os.stat(path, follow_symlinks=False)
+            stat = os.stat(path)
             tokens.append((str(path), stat.st_mtime_ns, stat.st_size))
             looked += 1
-            if depth < 2 and os.path.isdir(path) and not os.path.islink(path):
+            if depth < 2 and os.path.isdir(path):
                 with os.scandir(path) as entries:
                     children = [e.path for e in itertools.islice(entries, MAX_VERSION_ENTRIES)
-                                if depth == 0 or e.is_dir(follow_symlinks=False)]
+                                if depth == 0 or e.is_dir()]
                 pending.extend((child, depth + 1) for child in sorted(children))
     except (OSError, ValueError):
         tokens.append(("unreadable", looked))

@@ -143,7 +143,7 @@ def store_eval(run_dir: Path, result: dict) -> None:
 def model_fingerprint(path: Path) -> str:
     """The SHA-256 of a model file: what a stored evaluation describes. Its content, not its modification time, which
     a git checkout or a copy resets."""
-    with open_regular(path) as f:
+    with open_regular(path, follow_links=True) as f:  # a .keras file a user gave may be a link; a hash reads no secret
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 

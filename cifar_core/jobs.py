@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import files, metrics, resizing, runs, shapes
+from . import files, locks, metrics, resizing, runs, shapes
 from . import spec as specs
 from .config import TrainConfig, validate_config
 
@@ -133,7 +133,7 @@ def standby_pid(runs_dir=None) -> int | None:
     """The pid of the standby process waiting in runs_dir, or None. The standby holds .standby.lock while it
     waits and writes its pid beside it."""
     root = Path(runs_dir or runs.default_runs_dir())
-    if not files.is_locked(root / ".standby.lock"):
+    if not locks.is_locked(root / ".standby.lock"):
         return None
     pid = files.read_json(root / ".standby.pid.json", {})
     return pid.get("pid") if isinstance(pid, dict) and isinstance(pid.get("pid"), int) else None
@@ -162,7 +162,7 @@ def start_lock(runs_dir):
     root = Path(runs_dir or runs.default_runs_dir())
     try:
         root.mkdir(parents=True, exist_ok=True)
-        lock = files.wait_lock(root / ".start.lock")
+        lock = locks.wait_lock(root / ".start.lock")
     except OSError as e:
         raise runs.refusal(e, root, "no run can be started in it") from None
     try:

@@ -8,7 +8,7 @@
                   label.json     the name the user gave the run
                   backup/        keras.callbacks.BackupAndRestore state
                   tensorboard/   `tensorboard --logdir runs`
-                  lock           held by the job for its whole life (files.try_lock)
+                  lock           held by the job for its whole life (locks.try_lock)
 
 Every file is replaced atomically (files.write_atomic). Every reader here is defensive: any file may be missing,
 torn, of the wrong shape or hostile, and a run with such a file is listed with the reason instead of breaking the
@@ -26,10 +26,9 @@ import time
 from pathlib import Path
 
 from . import config as configs
-from . import files, metrics, shapes, spec_io
+from . import files, locks, metrics, shapes, spec_io
 from . import spec as specs
-from .files import DiskFullError, is_disk_full, is_text, read_json, read_tail, shown, touch, try_lock, write_json  # noqa: F401
-from .files import is_locked as _is_locked
+from .files import DiskFullError, is_disk_full, is_text, read_json, read_tail, shown, touch, write_json  # noqa: F401
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 STATES = ("queued", "starting", "running", "stopping", "stopped", "finished", "failed", "interrupted")
@@ -216,7 +215,7 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         try:
-            self._lock = try_lock(self.path)
+            self._lock = locks.try_lock(self.path)
         except OSError as e:
             raise RunError(f"The run {self.path.parent.name} cannot be trained: its lock file cannot be opened "
                            f"({e.strerror or type(e).__name__}).") from None
@@ -231,7 +230,7 @@ class RunLock:
 
 
 def is_locked(run_dir: Path) -> bool:
-    return _is_locked(Path(run_dir) / "lock")
+    return locks.is_locked(Path(run_dir) / "lock")
 
 
 def write_status(run_dir: Path, **fields) -> dict:

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from . import files, jobs, runs
+from . import files, jobs, locks, runs
 
 
 def _idle_seconds(setting: str | None, default: float = 600.0) -> float:
@@ -33,7 +33,7 @@ def _parent_alive(parent: int | None) -> bool:
         return True
     if os.name != "nt":
         return os.getppid() == parent  # reparented (to init) once the server that started it is gone
-    return files.process_alive(parent)
+    return locks.process_alive(parent)
 
 
 def run_standby(runs_dir, parent: int | None = None) -> list[str] | None:
@@ -43,7 +43,7 @@ def run_standby(runs_dir, parent: int | None = None) -> list[str] | None:
     that started it (parent) has ended."""
     root = Path(runs_dir)
     try:
-        lock = files.try_lock(root / ".standby.lock")
+        lock = locks.try_lock(root / ".standby.lock")
     except OSError:  # a runs folder it cannot write: no standby, and Start spawns its job as before
         lock = None
     if lock is None:

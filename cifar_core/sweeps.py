@@ -25,7 +25,8 @@ from pathlib import Path
 from . import config as configs
 from . import jobs, metrics, presets, resizing, runs, shapes, spec_io, studies
 from . import spec as specs
-from .files import process_alive, read_json, touch, write_json
+from .files import read_json, touch, write_json
+from .locks import process_alive
 from .space import SweepError, apply_params, check_space, default_space, suggest
 
 POLL_S = 0.25

@@ -6,7 +6,7 @@ import streamlit as st
 
 import ui
 from cifar_core import config as configs
-from cifar_core import jobs, resizing, runs, shapes, sources
+from cifar_core import files, jobs, resizing, runs, shapes, sources
 from cifar_core import spec as specs
 from ui import data_picker
 from ui import train as view
@@ -52,7 +52,7 @@ if st.button("Start training", type="primary", key="start", disabled=problem is 
 run_id = view.shown_run()
 view.run_header()
 if st.session_state.get("retrain_error"):
-    st.error(ui.md_escape(st.session_state.pop("retrain_error")))
+    st.error(st.session_state.pop("retrain_error"))
 has_runs = view.run_picker(run_id)
 if run_id is None:
     st.info("No run to show yet: start a training above" + (", or choose a run." if has_runs else "."))
@@ -73,7 +73,7 @@ elif status.get("state") in jobs.RESUMABLE_STATES:
             st.error(ui.problem(e))
         else:
             st.rerun()
-if status.get("state") in ("finished", "stopped") and (run_dir / "model.keras").is_file():
+if status.get("state") in ("finished", "stopped") and files.is_regular(run_dir / "model.keras"):
     if st.button("Evaluate this model", icon=":material/analytics:", key="evaluate_this"):
         ui.open_page("pages/evaluate.py", ui.evaluation_request(run_id))
 with st.expander("Job log"):

@@ -114,7 +114,7 @@ def test_a_sweep_from_the_page(open_app, app_env):
     assert {"sweep_fig_history", "sweep_fig_parallel"} <= {c.key for c in at.get("plotly_chart")}
     # two trials of different settings: Optuna ranks the settings, and the page says how little that means yet
     assert "sweep_fig_importances" in {c.key for c in at.get("plotly_chart")}
-    assert "Estimated from 2 finished trials: with fewer than 10, which setting mattered most is little more than " \
+    assert "Estimated from 2 complete trials: with fewer than 10, which setting mattered most is little more than " \
         "a guess." in [c.value for c in at.caption]
     best = summary["best"]["run_dir"].rsplit("/", 1)[-1]
     at.button(key="sweep_open_train").click().run()

@@ -74,10 +74,11 @@ def test_the_bottom_modules_import_nothing_above_them():
     assert graph["spec_io"] <= {"files", "spec", "shapes"}  # files.parse_json, the one bounded JSON reader
     assert graph["config"] <= {"spec"}
     assert graph["readers"] <= {"files", "images"} and graph["data"] <= {"files", "readers", "images"}
-    assert graph["runs"] <= {"files", "spec", "shapes", "spec_io", "config", "metrics"}
+    assert graph["locks"] <= {"files"}  # files.touch: a lock file that is a link is refused
+    assert graph["runs"] <= {"files", "locks", "spec", "shapes", "spec_io", "config", "metrics"}
     assert graph["metrics"] <= {"files"} and graph["space"] <= {"files", "spec", "shapes", "config", "presets"}
     assert graph["studies"] <= {"runs", "space"}  # reading a study needs no worker, no queue, no jobs
-    assert graph["standby"] <= {"files", "jobs", "runs", "train"}  # it imports train to have it loaded
+    assert graph["standby"] <= {"files", "jobs", "locks", "runs", "train"}  # it imports train to have it loaded
     assert graph["resizing"] <= {"metrics", "shapes", "spec", "config", "builder"}
     assert graph["estimate"] <= {"metrics", "resizing", "runs", "shapes", "spec_io", "spec", "config"}
     assert graph["flags"] <= {"config", "files", "presets", "runs", "spec", "spec_io"}  # no training to read flags

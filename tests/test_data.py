@@ -192,4 +192,11 @@ def test_a_sources_version_follows_its_files_and_a_folders_count_is_known_withou
     (root / "train" / "cat" / "extra.png").write_bytes((root / "train" / "cat" / "img00.png").read_bytes())
     assert data.source_version(str(root)) != first  # an image added: the pages evaluate again
     assert data.train_images_hint(str(root)) == 31 - 3
-    assert data.source_version(str(tmp_path / "missing")) != data.source_version(str(root))
+    missing = data.source_version(str(tmp_path / "later"))  # no folder yet: a version all the same, no error
+    make_folder(tmp_path / "later")
+    assert data.source_version(str(tmp_path / "later")) != missing
+    # through a link, as a data root may offer a dataset: the linked folder's changes count
+    (tmp_path / "link").symlink_to(root)
+    linked = data.source_version(str(tmp_path / "link"))
+    (root / "train" / "dog" / "extra.png").write_bytes((root / "train" / "dog" / "img00.png").read_bytes())
+    assert data.source_version(str(tmp_path / "link")) != linked

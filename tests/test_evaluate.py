@@ -312,3 +312,10 @@ def test_a_folder_naming_a_class_otherwise_is_refused_not_scored_by_position(run
     with pytest.raises(ValueError, match="predicts 10 classes but the data source three has 3") as refused:
         E.evaluate_model(str(run_copy), split="val", source=str(helpers.make_folder(tmp_path / "three")))
     assert str(tmp_path) not in str(refused.value)
+
+
+def test_a_model_file_the_user_links_to_is_evaluated(run_copy, tmp_path):
+    # a link a user gives on the command line is theirs to give: only a run's own files are never read through one
+    (tmp_path / "mine.keras").symlink_to(run_copy / "model.keras")
+    result = E.evaluate_model(str(tmp_path / "mine.keras"), split="val", source="sample")
+    assert result["n"] > 0 and result["model_sha256"] == E.model_fingerprint(run_copy / "model.keras")

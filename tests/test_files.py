@@ -1,15 +1,12 @@
-"""cifar_core.files: atomic writes, bounded strict JSON, leftovers, a full disk, and locks on both backends."""
+"""cifar_core.files: atomic writes, bounded strict JSON, leftovers, a full disk, regular files read without a link."""
 
 import errno
 import json
 import math
 import os
-import subprocess
-import sys
 import threading
 import time
 
-import filelock
 import pytest
 
 from cifar_core import files
@@ -140,55 +137,6 @@ def test_only_regular_files_are_read_and_never_past_the_limit(tmp_path):
         assert files.read_json(tmp_path / name, "unread") == "unread"
 
 
-@pytest.fixture(params=["native", "soft"])
-def lock_backend(request, monkeypatch):
-    """The locks as on Linux and macOS (flock) and as filelock's portable fallback without fcntl."""
-    if request.param == "soft":
-        monkeypatch.setattr(files.filelock, "FileLock", filelock.SoftFileLock)
-    return request.param
-
-
-def test_lock_is_exclusive_and_released(tmp_path, lock_backend):
-    path = tmp_path / "lock"
-    assert not files.is_locked(path)
-    held = files.try_lock(path)
-    assert held is not None and files.is_locked(path) and files.try_lock(path) is None
-    with pytest.raises(OSError, match="the lock lock was not free within 0.2 s"):
-        files.wait_lock(path, timeout=0.2)
-    held.release()
-    assert not files.is_locked(path)
-    files.wait_lock(path).release()
-
-
-HOLD = ("import sys, time; from cifar_core import files; lock = files.try_lock(sys.argv[1]); "
-        "print('locked' if lock else 'busy', flush=True); time.sleep(120)")
-
-
-def test_the_kernel_frees_a_killed_holders_lock(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "lock")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        assert files.is_locked(tmp_path / "lock")
-    finally:
-        holder.kill()
-        holder.wait(timeout=30)
-    assert not files.is_locked(tmp_path / "lock")
-
-
-def test_every_module_imports_without_fcntl():
-    """As on Windows: no module of the engine needs fcntl (filelock then uses its portable backend)."""
-    code = ("import sys, pkgutil, importlib; sys.modules['fcntl'] = None; import cifar_core; "
-            "[importlib.import_module('cifar_core.' + m.name) for m in pkgutil.iter_modules(cifar_core.__path__) "
-            " if m.name != '__main__']; import cifar_core.__main__; "
-            "from cifar_core import files; l = files.try_lock(sys.argv[1]); assert l and files.is_locked(sys.argv[1]); "
-            "print('ok')")
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run([sys.executable, "-W", "ignore", "-c", code, f"{tmp}/lock"], capture_output=True,
-                              text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
-
-
 def test_nesting_is_measured_in_one_pass_even_for_an_unterminated_string():
     # a regular expression that had to find a closing quote retried from every later one: 15 s for 64 kB
     started = time.perf_counter()
@@ -200,10 +148,3 @@ def test_nesting_is_measured_in_one_pass_even_for_an_unterminated_string():
     with pytest.raises(files.JSONFileError, match="nests more than 32 levels"):
         files.parse_json('{"a": "]]]]", "b": ' + "[" * 33 + "]" * 33 + "}")
     assert files.parse_json('{"a": "x\\"[[[", "b": [[1]]}') == {"a": 'x"[[[', "b": [[1]]}
-
-
-def test_process_alive_asks_without_signalling():
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    assert files.process_alive(os.getpid()) and not files.process_alive(child.pid)
-    assert not files.process_alive(2**31)  # os.kill raised OverflowError

@@ -138,7 +138,7 @@ from conftest import TINY_RUN_ID
 
 from cifar_core import callbacks as C
 from cifar_core import config as configs
-from cifar_core import images, jobs, metrics, models, predict, runs, shapes, sources, spec_io
+from cifar_core import images, jobs, locks, metrics, models, predict, runs, shapes, sources, spec_io
 from cifar_core import spec as S
 from cifar_core import train as T
 from cifar_core.data import CIFAR10_CLASSES, load_sample
@@ -1826,7 +1826,7 @@ def test_49_files_in_a_run_folder_are_never_written_through_a_link(tmp_path):
     with pytest.raises(OSError, match="stop is a symbolic link"):
         runs.request_stop(run)
     with pytest.raises(OSError, match="lock is a symbolic link"):
-        files.try_lock(run / "lock")
+        locks.try_lock(run / "lock")
     with pytest.raises(OSError, match="metrics.jsonl is a symbolic link"):
         metrics.append_metrics(run, [{"kind": "epoch", "epoch": 1}])
     (run / "stop").unlink()

@@ -140,8 +140,9 @@ def _progress(study: str, storage: str, running: bool) -> None:
                    "complete.")
     for name, figure in shown.items():
         st.plotly_chart(figure, key=f"sweep_fig_{name}")
-        if name == "importances" and done < FEW_TRIALS:  # Optuna draws them from two trials on, without a word
-            st.caption(f"Estimated from {done} finished trials: with fewer than {FEW_TRIALS}, which setting "
+        complete = sum(t["state"] == "COMPLETE" and t["value"] is not None for t in summary["trials"])
+        if name == "importances" and complete < FEW_TRIALS:  # Optuna draws them from two trials on, unsaid
+            st.caption(f"Estimated from {complete} complete trials: with fewer than {FEW_TRIALS}, which setting "
                        "mattered most is little more than a guess.")
     best_trial(summary)
 

@@ -41,7 +41,7 @@ def retrain_on(run_dir, key: str) -> None:
     try:
         select_run(jobs.retrain(run_dir, sources.app_source(st.session_state[key])))
     except (specs.SpecError, runs.RunError, data.DataError, OSError) as e:
-        st.session_state["retrain_error"] = str(e)
+        st.session_state["retrain_error"] = ui.problem(e)  # shown after the rerun, as every engine message is
 
 
 def model_picker() -> specs.ModelSpec:
