@@ -179,14 +179,15 @@ def feature_map_grid(maps, limit: int = 32, columns: int = 8, scale: int | None 
     return tile(np.stack([enlarge(t, scale) for t in tiles]), columns, separator)
 
 
-def filter_grid(filters, columns: int = 16, scale: int | None = None, separator: int = 1) -> np.ndarray:
+def filter_grid(filters, columns: int = 16, scale: int | None = None, separator: int | None = None) -> np.ndarray:
     """First-layer filters (N, k, k, 3) uint8 (explain.first_layer_filters) as one RGB image: each enlarged
-    nearest-neighbour `scale` times (default: to about 32 pixels), tiled `columns` to a row with white separators."""
+    nearest-neighbour `scale` times (default: to about 32 pixels), tiled `columns` to a row with white separators a
+    quarter of a filter's pixel wide (one pixel between 32-pixel tiles had run the filters together into a strip)."""
     filters = np.asarray(filters, dtype=np.uint8)
     if not len(filters):
         raise ValueError("There are no filters to draw.")
     scale = scale or _auto_scale(filters.shape[1], 32)
-    return tile(np.stack([enlarge(f, scale) for f in filters]), columns, separator)
+    return tile(np.stack([enlarge(f, scale) for f in filters]), columns, separator or max(1, scale // 4))
 
 
 def clickable_cells(fig, confusion_matrix, class_names):

@@ -74,8 +74,9 @@ def test_feature_map_grids_and_filters_of_the_tiny_model(open_app, drawn):
     assert headings[1:] == ["1\\. Conv2D: output 32 × 32 × 16", "3\\. Conv2D: output 16 × 16 × 32"]
     assert at.image[0].captions[0].startswith("the 32 × 32 input; the model says ")
     assert len(at.image) == 4  # the input, the filters, two grids of maps
-    # 16 filters of 3 x 3 enlarged 11x, 16 to a row; 16 maps of 32 x 32 at 2x and 32 of 16 x 16 at 3x, 8 to a row.
-    assert drawn == [("filters", (16, 3, 3, 3), None, (33, 16 * 33 + 15, 3)),
+    # 16 filters of 3 x 3 enlarged 11x, 16 to a row, 2 pixels apart (11 // 4); 16 maps of 32 x 32 at 2x and 32 of
+    # 16 x 16 at 3x, 8 to a row.
+    assert drawn == [("filters", (16, 3, 3, 3), None, (33, 16 * 33 + 15 * 2, 3)),
                      ("maps", (16, 32, 32), 32, (2 * 64 + 1, 8 * 64 + 7, 3)),
                      ("maps", (32, 16, 16), 32, (4 * 48 + 3, 8 * 48 + 7, 3))]
     captions = [c.value for c in at.caption]

@@ -123,6 +123,9 @@ def test_known_filters_render_to_the_expected_pixels():
                          [G, G, B, B, W, M, M, M, M],
                          [G, G, B, B, W, M, M, M, M]], np.uint8)
     np.testing.assert_array_equal(grid, expected)
+    # at the default size, 2 x 2 filters become 32-pixel tiles 4 pixels apart (1 had run them into one strip)
+    tiles = charts.filter_grid(np.zeros((24, 2, 2, 3), np.uint8))
+    assert tiles.shape == (2 * 32 + 4, 16 * 32 + 15 * 4, 3) and (tiles[:, 32:36] == 255).all()
 
 
 def test_overlay():
