@@ -33,7 +33,7 @@ st.title("Classify images")
 options = model_cache.model_options_or_stop()
 
 c = st.columns([3, 1, 1])
-ref = c[0].selectbox("Model", list(options), format_func=options.get, key="cls_model", **ui.KEEP)
+ref = model_cache.model_picker(c[0], options, "cls_model")
 k = c[1].slider("Top-k", 1, 10, 3, key="cls_k", **ui.KEEP)
 opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, 0.5, step=0.05, key="cls_opacity", **ui.KEEP)
 model, class_names, tta, _ = model_cache.model_or_stop(ref)

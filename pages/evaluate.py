@@ -17,7 +17,7 @@ if not model_cache.has_default_model():
 options = model_cache.model_options_or_stop()
 
 c = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
-ref = c[0].selectbox("Model", list(options), format_func=options.get, key="eval_model", **ui.KEEP)
+ref = model_cache.model_picker(c[0], options, "eval_model")
 with c[1]:
     choice = data_picker.source_picker("eval_source", data_picker.data_choice(), follow=True)
 split = c[2].radio("Split", ["test", "val"], key="eval_split", horizontal=True, **ui.KEEP)

@@ -13,7 +13,7 @@ st.title("Layers")
 options = model_cache.model_options_or_stop()
 
 c = st.columns([3, 1])
-ref = c[0].selectbox("Model", list(options), format_func=options.get, key="lay_model", **ui.KEEP)
+ref = model_cache.model_picker(c[0], options, "lay_model")
 limit = c[1].slider("Maps per layer", 8, 64, 32, 8, key="lay_limit", **ui.KEEP)
 model, class_names, _, mtime = model_cache.model_or_stop(ref)
 

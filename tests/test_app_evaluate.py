@@ -217,3 +217,19 @@ def test_images_added_to_a_folder_are_evaluated_when_asked_again(open_app, monke
     (root / "pets" / "test" / "cat" / "1.png").write_bytes((root / "pets" / "test" / "cat" / "0.png").read_bytes())
     at.button(key="eval_go").click().run()
     assert not at.exception and {m.label: m.value for m in at.metric}["Images (test)"] == "11"
+
+
+@pytest.mark.usefixtures("runs_with_model")
+def test_the_model_chosen_on_one_page_is_the_one_the_others_show(open_app):
+    # a run evaluated, then Classify and Layers had opened on the shipped model
+    at = evaluated(open_app, split="val")
+    at.switch_page("pages/classify.py").run()
+    assert at.selectbox(key="cls_model").value == TINY_RUN_ID
+    at.switch_page("pages/layers.py").run()
+    assert at.selectbox(key="lay_model").value == TINY_RUN_ID
+    at.selectbox(key="lay_model").set_value("default").run()  # chosen here: the others follow
+    at.switch_page("pages/classify.py").run()
+    assert at.selectbox(key="cls_model").value == "default" and not at.exception
+    assert not at.warning  # no "value set through Session State and a default" warning: the box passes no index
+    at.switch_page(EVALUATE).run()
+    assert at.selectbox(key="eval_model").value == "default"

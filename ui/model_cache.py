@@ -74,6 +74,18 @@ def model_options_or_stop() -> dict[str, str]:
     return options
 
 
+def model_picker(column, options: dict[str, str], key: str) -> str:
+    """The Model box of Evaluate, Classify and Layers, in `column`. A model chosen on one of them is the one the others
+    show next (a run evaluated, then Classify and Layers had opened on the shipped model); each box keeps its choice
+    across pages until a model is chosen elsewhere."""
+    chosen = st.session_state.get("model_chosen")
+    if chosen in options and st.session_state.get(f"{key}_follows") != chosen:
+        st.session_state[key] = chosen  # set before the box is drawn, as a widget's value may be
+    ref = column.selectbox("Model", list(options), format_func=options.get, key=key, **ui.KEEP)
+    st.session_state["model_chosen"] = st.session_state[f"{key}_follows"] = ref
+    return ref
+
+
 def model_mtime(ref: str) -> int:
     path, _ = models.resolve_model(ref, allow_paths=False)
     return path.stat().st_mtime_ns
