@@ -372,10 +372,11 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict]:
 
 def table_rows(rows: list[dict]) -> list[dict]:
     """list_runs' rows as the Runs page's table shows them: its column names, epochs as "done/planned" (or "done in
-    M min" for a time budget, whose epochs are whatever the minutes held), the best epoch's validation accuracy and
-    the last one's, which is the saved model's."""
+    M min" for a time budget, whose epochs are whatever the minutes held, "done of M min" for one not yet over: a run
+    stopped after 9 s had read "12 in 0.5 min"), the best epoch's validation accuracy and the last one's."""
     return [{"name": r["name"], "model": r["model"], "params": r["params"],
-             "epochs": f"{r['epochs_done']} in {r['minutes']:g} min" if r.get("minutes")
+             "epochs": f"{r['epochs_done']} {'in' if r['state'] == 'finished' else 'of'} {r['minutes']:g} min"
+             if r.get("minutes")
              else f"{r['epochs_done']}/{r['epochs'] or '?'}", "best val accuracy": r["best_val_accuracy"],
              "last val accuracy": r["last_val_accuracy"], "train time (s)": r["train_time_s"], "state": r["state"],
              "saved model": r["has_model"], "run id": r["run_id"], "problem": r["problem"] or ""} for r in rows]

@@ -255,6 +255,9 @@ def test_the_runs_tables_rows(tmp_path):
     for minutes, shown in ((0.2, "3 in 0.2 min"), (-1, "3/3"), ("5", "3/3"), (float("nan"), "3/3"), (True, "3/3")):
         runs.write_json(tmp_path / "20260101-a" / "config.json", {**config, "train": {"epochs": 3, "minutes": minutes}})
         assert runs.table_rows([runs.summarize(tmp_path / "20260101-a")])[0]["epochs"] == shown, minutes
+    runs.write_status(tmp_path / "20260101-a", state="stopped")  # a budget not over: not "3 in 0.2 min"
+    runs.write_json(tmp_path / "20260101-a" / "config.json", {**config, "train": {"epochs": 3, "minutes": 0.2}})
+    assert runs.table_rows([runs.summarize(tmp_path / "20260101-a")])[0]["epochs"] == "3 of 0.2 min"
 
 
 def test_rename_run(tmp_path):
