@@ -15,7 +15,7 @@ def test_home_says_what_the_tool_does_and_links_the_workflow_in_order(open_app):
     assert labels == ["Build", "Train", "Evaluate", "Classify", "Layers", "Runs", "Sweep"]
     # The sidebar: the data source in use (CIFAR10_DATA=sample here) and the device.
     assert at.sidebar.selectbox(key="data_source").value == "sample"
-    assert "Device:" in at.sidebar.caption[0].value and "Precision:" in at.sidebar.caption[0].value
+    assert "Device:" in at.sidebar.caption[0].value and "Number format:" in at.sidebar.caption[0].value
     assert [s.value for s in at.success] == [
         "The embedded sample (2,000 training and 1,000 test CIFAR-10 images) is always available."]
     # said once: no caption repeats it
@@ -34,7 +34,7 @@ def test_the_first_page_is_drawn_before_the_device_is_found(open_app, monkeypatc
     assert at.sidebar.caption[0].value == "Device: being detected…"
     assert devices.device_info.cache_info().currsize == 1  # found once the page was drawn
     at.run()
-    assert at.sidebar.caption[0].value.startswith("Device: CPU") and "Precision:" in at.sidebar.caption[0].value
+    assert at.sidebar.caption[0].value.startswith("Device: CPU") and "Number format:" in at.sidebar.caption[0].value
 
 
 def test_offline_the_default_is_the_sample_and_the_page_says_so(open_app, monkeypatch, tmp_path):

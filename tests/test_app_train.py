@@ -33,7 +33,7 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     at.selectbox(key="tc_tiny_data").set_value("sample")
     at.text_input(key="train_name").set_value("page test")
     tiles = {m.label: m.value for m in at.metric}
-    assert tiles["Precision"] in ("float32", "mixed_bfloat16", "mixed_float16")
+    assert tiles["Number format"] in ("float32", "mixed_bfloat16", "mixed_float16")
     assert tiles["Time per epoch (estimate)"].endswith("s")  # 1.6 M MACs x 3 x 1,800 images / 12 GMAC/s ~ 1 s
     at.button(key="start").click().run()
     assert not at.exception and not at.error, (at.exception, at.error)

@@ -189,9 +189,10 @@ def run_select(label: str, run_ids: list[str], default: str, key: str, other: st
     titles = {run_id: run_title(run_id) for run_id in run_ids}
     digest = hashlib.sha256("\0".join(titles.values()).encode("utf-8", "backslashreplace")).hexdigest()[:8]
     shown = st.session_state.get(f"{key}_shown")  # (digest, run id) of the last run of this box
-    start = shown[1] if shown and shown[0] != digest and shown[1] in titles else default
-    if start == other:
-        start = next((run_id for run_id in run_ids if run_id != other), start)
+    if shown and shown[0] != digest and shown[1] in titles:
+        start = shown[1]  # made anew for a new title: on the run it showed, even one the box beside it shows too
+    else:
+        start = default if default != other else next((r for r in run_ids if r != other), default)
     run_id = st.selectbox(label, run_ids, index=run_ids.index(start), key=f"{key}_{digest}", format_func=titles.get)
     st.session_state[f"{key}_shown"] = (digest, run_id)
     return run_id

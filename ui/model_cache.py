@@ -36,7 +36,7 @@ def device_line() -> None:
     reruns the app once they are known."""
     if _device_known():
         info = device()
-        st.caption(f"Device: {info['device']}  \nPrecision: {info['precision']}")
+        st.caption(f"Device: {info['device']}  \nNumber format: {info['precision']}")
     else:
         _device_pending()
 

@@ -106,7 +106,9 @@ def device_tiles(model_spec: specs.ModelSpec, config: configs.TrainConfig, train
         else None
     c = st.columns(3)
     c[0].metric("Device", info["device"].split(" (")[0], help=info["device"])
-    c[1].metric("Precision", precision)
+    # "number format", not "precision", which Evaluate's per-class table means otherwise
+    c[1].metric("Number format", precision, help="The precision training computes in: float32, or mixed 16-bit "
+                "(bfloat16 on a CPU that has it, float16 on a GPU), with the weights kept in float32.")
     runs_word = "run" if measured_runs == 1 else f"{measured_runs} runs"
     basis = (f"scaled by the speed this device showed in its last {runs_word} in {precision}"
              if measured_runs else f"fitted to another CPU for {precision} until a run on this device has measured "
