@@ -182,10 +182,11 @@ def start_job(model_spec: specs.ModelSpec, config: TrainConfig, runs_dir=None, n
               **facts) -> str:
     """Validates, creates the run directory and starts its job, or queues the run when every slot is busy (or
     runs wait already: they go first); returns the run id. facts go into config.json (a sweep's trial, say).
-    Raises SpecError for a bad spec or config, with nothing created."""
+    A bad spec, config or CIFAR_CORE_SLOTS (SpecError, RunError) is refused before anything is made."""
     shapes.validate(model_spec)
     validate_config(config)
     resizing.check(model_spec, config)
+    slots()  # here: a --queue refused only after its run was made had left a run, which the next `runs` trained
     with start_lock(runs_dir):
         run_dir = runs.claim_run_dir(model_spec.name, runs_dir)
         try:
@@ -210,10 +211,9 @@ def queued_runs(runs_dir=None) -> list[dict]:
     """The queued runs, the next to start first (by their place, then by id): {run_id, queued_at}. Only status.json
     is read, so the pages may ask on every poll."""
     root = Path(runs_dir or runs.default_runs_dir())
-    try:
+    entries = []
+    with contextlib.suppress(OSError):
         entries = [p for p in root.iterdir() if runs.RUN_ID.match(p.name) and p.is_dir()]
-    except OSError:
-        return []
     statuses = {p.name: runs.read_status(p) for p in entries if (p / "status.json").exists()}
     rows = [{"run_id": name, "queued_at": _place(status)} for name, status in statuses.items()
             if status["state"] == "queued" and runs.config_problem(root / name) is None]

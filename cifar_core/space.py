@@ -102,6 +102,16 @@ def check_space(space, model_spec: specs.ModelSpec | None = None) -> dict:
     if model_spec is not None and "dropout" in clean and "preset" not in clean and \
             not any(isinstance(layer, specs.Dropout) for layer in model_spec.layers):
         raise SweepError(f"The search space varies dropout, but the model {model_spec.name} has no Dropout layer.")
+    # the widths' ends, built: filters and parameters grow with the width, so a space whose ends build trains every
+    # width between (width 4.5 of report-2-2 had failed every trial, and the sweep had ended 'finished')
+    widths = clean.get("width", {})
+    for width in (widths.get("choices") or [widths[k] for k in ("low", "high") if k in widths]) \
+            if model_spec is not None and "preset" not in clean else ():
+        try:
+            apply_params(model_spec, configs.TrainConfig(), {"width": width})
+        except specs.SpecError as e:
+            raise SweepError(f"At width {width:g} the model {model_spec.name} cannot be built: {e} Narrow the search "
+                             "space's width.") from None
     return clean
 
 

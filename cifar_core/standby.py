@@ -42,8 +42,8 @@ def run_standby(runs_dir, parent: int | None = None) -> list[str] | None:
     given up; returns None after STANDBY_IDLE_S without one, when the runs directory is gone, or when the server
     that started it (parent) has ended."""
     root = Path(runs_dir)
-    try:
-        lock = locks.try_lock(root / ".standby.lock")
+    try:  # only in a runs folder that is there: filelock had made a mistyped one's whole tree, or used '.' for ''
+        lock = locks.try_lock(root / ".standby.lock") if str(runs_dir).strip() and root.is_dir() else None
     except OSError:  # a runs folder it cannot write: no standby, and Start spawns its job as before
         lock = None
     if lock is None:

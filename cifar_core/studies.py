@@ -22,9 +22,11 @@ def default_storage(runs_dir=None) -> str:
     return "sqlite:///" + str((Path(runs_dir or runs.default_runs_dir()) / "sweeps.db").resolve())
 
 
-def open_storage(url: str):
+def open_storage(url: str, create: bool = True):
     """An Optuna RDB storage with heartbeats, so that a trial whose worker died is marked failed, not running
-    forever. Any SQLAlchemy URL Optuna takes works (sqlite:///..., postgresql://...)."""
+    forever. Any SQLAlchemy URL Optuna takes works (sqlite:///..., postgresql://...). create=False, for a reader or
+    a worker of a study made before: an SQLite file that is not there is refused, not made empty (a mistyped
+    sweep-worker --storage had left a new database behind)."""
     import warnings
 
     import optuna
@@ -34,9 +36,13 @@ def open_storage(url: str):
     if not isinstance(url, str) or "://" not in url:
         raise SweepError(f"--storage must be a database URL such as sqlite:///runs/sweeps.db or "
                          f"postgresql://user@host/db, got {url!r}.")
-    if url.startswith("sqlite:///"):
-        if not url[len("sqlite:///"):].strip():  # SQLite's in-memory database: every open would be a new, empty one
+    if url.startswith("sqlite:"):
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+        # SQLite's in-memory database (sqlite://, :memory:): every open would be a new, empty one
+        if not path.strip() or path.split("?")[0] == ":memory:" or "mode=memory" in path:
             raise SweepError("--storage sqlite:/// names no file; give one, such as sqlite:///runs/sweeps.db.")
+        if not create and not Path(path.split("?")[0]).is_file():
+            raise SweepError(f"There is no SQLite database {redact(url)}; a study is made by `sweep` first.")
         # no folder is made here (it had made a whole tree for a mistyped path): the sweeps make their runs folder
         if not Path(url[len("sqlite:///"):]).parent.is_dir():
             raise SweepError(f"The folder of the SQLite database {redact(url)} does not exist; make it first, or give "
@@ -94,7 +100,7 @@ def summary(storage_url: str, study_name: str) -> dict:
 
     check_study_name(study_name)
     try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, create=False))
     except KeyError:
         raise SweepError(f"There is no study {study_name} in {redact(storage_url)}.") from None
     rows = []
@@ -165,7 +171,7 @@ def figures(storage_url: str, study_name: str) -> dict:
     import optuna
     from optuna import visualization as vis
 
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, create=False))
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         return {}

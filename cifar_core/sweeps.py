@@ -103,7 +103,7 @@ def load_study(storage_url: str, study_name: str):
     import optuna
 
     studies.check_study_name(study_name)
-    storage = studies.open_storage(storage_url)
+    storage = studies.open_storage(storage_url, create=False)
     try:
         pruner = optuna.load_study(study_name=study_name, storage=storage).user_attrs.get("pruner", "median")
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.TPESampler(),
@@ -247,8 +247,13 @@ def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str 
 
 
 def _not_a_stop(record) -> bool:
-    """Optuna's log without its traceback of a trial that the user stopped: the sweep says so in one line."""
-    return not (record.exc_info and isinstance(record.exc_info[1], (SweepStopped, KeyboardInterrupt)))
+    """Optuna's log without its traceback of a trial that the user stopped (the sweep says so in one line), and of a
+    trial that failed on a RunError or SpecError, whose one line names the error (a 15-line traceback had
+    followed it)."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, (runs.RunError, specs.SpecError)):
+        record.exc_info = record.exc_text = None
+    return not isinstance(error, (SweepStopped, KeyboardInterrupt))
 
 
 # The signal that stopped this process's sweep: this worker's alone (the stop file stops every worker of a study).

@@ -65,3 +65,12 @@ def test_a_gpu_when_there_is_one_trains_in_mixed_float16(monkeypatch):
     monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda gpu: {"device_name": "NVIDIA L4"})
     assert devices.device_info.__wrapped__() == {"device": "GPU: NVIDIA L4 (x2)", "gpus": 2,
                                                  "precision": "mixed_float16", "bf16": False}
+
+
+def test_a_virtual_cpu_count_that_is_no_count_splits_nothing(monkeypatch):
+    import tensorflow as tf
+
+    # int('abc') had failed the run with Python's own error; the knob is the tests' own, read leniently
+    for raw in ("abc", "²", "-2", "1e3", "65"):
+        monkeypatch.setenv("CIFAR_CORE_VIRTUAL_CPUS", raw)
+        assert devices.make_strategy("default") is tf.distribute.get_strategy()

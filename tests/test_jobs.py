@@ -149,6 +149,10 @@ def test_slots_give_each_gpu_its_job(tmp_path, monkeypatch):
         monkeypatch.setenv("CIFAR_CORE_SLOTS", setting)
         with pytest.raises(runs.RunError, match="CIFAR_CORE_SLOTS must be a whole number from 1 to 64"):
             jobs.slots()
+    # refused before a run is made: a refused --queue had left a queued run, which the next `runs` trained
+    with pytest.raises(runs.RunError, match="CIFAR_CORE_SLOTS must be"):
+        jobs.start_job(tiny.spec, tiny.train, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if runs.RUN_ID.match(p.name)) == sorted(ids)
 
 
 def test_ordinal():

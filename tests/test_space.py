@@ -67,3 +67,14 @@ def test_a_sampled_number_keeps_three_significant_digits_within_its_range():
     trial = optuna.trial.FixedTrial({"learning_rate": 0.0023456789123, "epochs": 3})
     space = {"learning_rate": {"low": 3e-4, "high": 1e-2, "log": True}, "epochs": {"low": 1, "high": 5, "log": False}}
     assert spaces.suggest(trial, space) == {"learning_rate": 0.00235, "epochs": 3}
+
+
+def test_a_width_the_model_cannot_be_built_at_is_refused_before_any_trial():
+    # width 4.5 of report-2-2 (filters 1,024 x 4.5 > 4,096) had failed every trial, and the sweep had ended 'finished'
+    spec = get_preset("report-2-2").spec
+    with pytest.raises(spaces.SweepError, match=r"At width 4.5 the model report-2-2 cannot be built: layer \d+ "
+                                                r"\(Conv2D\): filters must be a whole number from 1 to 4096"):
+        spaces.check_space({"width": {"low": 4.5, "high": 8}}, spec)
+    with pytest.raises(spaces.SweepError, match="At width 5 the model"):
+        spaces.check_space({"width": {"choices": [1, 5]}}, spec)
+    assert spaces.check_space({"width": {"low": 0.5, "high": 1.5}}, spec)["width"]["high"] == 1.5

@@ -43,3 +43,12 @@ def test_a_job_handed_to_the_standby_whose_log_is_a_link_fails_with_its_reason(t
     status = runs.read_status(run)
     assert status["state"] == "failed" and "job.log is a symbolic link" in status["error"]
     assert not (tmp_path / "elsewhere.txt").exists()
+
+
+def test_a_standby_takes_no_runs_folder_that_is_not_there(tmp_path, monkeypatch):
+    from cifar_core import standby
+
+    # filelock had made a mistyped folder's whole tree (and used the working folder for '')
+    monkeypatch.chdir(tmp_path)
+    assert standby.run_standby(tmp_path / "does" / "not" / "exist") is None and standby.run_standby("") is None
+    assert list(tmp_path.iterdir()) == []

@@ -105,3 +105,17 @@ def test_a_failed_trials_stored_reason_is_text_or_nothing(tmp_path):
                                                   user_attrs={"error": error, "run_dir": {"not": "a path"}}))
     rows = studies.summary(url, "s")["trials"]
     assert [(r["error"], r["run_dir"]) for r in rows] == [(None, None), (None, None), ("out of memory", None)]
+
+
+def test_an_sqlite_storage_is_a_file_and_a_reader_makes_none(tmp_path):
+    # in memory, every open is a new empty database (the study was made, then 'there is no study'); a worker or a
+    # reader given a mistyped file had left a new empty database behind
+    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"):
+        with pytest.raises(studies.SweepError, match="names no file"):
+            studies.open_storage(url)
+    typo = tmp_path / "typo.db"
+    with pytest.raises(studies.SweepError, match="There is no SQLite database"):
+        studies.open_storage(f"sqlite:///{typo}", create=False)
+    assert not typo.exists()
+    studies.open_storage(f"sqlite:///{typo}")  # made by the sweep that creates the study
+    assert typo.is_file() and studies.open_storage(f"sqlite:///{typo}", create=False)

@@ -9,6 +9,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -273,3 +274,20 @@ def test_a_signal_stops_this_worker_alone_and_a_second_stops_it_at_once():
         signal.signal(signal.SIGTERM, term)
         signal.signal(signal.SIGINT, interrupt)
         sweeps._SIGNALLED.clear()
+
+
+def test_a_trial_failing_on_a_refused_setting_is_one_line_not_a_traceback():
+    import logging
+
+    # Optuna logs a caught trial error with its traceback: 15 lines on stderr for one refused setting
+    def record(error):
+        try:
+            raise error
+        except Exception:
+            return logging.LogRecord("optuna", logging.WARNING, "", 0, "Trial 0 failed", None, sys.exc_info())
+
+    refused = record(S.SpecError("filters must be a whole number from 1 to 4096, got 4608."))
+    assert sweeps._not_a_stop(refused) and refused.exc_info is None  # its one line stays, the traceback goes
+    assert not sweeps._not_a_stop(record(sweeps.SweepStopped("stopped")))  # said by the sweep itself
+    other = record(ZeroDivisionError("a defect"))
+    assert sweeps._not_a_stop(other) and other.exc_info is not None  # a defect keeps its traceback
