@@ -164,7 +164,7 @@ def evaluation_request(ref: str) -> dict:
     from ui import data_picker  # here: data_picker imports this package
 
     choice = st.session_state.get("eval_source") or data_picker.data_choice()
-    return {"eval_model": ref, "model_chosen": ref, "eval_request": (ref, split, choice)}
+    return {"model_chosen": ref, "eval_request": (ref, split, choice)}  # the Model box follows model_chosen
 
 
 def open_page(page: str, choices: dict) -> None:

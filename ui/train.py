@@ -27,8 +27,7 @@ def select_run(run_id: str | None, just_started: bool = False) -> None:
 def failure(status: dict) -> None:
     """A failed run's reason, without the server's folders (a missing dataset's message names its path)."""
     if status.get("state") == "failed":
-        reason = sources.without_server_paths(status.get("error") or "no reason was recorded.")
-        st.error("The training failed: " + ui.md_escape(reason))
+        st.error("The training failed: " + ui.problem(status.get("error") or "no reason was recorded."))
 
 
 def shown_run() -> str | None:
