@@ -57,8 +57,11 @@ def _check_value(key: str, value) -> None:
     elif key == "preset":
         if value not in PRESETS:
             raise SweepError(f"The search space's preset {value!r} is not one of {', '.join(PRESETS)}.")
-    else:
-        configs.validate_config(dataclasses.replace(configs.TrainConfig(), **{key: value}))
+    else:  # as a SweepError, the one error a space's readers catch (the Sweep page had shown config's traceback)
+        try:
+            configs.validate_config(dataclasses.replace(configs.TrainConfig(), **{key: value}))
+        except specs.SpecError as e:
+            raise SweepError(str(e).replace("The training setting", "The search space's", 1)) from None
 
 
 def check_space(space, model_spec: specs.ModelSpec | None = None) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 from . import files
 from .shapes import validate
@@ -113,7 +114,8 @@ def layer_from_settings(kind: str, text: str, index: int):
                     pass
         data[name.strip()] = value
     floats = {f.name for f in dataclasses.fields(LAYER_TYPES.get(kind, Flatten)) if isinstance(f.default, float)}
-    data.update({k: float(v) for k, v in data.items()
+    # A whole number past a float's range (400 nines, pasted) is an infinity, which the layer's check refuses by name.
+    data.update({k: float(v) if abs(v) < 2**1000 else math.inf if v > 0 else -math.inf for k, v in data.items()
                  if k in floats and isinstance(v, int) and not isinstance(v, bool)})
     return layer_from_dict(data, index)
 

@@ -309,3 +309,17 @@ def test_a_number_that_is_not_whole_is_refused_not_cut(open_app):
     at.number_input(key="layer_0_filters").set_value(None).run()  # emptied: named so, not refilled with 0
     assert [e.value for e in at.error] == [
         "Layer 1 (Conv2D): filters must be a whole number from 1 to 4096, not empty."]
+
+
+def test_an_emptied_decimal_box_stays_empty_through_other_edits(open_app):
+    """A Dropout rate emptied was put through float() again on the next run of the page, which then failed on every
+    run (found by random clicking)."""
+    at = open_app(BUILD)
+    load(at, "report-2-1")
+    key = next(w.key for w in at.number_input if w.key and w.key.endswith("_rate"))
+    at.number_input(key=key).set_value(None).run()
+    at.text_input(key="spec_name").set_value("mine").run()
+    assert not at.exception and at.number_input(key=key).value is None
+    assert any("rate must be" in e.value and "empty" in e.value for e in at.error), [e.value for e in at.error]
+    at.number_input(key=key).set_value(0.25).run()
+    assert not at.exception and not at.error and at.session_state["spec_valid"]

@@ -29,6 +29,9 @@ def test_space_is_checked_with_one_sentence_each():
     for message, space in cases.items():
         with pytest.raises(S.SpecError, match=message):
             spaces.check_space(space)
+    # a setting's own rule is a SweepError too, the one error the Sweep page catches (it had shown a traceback)
+    with pytest.raises(spaces.SweepError, match=r"^The search space's label_smoothing must be a number in \[0, 1\)"):
+        spaces.check_space({"label_smoothing": {"low": 0, "high": 10}})
     with pytest.raises(S.SpecError, match="the model tiny has no Dropout layer"):
         spaces.check_space({"dropout": {"low": 0, "high": 0.5}}, TINY.spec)
     with pytest.raises(S.SpecError, match="not valid JSON"):

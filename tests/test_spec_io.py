@@ -122,6 +122,10 @@ def test_the_compact_tables_rows_and_its_edits():
     both = spec_io.layers_from_table(rows, {"deleted_rows": [1], "edited_rows": {"2": {"settings": "filters=8"}}})
     assert both == (spec.layers[0], S.Conv2D(8), *spec.layers[3:])
     assert spec_io.layers_from_table(rows, {"edited_rows": {"9": {"settings": "filters=8"}}}) == spec.layers
+    for nines in ("9" * 400, "-" + "9" * 400):  # past a float's range: named, not an OverflowError
+        with pytest.raises(S.SpecError, match=r"layer 1 \(Dropout\): rate must be a number in \[0, 1\), got -?inf"):
+            spec_io.layers_from_table([{"type": "Dropout", "settings": "rate=0.5"}],
+                                      {"edited_rows": {"0": {"settings": f"rate={nines}"}}})
     assert rows == spec_io.table_rows(spec)  # the rows given are not changed
 
 

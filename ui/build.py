@@ -87,7 +87,8 @@ def field_widget(i: int, layer, name: str):
     key, value = f"layer_{i}_{name}", getattr(layer, name)
     if name in specs.FLOAT_RANGES:
         (low, high), (step, fmt) = specs.float_bounds(name), FLOAT_WIDGETS[name]
-        st.session_state.setdefault(key, min(max(float(value), low), high))
+        if key not in st.session_state and value is not None:  # None: a box the user emptied, kept empty
+            st.session_state[key] = min(max(float(value), low), high)
         return ui.number_input(name, value=None, step=step, format=fmt, key=key)
     st.session_state.setdefault(key, value)
     if name == "activation":
