@@ -4,7 +4,7 @@ import helpers
 import pytest
 from conftest import TINY_RUN_ID
 
-from cifar_core import evaluate, models
+from cifar_core import evaluate, models, runs
 from cifar_core.data import CIFAR10_CLASSES
 
 EVALUATE = "pages/evaluate.py"
@@ -233,3 +233,18 @@ def test_the_model_chosen_on_one_page_is_the_one_the_others_show(open_app):
     assert not at.warning  # no "value set through Session State and a default" warning: the box passes no index
     at.switch_page(EVALUATE).run()
     assert at.selectbox(key="eval_model").value == "default"
+
+
+def test_a_chosen_model_deleted_elsewhere_is_named_as_gone_once(open_app, runs_with_model):
+    """A run deleted in another tab: the Model box fell back to the shipped model without a word."""
+    at = evaluated(open_app, split="val")
+    at.switch_page("pages/classify.py").run()
+    assert at.selectbox(key="cls_model").value == TINY_RUN_ID and not at.warning
+    runs.delete_run(runs_with_model / TINY_RUN_ID)
+    at.run()
+    assert at.selectbox(key="cls_model").value == "default" and not at.exception
+    assert [w.value for w in at.warning] == [  # Markdown, escaped: a run's name may hold a link
+        f"The model {TINY_RUN_ID.replace('-', chr(92) + '-')} is gone (its run deleted, or its model file removed, "
+        "perhaps in another tab): this page now shows default \\(the shipped model\\)."]
+    at.run()
+    assert not at.warning  # once: the page goes on with the model it shows

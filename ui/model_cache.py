@@ -82,6 +82,9 @@ def model_picker(column, options: dict[str, str], key: str) -> str:
     if chosen in options and st.session_state.get(f"{key}_follows") != chosen:
         st.session_state[key] = chosen  # set before the box is drawn, as a widget's value may be
     ref = column.selectbox("Model", list(options), format_func=options.get, key=key, **ui.KEEP)
+    if isinstance(chosen, str) and chosen not in options:  # said once: the box had changed model without a word
+        column.warning(f"The model {ui.md_escape(chosen)} is gone (its run deleted, or its model file removed, "
+                       f"perhaps in another tab): this page now shows {ui.md_escape(options[ref])}.")
     st.session_state["model_chosen"] = st.session_state[f"{key}_follows"] = ref
     return ref
 
