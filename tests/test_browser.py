@@ -227,6 +227,9 @@ def test_a_renamed_run_is_named_anew_in_every_closed_picker(server, page, runs_d
     page.get_by_role("heading", name="What changed between two runs").wait_for()
     _choose(page, "Run B", run_id, typed=True)  # the module's other tests have made many runs
     _choose(page, "Run", run_id, typed=True)
+    # Until the rerun has drawn this run's section, the Name box is the last run's: typed there, the text went to a
+    # box the rerun then dropped, and Rename renamed the run to its own name (the test failed on a loaded machine).
+    page.locator("[data-testid='stExpander'] summary", has_text=f"Delete {run_id}").wait_for()
     _fill(page, "Name", "cats against dogs")  # a rerun may draw the old box beside the new one for a moment
     page.get_by_role("button", name="Rename", exact=True).click()
     page.get_by_text("Renamed to cats against dogs.").wait_for()
