@@ -47,6 +47,11 @@ class ImageError(ValueError):
     """A file that is not a usable image; the message is one sentence for the user."""
 
 
+def _has_alpha(image: Image.Image) -> bool:
+    """Whether the image's mode carries transparency: an alpha band, or a palette with a transparent colour."""
+    return image.mode in ("LA", "La", "PA", "RGBA", "RGBa") or image.mode == "P" and "transparency" in image.info
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in (*SIXTEEN_BIT, "I"):
         # 16-bit greyscale: scale the full 0..65535 range to 0..255 rather than clipping at 255.
@@ -54,14 +59,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         image = Image.fromarray(np.clip(np.round(values * 255.0 / 65535.0), 0, 255).astype(np.uint8), "L")
     if image.mode == "F":
         image = image.convert("L")
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("LA", "La", "RGBa", "PA"):
-        image = image.convert("RGBA")
-    if image.mode == "RGBA":
+    if _has_alpha(image):
         # Transparent pixels have no colour of their own: show them on white, as an image viewer does.
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image)
+        image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert("RGB")
 
 
@@ -193,9 +194,7 @@ def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarra
 def _see_through(image: Image.Image) -> bool:
     """Whether any pixel is at least partly transparent: said beside the prediction, since _to_rgb puts it on white
     (a logo with a transparent background had been classified without a word about its white)."""
-    if image.mode == "P" and "transparency" in image.info or image.mode in ("LA", "La", "PA", "RGBA", "RGBa"):
-        return image.convert("RGBA").getchannel("A").getextrema()[0] < 255
-    return False
+    return _has_alpha(image) and image.convert("RGBA").getchannel("A").getextrema()[0] < 255
 
 
 def preview_png(data: bytes, side: int = 256) -> bytes:

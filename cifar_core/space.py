@@ -107,9 +107,8 @@ def check_space(space, model_spec: specs.ModelSpec | None = None) -> dict:
         raise SweepError(f"The search space varies dropout, but the model {model_spec.name} has no Dropout layer.")
     # the widths' ends, built: filters and parameters grow with the width, so a space whose ends build trains every
     # width between (width 4.5 of report-2-2 had failed every trial, and the sweep had ended 'finished')
-    widths = clean.get("width", {})
-    for width in (widths.get("choices") or [widths[k] for k in ("low", "high") if k in widths]) \
-            if model_spec is not None and "preset" not in clean else ():
+    widths = clean["width"] if "width" in clean and model_spec is not None and "preset" not in clean else {}
+    for width in widths.get("choices") or [widths[k] for k in ("low", "high") if k in widths]:
         try:
             apply_params(model_spec, configs.TrainConfig(), {"width": width})
         except specs.SpecError as e:

@@ -38,13 +38,14 @@ def open_storage(url: str, create: bool = True):
                          f"postgresql://user@host/db, got {url!r}.")
     if url.startswith("sqlite:"):
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+        file = path.split("?")[0]  # the URL's query (?timeout=...) is SQLite's options, not the file's name
         # SQLite's in-memory database (sqlite://, :memory:): every open would be a new, empty one
-        if not path.strip() or path.split("?")[0] == ":memory:" or "mode=memory" in path:
+        if not file.strip() or file == ":memory:" or "mode=memory" in path:
             raise SweepError("--storage sqlite:/// names no file; give one, such as sqlite:///runs/sweeps.db.")
-        if not create and not Path(path.split("?")[0]).is_file():
+        if not create and not Path(file).is_file():
             raise SweepError(f"There is no SQLite database {redact(url)}; a study is made by `sweep` first.")
         # no folder is made here (it had made a whole tree for a mistyped path): the sweeps make their runs folder
-        if not Path(url[len("sqlite:///"):]).parent.is_dir():
+        if not Path(file).parent.is_dir():
             raise SweepError(f"The folder of the SQLite database {redact(url)} does not exist; make it first, or give "
                              "--storage another.")
     try:

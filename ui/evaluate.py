@@ -20,8 +20,9 @@ def run_evaluation(ref: str, split: str, source: str, model_mtime_ns: int, data_
     # The progress bar is created inside the cached function, so that a cache hit replays it (and its removal).
     bar = st.progress(0.0, text="Predicting…")
     try:
-        return evaluate.evaluate_model(ref, split, source or None,
-                                       progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}"))
+        return {**evaluate.evaluate_model(ref, split, source or None,
+                                          progress=lambda f: bar.progress(f, text=f"Predicting… {f:.0%}")),
+                "data_version": data_version}  # for its images (images_or_stop): the source listed once a rerun
     finally:
         bar.empty()  # also when it fails: no bar is left above the error
 
@@ -90,7 +91,7 @@ def images_or_stop(result: dict):
     """The evaluated split's images; a data source that cannot be read, or has changed since the evaluation, ends
     the page with its sentence."""
     try:
-        x, _, _ = load_dataset(result["source"], data.source_version(result["source"])).split(result["split"])
+        x, _, _ = load_dataset(result["source"], result["data_version"]).split(result["split"])
     except data.DataError as e:
         st.error(ui.problem(e))
         st.stop()

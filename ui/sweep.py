@@ -138,9 +138,9 @@ def _progress(study: str, storage: str, running: bool) -> None:
     if not shown:
         st.caption("Optuna's figures (the search's history, its parallel coordinates) appear once a trial is "
                    "complete.")
+    complete = sum(t["state"] == "COMPLETE" and t["value"] is not None for t in summary["trials"])
     for name, figure in shown.items():
         st.plotly_chart(figure, key=f"sweep_fig_{name}")
-        complete = sum(t["state"] == "COMPLETE" and t["value"] is not None for t in summary["trials"])
         if name == "importances" and complete < FEW_TRIALS:  # Optuna draws them from two trials on, unsaid
             st.caption(f"Estimated from {complete} complete trials: with fewer than {FEW_TRIALS}, which setting "
                        "mattered most is little more than a guess.")
