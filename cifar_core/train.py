@@ -318,11 +318,16 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
                       callbacks=fit_callbacks, verbose=0,
                       shuffle=False)  # the dataset shuffles itself, with the run's seed
 
-        callbacks.save_model_atomic(model, run_dir / "model.keras", saved_as)
         if logger.stopped:
+            # The model of the last whole epoch stays, the one whose validation accuracy the run reports (saving
+            # the weights of the stopped epoch's first steps had made Evaluate disagree with it); resume redoes
+            # that epoch from the backup, so nothing is lost. Stopped within the first epoch, its steps are kept.
+            if not metrics.epoch_records(run_dir):
+                callbacks.save_model_atomic(model, run_dir / "model.keras", saved_as)
             runs.write_status(run_dir, state="stopped")
             log(f"Stopped; model saved. Resume with: python -m cifar_core train --run-dir {run_dir} --resume")
             return run_dir
+        callbacks.save_model_atomic(model, run_dir / "model.keras", saved_as)
         evaluate_saved(run_dir, dataset, config, log)
         runs.write_status(run_dir, state="finished")
         return run_dir

@@ -175,9 +175,15 @@ def test_stop_request_then_resume(tmp_path):
     assert status["state"] == "stopped"
     from cifar_core.models import load_model
 
-    assert load_model(run / "model.keras").output_shape == (None, 10)
+    saved = load_model(run / "model.keras")
+    assert saved.output_shape == (None, 10)
     done = epoch_points(run)
     assert done == list(range(1, len(done) + 1)) and len(done) < 50
+    # the model kept is the last whole epoch's (the backup's weights), whose validation accuracy the run reports,
+    # not the weights of the stopped epoch's first steps
+    kept = [w.copy() for w in saved.get_weights()]
+    saved.load_weights(run / "backup" / "latest.weights.h5")
+    assert all(np.array_equal(a, b) for a, b in zip(kept, saved.get_weights(), strict=True))
 
     # resume (in this process, for 1 more epoch than were complete): the stopped epoch is trained again, whole
     config = configs.config_from_dict({**runs.read_json(run / "config.json")["train"], "epochs": len(done) + 1})
