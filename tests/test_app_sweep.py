@@ -74,6 +74,7 @@ def test_a_sweep_from_the_page(open_app, app_env):
     at.checkbox(key="sweep_on_label_smoothing").uncheck()
     at.number_input(key="sweep_trials").set_value(2)
     at.number_input(key="sweep_limit").set_value(300)
+    at.number_input(key="sweep_epochs").set_value(1)
     # the trials' data source is on the form, the sidebar's to start with, and named under it as on Train
     assert at.selectbox(key="sweep_source").value == at.session_state["data_source"] == "sample"
     assert any(c.value.startswith("Data: embedded sample.") for c in at.caption)

@@ -29,7 +29,8 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
     at = open_app(TRAIN)
     assert any("No run to show yet" in i.value for i in at.info)
     at.selectbox(key="train_model").set_value("tiny").run()
-    assert at.number_input(key="tc_tiny_epochs").value == 1
+    assert at.number_input(key="tc_tiny_epochs").value == 20  # the preset's, then one for a quick test
+    at.number_input(key="tc_tiny_epochs").set_value(1)
     at.selectbox(key="tc_tiny_data").set_value("sample")
     at.text_input(key="train_name").set_value("page test")
     tiles = {m.label: m.value for m in at.metric}

@@ -80,6 +80,7 @@ def test_train_evaluate_classify(server, page, tmp_path):
     # A deep link into a fresh server still goes through app.py: the shared sidebar is there.
     page.locator("[data-testid='stSidebar']").get_by_text("Data source").wait_for()
     _choose(page, "Model", "preset tiny")
+    _fill(page, "Epochs", "2")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("finished", exact=False).first.wait_for(timeout=120_000)
     page.locator("[data-testid='stPlotlyChart']").first.wait_for()
@@ -184,6 +185,7 @@ def test_runs_queued_behind_a_job_a_sweep_and_what_changed(server, page, runs_di
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("running", exact=False).first.wait_for(timeout=60_000)
     _fill(page, "Time budget (minutes)", "")
+    _fill(page, "Epochs", "1")
     for place in ("1st", "2nd", "3rd"):
         page.get_by_role("button", name="Start training").click()
         page.get_by_text(f"Queued, {place}", exact=False).first.wait_for()
@@ -205,6 +207,7 @@ def test_runs_queued_behind_a_job_a_sweep_and_what_changed(server, page, runs_di
     page.goto(f"{server}/sweep")
     page.get_by_role("heading", name="Sweep").wait_for()
     _fill(page, "Trials", "3")
+    _fill(page, "Epochs per trial", "1")
     _fill(page, "Limit training images", "300")
     page.get_by_role("button", name="Start sweep").click()
     page.get_by_text("3/3 trials", exact=False).first.wait_for(timeout=240_000)
