@@ -7,7 +7,6 @@ Apart from sweeps.py, which runs studies, because reading one needs neither a wo
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from pathlib import Path
@@ -165,10 +164,11 @@ def best_run_id(study_summary: dict) -> str | None:
     return _run_id(best["run_dir"]) if best else None
 
 
-def figures(storage_url: str, study_name: str) -> dict:
+def figures(storage_url: str, study_name: str, names: dict | None = None) -> dict:
     """Optuna's own Plotly figures of the study: optimisation history and parallel coordinates once a trial is
     complete (before, Optuna draws empty axes from -1 to 4), parameter importances once two differ. Accuracies in
-    percent, as every page says them."""
+    percent, as every page says them; names: {parameter: the word a page uses for it}, in place of Optuna's
+    parameter names on the axes."""
     import optuna
     from optuna import visualization as vis
 
@@ -188,18 +188,49 @@ def figures(storage_url: str, study_name: str) -> dict:
     # over lines scaled to [0, 1], so only those texts and the colour bar's ticks change.
     for note in shown["parallel"].layout.annotations:
         if note.x == 0:
-            with contextlib.suppress(TypeError, ValueError):
-                note.text = f"{100 * float(note.text):.4g}%"
+            note.text = _percent(note.text)
     # a decimal where the trials lie close: ".0%" labelled a bar of one point 15%, 15%, 15%, 16%
     shown["parallel"].update_traces(marker_colorbar_tickformat=".1~%", selector={"mode": "markers"})
+    _recolour_and_rename(shown["parallel"], names or {})
     if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
         try:
             shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")
         except (RuntimeError, ValueError, ZeroDivisionError):
             pass  # importances need parameters that vary among complete trials
+        else:
+            for bar in shown["importances"].data:  # Optuna's hover names the distribution's class, not the setting
+                bar.y = tuple((names or {}).get(name, name) for name in bar.y)
+                bar.hovertemplate = "%{y}: %{x:.2f}<extra></extra>"
     # whole trials on the history's axis (Plotly ticked 0, 0.2, 0.4 for two of them)
     shown["history"].update_xaxes(dtick=math.ceil(len(study.get_trials(deepcopy=False)) / 10))
     for figure in shown.values():  # legends below the plots: beside them they squeezed the plot on a phone; room
         # at the sides for the parallel plot's outer axis labels and the importances' values, cut off on a phone
         figure.update_layout(legend={"orientation": "h", "y": -0.25}, margin={"l": 50, "r": 50})
     return shown
+
+
+def _recolour_and_rename(parallel, names: dict) -> None:
+    """The parallel plot's lines coloured from a scale without white, and its axes named as the page names the
+    settings. Optuna colours them on its Blues scale, which begins at white: the worst trials' lines were white on
+    the white page (a new user saw one line of four). Each line's first point is its accuracy scaled to [0, 1]."""
+    from plotly.colors import sample_colorscale, sequential
+
+    scale = sequential.Blues[3:]  # from a pale but visible blue
+    for trace in parallel.data:
+        if trace.mode == "markers":  # the colour bar's trace
+            trace.marker.colorscale = scale
+        elif trace.mode == "lines" and trace.y and isinstance(trace.y[0], (int, float)) and 0 <= trace.y[0] <= 1:
+            trace.line.color = sample_colorscale(scale, [trace.y[0]])[0]
+        if trace.customdata is not None:  # the hover's (setting, value) pairs, the accuracy in percent as on its axis
+            trace.customdata = [[names.get(row[0], row[0]), _percent(row[1]) if row[0] == "validation accuracy"
+                                 else row[1]] for row in trace.customdata]
+    axis = parallel.layout.xaxis
+    if axis.ticktext:
+        axis.ticktext = tuple(names.get(text, text) for text in axis.ticktext)
+
+
+def _percent(fraction: str) -> str:
+    try:
+        return f"{100 * float(fraction):.4g}%"
+    except (TypeError, ValueError):
+        return fraction

@@ -108,6 +108,7 @@ def test_a_sweep_from_the_page(open_app, app_env):
     assert list(table["state"]) == ["complete", "complete"] and "param width" in table.columns
     labels = json.loads(at.dataframe[0].proto.columns)  # the form's words, not Optuna's parameter names
     assert labels["param width"]["label"] == "Width (× every Conv2D's filters)"
+    assert labels["seconds"]["label"] == "trial time (s)"  # not the Runs page's train time, and its help says so
     assert labels["param learning_rate"] == {"label": "Learning rate", "type_config": {"type": "number",
                                                                                       "format": "%g"}}
     assert "why it failed" not in table.columns

@@ -61,7 +61,7 @@ def test_figures_wait_for_a_complete_trial(tmp_path):
     assert set(shown) == {"history", "parallel"}
     study.add_trial(optuna.trial.create_trial(params={"x": 1.5}, value=0.6,
                                               distributions={"x": optuna.distributions.FloatDistribution(0, 2)}))
-    shown = studies.figures(url, "s")
+    shown = studies.figures(url, "s", {"x": "The ex"})
     history = {trace.name: list(trace.y) for trace in shown["history"].data}
     assert history["validation accuracy (%)"] == [40.0, 60.0]  # in percent, as the pages say an accuracy
     assert history["Best Value"][-2:] == [40.0, 60.0]  # Optuna's best-value line is kept
@@ -74,6 +74,14 @@ def test_figures_wait_for_a_complete_trial(tmp_path):
     assert objective and all(text.endswith("%") for text in objective) and "60%" in objective  # not 0.6
     assert [t.marker.colorbar.tickformat for t in shown["parallel"].data if t.mode == "markers"] == [".1~%"]
     assert sum(map(float, colours[-1][4:-1].split(","))) < sum(map(float, colours[0][4:-1].split(",")))
+    # the worst trial's line is a visible blue, not Optuna's white on the white page; the colour bar agrees
+    assert colours[0] == "rgb(158, 202, 225)"
+    assert [t.marker.colorscale[0][1] for t in shown["parallel"].data if t.mode == "markers"] == ["rgb(158,202,225)"]
+    # the settings as the page names them, on the axes and in the hovers; the accuracy in percent there too
+    assert shown["parallel"].layout.xaxis.ticktext == ("validation accuracy", "The ex")
+    assert [list(row) for row in shown["parallel"].data[0].customdata] == [["validation accuracy", "40%"],
+                                                                          ["The ex", "0.5"]]
+    assert shown["importances"].data[0].y == ("The ex",)
 
 
 def test_no_folder_is_made_for_an_sqlite_file(tmp_path):

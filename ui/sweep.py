@@ -94,8 +94,10 @@ def range_error(error) -> str:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def figures(storage_url: str, study_name: str, finished: int) -> dict:
-    """Optuna's figures, drawn again only when a trial has finished (importances fit a forest each time)."""
-    return studies.figures(storage_url, study_name)
+    """Optuna's figures, drawn again only when a trial has finished (importances fit a forest each time), their axes
+    named as the form names the settings, without its notes in brackets (long names overlapped on a phone)."""
+    names = {key: label.split(" (")[0] for key, (label, *_) in RANGES.items()} | {"preset": "Preset"}
+    return studies.figures(storage_url, study_name, names)
 
 
 FEW_TRIALS = 10  # below it, a forest fitted to the trials says little about which setting mattered
@@ -132,7 +134,10 @@ def _progress(study: str, storage: str, running: bool) -> None:
     named = {f"param {key}": st.column_config.NumberColumn(label, format="%g")  # 0.000737, not 0.0007
              for key, (label, *_) in RANGES.items()} | {"param preset": "Preset"}
     st.dataframe(rows, hide_index=True, key="sweep_table", column_config={
-        "validation accuracy": ui.percent_column(), "seconds": st.column_config.NumberColumn(format="%.1f"),
+        "validation accuracy": ui.percent_column(), "seconds": st.column_config.NumberColumn(
+            "trial time (s)", format="%.1f", help="From the trial's start to its end, with any wait behind other "
+            "training, the job's start-up, the data's loading and the final evaluation (the Runs page's train time "
+            "counts the epochs alone)."),
         **{column: config for column, config in named.items() if any(column in row for row in rows)}})
     shown = figures(storage, study, done)
     if not shown:
