@@ -223,6 +223,19 @@ def first_error(spec: ModelSpec) -> tuple[int | None, str] | None:
     return None
 
 
+def layer_errors(spec: ModelSpec) -> dict[int, str]:
+    """{1-based layer index: message} of every layer with a field out of its range. Each layer's fields are checked
+    on their own, so the Build page names every wrong one at once (it had named the first, and the next showed only
+    once that was mended); a shape that fails follows from the layers before it and stays first_error's."""
+    found = {}
+    for index, layer in enumerate(spec.layers, 1):
+        try:
+            check_layer_fields(index, layer)
+        except SpecError as e:
+            found[index] = str(e)
+    return found
+
+
 def infer_prefix(spec: ModelSpec) -> list[LayerInfo]:
     """The Build page's rows while a model is invalid: every layer up to and including the first impossible one,
     whose output_shape is None (so that the user sees where the image shrank to nothing)."""

@@ -38,9 +38,8 @@ st.query_params["draft"] = drafts.save_draft(spec)  # a reload of this page keep
 error = shapes.first_error(spec)
 st.session_state["spec_valid"] = error is None
 st.session_state["spec_error"] = error[1] if error else None
-if error:
-    index, message = error
-    if index:  # a layer's problem goes next to it; the whole model's is the warning above the diagram
+if error:  # a layer's problem goes next to it (every layer's wrong value at once); the model's is the warning above
+    for index, message in (shapes.layer_errors(spec) | ({error[0]: error[1]} if error[0] else {})).items():
         (slots[index - 1] if index <= len(slots) else general_slot).error(ui.sentence(message))
 
 with summary:

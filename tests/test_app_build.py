@@ -291,6 +291,10 @@ def test_a_number_typed_out_of_range_is_what_the_page_checks(open_app):
     at.number_input(key="layer_0_filters").set_value(0).run()
     assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be a whole number from 1 to 4096, got 0."]
     assert not at.session_state["spec_valid"] and not at.exception
+    at.number_input(key="layer_2_filters").set_value(5000).run()  # a second wrong layer is named at once too
+    assert [e.value for e in at.error] == ["Layer 1 (Conv2D): filters must be a whole number from 1 to 4096, got 0.",
+                                           "Layer 3 (Conv2D): filters must be a whole number from 1 to 4096, got 5000."]
+    at.number_input(key="layer_2_filters").set_value(32).run()
     at.number_input(key="spec_logit_scale").set_value(50.0).run()
     assert not at.session_state["spec_valid"]
     at.number_input(key="layer_0_filters").set_value(8).run()

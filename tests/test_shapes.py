@@ -213,6 +213,20 @@ def test_conv_after_flatten_is_refused():
 
 def test_first_error_none_for_valid():
     assert shapes.first_error(SMALL) is None
+    assert shapes.layer_errors(SMALL) == {}
+
+
+def test_layer_errors_names_every_wrong_layer_not_only_the_first():
+    spec = S.ModelSpec("x", (S.Conv2D(0), S.Conv2D(8, 40), S.Dropout(1.5), S.Flatten()))
+    assert shapes.layer_errors(spec) == {
+        1: "layer 1 (Conv2D): filters must be a whole number from 1 to 4096, got 0.",
+        2: "layer 2 (Conv2D): kernel_size must be a whole number from 1 to 11, got 40.",
+        3: "layer 3 (Dropout): rate must be a number in [0, 1), got 1.5."}
+    assert shapes.first_error(spec)[0] == 1
+    # a kernel larger than the image left to it is a shape's problem, which follows from the layers before it:
+    # first_error's alone, never a field's
+    deep = S.ModelSpec("y", (S.Conv2D(8, 11, padding="valid"),) * 4 + (S.Flatten(),))  # 32 -> 22 -> 12 -> 2 -> ?
+    assert shapes.layer_errors(deep) == {} and shapes.first_error(deep)[0] == 4
 
 
 def test_inference_is_pure_python():
