@@ -116,13 +116,18 @@ def feature_maps(model, image: np.ndarray) -> list[dict]:
     return result
 
 
-def first_layer_filters(model) -> np.ndarray:
-    """The first convolution's kernels (a Conv2D's, or PatchWhitening's when the model starts with one) as
-    (filters, k, k, channels) uint8 images, each min-max scaled on its own so its pattern is visible."""
+def first_filter_layer(model):
+    """The first layer with filters: a Conv2D, or PatchWhitening when the model starts with one."""
     conv = next((layer for layer in model.layers if type(layer).__name__ in ("Conv2D", "PatchWhitening")), None)
     if conv is None:
         raise NoConvolutionError("This model has no convolution layer, so it has no filters to show.")
-    kernel = np.asarray(conv.kernel, dtype=np.float32).transpose(3, 0, 1, 2)
+    return conv
+
+
+def first_layer_filters(model) -> np.ndarray:
+    """The first filter layer's kernels (first_filter_layer) as (filters, k, k, channels) uint8 images, each min-max
+    scaled on its own so its pattern is visible."""
+    kernel = np.asarray(first_filter_layer(model).kernel, dtype=np.float32).transpose(3, 0, 1, 2)
     if kernel.shape[-1] == 1:  # a grey image's filters, drawn in grey
         kernel = np.repeat(kernel, 3, axis=-1)
     if kernel.shape[-1] != 3:  # a layer before it changed the channels (a Dense before the first convolution)

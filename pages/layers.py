@@ -54,18 +54,22 @@ except explain.NoConvolutionError:
 except explain.FiltersNotImagesError as e:
     filters = str(e)  # the feature maps below are still drawn
 
+# Named as the Build page numbers the stack ("3. Conv2D"): the built model is Rescaling, then the spec's layers.
+position = {layer.name: i for i, layer in enumerate(model.layers)}
+numbered = bool(model.layers) and type(model.layers[0]).__name__ == "Rescaling"
+first = explain.first_filter_layer(model)
 with right:
-    st.subheader("First layer's filters")
+    kind = type(first).__name__
+    st.subheader(f"{ui.md_escape(f'{position[first.name]}. {kind}')}: its filters" if numbered
+                 else "First layer's filters")
     if isinstance(filters, str):
         st.info(filters)
     else:
         k = filters.shape[1]
-        st.caption(f"{len(filters)} filters of {k} × {k} pixels, each scaled to its own range and enlarged.")
+        made = " fixed before training to whiten the images' patches (not learned)" if kind == "PatchWhitening" else ""
+        st.caption(f"{len(filters)} filters of {k} × {k} pixels,{made}; each scaled to its own range and enlarged.")
         st.image(charts.filter_grid(filters))
 
-# Named as the Build page numbers the stack ("3. Conv2D"): the built model is Rescaling, then the spec's layers.
-position = {layer.name: i for i, layer in enumerate(model.layers)}
-numbered = bool(model.layers) and type(model.layers[0]).__name__ == "Rescaling"
 for entry in model_cache.feature_maps(ref, mtime, image):
     h, w, channels = entry["output_shape"]
     title = f"{position[entry['name']]}. Conv2D" if numbered and entry["name"] in position else entry["name"]

@@ -69,7 +69,7 @@ def test_feature_map_grids_and_filters_of_the_tiny_model(open_app, drawn):
     assert any(c.value == f"True class: {names[y[0]]}" for c in at.caption)
     # tiny: Conv2D(16, 3) -> MaxPooling2D -> Conv2D(32, 3) -> MaxPooling2D -> GlobalMaxPooling2D
     headings = [h.value for h in at.subheader]
-    assert headings[0] == "First layer's filters"
+    assert headings[0] == "1\\. Conv2D: its filters"
     # named as the Build page numbers the stack
     assert headings[1:] == ["1\\. Conv2D: output 32 × 32 × 16", "3\\. Conv2D: output 16 × 16 × 32"]
     assert at.image[0].captions[0].startswith("the 32 × 32 input; the model says ")
@@ -137,6 +137,10 @@ def test_the_shipped_model(open_app, drawn):
     assert not at.exception, at.exception
     # fast: the 24 2x2 whitening filters first, then six convolutions of 64 to 256 filters, from 31 x 31 to 3 x 3.
     headings = [re.sub(r"^[\w\\. ]+: ", "", h.value) for h in at.subheader]
-    assert headings == ["First layer's filters", "output 31 × 31 × 64", "output 15 × 15 × 64", "output 15 × 15 × 256",
+    assert headings == ["its filters", "output 31 × 31 × 64", "output 15 × 15 × 64", "output 15 × 15 × 256",
                         "output 7 × 7 × 256", "output 7 × 7 × 256", "output 3 × 3 × 256"]
     assert [call[1][0] for call in drawn] == [24, 64, 64, 256, 256, 256, 256]
+    # the first filters are the whitening layer's, and the page says so (they had read as a first convolution's)
+    assert at.subheader[0].value == "1\\. PatchWhitening: its filters"
+    assert "24 filters of 2 × 2 pixels, fixed before training to whiten the images' patches (not learned)" in \
+        " ".join(c.value for c in at.caption)
