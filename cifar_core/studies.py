@@ -17,6 +17,10 @@ from .space import SweepError
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 
+HEARTBEAT_GRACE_S = 120  # a running trial whose worker has not signalled for this long is failed (its worker died)
+SQLITE_LOCK_WAIT_S = 60
+
+
 def default_storage(runs_dir=None) -> str:
     return "sqlite:///" + str((Path(runs_dir or runs.default_runs_dir()) / "sweeps.db").resolve())
 
@@ -47,8 +51,12 @@ def open_storage(url: str, create: bool = True):
         if not Path(file).parent.is_dir():
             raise SweepError(f"The folder of the SQLite database {redact(url)} does not exist; make it first, or give "
                              "--storage another.")
+    # SQLite's own wait for a lock is 5 s: a worker whose write waited longer died, its trial left running
+    waits = {"connect_args": {"timeout": SQLITE_LOCK_WAIT_S}} if url.startswith("sqlite:") and "timeout=" not in url \
+        else {}
     try:
-        return optuna.storages.RDBStorage(_driver_url(url), heartbeat_interval=30, grace_period=120)
+        return optuna.storages.RDBStorage(_driver_url(url), heartbeat_interval=30, grace_period=HEARTBEAT_GRACE_S,
+                                          engine_kwargs=waits)
     except Exception as e:  # a wrong URL, an absent driver, a server that does not answer
         raise SweepError(f"The sweep storage {redact(url)} cannot be opened: {_first_line(e)}") from None
 
@@ -103,6 +111,9 @@ def summary(storage_url: str, study_name: str) -> dict:
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, create=False))
     except KeyError:
         raise SweepError(f"There is no study {study_name} in {redact(storage_url)}.") from None
+    # Optuna fails a trial whose worker died only when a worker asks for the next trial: a study whose every worker
+    # was killed had shown its trial running for good. Reading it fails such trials too (a live worker's are fresh).
+    optuna.storages.fail_stale_trials(study)
     rows = []
     for t in study.get_trials(deepcopy=False):
         end = t.datetime_complete
@@ -127,7 +138,7 @@ def _failure(trial) -> str | None:
         return None
     run_dir = _attr_text(trial, "run_dir")
     local = runs.read_status(Path(run_dir)).get("error") if run_dir and Path(run_dir).is_dir() else None
-    return _attr_text(trial, "error") or local
+    return _attr_text(trial, "error") or local or "Its worker ended without recording a result (killed, or it crashed)."
 
 
 def _attr_text(trial, key: str) -> str | None:

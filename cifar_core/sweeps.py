@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import threading
 import time
@@ -59,9 +60,10 @@ MAX_TRIALS = 10_000
 
 
 def create_study(storage_url: str, study_name: str, model_spec: specs.ModelSpec, config: configs.TrainConfig,
-                 space: dict, trials: int, pruner: str = "median"):
+                 space: dict, trials: int, pruner: str = "median", unique: bool = False):
     """Creates the study (or opens the one of that name, if it was made with the same space and model) and saves
-    with it what a worker needs."""
+    with it what a worker needs. unique: a name made from the time, which a study started in the same second (a
+    second tab) has taken: this one is then named with -2, -3, ... (both had run as one study)."""
     import optuna
 
     studies.check_study_name(study_name)
@@ -72,14 +74,21 @@ def create_study(storage_url: str, study_name: str, model_spec: specs.ModelSpec,
     configs.validate_config(config)
     resizing.check(model_spec, config)
     make_pruner(pruner)
-    study = optuna.create_study(storage=studies.open_storage(storage_url), study_name=study_name,
-                                direction="maximize",
-                                sampler=optuna.samplers.TPESampler(), pruner=make_pruner(pruner),
-                                load_if_exists=True)
+    storage, name = studies.open_storage(storage_url), study_name
+    for n in range(2, 100):
+        try:
+            study = optuna.create_study(storage=storage, study_name=studies.check_study_name(name),
+                                        direction="maximize", sampler=optuna.samplers.TPESampler(),
+                                        pruner=make_pruner(pruner), load_if_exists=not unique)
+            break
+        except optuna.exceptions.DuplicatedStudyError:
+            name = f"{study_name}-{n}"
+    else:
+        raise SweepError(f"Every name from {study_name} to {name} is taken; give the study a --study name.")
     base = {"spec": spec_io.to_dict(model_spec), "train": configs.to_dict(config)}
     attrs = study.user_attrs
     if "space" in attrs and (attrs["space"] != space or not _same_base(attrs.get("base"), base)):
-        raise SweepError(f"The study {study_name} already exists with another model or search space; give a new "
+        raise SweepError(f"The study {name} already exists with another model or search space; give a new "
                          "--study name, or join it with sweep-worker.")
     study.set_user_attr("space", space)
     study.set_user_attr("base", base)
@@ -215,9 +224,14 @@ def work(storage_url: str, study_name: str, runs_dir=None, log=print, data: str 
         config = dataclasses.replace(config, data=data)
     runs_dir = Path(runs_dir or runs.default_runs_dir())
     stop_file = _stop_file(runs_dir, study_name)
-    stop_file.unlink(missing_ok=True)
+    # A worker started by hand drops a stop left from before; one the page started keeps it: the page cleared it
+    # before starting this worker, so it is a Stop pressed since (clearing it here had lost one pressed at once).
+    if os.environ.get("CIFAR_CORE_LAUNCHED") != "1":
+        stop_file.unlink(missing_ok=True)
+    optuna.storages.fail_stale_trials(study)  # a trial whose worker died counts as failed, not as running for good
     counted = tuple(getattr(optuna.trial.TrialState, s) for s in COUNTED)
-    if len(study.get_trials(deepcopy=False, states=counted)) >= trials:
+    if len(study.get_trials(deepcopy=False, states=counted)) >= trials or stop_file.exists():  # or stopped already
+        stop_file.unlink(missing_ok=True)
         return None
 
     def stop_when_asked(study, _trial):
@@ -294,9 +308,10 @@ def run_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, *, trial
     if not storage_url:  # the default database lies in the runs folder, which may be new
         runs_dir.mkdir(parents=True, exist_ok=True)
     storage_url = storage_url or studies.default_storage(runs_dir)
-    study_name = study_name or runs.new_run_id(f"sweep-{model_spec.name}")
-    create_study(storage_url, study_name, model_spec, config, space or default_space(model_spec), trials, pruner)
-    _record_local(runs_dir, study_name, storage_url)
+    study_name = create_study(storage_url, study_name or runs.new_run_id(f"sweep-{model_spec.name}"), model_spec,
+                              config, space or default_space(model_spec), trials, pruner,
+                              unique=not study_name).study_name
+    _record_local(runs_dir, study_name, storage_url, os.getpid())  # the Sweep page shows it running, with a Stop
     signum = work(storage_url, study_name, runs_dir, log)
     return {**studies.summary(storage_url, study_name), "signal": signum}
 
@@ -344,10 +359,11 @@ def start_sweep(model_spec: specs.ModelSpec, config: configs.TrainConfig, space:
     """Creates the study in the runs folder's SQLite file and starts `python -m cifar_core sweep-worker` for it as
     a process of its own (it outlives the page); returns the study name."""
     runs_dir = Path(runs_dir or runs.default_runs_dir())
-    study_name = study_name or runs.new_run_id(f"sweep-{model_spec.name}")
     storage_url = studies.default_storage(runs_dir)
     _local_path(runs_dir).mkdir(parents=True, exist_ok=True)  # the runs folder, holding the database, may be new
-    create_study(storage_url, study_name, model_spec, config, space, trials)
+    study_name = create_study(storage_url, study_name or runs.new_run_id(f"sweep-{model_spec.name}"), model_spec,
+                              config, space, trials, unique=not study_name).study_name
+    _stop_file(runs_dir, study_name).unlink(missing_ok=True)  # a Stop from before; one pressed from now on stays
     pid = jobs.spawn(["sweep-worker", "--storage", storage_url, "--study", study_name, "--runs-dir",
                        str(runs_dir.resolve())], _local_path(runs_dir) / f"{study_name}.log")
     _record_local(runs_dir, study_name, storage_url, pid)
@@ -365,8 +381,11 @@ def sweep_running(runs_dir, study_name: str) -> bool:
         return False
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        # the pid may since be another process's (pid 1 in an edited record made a sweep run for ever)
-        return state != "Z" and b"sweep-worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        # the pid may since be another process's (pid 1 in an edited record made a sweep run for ever), or another
+        # study's worker's; a sweep run from the command line (`sweep`) is one too
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        named = args[args.index(b"--study") + 1] if b"--study" in args[:-1] else study_name.encode()
+        return state != "Z" and bool({b"sweep", b"sweep-worker"} & set(args)) and named == study_name.encode()
     except OSError:  # no /proc (macOS, Windows): whether the pid runs at all
         return process_alive(pid)
 

@@ -154,3 +154,12 @@ def test_the_trials_train_on_the_forms_data_source_not_the_sidebars(open_app, mo
     assert at.session_state["data_source"] == "data/mine"
     at.button(key="sweep_start").click().run()
     assert not at.exception and [c.data for c in started] == ["sample"]  # the form's, where the sidebar's had been
+
+
+def test_a_folder_the_server_cannot_use_is_a_sentence_not_pythons_words(open_app, app_env):
+    (app_env / ".sweeps").write_text("a file where the sweeps' folder goes")
+    at = open_app(SWEEP)
+    at.button(key="sweep_start").click().run()
+    assert not at.exception
+    assert [helpers.plain(e.value) for e in at.error] == [
+        "The server could not use .sweeps (file exists); whoever runs it can mend that."]  # not "[Errno 17] ..."

@@ -2,6 +2,7 @@
 real study is tested with the sweeps that make one (tests/test_sweeps.py)."""
 
 import importlib.util
+import time
 
 import pytest
 
@@ -112,7 +113,8 @@ def test_a_failed_trials_stored_reason_is_text_or_nothing(tmp_path):
         study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
                                                   user_attrs={"error": error, "run_dir": {"not": "a path"}}))
     rows = studies.summary(url, "s")["trials"]
-    assert [(r["error"], r["run_dir"]) for r in rows] == [(None, None), (None, None), ("out of memory", None)]
+    unsaid = "Its worker ended without recording a result (killed, or it crashed)."  # no reason it can show
+    assert [(r["error"], r["run_dir"]) for r in rows] == [(unsaid, None), (unsaid, None), ("out of memory", None)]
 
 
 def test_an_sqlite_storage_is_a_file_and_a_reader_makes_none(tmp_path):
@@ -127,3 +129,50 @@ def test_an_sqlite_storage_is_a_file_and_a_reader_makes_none(tmp_path):
     assert not typo.exists()
     studies.open_storage(f"sqlite:///{typo}")  # made by the sweep that creates the study
     assert typo.is_file() and studies.open_storage(f"sqlite:///{typo}", create=False)
+
+
+def test_a_trial_whose_worker_died_is_failed_when_the_study_is_read(tmp_path, monkeypatch):
+    """A sweep worker killed outright left its trial running for good: Optuna fails a stale trial only when a worker
+    asks for the next one, and a study whose every worker was killed has none left to ask."""
+    import optuna
+
+    monkeypatch.setattr(studies, "HEARTBEAT_GRACE_S", 2)  # SQLite's clock counts whole seconds
+    url = studies.default_storage(tmp_path)
+    storage = studies.open_storage(url)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 2)})
+    storage.record_heartbeat(trial._trial_id)  # as a worker's trial does, until the worker is killed
+    assert [t["state"] for t in studies.summary(url, "s")["trials"]] == ["RUNNING"]  # a heartbeat within the grace
+    time.sleep(3.5)
+    (row,) = studies.summary(url, "s")["trials"]
+    assert row["state"] == "FAIL" and row["error"] == "Its worker ended without recording a result (killed, or it " \
+        "crashed)."
+
+
+def test_a_write_waits_for_a_lock_longer_than_sqlites_five_seconds(tmp_path):
+    """A worker whose write met another connection's lock for more than SQLite's 5 s died on 'database is locked',
+    its trial left running."""
+    import sqlite3
+    import threading
+
+    import optuna
+
+    url = studies.default_storage(tmp_path)
+    study = optuna.create_study(study_name="s", storage=studies.open_storage(url), direction="maximize")
+    locked = threading.Event()
+
+    def hold():
+        other = sqlite3.connect(tmp_path / "sweeps.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(6)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    locked.wait()
+    began = time.time()
+    study.set_user_attr("trials", 3)
+    holder.join()
+    assert time.time() - began > 5.5 and studies.summary(url, "s")["trials_wanted"] == 3

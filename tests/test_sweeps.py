@@ -291,3 +291,71 @@ def test_a_trial_failing_on_a_refused_setting_is_one_line_not_a_traceback():
     assert not sweeps._not_a_stop(record(sweeps.SweepStopped("stopped")))  # said by the sweep itself
     other = record(ZeroDivisionError("a defect"))
     assert sweeps._not_a_stop(other) and other.exc_info is not None  # a defect keeps its traceback
+
+
+def test_two_sweeps_started_in_the_same_second_are_two_studies(tmp_path, monkeypatch):
+    """Two tabs' Start in one second made one name from the time: the second had joined the first study (or been
+    refused in the command line's words), and the record's pid was the last worker's."""
+    from cifar_core import jobs
+
+    pids = iter((111, 222))
+    monkeypatch.setattr(jobs, "spawn", lambda *args, **kwargs: next(pids))
+    monkeypatch.setattr(runs, "new_run_id", lambda suffix: f"20260101-000000-{suffix}")
+    space = {"learning_rate": {"low": 1e-3, "high": 1e-2}}
+    first = sweeps.start_sweep(TINY.spec, TINY.train, space, 2, tmp_path)
+    second = sweeps.start_sweep(TINY.spec, dataclasses.replace(TINY.train, epochs=3), space, 4, tmp_path)
+    assert (first, second) == ("20260101-000000-sweep-tiny", "20260101-000000-sweep-tiny-2")
+    assert [(s["study"], s["pid"]) for s in sorted(sweeps.local_studies(tmp_path), key=lambda s: s["study"])] == [
+        (first, 111), (second, 222)]
+    storage = studies.default_storage(tmp_path)
+    assert [studies.summary(storage, name)["trials_wanted"] for name in (first, second)] == [2, 4]
+    # a name the user gives is still one study, joined when the same and refused when not
+    with pytest.raises(SweepError, match="already exists with another model or search space"):
+        sweeps.create_study(storage, first, TINY.spec, TINY.train, {"width": {"low": 0.5, "high": 2}}, 2)
+
+
+def test_a_stop_pressed_before_the_page_started_worker_begins_is_kept(tmp_path, monkeypatch):
+    """The worker had cleared the stop file as it began: a Stop pressed in the second after Start was lost, and every
+    trial trained. One started by hand still drops a stop left from before."""
+    from cifar_core import jobs
+
+    monkeypatch.setattr(jobs, "spawn", lambda *args, **kwargs: 4242)
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda *args, **kwargs: started.append(args) or "never")
+    storage = studies.default_storage(tmp_path)
+    study = sweeps.start_sweep(TINY.spec, TINY.train, {"learning_rate": {"low": 1e-3, "high": 1e-2}}, 3, tmp_path)
+    sweeps.stop_sweep(tmp_path, study)
+    monkeypatch.setenv("CIFAR_CORE_LAUNCHED", "1")  # as jobs.spawn starts the worker
+    assert sweeps.work(storage, study, tmp_path, log=lambda m: None) is None
+    assert started == [] and studies.summary(storage, study)["trials"] == []
+    assert not sweeps._stop_file(tmp_path, study).exists()  # honoured, so a later worker is not stopped by it
+    monkeypatch.delenv("CIFAR_CORE_LAUNCHED")
+    sweeps.stop_sweep(tmp_path, study)  # left from before a worker started by hand (sweep-worker)
+    monkeypatch.setattr(sweeps, "make_objective", lambda *args, **kwargs: lambda trial: 0.5)
+    sweeps.work(storage, study, tmp_path, log=lambda m: None)
+    assert [t["state"] for t in studies.summary(storage, study)["trials"]] == ["COMPLETE"] * 3
+
+
+def test_a_sweep_run_from_the_command_line_shows_as_running_and_only_as_its_own(tmp_path, monkeypatch):
+    """The command line's sweep recorded no pid, and the page called it stopped while it trained; a record naming
+    another study's live worker had made a finished study look live."""
+    seen = []
+    monkeypatch.setattr(sweeps, "work", lambda storage, study, runs_dir, log: seen.append(
+        json.loads((runs_dir / ".sweeps" / f"{study}.json").read_text())["pid"]))
+    result = sweeps.run_sweep(TINY.spec, TINY.train, trials=1, study_name="cli", runs_dir=tmp_path)
+    assert seen == [os.getpid()] and result["study"] == "cli"  # recorded before its trials
+    sweep = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "sweep"])  # as the CLI's reads
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "sweep-worker", "--study",
+                               "another"])
+    try:
+        sweeps._record_local(tmp_path, "cli", studies.default_storage(tmp_path), sweep.pid)
+        assert sweeps.sweep_running(tmp_path, "cli")
+        sweeps._record_local(tmp_path, "cli", studies.default_storage(tmp_path), worker.pid)
+        assert not sweeps.sweep_running(tmp_path, "cli")
+        assert sweeps.sweep_running(tmp_path, "another") is False  # no record of its own
+        sweeps._record_local(tmp_path, "another", studies.default_storage(tmp_path), worker.pid)
+        assert sweeps.sweep_running(tmp_path, "another")
+    finally:
+        for process in (sweep, worker):
+            process.kill()
+            process.wait()

@@ -227,6 +227,9 @@ def problem(error) -> str:
         name = os.path.basename(str(error.filename or "")) or "a file"
         error = (f"This page's {name} is no longer there: its run may have been deleted or renamed meanwhile. "
                  "Choose again.")
+    elif isinstance(error, OSError) and str(error).startswith("[Errno") and error.strerror:  # Python's own words
+        name = os.path.basename(str(error.filename or "")) or "a file"
+        error = f"The server could not use {name} ({error.strerror.lower()}); whoever runs it can mend that."
     return md_escape(sources.without_server_paths(str(error)))
 
 
