@@ -39,7 +39,7 @@ def test_settings_diff_field_by_field():
     a = to_dict(TINY.train)
     b = {**a, "learning_rate": 0.01, "epochs": 3}
     b.pop("flip")  # missing: its default (True), as in tiny
-    assert compare.settings_diff(a, b) == [{"field": "epochs", "a": 1, "b": 3},
+    assert compare.settings_diff(a, b) == [{"field": "epochs", "a": 20, "b": 3},
                                            {"field": "learning_rate", "a": 0.003, "b": 0.01}]
     assert compare.settings_diff({}, to_dict(TrainConfig())) == []
     # a time budget's runs differ in their budgets, not in their unused Epochs boxes
