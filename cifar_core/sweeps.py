@@ -35,6 +35,7 @@ ENDED = ("finished", "stopped", "failed", "interrupted", "unknown")
 # The trials that take a place among the study's n: a worker that finishes a trial asks for no other while the
 # others' running trials fill the study, so two workers sharing 4 trials train 4, not 5 or 6.
 COUNTED = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+STOPPED = "Stopped with the sweep."
 
 class SweepStopped(Exception):
     """The sweep was asked to stop (its stop file); the trial under way ends as failed."""
@@ -191,13 +192,12 @@ def follow_run(trial, run_dir: Path, runs_dir, study_name: str) -> float:
             if state in ENDED or state == "cancelled":
                 break
             if _stop_file(runs_dir, study_name).exists() or _SIGNALLED:
-                if state == "queued":
-                    jobs.cancel_queued(run_dir.name, runs_dir)
-                else:
-                    jobs.stop_job(run_dir.name, runs_dir)
+                (jobs.cancel_queued if state == "queued" else jobs.stop_job)(run_dir.name, runs_dir)
+                trial.set_user_attr("error", STOPPED)  # the Sweep page's table: why it has no value
                 raise SweepStopped(f"The sweep {study_name} was stopped.")
             time.sleep(POLL_S)
     except KeyboardInterrupt:  # a second signal: the job is asked to stop, without waiting for it
+        trial.set_user_attr("error", STOPPED)
         if state == "queued":
             jobs.cancel_queued(run_dir.name, runs_dir)
         elif run_dir.is_dir():

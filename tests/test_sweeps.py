@@ -175,6 +175,7 @@ def test_stop_request_ends_a_sweep(how, tmp_path):
     assert row["has_model"]
     trials = studies.summary(storage, "stopme")["trials"]
     assert [t["state"] for t in trials] == ["FAIL"]  # stopped by the user: no value, and no further trial
+    assert trials[0]["error"] == "Stopped with the sweep."  # not taken for a worker that died
 
 
 # ---- a real PostgreSQL, two workers
