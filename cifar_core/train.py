@@ -325,7 +325,8 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
             if not metrics.epoch_records(run_dir):
                 callbacks.save_model_atomic(model, run_dir / "model.keras", saved_as)
             runs.write_status(run_dir, state="stopped")
-            log(f"Stopped; model saved. Resume with: python -m cifar_core train --run-dir {run_dir} --resume")
+            log(f"Stopped; the last whole epoch's model is kept. Resume with: python -m cifar_core train --run-dir "
+                f"{run_dir} --resume")
             return run_dir
         callbacks.save_model_atomic(model, run_dir / "model.keras", saved_as)
         evaluate_saved(run_dir, dataset, config, log)

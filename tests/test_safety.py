@@ -1113,7 +1113,8 @@ def test_33_ctrl_c_in_the_cli_stops_saves_and_says_how_to_resume(tmp_path):
     assert job.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in out + err
     assert [line for line in out.splitlines() if "Resume with:" in line] == [
-        f"Stopped; model saved. Resume with: python -m cifar_core train --run-dir {run} --resume"]
+        f"Stopped; the last whole epoch's model is kept. Resume with: python -m cifar_core train --run-dir {run} "
+        "--resume"]
     assert runs.read_status(run)["state"] == "stopped" and (run / "model.keras").is_file()
     models.load_model(run / "model.keras")
 

@@ -177,7 +177,7 @@ def _monitor(run_id: str, initial_state: str) -> None:
                 help="Of the last epoch, whose model is the one saved (Evaluate measures it)"
                      + (f"; the best epoch scored {best:.1%}." if best is not None else "."))
     if state in runs.LIVE_STATES and st.button("Stop", key="stop"):
-        with st.spinner("Stopping: the job finishes its batch and saves its model…"):
+        with st.spinner("Stopping: the job ends after its batch and keeps its last whole epoch's model…"):
             jobs.stop_job(run_id)
         st.rerun()
     records = metrics.read_metrics(run_dir)
