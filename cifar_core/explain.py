@@ -139,12 +139,21 @@ def first_layer_filters(model) -> np.ndarray:
     return np.round(scaled * 255).astype(np.uint8)
 
 
+DIMMED = 0.6  # how much of its brightness a pixel the map leaves out loses, at opacity 1
+
+
 def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5) -> np.ndarray:
-    """The heatmap in a red-yellow colour ramp blended over the image at `opacity`, as uint8 RGB."""
+    """The heatmap over the image as uint8 RGB: tinted from red to yellow as the heat rises, and dimmed where the
+    map is cold, both in proportion to `opacity`. The tint alone had hidden a yellow bird's hot spot in its own
+    yellow (a new user saw nothing at the default opacity); dimming what the model leaves out shows the spot on any
+    image. A map with nothing in it leaves the image as it is."""
     h = np.clip(heatmap, 0, 1)[..., None]
     colour = np.concatenate([np.ones_like(h), h, np.zeros_like(h)], axis=-1) * 255  # red (cold) to yellow (hot)
+    image = np.asarray(image, dtype=np.float32)
+    if h.max() > 0:
+        image = image * (1 - opacity * DIMMED * (1 - h))
     alpha = opacity * h
-    blended = (1 - alpha) * np.asarray(image, dtype=np.float32) + alpha * colour
+    blended = (1 - alpha) * image + alpha * colour
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 

@@ -91,13 +91,14 @@ def test_grad_cam_for_the_predicted_class_then_any_class_at_any_opacity(open_app
     predicted = predict.classify(model, names, [("x", images.encode_png(x[3]))])[0]["top"][0]["label"]
     assert names[picker.value] == predicted and picker.format_func(picker.value) == f"{predicted} (predicted)"
     heatmap = image_by_caption(at, "Grad-CAM")
-    assert heatmap.captions[0] == f"Grad-CAM: where the model finds “{predicted}”"  # the tiny model pools globally
+    key = ", tinted yellow where it counted most and dimmed where it did not count"  # whatever the image's colours
+    assert heatmap.captions[0] == f"Grad-CAM: where the model finds “{predicted}”{key}"  # tiny pools globally
     # Another class: another heatmap, and the caption names it.
     other = (picker.value + 1) % len(names)
     picker.set_value(other).run()
     assert not at.exception, at.exception
     other_heatmap = image_by_caption(at, "Grad-CAM")
-    assert other_heatmap.captions[0] == f"Grad-CAM: where the model finds “{names[other]}”"
+    assert other_heatmap.captions[0] == f"Grad-CAM: where the model finds “{names[other]}”{key}"
     # Opacity 0 shows the input alone: the very image of "what the model sees" (both enlarged 6x).
     at.slider(key="cls_opacity").set_value(0.0).run()
     assert image_by_caption(at, "Grad-CAM").value == image_by_caption(at, "what the model sees").value

@@ -137,6 +137,13 @@ def test_overlay():
     half = explain.overlay(np.zeros((1, 1, 3), np.uint8), np.full((1, 1), 0.5), opacity=1.0)
     # alpha = 0.5, colour (255, 127.5, 0): 0.5 * 255 = 127.5 -> 128; 0.5 * 127.5 = 63.75 -> 64
     assert half[0, 0].tolist() == [128, 64, 0]
+    # what the map leaves out is dimmed (at opacity 1 to 40% of its brightness, at 0.5 to 70%), so a hot spot shows
+    # on an image of the tint's own colours too
+    image = np.full((1, 2, 3), 100, np.uint8)
+    for opacity, cold in ((1.0, 40), (0.5, 70)):
+        spot = explain.overlay(image, np.array([[1.0, 0.0]]), opacity=opacity)
+        assert spot[0, 1].tolist() == [cold] * 3
+    assert explain.overlay(image, np.array([[1.0, 0.0]]), opacity=1.0)[0, 0].tolist() == [255, 255, 0]
 
 
 def test_enlarged_overlay():

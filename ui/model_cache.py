@@ -150,6 +150,7 @@ def saliency(ref: str, image: np.ndarray, predicted: str, key: str, opacity: flo
     heatmap = grad_cam(ref, mtime, image, chosen)
     note = " (element-wise, HiResCAM, as this model flattens its last map)" if method == "HiResCAM" else ""
     st.image(explain.enlarged_overlay(image, heatmap, opacity, scale),
-             caption=f"Grad-CAM{note}: where the model finds “{ui.md_escape(names[chosen])}”")
+             caption=f"Grad-CAM{note}: where the model finds “{ui.md_escape(names[chosen])}”, tinted yellow where "
+                     "it counted most and dimmed where it did not count")
     if not heatmap.any():
         st.caption("Nothing in this image counts for that class (the map is empty).")
