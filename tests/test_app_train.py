@@ -51,6 +51,9 @@ def test_start_a_tiny_job_refuse_a_second_and_watch_it_finish(open_app, app_env)
         queued = at.session_state["train_run"]
         assert queued != run_id and runs.read_status(app_env / queued)["state"] == "queued"
         assert helpers.plain(at.subheader[0].value).endswith(": queued, 1st")
+        assert [t.value for t in at.toast] == [
+            "Queued (1st in line) behind the training under way: it starts on its own when its turn comes."]
+        assert not at.get("plotly_chart")  # no empty curves for a run that has not started
         at.button(key=f"train_queue_cancel_{queued}").click().run()
         assert not at.exception and not (app_env / queued).exists()
         assert [r["run_id"] for r in runs.list_runs()] == [run_id]

@@ -180,6 +180,9 @@ def _monitor(run_id: str, initial_state: str) -> None:
         with st.spinner("Stopping: the job ends after its batch and keeps its last whole epoch's model…"):
             jobs.stop_job(run_id)
         st.rerun()
+    if state == "queued":  # no curve yet: empty axes from -1 to 4 had stood here
+        st.caption("Its curves appear here once it starts.")
+        return
     records = metrics.read_metrics(run_dir)
     for column, key in zip(st.columns(2), ("loss", "accuracy")):
         column.plotly_chart(charts.training_curve(records, key, status.get("steps_per_epoch")), key=f"curves_{key}")
@@ -203,6 +206,10 @@ def run_header() -> None:
     """The "This run" heading; right after Start, a toast and a scroll to it: the run's progress and curves appear
     below the fold of a 1400 x 1000 screen, and nothing else on it changed."""
     st.header("This run", divider="gray", anchor="this-run")
-    if st.session_state.pop("just_started", None):
-        st.toast("Training started: its progress and curves are below.")
+    started = st.session_state.pop("just_started", None)
+    if started:  # one behind a job training is queued: "started" had made two runs seem to train at once
+        queued = runs.read_status(runs.run_path(started)).get("state") == "queued"
+        st.toast(f"Queued ({jobs.queue_label(started).removeprefix('queued, ')} in line) behind the training under "
+                 "way: it starts on its own when its turn comes." if queued
+                 else "Training started: its progress and curves are below.")
         ui.scroll_to("this-run")
