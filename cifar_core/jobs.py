@@ -383,10 +383,11 @@ def progress_label(status: dict) -> str:
     finished budget run counts what it trained, and says so when the budget ended within an epoch."""
     epoch, step, steps = status.get("epoch", 0), status.get("step", 0), status.get("steps_per_epoch")
     budget, finished = status.get("budget_s"), status.get("state") == "finished"
-    if finished and budget and steps and 0 < step < steps:
-        return f"time budget spent in epoch {epoch}, at step {step} of {steps}"
     if finished and budget:
-        return f"time budget spent after {epoch} epochs"
+        return f"time budget spent in epoch {epoch}, at step {step} of {steps}" if steps and 0 < step < steps \
+            else f"time budget spent after {epoch} epochs"
+    if budget and not steps:  # its first steps will say how many epochs it holds (not the Epochs box, 20 had read)
+        return f"{epoch} epochs done; how many the budget holds is measured in its first steps"
     epochs, about = status.get("epochs", "?"), "about " if budget else ""
     if steps and step:
         return f"epoch {epoch} of {about}{epochs}, step {step}/{steps}" if budget else \

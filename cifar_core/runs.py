@@ -142,7 +142,7 @@ def create_run(run_dir: Path, model_spec: specs.ModelSpec, config: configs.Train
                      **facts)
         if name:
             rename_run(run_dir, name)
-        write_status(run_dir, state=state, epoch=0, epochs=config.epochs, step=0)
+        write_status(run_dir, state=state, epoch=0, epochs=config.epochs, step=0, budget_s=(config.minutes or 0) * 60)
     except OSError as e:
         raise refusal(e, run_dir.parent, "no run can be created in it") from None
     return run_dir

@@ -50,6 +50,9 @@ def test_progress_label_by_hand():
     assert jobs.progress_label({**budget_ended, "state": "running", "epochs": 23}) == "epoch 24 of about 23, step 8/29"
     assert jobs.progress_label({**budget_ended, "state": "running", "step": 0}) == "24 of about 24 epochs done"
     assert jobs.progress_label({**budget_ended, "step": 0}) == "time budget spent after 24 epochs"
+    # a budget run not started yet: the Epochs box it ignores ("0 of 20 epochs done") is not its length
+    assert jobs.progress_label({"state": "queued", "budget_s": 12.0, "epochs": 20, "epoch": 0, "step": 0}) == \
+        "0 epochs done; how many the budget holds is measured in its first steps"
 
 
 def test_a_watched_run_changes_phase_when_its_job_ends_or_it_enters_or_leaves_the_queue():

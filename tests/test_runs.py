@@ -338,6 +338,9 @@ def test_runs_started_at_once_get_a_folder_each_and_never_share_a_record(tmp_pat
     runs.check_record(first, tiny.spec, tiny.train)
     with pytest.raises(runs.RunError, match="made by another job for another model or other settings"):
         runs.check_record(first, tiny.spec, dataclasses.replace(tiny.train, seed=2))
+    # a time budget is in the status from the start, so the page never words the run by its unused Epochs box
+    runs.create_run(second, tiny.spec, dataclasses.replace(tiny.train, minutes=0.2))
+    assert [runs.read_status(run).get("budget_s") for run in (first, second)] == [0, 12.0]
 
 
 def test_a_status_or_label_file_larger_than_any_the_job_writes_is_not_read(tmp_path):
