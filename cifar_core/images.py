@@ -181,13 +181,16 @@ def read_input(data: bytes, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarra
     enlarged from fewer pixels than the model takes, or most of it cropped away; None when it suits the model),
     from one decoding of the file. Raises ImageError as to_input_array does."""
     with _opened(data, size) as (image, width, height):
+        # an animation's first frame is what Pillow decodes: said, as the other frames might show something else
+        animated = getattr(image, "is_animated", False)
         image = _reduced(image, size)
         see_through = _see_through(image)
         image = _to_rgb(image)
         if image.size != size:
             image = ImageOps.fit(image, size, method=Image.Resampling.LANCZOS)
         notes = [_note_for(width, height, size), see_through and "Its transparent parts were classified as white, as "
-                 "an image viewer shows them: the model was trained on photographs, which have none."]
+                 "an image viewer shows them: the model was trained on photographs, which have none.",
+                 animated and "It is an animation: only its first frame was classified."]
         return np.asarray(image, dtype=np.uint8).copy(), " ".join(n for n in notes if n) or None
 
 

@@ -310,3 +310,16 @@ def test_a_see_through_image_is_said_to_be_classified_on_white():
     assert "transparent parts" in read_input(buffer.getvalue())[1]
     wide = np.zeros((20, 100, 4), np.uint8)  # both notes, the crop's first
     assert read_input(helpers.image_bytes(wide))[1].startswith("This image is 100 × 20 pixels")
+
+
+def test_an_animation_is_said_to_be_classified_on_its_first_frame():
+    # an animated GIF had been classified on its first frame without a word about the others
+    frames = [Image.new("RGB", (40, 40), colour) for colour in ("red", "blue", "green")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    array, note = read_input(buffer.getvalue())
+    assert note == "It is an animation: only its first frame was classified."
+    assert tuple(array[16, 16]) == (255, 0, 0)  # the first frame's red
+    still = io.BytesIO()
+    frames[0].save(still, "GIF")
+    assert read_input(still.getvalue())[1] is None
