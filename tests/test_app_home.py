@@ -12,7 +12,10 @@ def test_home_says_what_the_tool_does_and_links_the_workflow_in_order(open_app):
     at = open_app()
     assert at.title[0].value == "CIFAR-10 CNN Studio"
     labels = [link.label for link in at.get("page_link")]
-    assert labels == ["Build", "Train", "Evaluate", "Classify", "Layers", "Runs", "Sweep"]
+    # two first steps for a newcomer (the seven pages alone had not said where to begin), then the pages in order
+    assert at.subheader[0].value == "Start here"
+    assert labels == ["Classify an image", "Train a model", "Build", "Train", "Evaluate", "Classify", "Layers", "Runs",
+                      "Sweep"]
     # The sidebar: the data source in use (CIFAR10_DATA=sample here) and the device.
     assert at.sidebar.selectbox(key="data_source").value == "sample"
     assert "Device:" in at.sidebar.caption[0].value and "Number format:" in at.sidebar.caption[0].value
