@@ -7,6 +7,7 @@ Apart from sweeps.py, which runs studies, because reading one needs neither a wo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from pathlib import Path
@@ -112,8 +113,10 @@ def summary(storage_url: str, study_name: str) -> dict:
     except KeyError:
         raise SweepError(f"There is no study {study_name} in {redact(storage_url)}.") from None
     # Optuna fails a trial whose worker died only when a worker asks for the next trial: a study whose every worker
-    # was killed had shown its trial running for good. Reading it fails such trials too (a live worker's are fresh).
-    optuna.storages.fail_stale_trials(study)
+    # was killed had shown its trial running for good. Reading it fails such trials too (a live worker's are fresh);
+    # a reader that may not write to the storage leaves them as they are.
+    with contextlib.suppress(optuna.exceptions.StorageInternalError):
+        optuna.storages.fail_stale_trials(study)
     rows = []
     for t in study.get_trials(deepcopy=False):
         end = t.datetime_complete

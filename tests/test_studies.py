@@ -144,6 +144,11 @@ def test_a_trial_whose_worker_died_is_failed_when_the_study_is_read(tmp_path, mo
     storage.record_heartbeat(trial._trial_id)  # as a worker's trial does, until the worker is killed
     assert [t["state"] for t in studies.summary(url, "s")["trials"]] == ["RUNNING"]  # a heartbeat within the grace
     time.sleep(3.5)
+    with monkeypatch.context() as readonly:  # a reader that may not write: the trial stays as it is, and no error
+        def refused(*args, **kwargs):
+            raise optuna.exceptions.StorageInternalError("attempt to write a readonly database")
+        readonly.setattr(optuna.storages.RDBStorage, "set_trial_state_values", refused)
+        assert [t["state"] for t in studies.summary(url, "s")["trials"]] == ["RUNNING"]
     (row,) = studies.summary(url, "s")["trials"]
     assert row["state"] == "FAIL" and row["error"] == "Its worker ended without recording a result (killed, or it " \
         "crashed)."
