@@ -186,6 +186,7 @@ def figures(storage_url: str, study_name: str, names: dict | None = None) -> dic
     import optuna
     from optuna import visualization as vis
 
+    names = names or {}
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, create=False))
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
@@ -205,7 +206,7 @@ def figures(storage_url: str, study_name: str, names: dict | None = None) -> dic
             note.text = _percent(note.text)
     # a decimal where the trials lie close: ".0%" labelled a bar of one point 15%, 15%, 15%, 16%
     shown["parallel"].update_traces(marker_colorbar_tickformat=".1~%", selector={"mode": "markers"})
-    _recolour_and_rename(shown["parallel"], names or {})
+    _recolour_and_rename(shown["parallel"], names)
     if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
         try:
             shown["importances"] = vis.plot_param_importances(study, target_name="validation accuracy")
@@ -213,7 +214,7 @@ def figures(storage_url: str, study_name: str, names: dict | None = None) -> dic
             pass  # importances need parameters that vary among complete trials
         else:
             for bar in shown["importances"].data:  # Optuna's hover names the distribution's class, not the setting
-                bar.y = tuple((names or {}).get(name, name) for name in bar.y)
+                bar.y = tuple(names.get(name, name) for name in bar.y)
                 bar.hovertemplate = "%{y}: %{x:.2f}<extra></extra>"
     # whole trials on the history's axis (Plotly ticked 0, 0.2, 0.4 for two of them)
     shown["history"].update_xaxes(dtick=math.ceil(len(study.get_trials(deepcopy=False)) / 10))

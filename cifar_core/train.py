@@ -322,7 +322,7 @@ def _train_locked(model_spec, config, run_dir, resume, log, dataset):
             # The model of the last whole epoch stays, the one whose validation accuracy the run reports (saving
             # the weights of the stopped epoch's first steps had made Evaluate disagree with it); resume redoes
             # that epoch from the backup, so nothing is lost. Stopped within the first epoch, its steps are kept.
-            if not metrics.epoch_records(run_dir):
+            if not metrics.epoch_records(run_dir):  # no whole epoch yet (a resumed one may have saved a partial)
                 callbacks.save_model_atomic(model, run_dir / "model.keras", saved_as)
             runs.write_status(run_dir, state="stopped")
             log(f"Stopped; the last whole epoch's model is kept. Resume with: python -m cifar_core train --run-dir "

@@ -82,6 +82,7 @@ def test_the_bottom_modules_import_nothing_above_them():
     assert graph["resizing"] <= {"metrics", "shapes", "spec", "config", "builder"}
     assert graph["estimate"] <= {"metrics", "resizing", "runs", "shapes", "spec_io", "spec", "config"}
     assert graph["flags"] <= {"config", "files", "presets", "runs", "spec", "spec_io"}  # no training to read flags
+    assert graph["progress"] <= {"metrics", "runs"}  # a status file's figures: no process, no queue
 
 
 def test_every_engine_module_has_its_own_test_file():

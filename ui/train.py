@@ -5,7 +5,7 @@ run directory) and the Change the data source box of a run that failed on its da
 import streamlit as st
 
 import ui
-from cifar_core import charts, data, estimate, jobs, metrics, presets, runs, sources
+from cifar_core import charts, data, estimate, jobs, metrics, presets, progress, runs, sources
 from cifar_core import config as configs
 from cifar_core import spec as specs
 from ui import data_picker, model_cache
@@ -144,7 +144,7 @@ def run_picker(run_id: str | None) -> bool:
 def monitor(run_id: str) -> None:
     """The run's state, progress, tiles, Stop and curves: polled every second while its job trains or waits."""
     initial_state = runs.read_status(runs.run_path(run_id)).get("state")
-    live = initial_state in jobs.WATCHED_STATES
+    live = initial_state in progress.WATCHED_STATES
     st.fragment(_monitor, run_every=1.0 if live else None)(run_id, initial_state)
 
 
@@ -154,9 +154,9 @@ def _monitor(run_id: str, initial_state: str) -> None:
     jobs.start_next(offered=sources.offered)
     status = runs.read_status(run_dir)
     state = status.get("state", "unknown")
-    if jobs.phase_changed(initial_state, state):
+    if progress.phase_changed(initial_state, state):
         st.rerun()  # the job ended (or the queued run started): redraw the whole page (Resume button, final numbers)
-    progress = jobs.job_progress(status)
+    done = progress.job_progress(status)
     st.subheader(f"{ui.md_escape(runs.run_label(run_dir))}: {jobs.queue_label(run_id) if state == 'queued' else state}")
     st.caption(ui.run_settings(run_dir))
     if state == "queued" and ui.queue_controls(run_id, "train_queue"):
@@ -166,12 +166,12 @@ def _monitor(run_id: str, initial_state: str) -> None:
         st.rerun()
     # A resumed job redoes its partial epoch; the bar holds its furthest point rather than jump back.
     seen = st.session_state.setdefault("train_progress", {})
-    fraction = max(progress["fraction"], seen.get(run_id, 0.0)) if state in runs.LIVE_STATES else progress["fraction"]
+    fraction = max(done["fraction"], seen.get(run_id, 0.0)) if state in runs.LIVE_STATES else done["fraction"]
     seen[run_id] = fraction
-    st.progress(fraction, text=jobs.progress_label(status))
+    st.progress(fraction, text=progress.progress_label(status))
     c = st.columns(3)
-    c[0].metric("Elapsed", ui.duration(progress["elapsed_s"]))
-    c[1].metric("Remaining (estimate)", ui.duration(progress["remaining_s"]) if state in runs.LIVE_STATES else "–")
+    c[0].metric("Elapsed", ui.duration(done["elapsed_s"]))
+    c[1].metric("Remaining (estimate)", ui.duration(done["remaining_s"]) if state in runs.LIVE_STATES else "–")
     best, last = metrics.best_val_accuracy(run_dir), metrics.last_val_accuracy(run_dir)
     c[2].metric("Validation accuracy", f"{last:.1%}" if last is not None else "–",
                 help="Of the last epoch, whose model is the one saved (Evaluate measures it)"
@@ -208,8 +208,7 @@ def run_header() -> None:
     st.header("This run", divider="gray", anchor="this-run")
     started = st.session_state.pop("just_started", None)
     if started:  # one behind a job training is queued: "started" had made two runs seem to train at once
-        queued = runs.read_status(runs.run_path(started)).get("state") == "queued"
-        st.toast(f"Queued ({jobs.queue_label(started).removeprefix('queued, ')} in line) behind the training under "
-                 "way: it starts on its own when its turn comes." if queued
-                 else "Training started: its progress and curves are below.")
+        place = jobs.queue_position(started)
+        st.toast(f"Queued ({jobs.ordinal(place)} in line) behind the training under way: it starts on its own when "
+                 "its turn comes." if place else "Training started: its progress and curves are below.")
         ui.scroll_to("this-run")
